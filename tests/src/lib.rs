@@ -1,0 +1,1 @@
+//! Cross-crate integration tests for raft-ipam live in `tests/`.
