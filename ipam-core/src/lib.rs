@@ -1,1 +1,40 @@
-//! ipam-core
+//! `ipam-core` is the pure domain of raft-ipam: pools, CIDR validation (IPv4 and IPv6),
+//! overlap detection, reserved addresses, the allocator, replicated commands and their
+//! results, and the deterministic `apply` that turns a list of commands into redb state.
+//!
+//! It has no clock, no network and no async runtime: time enters only as the [`Stamp`] the
+//! leader put on a log entry, and the caller (the raft layer) owns the redb transaction.
+//!
+//! # Layout
+//!
+//! - [`types`] — plain values: [`Stamp`], [`Cidr`], [`Reserved`], [`PoolSpec`], [`PoolInfo`],
+//!   [`Allocation`], pages and stats.
+//! - [`command`] — [`Command`], [`Op`], [`CommandResult`], [`OpOutput`]: what the log carries.
+//! - [`error`] — one error enum per operation family, and the contract's [`ErrorCode`].
+//! - [`validate`] — stateless input checks and parsers (names, owners, labels, CIDRs,
+//!   reserved entries, pool specs, whole ops), run at the edge and again in `apply`.
+//! - [`alloc`] — the free-interval index of one pool (`BTreeMap<u128, u128>`).
+//! - [`state`] — [`State`]: the derived in-memory index plus `apply` over redb tables.
+//! - [`query`] — read-only queries over a redb read transaction, and the state digest.
+//! - [`tables`] — redb table definitions and key/value encodings.
+#![deny(missing_docs)]
+
+pub mod alloc;
+pub mod command;
+pub mod error;
+pub mod query;
+pub mod state;
+pub mod tables;
+pub mod types;
+pub mod validate;
+
+pub use command::{BatchError, Command, CommandResult, Op, OpOutput};
+pub use error::{
+    AllocateError, CreatePoolError, DeletePoolError, ErrorCode, InputError, OpError, QueryError,
+    ReleaseError, StorageError, Unallocatable,
+};
+pub use state::State;
+pub use types::{
+    AddressInfo, Allocation, AllocationPage, Cidr, Family, GatewayChoice, Labels, PoolId,
+    PoolInfo, PoolSpec, PoolStats, Reserved, Stamp,
+};

@@ -1,0 +1,1 @@
+//! The free-interval index of one pool.

@@ -1,0 +1,119 @@
+//! Replicated commands and their results.
+//!
+//! A raft log entry carries a [`Stamp`] and a list of independent [`Command`]s. Each command
+//! gets exactly one [`CommandResult`]. postcard encodes enum variants by position, so these
+//! enums are append-only: new variants go last, existing ones never change shape.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::OpError;
+use crate::types::{Allocation, Labels, PoolInfo, PoolSpec};
+
+/// One operation on the state. Every operation is also a batch op.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Create a pool.
+    CreatePool(PoolSpec),
+    /// Delete a pool; refused while it has allocations unless `force`, which drops them.
+    DeletePool {
+        /// Pool name.
+        pool: String,
+        /// Also drop the pool's allocations.
+        force: bool,
+    },
+    /// Allocate an address for `owner`: the lowest free one, or `ip` if given. Idempotent by
+    /// owner: an owner that already holds an address in the pool gets that allocation back.
+    Allocate {
+        /// Pool name.
+        pool: String,
+        /// Opaque owner, 1..=253 bytes.
+        owner: String,
+        /// A specific address, or `None` for the lowest free one.
+        ip: Option<IpAddr>,
+        /// Labels of the allocation.
+        labels: Labels,
+    },
+    /// Release an address, optionally fenced by the allocation's generation.
+    Release {
+        /// Pool name.
+        pool: String,
+        /// The allocated address.
+        ip: IpAddr,
+        /// When given, release only if the allocation's generation equals it.
+        generation: Option<u64>,
+    },
+    /// Release every address `owner` holds in the pool (at most one).
+    ReleaseOwner {
+        /// Pool name.
+        pool: String,
+        /// Owner.
+        owner: String,
+    },
+}
+
+/// One entry of a log entry's command list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A single operation.
+    Op(Op),
+    /// Operations applied in order as one unit: later ops see earlier ones; all apply or none.
+    Batch(Vec<Op>),
+}
+
+/// What a successful operation produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpOutput {
+    /// The pool that was created.
+    PoolCreated(PoolInfo),
+    /// The pool was deleted; `released` allocations were dropped with it (force).
+    PoolDeleted {
+        /// Number of allocations dropped.
+        released: u64,
+    },
+    /// An allocation. `existing` is true when the owner already held it (HTTP 200, not 201).
+    Allocated {
+        /// The allocation.
+        allocation: Allocation,
+        /// True when this is the owner's existing allocation, not a new one.
+        existing: bool,
+    },
+    /// The allocation that was released.
+    Released(Allocation),
+    /// Addresses released for an owner (empty when it held none).
+    ReleasedOwner {
+        /// Released addresses.
+        released: Vec<IpAddr>,
+    },
+}
+
+/// A failed op of an atomic batch: its 0-based position and its error. Nothing of the batch
+/// was applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("batch op {index} failed: {error}")]
+pub struct BatchError {
+    /// 0-based index of the failing op.
+    pub index: usize,
+    /// Its error.
+    pub error: OpError,
+}
+
+/// The result of one [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// Result of [`Command::Op`].
+    Op(Result<OpOutput, OpError>),
+    /// Result of [`Command::Batch`]: one output per op, or the first failure.
+    Batch(Result<Vec<OpOutput>, BatchError>),
+}
+
+impl Command {
+    /// Number of ops this command carries; the proposer caps an entry by this count.
+    pub fn op_count(&self) -> usize {
+        match self {
+            Command::Op(_) => 1,
+            Command::Batch(ops) => ops.len(),
+        }
+    }
+}
