@@ -1,1 +1,19 @@
-//! ipam-raft
+//! `ipam-raft` replicates `ipam-core` with openraft 0.9.25. It is the only crate that knows
+//! openraft.
+//!
+//! # Layout
+//!
+//! - `types` — the one `TypeConfig` and aliases for openraft's generic errors.
+//! - `log_store` — the raft log on `log.redb`.
+//! - `state_machine` — the state machine on `state.redb`, snapshots.
+//! - `network` — the HTTP transport (one shared `reqwest::Client`) and the `/raft/*` router.
+//! - `proposer` — coalesces concurrent commands into one log entry.
+//! - [`node`] — [`Ipam`], the embeddable handle: config, start, typed reads and writes,
+//!   read-through cache, leader forwarding, membership.
+//! - [`error`] — [`IpamError`], [`StartError`].
+
+pub mod error;
+pub mod node;
+
+pub use error::{IpamError, StartError};
+pub use node::{ClusterStatus, Config, Consistency, Ipam, Member, MemberRole};

@@ -1,0 +1,67 @@
+//! Errors of the embeddable handle: domain errors from `ipam-core` wrapped with cluster errors.
+
+use ipam_core::{BatchError, OpError, QueryError};
+
+/// Error of any [`crate::Ipam`] call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IpamError {
+    /// The operation was refused by the domain (bad input, not found, conflict).
+    #[error(transparent)]
+    Op(#[from] OpError),
+    /// An atomic batch failed at `index`; nothing of it applied.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// A read was refused by the domain.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// No leader is known (election under way, or this node is cut off). Retry later.
+    #[error("no leader is known; retry later")]
+    NoLeader,
+    /// The write queue is full. Retry later.
+    #[error("the write queue is full; retry later")]
+    Overloaded,
+    /// The deadline passed before the write was acknowledged; it may still commit.
+    #[error("deadline exceeded after {waited_ms} ms; the write may still apply")]
+    DeadlineExceeded {
+        /// How long the call waited.
+        waited_ms: u64,
+    },
+    /// `init` on a node that is already part of a cluster.
+    #[error("this node is already initialized")]
+    AlreadyInitialized,
+    /// A membership change names an unknown node, or would leave no voter, etc.
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    /// A node id is not a member / learner of the cluster.
+    #[error("node {0} is not a member of the cluster")]
+    UnknownNode(u64),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// Storage or another internal failure (a bug or a broken disk, never bad input).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Error of [`crate::Ipam::start`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data dir belongs to another node id.
+    #[error("data dir {dir} belongs to node {recorded}, not {configured}; use --id {recorded} or another data dir")]
+    NodeIdMismatch {
+        /// The data dir.
+        dir: String,
+        /// The id recorded there.
+        recorded: u64,
+        /// The id configured.
+        configured: u64,
+    },
+    /// Invalid configuration.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Opening or recovering storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
+}
