@@ -1,0 +1,326 @@
+//! JSON bodies of the HTTP API v1 (`../shared/api.md`), shared by the node, the CLI, the tests
+//! and the benchmarks so the wire format is written down once.
+//!
+//! Addresses are strings, pool counts are decimal strings (an IPv6 pool exceeds 2^53), times
+//! are RFC 3339 strings in UTC, generations, node ids, terms and indexes are integers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Labels on pools and allocations.
+pub type Labels = BTreeMap<String, String>;
+
+/// `POST /api/v1/pools` body, and the `create_pool` batch op's fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePoolRequest {
+    /// `[a-z0-9][a-z0-9-]{0,62}`.
+    pub name: String,
+    /// Network, no host bits: `10.0.0.0/24`, `fd00::/64`.
+    pub cidr: String,
+    /// Absent: the default gateway; `null`: none; a string: that address.
+    #[serde(
+        default,
+        skip_serializing_if = "GatewayField::is_default",
+        with = "gateway_field"
+    )]
+    pub gateway: GatewayField,
+    /// Addresses, inclusive ranges `a-b`, or CIDRs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reserved: Vec<String>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The three states of the `gateway` field: absent, `null`, or an address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum GatewayField {
+    /// Field absent: the contract's default gateway.
+    #[default]
+    Default,
+    /// `"gateway": null`: no gateway.
+    None,
+    /// `"gateway": "10.0.0.1"`.
+    Addr(String),
+}
+
+impl GatewayField {
+    fn is_default(&self) -> bool {
+        matches!(self, GatewayField::Default)
+    }
+}
+
+mod gateway_field {
+    use super::GatewayField;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(g: &GatewayField, s: S) -> Result<S::Ok, S::Error> {
+        match g {
+            GatewayField::Default | GatewayField::None => s.serialize_none(),
+            GatewayField::Addr(a) => s.serialize_some(a),
+        }
+    }
+
+    // Only called when the field is present (absent → `default`), so `null` means "none".
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<GatewayField, D::Error> {
+        Ok(match Option::<String>::deserialize(d)? {
+            None => GatewayField::None,
+            Some(a) => GatewayField::Addr(a),
+        })
+    }
+}
+
+/// Capacity and counts of a pool, as decimal strings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoolStats {
+    /// Allocatable addresses.
+    pub capacity: String,
+    /// Allocated addresses.
+    pub allocated: String,
+    /// `capacity - allocated`.
+    pub free: String,
+    /// `allocated / capacity`, in [0, 1].
+    pub utilization: f64,
+}
+
+/// A pool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    /// Name.
+    pub name: String,
+    /// Network.
+    pub cidr: String,
+    /// Gateway, or `null`.
+    pub gateway: Option<String>,
+    /// Reserved entries as given.
+    pub reserved: Vec<String>,
+    /// Labels.
+    pub labels: Labels,
+    /// Description (empty when none was given).
+    pub description: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// Counts.
+    pub stats: PoolStats,
+}
+
+/// `GET /api/v1/pools` response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoolList {
+    /// Pools by name.
+    pub pools: Vec<Pool>,
+}
+
+/// `POST /api/v1/pools/{name}/allocations` body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocateRequest {
+    /// Opaque owner, 1 to 253 bytes.
+    pub owner: String,
+    /// A specific address; absent for the lowest free one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+}
+
+/// An allocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// Address.
+    pub ip: String,
+    /// Pool name.
+    pub pool: String,
+    /// Owner.
+    pub owner: String,
+    /// Cluster-wide allocation counter value.
+    pub generation: u64,
+    /// RFC 3339, UTC.
+    pub allocated_at: String,
+    /// Labels.
+    pub labels: Labels,
+}
+
+/// `GET /api/v1/pools/{name}/allocations` and `GET /api/v1/allocations` responses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationList {
+    /// Allocations in address order (by pool, then address, for the owner query).
+    pub allocations: Vec<Allocation>,
+    /// Present exactly when more follow: pass as `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// `DELETE /api/v1/pools/{name}/allocations?owner=X` response and the `release_owner` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    /// Released addresses.
+    pub released: Vec<String>,
+}
+
+/// `GET /api/v1/addresses/{ip}` response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressInfo {
+    /// The pool whose CIDR contains the address, or `null`.
+    pub pool: Option<String>,
+    /// Its allocation, or `null`.
+    pub allocation: Option<Allocation>,
+}
+
+/// One op of `POST /api/v1/batch`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum BatchOp {
+    /// Create a pool.
+    CreatePool(CreatePoolRequest),
+    /// Delete a pool.
+    DeletePool {
+        /// Pool name.
+        pool: String,
+        /// Also drop its allocations.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Allocate.
+    Allocate {
+        /// Pool name.
+        pool: String,
+        /// Owner.
+        owner: String,
+        /// Specific address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<String>,
+        /// Labels.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        labels: Labels,
+    },
+    /// Release an address.
+    Release {
+        /// Pool name.
+        pool: String,
+        /// Address.
+        ip: String,
+        /// Fence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u64>,
+    },
+    /// Release an owner's address.
+    ReleaseOwner {
+        /// Pool name.
+        pool: String,
+        /// Owner.
+        owner: String,
+    },
+}
+
+/// `POST /api/v1/batch` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// 1 to 1,000 ops.
+    pub ops: Vec<BatchOp>,
+}
+
+/// `POST /api/v1/batch` response: one result per op, in order — the pool for `create_pool`,
+/// the allocation for `allocate`, `{"released": [...]}` for `release_owner`, `{}` otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    /// Results in op order.
+    pub results: Vec<serde_json::Value>,
+}
+
+/// Role of a cluster member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    /// Votes.
+    Voter,
+    /// Replicates without voting.
+    Learner,
+}
+
+/// A cluster member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Node id.
+    pub id: u64,
+    /// `host:port`.
+    pub addr: String,
+    /// Voter or learner.
+    pub role: MemberRole,
+}
+
+/// `GET /api/v1/cluster` response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// This node's id.
+    pub id: u64,
+    /// Leader's id, or `null`.
+    pub leader: Option<u64>,
+    /// Current term.
+    pub term: u64,
+    /// Last log index.
+    pub last_log_index: u64,
+    /// Last applied index.
+    pub applied_index: u64,
+    /// Commit index as this node knows it.
+    #[serde(default)]
+    pub commit_index: u64,
+    /// Members by id.
+    pub members: Vec<Member>,
+}
+
+/// A node to add: `POST /api/v1/cluster/learners` body and an `init` member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAddr {
+    /// Node id.
+    pub id: u64,
+    /// `host:port`.
+    pub addr: String,
+}
+
+/// `POST /api/v1/cluster/init` body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitRequest {
+    /// Members; absent or empty: this node alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<NodeAddr>>,
+}
+
+/// `POST /api/v1/cluster/voters` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VotersRequest {
+    /// The new voter set.
+    pub ids: Vec<u64>,
+}
+
+/// The error object of every non-2xx response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// `{"code", "message", ...}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// snake_case code of the contract.
+    pub code: String,
+    /// Human text.
+    pub message: String,
+    /// The failing op of a batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// On `deadline_exceeded`: the write may still apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_have_committed: Option<bool>,
+}
