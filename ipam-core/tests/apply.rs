@@ -948,3 +948,28 @@ fn reopen_from_a_real_file() {
     assert_eq!(db.alloc("q", "new"), ip("fd00::15"));
     assert_eq!(db.state.free_intervals("p"), Some(7));
 }
+
+#[test]
+fn pool_ids_exhausted() {
+    let mut db = Db::mem();
+    db.create("p", "10.0.0.0/29");
+    // Forge the counter at its last value, as after 2^32 − 1 creations.
+    let txn = db.db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(ipam_core::tables::META).unwrap();
+        let meta = ipam_core::tables::MetaRecord {
+            generation: 0,
+            next_pool_id: u32::MAX,
+        };
+        let bytes = ipam_core::tables::encode(&meta).unwrap();
+        t.insert(ipam_core::tables::META_KEY, bytes.as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+    db.reopen();
+    assert_eq!(
+        create_err(&mut db, spec("q", "10.0.1.0/29")),
+        CreatePoolError::PoolIdsExhausted
+    );
+    assert!(db.alloc("p", "a").is_ipv4());
+}
