@@ -98,19 +98,18 @@ fn allocatable(spec: &PoolSpec) -> Option<(BTreeSet<IpAddr>, Option<IpAddr>)> {
     let mut set: BTreeSet<IpAddr> = all.iter().copied().collect();
     let first = all[0];
     let last = *all.last().unwrap();
-    let default_gw;
-    match c.family() {
+    let default_gw = match c.family() {
         Family::V4 if c.prefix() <= 30 => {
             set.remove(&first);
             set.remove(&last);
-            default_gw = Some(all[1]);
+            Some(all[1])
         }
         Family::V6 if c.prefix() <= 126 => {
             set.remove(&first);
-            default_gw = None;
+            None
         }
-        _ => default_gw = None,
-    }
+        _ => None,
+    };
     let gw = match spec.gateway {
         GatewayChoice::Default => default_gw,
         GatewayChoice::None => None,
