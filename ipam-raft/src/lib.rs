@@ -14,7 +14,9 @@
 
 pub mod error;
 pub mod log_store;
+mod network;
 pub mod node;
+mod proposer;
 pub mod state_machine;
 pub mod types;
 

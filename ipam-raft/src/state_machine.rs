@@ -12,7 +12,7 @@
 //! last applied id and membership, then every row of every core table — so neither building nor
 //! installing holds the state in memory.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,7 +111,6 @@ pub(crate) struct SmShared {
     pending: Mutex<Pending>,
     snapshot_lock: Mutex<()>,
     snapshot_seq: AtomicU64,
-    closing: Option<DropSignal>,
 }
 
 #[derive(Default)]
@@ -327,14 +326,13 @@ impl StateMachineStore {
             dir: dir.to_path_buf(),
             db: RwLock::new(Some(Arc::new(StateDb {
                 db,
-                _closing: closing.clone(),
+                _closing: closing,
             }))),
             durable_tx,
             durable,
             pending: Mutex::new(Pending::default()),
             snapshot_lock: Mutex::new(()),
             snapshot_seq: AtomicU64::new(0),
-            closing,
         });
         Ok(StateMachineStore { shared, state })
     }
@@ -682,6 +680,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // Swap: no handle to the old file may be used for writes past this point.
             {
                 let mut slot = shared.db.write().map_err(|_| sm_write(std::io::Error::other("poisoned")))?;
+                // The new handle inherits the old one's close signal; none is kept elsewhere,
+                // so shutdown can tell when every handle is gone.
+                let closing = slot.as_ref().and_then(|d| d._closing.clone());
                 *slot = None;
                 let path = shared.dir.join(STATE_FILE);
                 std::fs::rename(&tmp, &path).map_err(sm_write)?;
@@ -690,7 +691,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 *state = State::open(&db).map_err(sm_read)?;
                 *slot = Some(Arc::new(StateDb {
                     db,
-                    _closing: shared.closing.clone(),
+                    _closing: closing,
                 }));
             }
             if let Ok(mut p) = shared.pending.lock() {
@@ -728,17 +729,4 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
-}
-
-/// Opens a read transaction on the current state database.
-pub(crate) fn begin_read(shared: &SmShared) -> Result<ReadTransaction, StorageError> {
-    shared.db()?.db.begin_read().map_err(sm_read)
-}
-
-/// Used by the snapshot copy path only to silence unused warnings on non-unix targets.
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<StateMachineStore>();
-    is_send::<OpenOptions>();
 }
