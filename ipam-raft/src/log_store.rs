@@ -110,7 +110,8 @@ impl LogStore {
 
     /// The last purged log id as recorded (what was actually purged).
     pub async fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
-        self.blocking(|inner| inner.read_meta(KEY_PURGED)).await
+        self.blocking(|inner| Ok(inner.read_meta::<Option<LogId>>(KEY_PURGED)?.flatten()))
+            .await
     }
 }
 

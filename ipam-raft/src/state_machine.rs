@@ -337,6 +337,11 @@ impl StateMachineStore {
         Ok(StateMachineStore { shared, state })
     }
 
+    /// A read transaction on the current `state.redb` (for the core's queries).
+    pub fn begin_read(&self) -> Result<ReadTransaction, StorageError> {
+        self.shared.db()?.db.begin_read().map_err(sm_read)
+    }
+
     pub(crate) fn shared(&self) -> Arc<SmShared> {
         self.shared.clone()
     }
