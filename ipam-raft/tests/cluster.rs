@@ -73,14 +73,21 @@ async fn three_nodes_allocate_through_every_node() {
         Err(IpamError::AlreadyInitialized)
     ));
     for n in &nodes {
-        n.ipam.wait_for(WAIT, |s| s.leader.is_some()).await.expect("leader known");
+        n.ipam
+            .wait_for(WAIT, |s| s.leader.is_some())
+            .await
+            .expect("leader known");
     }
     let status = nodes[1].ipam.status();
     assert_eq!(status.members.len(), 3);
     assert!(status.members.iter().all(|m| m.role == MemberRole::Voter));
 
     // Through a node that may or may not lead.
-    let pool = nodes[2].ipam.create_pool(spec("vms", "10.0.0.0/24")).await.expect("pool");
+    let pool = nodes[2]
+        .ipam
+        .create_pool(spec("vms", "10.0.0.0/24"))
+        .await
+        .expect("pool");
     assert_eq!(pool.name, "vms");
 
     // Concurrent allocations through every node.
@@ -88,7 +95,8 @@ async fn three_nodes_allocate_through_every_node() {
     for i in 0..30u32 {
         let ipam = nodes[(i % 3) as usize].ipam.clone();
         tasks.push(tokio::spawn(async move {
-            ipam.allocate("vms", &format!("vm-{i}"), None, BTreeMap::new()).await
+            ipam.allocate("vms", &format!("vm-{i}"), None, BTreeMap::new())
+                .await
         }));
     }
     let mut ips = std::collections::BTreeSet::new();
@@ -101,12 +109,19 @@ async fn three_nodes_allocate_through_every_node() {
 
     // A linearizable read on any node sees every acknowledged write.
     for n in &nodes {
-        let p = n.ipam.pool("vms", Consistency::Linearizable).await.expect("read");
+        let p = n
+            .ipam
+            .pool("vms", Consistency::Linearizable)
+            .await
+            .expect("read");
         assert_eq!(p.stats.allocated, 30);
     }
 
     // Allocating again for a known owner is a cache hit on any node: same address, existing.
-    let follower = nodes.iter().find(|n| !n.ipam.is_leader()).expect("a follower");
+    let follower = nodes
+        .iter()
+        .find(|n| !n.ipam.is_leader())
+        .expect("a follower");
     let before = follower.ipam.cache_stats();
     let (again, existing) = follower
         .ipam
@@ -118,7 +133,11 @@ async fn three_nodes_allocate_through_every_node() {
     assert_eq!(follower.ipam.cache_stats().0, before.0 + 1);
 
     // Domain errors come back typed.
-    let err = nodes[1].ipam.create_pool(spec("vms", "10.1.0.0/24")).await.unwrap_err();
+    let err = nodes[1]
+        .ipam
+        .create_pool(spec("vms", "10.1.0.0/24"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, IpamError::Op(_)), "{err:?}");
 
     wait_converged(&nodes).await;
