@@ -483,18 +483,39 @@ impl Core {
         match req {
             AdminRequest::AddLearner { id, addr } => {
                 let commit_at_call = self.committed_index().await;
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let resp = tokio::time::timeout(
-                    remaining,
-                    self.raft.add_learner(*id, Node::new(addr), false),
-                )
-                .await
-                .map_err(|_| WireError::DeadlineExceeded { waited_ms: 0 })?
-                .map_err(wire_from_write)?;
+                let known_addr = {
+                    let m = self.metrics.borrow();
+                    m.membership_config
+                        .membership()
+                        .get_node(id)
+                        .map(|n| n.addr.clone())
+                };
+                match known_addr {
+                    // A member that comes back on another address: update it in place (a
+                    // plain add would keep the old address).
+                    Some(old) if old != *addr => {
+                        let nodes = std::collections::BTreeMap::from([(*id, Node::new(addr))]);
+                        self.change(ChangeMembers::SetNodes(nodes), true, deadline)
+                            .await?;
+                    }
+                    Some(_) => {}
+                    None => {
+                        let remaining = deadline.saturating_duration_since(Instant::now());
+                        tokio::time::timeout(
+                            remaining,
+                            self.raft.add_learner(*id, Node::new(addr), false),
+                        )
+                        .await
+                        .map_err(|_| WireError::DeadlineExceeded { waited_ms: 0 })?
+                        .map_err(wire_from_write)?;
+                    }
+                }
                 if *id == self.id {
                     return Ok(());
                 }
-                let target = commit_at_call.max(resp.log_id.index);
+                // Caught up = matched everything committed when the call came, including the
+                // membership change itself.
+                let target = commit_at_call.max(self.committed_index().await);
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let target_id = *id;
                 self.raft
