@@ -12,11 +12,7 @@ use tokio::task::JoinHandle;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Multi-node tests share two cores with other work: run them one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct TestNode {
     ipam: Ipam,
@@ -69,7 +65,7 @@ async fn wait_converged(nodes: &[TestNode]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_allocate_through_every_node() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new().expect("tempdir");
     let mut nodes = Vec::new();
     for id in 1..=3 {
@@ -195,7 +191,7 @@ async fn digests_equal(nodes: &[&TestNode]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_nodes_catch_up_through_a_snapshot_and_become_voters() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new().expect("tempdir");
     let small_snapshots = |c: &mut Config| {
         c.snapshot_logs = 20;
@@ -288,7 +284,7 @@ async fn joining_nodes_catch_up_through_a_snapshot_and_become_voters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_survive_leader_loss_and_a_restarted_node_catches_up() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new().expect("tempdir");
     let mut nodes = Vec::new();
     for id in 1..=3 {
@@ -383,7 +379,7 @@ async fn writes_survive_leader_loss_and_a_restarted_node_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_loses_its_writes_to_the_majority() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new().expect("tempdir");
     let mut nodes = Vec::new();
     for id in 1..=3 {
