@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use openraft::error::{NetworkError, RemoteError, Unreachable};
+use openraft::error::{NetworkError, PayloadTooLarge, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -349,7 +349,29 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RPCError> {
-        self.call("/raft/append", &rpc, &option).await
+        let entries = rpc.entries.len() as u64;
+        let too_large = || {
+            // openraft retries with fewer entries per request.
+            Err(openraft::error::RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint((entries / 2).max(1)),
+            ))
+        };
+        if entries > 1 {
+            let size =
+                postcard::serialize_with_flavor(&rpc, postcard::ser_flavors::Size::default())
+                    .unwrap_or(0);
+            if size > RAFT_BODY_LIMIT {
+                return too_large();
+            }
+        }
+        match self.call("/raft/append", &rpc, &option).await {
+            Err(openraft::error::RPCError::Unreachable(u))
+                if entries > 1 && u.to_string().contains("answered 413") =>
+            {
+                too_large()
+            }
+            other => other,
+        }
     }
 
     async fn install_snapshot(

@@ -670,6 +670,9 @@ impl Ipam {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs.max(1)),
             max_in_snapshot_log_to_keep: config.max_in_snapshot_log_to_keep,
             snapshot_max_chunk_size: config.snapshot_max_chunk_size.max(1024),
+            // Entries hold up to ~1 MiB of commands: keep an append request well under the
+            // 64 MiB body limit of `/raft/append`.
+            max_payload_entries: 32,
             ..Default::default()
         };
         let raft_config = Arc::new(
