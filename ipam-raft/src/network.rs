@@ -334,6 +334,9 @@ impl Peer {
                 self.target,
                 e,
             ))),
+            Err(PostError::Status { status: 413, .. }) => Err(
+                openraft::error::RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(1)),
+            ),
             // openraft backs off from an unreachable peer instead of retrying at once.
             Err(
                 e @ (PostError::Isolated | PostError::Connect { .. } | PostError::Status { .. }),
@@ -365,11 +368,7 @@ impl RaftNetwork<TypeConfig> for Peer {
             }
         }
         match self.call("/raft/append", &rpc, &option).await {
-            Err(openraft::error::RPCError::Unreachable(u))
-                if entries > 1 && u.to_string().contains("answered 413") =>
-            {
-                too_large()
-            }
+            Err(openraft::error::RPCError::PayloadTooLarge(_)) => too_large(),
             other => other,
         }
     }
