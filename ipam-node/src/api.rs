@@ -17,9 +17,9 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use ipam_client::types as api;
 use ipam_core::validate::{
-    check_command, check_name, check_op, check_owner, check_pool_spec, parse_addr,
+    check_command, check_limit, check_name, check_op, check_owner, check_pool_spec, parse_addr,
 };
-use ipam_core::{Command, InputError, Labels, Op, OpError};
+use ipam_core::{Command, Labels, Op, OpError};
 use ipam_raft::{Ipam, IpamError};
 use subtle::ConstantTimeEq;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -301,16 +301,15 @@ async fn list_allocations(
     let limit = params.take_u64("limit")?.unwrap_or(DEFAULT_LIMIT);
     let consistency = params.consistency()?;
     params.finish()?;
-    if !(1..=1000).contains(&limit) {
-        return Err(InputError::InvalidLimit { limit }.into());
-    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    check_limit(limit)?;
     check_name(&pool)?;
     if let Some(owner) = &owner {
         check_owner(owner)?;
     }
     let page = state
         .ipam
-        .allocations(&pool, owner.as_deref(), after, limit as usize, consistency)
+        .allocations(&pool, owner.as_deref(), after, limit, consistency)
         .await?;
     Ok(Json(api::AllocationList {
         allocations: page.allocations.iter().map(wire::allocation).collect(),
