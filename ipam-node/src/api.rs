@@ -115,16 +115,23 @@ fn request_span(req: &Request) -> tracing::Span {
     tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
 }
 
-fn is_api(uri: &Uri) -> bool {
-    let path = uri.path();
+fn is_api(path: &str) -> bool {
     path == "/api/v1" || path.starts_with("/api/v1/")
 }
 
-/// Bearer-token check on `/api/v1/*`, before anything reads the body. `/raft/*` is checked
-/// by ipam-raft's router; `/healthz`, `/readyz` and `/metrics` are open.
+fn needs_token(path: &str) -> bool {
+    is_api(path) || path == "/raft" || path.starts_with("/raft/")
+}
+
+/// Bearer-token check on `/api/v1/*` and `/raft/*`, before anything reads the body (so an
+/// oversized unauthenticated body is 401, not 413). ipam-raft checks `/raft/*` again itself;
+/// this check adds the constant-time comparison and the contract's error body.
+/// `/healthz`, `/readyz` and `/metrics` are open.
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
-        if is_api(req.uri()) && !bearer_matches(req.headers().get(header::AUTHORIZATION), token) {
+        if needs_token(req.uri().path())
+            && !bearer_matches(req.headers().get(header::AUTHORIZATION), token)
+        {
             return ApiError::Unauthorized.into_response();
         }
     }
@@ -139,8 +146,11 @@ pub fn bearer_matches(value: Option<&HeaderValue>, token: &str) -> bool {
     given.ct_eq(token.as_bytes()).into()
 }
 
+/// The request timeout on `/api/v1/*`. `/raft/*` has the raft layer's own timeouts, and
+/// `/api/v1/cluster/*` its membership deadline (a new learner may take long to catch up).
 async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !is_api(req.uri()) {
+    let path = req.uri().path();
+    if !is_api(path) || path.starts_with("/api/v1/cluster") {
         return next.run(req).await;
     }
     match tokio::time::timeout(state.request_timeout, next.run(req)).await {

@@ -79,7 +79,7 @@ impl Default for NodeConfig {
             snapshot_keep_logs: 1_000,
             write_deadline: Duration::from_secs(10),
             read_deadline: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
         }
@@ -185,7 +185,7 @@ pub struct Args {
     /// Deadline of a linearizable read barrier in milliseconds [default: 5000]
     #[arg(long, env = "IPAM_READ_DEADLINE_MS")]
     pub read_deadline_ms: Option<u64>,
-    /// Deadline of one HTTP API request in milliseconds [default: 60000]
+    /// Deadline of one HTTP API request in milliseconds (not /api/v1/cluster/*) [default: 30000]
     #[arg(long, env = "IPAM_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives [default: info]
