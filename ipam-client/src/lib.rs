@@ -28,3 +28,5 @@ pub mod types;
 
 pub use client::{AllocationQuery, Client, Consistency};
 pub use error::ClientError;
+/// HTTP status codes, as [`ClientError::Api`] carries them.
+pub use reqwest::StatusCode;
