@@ -1,18 +1,44 @@
-//! `ipam-node` is the raft-ipam node: the HTTP admin API of `../shared/api.md`, the inter-node
-//! `/raft/*` routes (mounted from `ipam-raft`), metrics, authentication and configuration.
+//! `ipam-node` is the raft-ipam node that operators run: the HTTP admin API of
+//! `shared/api.md`, the inter-node `/raft/*` routes (mounted from `ipam-raft`) on the same
+//! listener, Prometheus metrics, bearer-token authentication, configuration from flags,
+//! environment and a TOML file, self-initialisation and `--join`, and graceful shutdown.
 //!
-//! STUB SIGNATURES (to be implemented by the node work): the shape other crates code against.
+//! It is a thin adapter: every decision about pools and addresses lives in `ipam-core`, every
+//! decision about replication in `ipam-raft`; this crate translates HTTP to their calls.
 //!
 //! # Layout
 //!
-//! - [`config`] — [`NodeConfig`]: flags, `IPAM_*` environment, TOML file.
-//! - [`run`] — serves a node on a bound listener until `shutdown` resolves.
+//! - [`config`] — [`NodeConfig`], the clap [`config::Args`] and the TOML
+//!   [`config::FileConfig`]; precedence flags > `IPAM_*` environment > file > defaults.
+//! - [`api`] — [`router`]: every endpoint, the middleware (request id, tracing, metrics,
+//!   authentication, request timeout), [`AppState`].
+//! - [`extract`] — JSON, path and query extractors whose rejections are contract errors.
+//! - [`error`] — [`ApiError`] and its one `IntoResponse`: status, code and body per failure.
+//! - [`wire`] — translation between the API's JSON types and the domain's types.
+//! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
+//! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
+//! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
+use std::time::Duration;
 
+pub mod api;
 pub mod config;
+pub mod error;
+pub mod extract;
+pub mod join;
+pub mod metrics;
+pub mod wire;
 
-pub use config::NodeConfig;
+pub use api::{router, AppState};
+pub use config::{LogFormat, NodeConfig};
+pub use error::ApiError;
+
+use ipam_raft::{Ipam, IpamError, MemberRole};
+
+/// How long in-flight requests may take to finish once shutdown began, beyond the request
+/// timeout that already bounds each of them.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Error of [`run`].
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +53,52 @@ pub enum NodeError {
     /// Serving failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
+    /// Initialising a fresh node as a single-node cluster failed.
+    #[error("cannot initialise a single-node cluster: {0}")]
+    Init(IpamError),
+    /// `--join` failed.
+    #[error("cannot join the cluster: {0}")]
+    Join(#[from] join::JoinError),
+    /// Stopping raft or closing storage failed.
+    #[error("shutdown: {0}")]
+    Shutdown(IpamError),
+    /// Setting up metrics or logging failed.
+    #[error("setup: {0}")]
+    Setup(String),
+}
+
+impl From<config::ConfigError> for NodeError {
+    fn from(e: config::ConfigError) -> Self {
+        NodeError::Config(e.to_string())
+    }
+}
+
+/// The raft layer's configuration for `config`, advertising `advertise`.
+pub fn raft_config(config: &NodeConfig, advertise: String) -> ipam_raft::Config {
+    let mut c = ipam_raft::Config::new(config.id, config.data_dir.clone(), advertise);
+    c.token = config.token.clone();
+    c.heartbeat = config.heartbeat;
+    c.election_timeout = config.election_timeout;
+    c.snapshot_logs = config.snapshot_logs;
+    c.max_in_snapshot_log_to_keep = config.snapshot_keep_logs;
+    c.write_deadline = config.write_deadline;
+    c.read_deadline = config.read_deadline;
+    c
+}
+
+/// Installs the global `tracing` subscriber: `level` is a filter directive, output to stderr
+/// (stdout carries only the `listening on` line).
+pub fn init_logging(level: &str, format: LogFormat) -> Result<(), NodeError> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .map_err(|e| NodeError::Config(format!("invalid --log-level {level:?}: {e}")))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| NodeError::Setup(format!("cannot install the logger: {e}")))
 }
 
 /// Serves a node on `listener` (API, `/raft/*`, metrics) until `shutdown` resolves, then stops
@@ -37,6 +109,105 @@ pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
-    let _ = (listener, config, shutdown);
-    todo!("NODE-HELPER")
+    config.check()?;
+    let bound = listener.local_addr()?;
+    config.check_listener(bound)?;
+    let advertise = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| bound.to_string());
+    let ipam = Ipam::start(raft_config(&config, advertise.clone())).await?;
+    tracing::info!(id = config.id, %bound, %advertise, data_dir = %config.data_dir.display(), "node started");
+
+    let result = serve(listener, &config, &advertise, ipam.clone(), shutdown).await;
+    let closed = ipam.shutdown().await.map_err(NodeError::Shutdown);
+    tracing::info!("node stopped");
+    result.and(closed)
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    config: &NodeConfig,
+    advertise: &str,
+    ipam: Ipam,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    if config.join.is_none() && !config.no_init && !ipam.status().initialized {
+        match ipam.init(Vec::new()).await {
+            Ok(()) => tracing::info!("initialised a single-node cluster"),
+            Err(IpamError::AlreadyInitialized) => {}
+            Err(e) => return Err(NodeError::Init(e)),
+        }
+    }
+    let state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
+        .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
+    let app = router(state);
+
+    // A failed join stops the node: it would otherwise serve as a member of no cluster.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<join::JoinError>();
+    let join_task = config.join.clone().and_then(|url| {
+        let me = config.id;
+        let is_voter = ipam
+            .status()
+            .members
+            .iter()
+            .any(|m| m.id == me && m.role == MemberRole::Voter);
+        if is_voter {
+            tracing::info!("already a voter; not joining again");
+            return None;
+        }
+        let token = config.token.clone();
+        let addr = advertise.to_string();
+        let timeout = config.join_timeout;
+        Some(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let joined = join::Join {
+                http: &http,
+                url: &url,
+                token: token.as_deref(),
+                id: me,
+                addr: &addr,
+                timeout,
+            }
+            .run()
+            .await;
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "join failed; stopping");
+                let _ = stop_tx.send(e);
+            }
+        }))
+    });
+
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let (join_failed_tx, join_failed_rx) = tokio::sync::oneshot::channel();
+    let signal = async move {
+        tokio::select! {
+            () = shutdown => tracing::info!("shutdown requested; draining requests"),
+            Ok(e) = stop_rx => { let _ = join_failed_tx.send(e); }
+        }
+        let _ = draining_tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let drain_limit = config.request_timeout + DRAIN_GRACE;
+    let served = tokio::select! {
+        served = server.into_future() => served,
+        () = async move {
+            if draining_rx.await.is_ok() {
+                tokio::time::sleep(drain_limit).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!("requests still running after {} s; stopping anyway", drain_limit.as_secs());
+            Ok(())
+        }
+    };
+    if let Some(task) = join_task {
+        task.abort();
+    }
+    served?;
+    match join_failed_rx.await {
+        Ok(e) => Err(NodeError::Join(e)),
+        Err(_) => Ok(()),
+    }
 }

@@ -1,0 +1,554 @@
+//! The HTTP router: every endpoint of the API contract, `/healthz`, `/readyz`, `/metrics`,
+//! the mounted `/raft/*` routes, and the middleware around them (request id, tracing,
+//! metrics, authentication, request timeout).
+//!
+//! Handlers only translate: JSON and query text into domain values through the core's parsers
+//! and stateless checks, the call into [`Ipam`], and the result back into JSON.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use ipam_client::types as api;
+use ipam_core::validate::{
+    check_command, check_limit, check_name, check_op, check_owner, check_pool_spec, parse_addr,
+};
+use ipam_core::{Command, Labels, Op, OpError};
+use ipam_raft::{Ipam, IpamError};
+use subtle::ConstantTimeEq;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, OptionalJson, Params};
+use crate::metrics::Metrics;
+use crate::wire;
+
+/// Body limit of `/api/v1/*` requests (the contract's 1 MiB).
+pub const API_BODY_LIMIT: usize = 1024 * 1024;
+
+/// Default page size of allocation listings.
+const DEFAULT_LIMIT: u64 = 100;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The embedded raft handle.
+    pub ipam: Ipam,
+    /// The node's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Cluster token; `None`: no authentication.
+    pub token: Option<Arc<str>>,
+    /// Deadline of a whole `/api/v1/*` request.
+    pub request_timeout: Duration,
+}
+
+impl AppState {
+    /// State for `ipam` with fresh metrics.
+    pub fn new(
+        ipam: Ipam,
+        token: Option<String>,
+        request_timeout: Duration,
+    ) -> Result<AppState, crate::metrics::MetricsError> {
+        Ok(AppState {
+            ipam,
+            metrics: Arc::new(Metrics::new()?),
+            token: token.map(Arc::from),
+            request_timeout,
+        })
+    }
+}
+
+/// The node's whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/api/v1/pools", post(create_pool).get(list_pools))
+        .route("/api/v1/pools/{name}", get(get_pool).delete(delete_pool))
+        .route(
+            "/api/v1/pools/{name}/allocations",
+            post(allocate).get(list_allocations).delete(release_owner),
+        )
+        .route("/api/v1/pools/{name}/allocations/{ip}", delete(release))
+        .route("/api/v1/addresses/{ip}", get(address))
+        .route("/api/v1/allocations", get(owner_allocations))
+        .route("/api/v1/batch", post(batch))
+        .route("/api/v1/cluster", get(cluster_status))
+        .route("/api/v1/cluster/init", post(cluster_init))
+        .route("/api/v1/cluster/learners", post(add_learner))
+        .route("/api/v1/cluster/voters", post(change_voters))
+        .route("/api/v1/cluster/voters/{id}", post(promote_voter))
+        .route("/api/v1/cluster/members/{id}", delete(remove_member))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    let ops = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    // `/raft/*` checks the token and limits bodies itself (64 MiB), and has its own timeouts.
+    let raft = state.ipam.raft_router();
+    Router::new()
+        .merge(v1)
+        .merge(ops)
+        .with_state(state.clone())
+        .merge(raft)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state, record_http))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+}
+
+fn is_api(uri: &Uri) -> bool {
+    let path = uri.path();
+    path == "/api/v1" || path.starts_with("/api/v1/")
+}
+
+/// Bearer-token check on `/api/v1/*`, before anything reads the body. `/raft/*` is checked
+/// by ipam-raft's router; `/healthz`, `/readyz` and `/metrics` are open.
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        if is_api(req.uri()) && !bearer_matches(req.headers().get(header::AUTHORIZATION), token) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Whether `Authorization` is `Bearer <token>`, compared in constant time.
+pub fn bearer_matches(value: Option<&HeaderValue>, token: &str) -> bool {
+    let Some(given) = value.and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")) else {
+        return false;
+    };
+    given.ct_eq(token.as_bytes()).into()
+}
+
+async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !is_api(req.uri()) {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::RequestTimeout {
+            waited_ms: u64::try_from(state.request_timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+        .into_response(),
+    }
+}
+
+async fn record_http(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // The route template, never the raw path, keeps the label set bounded.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .observe_http(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_string())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+}
+
+fn json_status<T: serde::Serialize>(status: StatusCode, body: T) -> Response {
+    (status, Json(body)).into_response()
+}
+
+// ----- pools -----
+
+async fn create_pool(
+    State(state): State<AppState>,
+    params: Params,
+    ApiJson(req): ApiJson<api::CreatePoolRequest>,
+) -> Result<Response, ApiError> {
+    params.finish()?;
+    let spec = wire::pool_spec(req)?;
+    check_pool_spec(&spec).map_err(OpError::from)?;
+    let pool = state.ipam.create_pool(spec).await?;
+    Ok(json_status(StatusCode::CREATED, wire::pool(&pool)))
+}
+
+async fn list_pools(
+    State(state): State<AppState>,
+    mut params: Params,
+) -> Result<Json<api::PoolList>, ApiError> {
+    let mut filter = Labels::new();
+    for label in params.take_all("label") {
+        let Some((k, v)) = label.split_once('=') else {
+            return Err(ApiError::InvalidArgument(format!(
+                "label filter {label:?} must be key=value"
+            )));
+        };
+        filter.insert(k.to_string(), v.to_string());
+    }
+    let consistency = params.consistency()?;
+    params.finish()?;
+    let pools = state.ipam.pools(&filter, consistency).await?;
+    Ok(Json(api::PoolList {
+        pools: pools.iter().map(wire::pool).collect(),
+    }))
+}
+
+async fn get_pool(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    mut params: Params,
+) -> Result<Json<api::Pool>, ApiError> {
+    let consistency = params.consistency()?;
+    params.finish()?;
+    check_name(&name)?;
+    let pool = state.ipam.pool(&name, consistency).await?;
+    Ok(Json(wire::pool(&pool)))
+}
+
+async fn delete_pool(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    mut params: Params,
+) -> Result<StatusCode, ApiError> {
+    let force = params.take_bool("force")?;
+    params.finish()?;
+    check_op(&Op::DeletePool {
+        pool: name.clone(),
+        force,
+    })?;
+    state.ipam.delete_pool(&name, force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- allocations -----
+
+async fn allocate(
+    State(state): State<AppState>,
+    ApiPath(pool): ApiPath<String>,
+    params: Params,
+    ApiJson(req): ApiJson<api::AllocateRequest>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let result = allocate_inner(&state, pool.clone(), params, req).await;
+    state.metrics.observe_allocation(started.elapsed());
+    if let Err(e) = &result {
+        let parts = e.parts();
+        let pool_label =
+            if parts.code == "pool_not_found" || parts.status == StatusCode::BAD_REQUEST {
+                ""
+            } else {
+                pool.as_str()
+            };
+        state.metrics.allocation_error(pool_label, parts.code);
+    }
+    result
+}
+
+async fn allocate_inner(
+    state: &AppState,
+    pool: String,
+    params: Params,
+    req: api::AllocateRequest,
+) -> Result<Response, ApiError> {
+    params.finish()?;
+    let ip = wire::opt_addr(req.ip.as_deref())?;
+    check_op(&Op::Allocate {
+        pool: pool.clone(),
+        owner: req.owner.clone(),
+        ip,
+        labels: req.labels.clone(),
+    })?;
+    let (pool, owner, labels) = (pool, req.owner, req.labels);
+    let (allocation, existing) = state.ipam.allocate(&pool, &owner, ip, labels).await?;
+    let status = if existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(json_status(status, wire::allocation(&allocation)))
+}
+
+async fn list_allocations(
+    State(state): State<AppState>,
+    ApiPath(pool): ApiPath<String>,
+    mut params: Params,
+) -> Result<Json<api::AllocationList>, ApiError> {
+    let owner = params.take("owner")?;
+    let after = wire::opt_addr(params.take("after")?.as_deref())?;
+    let limit = params.take_u64("limit")?.unwrap_or(DEFAULT_LIMIT);
+    let consistency = params.consistency()?;
+    params.finish()?;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    check_limit(limit)?;
+    check_name(&pool)?;
+    if let Some(owner) = &owner {
+        check_owner(owner)?;
+    }
+    let page = state
+        .ipam
+        .allocations(&pool, owner.as_deref(), after, limit, consistency)
+        .await?;
+    Ok(Json(api::AllocationList {
+        allocations: page.allocations.iter().map(wire::allocation).collect(),
+        next: page.next.map(|ip| ip.to_string()),
+    }))
+}
+
+async fn release(
+    State(state): State<AppState>,
+    ApiPath((pool, ip)): ApiPath<(String, String)>,
+    mut params: Params,
+) -> Result<StatusCode, ApiError> {
+    let generation = params.take_u64("generation")?;
+    params.finish()?;
+    let ip = parse_addr(&ip)?;
+    check_op(&Op::Release {
+        pool: pool.clone(),
+        ip,
+        generation,
+    })?;
+    state.ipam.release(&pool, ip, generation).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn release_owner(
+    State(state): State<AppState>,
+    ApiPath(pool): ApiPath<String>,
+    mut params: Params,
+) -> Result<Json<api::Released>, ApiError> {
+    let owner = params.require("owner")?;
+    params.finish()?;
+    check_op(&Op::ReleaseOwner {
+        pool: pool.clone(),
+        owner: owner.clone(),
+    })?;
+    let released = state.ipam.release_owner(&pool, &owner).await?;
+    Ok(Json(wire::released(&released)))
+}
+
+async fn address(
+    State(state): State<AppState>,
+    ApiPath(ip): ApiPath<String>,
+    mut params: Params,
+) -> Result<Json<api::AddressInfo>, ApiError> {
+    let consistency = params.consistency()?;
+    params.finish()?;
+    let ip = parse_addr(&ip)?;
+    let info = state.ipam.address(ip, consistency).await?;
+    Ok(Json(api::AddressInfo {
+        pool: info.pool,
+        allocation: info.allocation.as_ref().map(wire::allocation),
+    }))
+}
+
+async fn owner_allocations(
+    State(state): State<AppState>,
+    mut params: Params,
+) -> Result<Json<api::AllocationList>, ApiError> {
+    let owner = params.require("owner")?;
+    let consistency = params.consistency()?;
+    params.finish()?;
+    check_owner(&owner)?;
+    let allocations = state.ipam.owner_allocations(&owner, consistency).await?;
+    Ok(Json(api::AllocationList {
+        allocations: allocations.iter().map(wire::allocation).collect(),
+        next: None,
+    }))
+}
+
+async fn batch(
+    State(state): State<AppState>,
+    params: Params,
+    ApiJson(req): ApiJson<api::BatchRequest>,
+) -> Result<Json<api::BatchResponse>, ApiError> {
+    params.finish()?;
+    let ops = req
+        .ops
+        .into_iter()
+        .enumerate()
+        .map(|(index, op)| {
+            wire::batch_op(op).map_err(|e| ipam_core::BatchError {
+                index,
+                error: e.into(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let command = Command::Batch(ops);
+    check_command(&command)?;
+    let Command::Batch(ops) = command else {
+        return Err(IpamError::Internal("a batch command changed shape".to_string()).into());
+    };
+    let outputs = state.ipam.batch(ops).await?;
+    Ok(Json(api::BatchResponse {
+        results: outputs.iter().map(wire::op_output).collect(),
+    }))
+}
+
+// ----- cluster -----
+
+fn status_json(state: &AppState) -> Json<api::ClusterStatus> {
+    Json(wire::cluster_status(&state.ipam.status()))
+}
+
+async fn cluster_status(
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Json<api::ClusterStatus>, ApiError> {
+    params.finish()?;
+    Ok(status_json(&state))
+}
+
+async fn cluster_init(
+    State(state): State<AppState>,
+    params: Params,
+    OptionalJson(req): OptionalJson<api::InitRequest>,
+) -> Result<Json<api::ClusterStatus>, ApiError> {
+    params.finish()?;
+    let members = req
+        .members
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| (m.id, m.addr))
+        .collect();
+    state.ipam.init(members).await?;
+    Ok(status_json(&state))
+}
+
+async fn add_learner(
+    State(state): State<AppState>,
+    params: Params,
+    ApiJson(req): ApiJson<api::NodeAddr>,
+) -> Result<Json<api::ClusterStatus>, ApiError> {
+    params.finish()?;
+    if req.addr.is_empty() {
+        return Err(ApiError::InvalidArgument(
+            "addr must be host:port".to_string(),
+        ));
+    }
+    state.ipam.add_learner(req.id, req.addr).await?;
+    Ok(status_json(&state))
+}
+
+fn node_id(text: &str) -> Result<u64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::InvalidArgument(format!("node id must be a positive integer, got {text:?}"))
+    })
+}
+
+async fn promote_voter(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    params: Params,
+) -> Result<Json<api::ClusterStatus>, ApiError> {
+    params.finish()?;
+    state.ipam.promote_voter(node_id(&id)?).await?;
+    Ok(status_json(&state))
+}
+
+async fn change_voters(
+    State(state): State<AppState>,
+    params: Params,
+    ApiJson(req): ApiJson<api::VotersRequest>,
+) -> Result<Json<api::ClusterStatus>, ApiError> {
+    params.finish()?;
+    let ids: BTreeSet<u64> = req.ids.into_iter().collect();
+    if ids.is_empty() {
+        return Err(ApiError::InvalidArgument(
+            "the voter set cannot be empty".to_string(),
+        ));
+    }
+    state.ipam.change_voters(ids).await?;
+    Ok(status_json(&state))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    params: Params,
+) -> Result<Json<api::ClusterStatus>, ApiError> {
+    params.finish()?;
+    state.ipam.remove_member(node_id(&id)?).await?;
+    Ok(status_json(&state))
+}
+
+// ----- operations -----
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// 200 when a leader is known and everything this node knows committed is applied here.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let s = state.ipam.status();
+    let ready = s.leader.is_some() && s.applied_index >= s.committed_index;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_status(
+        status,
+        serde_json::json!({
+            "ready": ready,
+            "leader": s.leader,
+            "commit_index": s.committed_index,
+            "applied_index": s.applied_index,
+        }),
+    )
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics.render(&state.ipam).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_compare_exactly() {
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert!(bearer_matches(Some(&v("Bearer s3cret")), "s3cret"));
+        assert!(!bearer_matches(Some(&v("Bearer s3cre")), "s3cret"));
+        assert!(!bearer_matches(Some(&v("Bearer s3cret2")), "s3cret"));
+        assert!(!bearer_matches(Some(&v("bearer s3cret")), "s3cret"));
+        assert!(!bearer_matches(Some(&v("s3cret")), "s3cret"));
+        assert!(!bearer_matches(None, "s3cret"));
+    }
+}

@@ -1,0 +1,180 @@
+//! Prometheus metrics on the node's own [`Registry`]: request and allocation histograms that
+//! handlers feed, and gauges refreshed from the local replica and raft at each scrape.
+
+use std::time::Duration;
+
+use ipam_core::Labels;
+use ipam_raft::{Consistency, Ipam};
+use prometheus::{
+    exponential_buckets, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The node's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pool_capacity: GaugeVec,
+    pool_allocated: GaugeVec,
+    allocation_duration: Histogram,
+    allocation_errors: IntCounterVec,
+    cache_hits: IntCounter,
+    cache_misses: IntCounter,
+    raft_term: IntGauge,
+    raft_is_leader: IntGauge,
+    raft_commit_index: IntGauge,
+    raft_applied_index: IntGauge,
+    raft_last_log_index: IntGauge,
+    http_duration: HistogramVec,
+    // Scrapes reset and refill the per-pool gauges; one at a time so none sees a half-filled set.
+    scrape: tokio::sync::Mutex<()>,
+}
+
+/// Error of building or rendering the metrics (a programming error, never input).
+pub type MetricsError = prometheus::Error;
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        // 50 µs .. ~13 s, doubling.
+        let latency = exponential_buckets(0.000_05, 2.0, 19)?;
+        let pool_capacity = GaugeVec::new(
+            Opts::new(
+                "ipam_pool_capacity_total",
+                "Allocatable addresses of the pool (an IPv6 pool may exceed f64 precision)",
+            ),
+            &["pool"],
+        )?;
+        let pool_allocated = GaugeVec::new(
+            Opts::new("ipam_pool_allocated", "Allocated addresses of the pool"),
+            &["pool"],
+        )?;
+        let allocation_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "ipam_allocation_duration_seconds",
+                "Time to answer an allocation request through the API",
+            )
+            .buckets(latency.clone()),
+        )?;
+        let allocation_errors = IntCounterVec::new(
+            Opts::new(
+                "ipam_allocation_errors_total",
+                "Allocation requests that failed, by pool and error code",
+            ),
+            &["pool", "reason"],
+        )?;
+        let cache_hits = IntCounter::new(
+            "ipam_cache_hits_total",
+            "Allocations answered from the read-through cache",
+        )?;
+        let cache_misses = IntCounter::new(
+            "ipam_cache_misses_total",
+            "Allocations that went through the raft log",
+        )?;
+        let raft_term = IntGauge::new("ipam_raft_term", "Current raft term")?;
+        let raft_is_leader =
+            IntGauge::new("ipam_raft_is_leader", "1 when this node is the raft leader")?;
+        let raft_commit_index = IntGauge::new(
+            "ipam_raft_commit_index",
+            "Commit index as this node knows it",
+        )?;
+        let raft_applied_index =
+            IntGauge::new("ipam_raft_applied_index", "Last log index applied here")?;
+        let raft_last_log_index =
+            IntGauge::new("ipam_raft_last_log_index", "Last log index stored here")?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ipam_http_request_duration_seconds",
+                "HTTP request duration by route template and status",
+            )
+            .buckets(latency),
+            &["route", "status"],
+        )?;
+        registry.register(Box::new(pool_capacity.clone()))?;
+        registry.register(Box::new(pool_allocated.clone()))?;
+        registry.register(Box::new(allocation_duration.clone()))?;
+        registry.register(Box::new(allocation_errors.clone()))?;
+        registry.register(Box::new(cache_hits.clone()))?;
+        registry.register(Box::new(cache_misses.clone()))?;
+        registry.register(Box::new(raft_term.clone()))?;
+        registry.register(Box::new(raft_is_leader.clone()))?;
+        registry.register(Box::new(raft_commit_index.clone()))?;
+        registry.register(Box::new(raft_applied_index.clone()))?;
+        registry.register(Box::new(raft_last_log_index.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        Ok(Metrics {
+            registry,
+            pool_capacity,
+            pool_allocated,
+            allocation_duration,
+            allocation_errors,
+            cache_hits,
+            cache_misses,
+            raft_term,
+            raft_is_leader,
+            raft_commit_index,
+            raft_applied_index,
+            raft_last_log_index,
+            http_duration,
+            scrape: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Records one answered allocation request.
+    pub fn observe_allocation(&self, elapsed: Duration) {
+        self.allocation_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one failed allocation request. `pool` is `""` when the pool does not exist, so
+    /// requests naming arbitrary pools cannot grow the label set without bound.
+    pub fn allocation_error(&self, pool: &str, reason: &str) {
+        self.allocation_errors
+            .with_label_values(&[pool, reason])
+            .inc();
+    }
+
+    /// Records one HTTP request. `route` is the matched path template.
+    pub fn observe_http(&self, route: &str, status: u16, elapsed: Duration) {
+        self.http_duration
+            .with_label_values(&[route, &status.to_string()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Refreshes the gauges from `ipam` and renders every metric in the text format.
+    pub async fn render(&self, ipam: &Ipam) -> Result<String, MetricsError> {
+        let _one_scrape = self.scrape.lock().await;
+        let status = ipam.status();
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.raft_term.set(gauge(status.term));
+        self.raft_is_leader
+            .set(i64::from(status.leader == Some(status.id)));
+        self.raft_commit_index.set(gauge(status.committed_index));
+        self.raft_applied_index.set(gauge(status.applied_index));
+        self.raft_last_log_index.set(gauge(status.last_log_index));
+        let (hits, misses) = ipam.cache_stats();
+        // The handle counts since start; counters only move forward by the difference.
+        self.cache_hits
+            .inc_by(hits.saturating_sub(self.cache_hits.get()));
+        self.cache_misses
+            .inc_by(misses.saturating_sub(self.cache_misses.get()));
+        match ipam.pools(&Labels::new(), Consistency::Local).await {
+            Ok(pools) => {
+                self.pool_capacity.reset();
+                self.pool_allocated.reset();
+                for p in pools {
+                    self.pool_capacity
+                        .with_label_values(&[&p.name])
+                        .set(p.stats.capacity as f64);
+                    self.pool_allocated
+                        .with_label_values(&[&p.name])
+                        .set(p.stats.allocated as f64);
+                }
+            }
+            // Keep the last values: a scrape should not fail because one read did.
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot read pools"),
+        }
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
