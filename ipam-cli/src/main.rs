@@ -1,1 +1,40 @@
-fn main() {}
+//! `ipam-cli` is the operator's command line for raft-ipam: it manages pools, allocates and
+//! releases addresses and changes cluster membership through any node's HTTP API
+//! (`../shared/api.md`), printing aligned tables for people or the API's JSON (`-o json`) for
+//! scripts. It is thin: it parses, calls `ipam-client`, and prints.
+//!
+//! Exit statuses: 0 success, 1 other failure (including 400 `invalid_argument`), 2 usage,
+//! 3 not found (404), 4 conflict (409), 5 node unreachable, timed out or unavailable (503),
+//! 6 unauthorized (401).
+//!
+//! # Layout
+//!
+//! - [`args`] — the clap command line.
+//! - [`commands`] — `run`: one command → client calls → output.
+//! - [`render`] — tables, key/value listings, number formatting.
+//! - [`exit`] — exit statuses and the one-line error message.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod args;
+mod commands;
+mod exit;
+mod render;
+
+fn main() -> ExitCode {
+    // Usage errors exit here with clap's status 2.
+    let cli = args::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return exit::report(&anyhow::Error::new(e).context("starting the runtime")),
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => exit::report(&e),
+    }
+}

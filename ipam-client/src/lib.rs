@@ -1,10 +1,32 @@
-//! `ipam-client` holds the JSON types of the raft-ipam HTTP API v1 and a typed HTTP client, shared
-//! by `ipam-node` (server side of the types), `ipam-cli`, the integration tests and the
-//! benchmarks.
+//! `ipam-client` holds the JSON types of the raft-ipam HTTP API v1 (`../shared/api.md`) and a
+//! typed async HTTP client of it, shared by `ipam-node` (server side of the types), `ipam-cli`,
+//! the integration tests and the benchmarks.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), ipam_client::ClientError> {
+//! use ipam_client::{types::AllocateRequest, Client};
+//!
+//! let client = Client::new("http://127.0.0.1:7470", None)?;
+//! let req = AllocateRequest { owner: "vm-42/eth0".into(), ..Default::default() };
+//! let (allocation, created) = client.allocate("vms", &req).await?;
+//! println!("{} (new: {created})", allocation.ip);
+//! # Ok(()) }
+//! ```
 //!
 //! # Layout
 //!
-//! - [`types`] — request and response bodies, the error body.
+//! - [`types`] — request and response bodies, the error body: the wire format, written once.
+//! - [`client`] — [`Client`], one method per endpoint over one pooled `reqwest::Client`;
+//!   [`Consistency`] and [`AllocationQuery`] for reads.
+//! - [`error`] — [`ClientError`]: API errors with the node's code, unreachable node, timeout,
+//!   undecodable answer.
 #![deny(missing_docs)]
 
+pub mod client;
+pub mod error;
 pub mod types;
+
+pub use client::{AllocationQuery, Client, Consistency};
+pub use error::ClientError;
+/// HTTP status codes, as [`ClientError::Api`] carries them.
+pub use reqwest::StatusCode;

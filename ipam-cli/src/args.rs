@@ -1,0 +1,288 @@
+//! The command line: clap definitions only.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Operate a raft-ipam cluster through a node's HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "ipam-cli", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Node to talk to; any node of the cluster accepts any call.
+    #[arg(
+        long,
+        global = true,
+        env = "IPAM_ENDPOINT",
+        default_value = "http://127.0.0.1:7470"
+    )]
+    pub endpoint: String,
+
+    /// Cluster token, sent as `Authorization: Bearer`.
+    #[arg(long, global = true, env = "IPAM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Output format: aligned tables for people, or the API's JSON for scripts.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+
+    /// Read consistency: `linearizable` reflects every acknowledged write; `local` answers from
+    /// the contacted node's replica at once, possibly stale.
+    #[arg(long, global = true, value_enum, default_value_t = ReadConsistency::Linearizable)]
+    pub consistency: ReadConsistency,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--output`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned tables and key/value listings.
+    Table,
+    /// The API's JSON, pretty-printed.
+    Json,
+}
+
+/// `--consistency`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReadConsistency {
+    /// Reflects every write acknowledged before the read.
+    Linearizable,
+    /// This node's replica, at once.
+    Local,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage IP pools.
+    #[command(name = "ip-pool", subcommand)]
+    IpPool(PoolCommand),
+    /// Allocate, release and look up addresses.
+    #[command(subcommand)]
+    Ip(IpCommand),
+    /// Inspect and change cluster membership.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Print a shell completion script.
+    Completions {
+        /// Shell to generate for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `ipam-cli ip-pool ...`.
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Create a pool.
+    Create(CreatePool),
+    /// Delete a pool.
+    Delete {
+        /// Pool name.
+        name: String,
+        /// Also drop the pool's allocations (asks for confirmation on a terminal).
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// List pools with their usage.
+    List {
+        /// Only pools carrying this label (repeatable; all must match).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Show one pool: settings, reserved ranges, labels, usage.
+    Show {
+        /// Pool name.
+        name: String,
+    },
+    /// List a pool's allocations in address order.
+    Allocations {
+        /// Pool name.
+        name: String,
+        /// Only this owner's allocation.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Page size (1–1000; the node's default is 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Start after this address (the `next` of a previous page).
+        #[arg(long, value_name = "IP")]
+        after: Option<String>,
+        /// Follow the cursor to the end instead of printing one page.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `ipam-cli ip-pool create`.
+#[derive(Debug, Args)]
+pub struct CreatePool {
+    /// Pool name: `[a-z0-9][a-z0-9-]{0,62}`.
+    pub name: String,
+    /// Network with no host bits set: `10.0.0.0/24`, `fd00::/64`.
+    pub cidr: String,
+    /// Gateway address (default: the first usable address of an IPv4 pool up to /30).
+    #[arg(long, value_name = "IP", conflicts_with = "no_gateway")]
+    pub gateway: Option<String>,
+    /// No gateway.
+    #[arg(long)]
+    pub no_gateway: bool,
+    /// Never allocate these: an address, a range `A-B` or a CIDR (repeatable).
+    #[arg(long = "reserve", value_name = "IP|RANGE|CIDR")]
+    pub reserved: Vec<String>,
+    /// Label (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Free text.
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+/// `ipam-cli ip ...`.
+#[derive(Debug, Subcommand)]
+pub enum IpCommand {
+    /// Allocate an address for an owner (returns the owner's existing one if it holds one).
+    Allocate {
+        /// Pool name.
+        pool: String,
+        /// Owner, for example `vm-42/eth0`.
+        #[arg(long)]
+        owner: String,
+        /// This address rather than the lowest free one.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Label (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Release an address, or every address of an owner in the pool (`--owner`).
+    Release {
+        /// Pool name.
+        pool: String,
+        /// Address to release.
+        #[arg(required_unless_present = "owner", conflicts_with = "owner")]
+        ip: Option<String>,
+        /// Release only if the allocation has this generation (fences stale callers).
+        #[arg(long, requires = "ip", conflicts_with = "owner")]
+        generation: Option<u64>,
+        /// Release what this owner holds in the pool.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Show which pool contains an address and who holds it.
+    Show {
+        /// Address.
+        ip: String,
+    },
+}
+
+/// `ipam-cli cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show the contacted node's view of the cluster.
+    Status,
+    /// Initialise a cluster (default: the contacted node alone).
+    Init {
+        /// Initial member (repeatable).
+        #[arg(long = "member", value_name = "ID=HOST:PORT", value_parser = parse_member)]
+        members: Vec<(u64, String)>,
+    },
+    /// Add a node as a learner; returns once it has caught up.
+    AddLearner {
+        /// Node id (never reuse a removed node's).
+        id: u64,
+        /// `host:port` the cluster reaches it at.
+        addr: String,
+    },
+    /// Set the voter set.
+    Voters {
+        /// Node ids of the new voters.
+        #[arg(required = true, num_args = 1..)]
+        ids: Vec<u64>,
+    },
+    /// Promote one learner to voter.
+    Promote {
+        /// Node id.
+        id: u64,
+    },
+    /// Remove a member.
+    Remove {
+        /// Node id.
+        id: u64,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn parse_member(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=HOST:PORT, got {s:?}"))?;
+    let id = id
+        .parse()
+        .map_err(|_| format!("node id {id:?} is not a number"))?;
+    if addr.is_empty() {
+        return Err(format!("expected ID=HOST:PORT, got {s:?}"));
+    }
+    Ok((id, addr.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn labels_and_members_parse() {
+        assert_eq!(parse_label("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(parse_label("a=").unwrap(), ("a".into(), "".into()));
+        assert!(parse_label("=b").is_err());
+        assert!(parse_label("ab").is_err());
+        assert_eq!(
+            parse_member("2=127.0.0.1:7471").unwrap(),
+            (2, "127.0.0.1:7471".into())
+        );
+        assert!(parse_member("x=h:1").is_err());
+        assert!(parse_member("2=").is_err());
+    }
+
+    #[test]
+    fn gateway_flags_conflict() {
+        let r = Cli::try_parse_from([
+            "ipam-cli",
+            "ip-pool",
+            "create",
+            "a",
+            "10.0.0.0/24",
+            "--gateway",
+            "10.0.0.1",
+            "--no-gateway",
+        ]);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn release_takes_an_ip_or_an_owner() {
+        let ok = |args: &[&str]| {
+            Cli::try_parse_from(["ipam-cli", "ip", "release"].iter().chain(args)).is_ok()
+        };
+        assert!(ok(&["vms", "10.0.0.2"]));
+        assert!(ok(&["vms", "10.0.0.2", "--generation", "3"]));
+        assert!(ok(&["vms", "--owner", "vm-1"]));
+        assert!(!ok(&["vms"]));
+        assert!(!ok(&["vms", "10.0.0.2", "--owner", "vm-1"]));
+        assert!(!ok(&["vms", "--owner", "vm-1", "--generation", "3"]));
+    }
+}

@@ -1,0 +1,297 @@
+//! [`run`]: one parsed command → `ipam-client` calls → text on stdout.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::Context;
+use clap::CommandFactory;
+use ipam_client::types::{
+    AllocateRequest, AllocationList, CreatePoolRequest, GatewayField, NodeAddr,
+};
+use ipam_client::{AllocationQuery, Client, Consistency};
+use serde::Serialize;
+
+use crate::args::{
+    Cli, ClusterCommand, Command, CreatePool, IpCommand, Output, PoolCommand, ReadConsistency,
+};
+use crate::exit::UsageError;
+use crate::render;
+
+/// Runs one command against the node at `cli.endpoint`, printing its result on stdout.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli {
+        endpoint,
+        token,
+        output,
+        consistency,
+        command,
+    } = cli;
+    let connect = || -> anyhow::Result<Client> {
+        let consistency = match consistency {
+            ReadConsistency::Linearizable => Consistency::Linearizable,
+            ReadConsistency::Local => Consistency::Local,
+        };
+        Ok(Client::new(&endpoint, token.clone())?.with_consistency(consistency))
+    };
+    match command {
+        Command::IpPool(cmd) => pool(&connect()?, output, cmd).await,
+        Command::Ip(cmd) => ip(&connect()?, output, cmd).await,
+        Command::Cluster(cmd) => cluster(&connect()?, output, cmd).await,
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ipam-cli", &mut buf);
+            write_stdout(&String::from_utf8_lossy(&buf))
+        }
+    }
+}
+
+async fn pool(client: &Client, out: Output, cmd: PoolCommand) -> anyhow::Result<()> {
+    match cmd {
+        PoolCommand::Create(args) => {
+            let pool = client.create_pool(&create_request(args)).await?;
+            emit(out, &pool, || render::pool_details(&pool))
+        }
+        PoolCommand::Delete { name, force, yes } => {
+            if force && !yes {
+                confirm_force_delete(client, &name).await?;
+            }
+            client.delete_pool(&name, force).await?;
+            done(out, &format!("deleted pool {name}"))
+        }
+        PoolCommand::List { labels } => {
+            let pools = client.list_pools(&labels).await?;
+            let json = serde_json::json!({ "pools": pools });
+            emit(out, &json, || render::pool_table(&pools))
+        }
+        PoolCommand::Show { name } => {
+            let pool = client.get_pool(&name).await?;
+            emit(out, &pool, || render::pool_details(&pool))
+        }
+        PoolCommand::Allocations {
+            name,
+            owner,
+            limit,
+            after,
+            all,
+        } => {
+            let query = AllocationQuery {
+                owner,
+                after,
+                limit,
+            };
+            let list = if all {
+                AllocationList {
+                    allocations: client.list_all_allocations(&name, &query).await?,
+                    next: None,
+                }
+            } else {
+                client.list_allocations(&name, &query).await?
+            };
+            emit(out, &list, || {
+                let mut text = render::allocation_table(&list.allocations);
+                if let Some(next) = &list.next {
+                    text.push_str(&format!(
+                        "(more follow: --after {next}, or --all for every page)\n"
+                    ));
+                }
+                text
+            })
+        }
+    }
+}
+
+fn create_request(args: CreatePool) -> CreatePoolRequest {
+    let gateway = match (args.gateway, args.no_gateway) {
+        (Some(ip), _) => GatewayField::Addr(ip),
+        (None, true) => GatewayField::None,
+        (None, false) => GatewayField::Default,
+    };
+    CreatePoolRequest {
+        name: args.name,
+        cidr: args.cidr,
+        gateway,
+        reserved: args.reserved,
+        labels: args.labels.into_iter().collect(),
+        description: args.description,
+    }
+}
+
+/// `--force` drops every allocation of the pool: ask on a terminal, refuse without one.
+async fn confirm_force_delete(client: &Client, name: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(format!(
+            "refusing to force-delete pool {name} without confirmation: standard input is not \
+             a terminal; pass --yes"
+        ))
+        .into());
+    }
+    // Naming the number of allocations makes the prompt mean something; it also reports an
+    // unknown pool before asking.
+    let pool = client.get_pool(name).await?;
+    eprint!(
+        "Delete pool {name} ({}) and its {} allocation(s)? [y/N] ",
+        pool.cidr,
+        render::thousands(&pool.stats.allocated)
+    );
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        anyhow::bail!("aborted: pool {name} not deleted")
+    }
+}
+
+async fn ip(client: &Client, out: Output, cmd: IpCommand) -> anyhow::Result<()> {
+    match cmd {
+        IpCommand::Allocate {
+            pool,
+            owner,
+            ip,
+            labels,
+        } => {
+            let req = AllocateRequest {
+                owner,
+                ip,
+                labels: labels.into_iter().collect(),
+            };
+            let (allocation, created) = client.allocate(&pool, &req).await?;
+            emit(out, &allocation, || {
+                let what = if created {
+                    "allocated"
+                } else {
+                    "existing allocation (the owner already held it)"
+                };
+                format!("{what}\n{}", render::allocation_details(&allocation))
+            })
+        }
+        IpCommand::Release {
+            pool,
+            ip: Some(ip),
+            generation,
+            ..
+        } => {
+            client.release(&pool, &ip, generation).await?;
+            done(out, &format!("released {ip} from pool {pool}"))
+        }
+        IpCommand::Release {
+            pool,
+            owner: Some(owner),
+            ..
+        } => {
+            let released = client.release_owner(&pool, &owner).await?;
+            emit(out, &released, || {
+                if released.released.is_empty() {
+                    format!("{owner} held no address in pool {pool}\n")
+                } else {
+                    released
+                        .released
+                        .iter()
+                        .map(|ip| format!("released {ip} from pool {pool}\n"))
+                        .collect()
+                }
+            })
+        }
+        IpCommand::Release { .. } => {
+            // clap requires one of the two; kept as an error rather than a panic.
+            Err(UsageError("ip release needs an IP or --owner".into()).into())
+        }
+        IpCommand::Show { ip } => {
+            let info = client.address(&ip).await?;
+            emit(out, &info, || match (&info.pool, &info.allocation) {
+                (_, Some(a)) => render::allocation_details(a),
+                (Some(pool), None) => format!("{ip} is not allocated (pool {pool})\n"),
+                (None, None) => format!("{ip} is in no pool\n"),
+            })
+        }
+    }
+}
+
+async fn cluster(client: &Client, out: Output, cmd: ClusterCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCommand::Status => {
+            let status = client.cluster_status().await?;
+            emit(out, &status, || render::cluster_status(&status))
+        }
+        ClusterCommand::Init { members } => {
+            let text = if members.is_empty() {
+                "initialised a single-node cluster".to_string()
+            } else {
+                let ids: Vec<String> = members.iter().map(|(id, _)| id.to_string()).collect();
+                format!("initialised a cluster of nodes {}", ids.join(", "))
+            };
+            let members = members
+                .into_iter()
+                .map(|(id, addr)| NodeAddr { id, addr })
+                .collect();
+            client.cluster_init(members).await?;
+            done(out, &text)
+        }
+        ClusterCommand::AddLearner { id, addr } => {
+            client.add_learner(id, &addr).await?;
+            done(
+                out,
+                &format!("node {id} ({addr}) added as a learner and caught up"),
+            )
+        }
+        ClusterCommand::Voters { ids } => {
+            let text = format!(
+                "voters are now {}",
+                ids.iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            client.set_voters(ids).await?;
+            done(out, &text)
+        }
+        ClusterCommand::Promote { id } => {
+            client.promote_voter(id).await?;
+            done(out, &format!("node {id} promoted to voter"))
+        }
+        ClusterCommand::Remove { id } => {
+            client.remove_member(id).await?;
+            done(out, &format!("node {id} removed"))
+        }
+    }
+}
+
+/// Prints `value` as pretty JSON or `table()` as text.
+fn emit<T: Serialize>(
+    out: Output,
+    value: &T,
+    table: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    match out {
+        Output::Json => {
+            let mut text = serde_json::to_string_pretty(value)?;
+            text.push('\n');
+            write_stdout(&text)
+        }
+        Output::Table => write_stdout(&table()),
+    }
+}
+
+/// A call whose answer carries nothing: a confirmation line for people, nothing for scripts
+/// (the exit status says it).
+fn done(out: Output, text: &str) -> anyhow::Result<()> {
+    match out {
+        Output::Json => Ok(()),
+        Output::Table => write_stdout(&format!("{text}\n")),
+    }
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // `ipam-cli ip-pool list | head -1`: the reader is gone, which is not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to standard output"),
+    }
+}

@@ -1,0 +1,599 @@
+//! [`Client`]: typed async calls for every endpoint of the HTTP API v1.
+//!
+//! One `Client` holds one `reqwest::Client`, so connections are pooled and reused across
+//! calls; clone it freely (clones share the pool).
+
+use std::time::Duration;
+
+use reqwest::{header, Method, RequestBuilder, Response, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+use crate::error::ClientError;
+use crate::types::{
+    AddressInfo, AllocateRequest, Allocation, AllocationList, BatchOp, BatchRequest, BatchResponse,
+    ClusterStatus, CreatePoolRequest, ErrorBody, InitRequest, NodeAddr, Pool, PoolList, Released,
+    VotersRequest,
+};
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Reflects every write acknowledged before it, on any node (the default).
+    #[default]
+    Linearizable,
+    /// Answered from the contacted node's replica at once, possibly stale
+    /// (`?consistency=local`).
+    Local,
+}
+
+/// Query of `GET /api/v1/pools/{name}/allocations`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllocationQuery {
+    /// Only this owner's allocation.
+    pub owner: Option<String>,
+    /// Start after this address (exclusive): the previous page's `next`.
+    pub after: Option<String>,
+    /// Page size, 1–1000 (the node's default: 100).
+    pub limit: Option<u32>,
+}
+
+/// The default timeout for establishing a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A typed client of one node's HTTP API.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    endpoint: String,
+    token: Option<String>,
+    consistency: Consistency,
+    timeout: Option<Duration>,
+}
+
+impl Client {
+    /// A client of the node at `endpoint` (`http://127.0.0.1:7470`; a bare `host:port` means
+    /// `http://host:port`), sending `token` as `Authorization: Bearer` when given.
+    pub fn new(endpoint: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(ClientError::Request)?;
+        Client::with_http_client(endpoint, token, http)
+    }
+
+    /// Like [`Client::new`] over a caller's `reqwest::Client` (to share one connection pool
+    /// between clients of several nodes, or to set TLS roots and proxies).
+    pub fn with_http_client(
+        endpoint: &str,
+        token: Option<String>,
+        http: reqwest::Client,
+    ) -> Result<Client, ClientError> {
+        let invalid = |reason: &str| ClientError::InvalidEndpoint {
+            endpoint: endpoint.to_string(),
+            reason: reason.to_string(),
+        };
+        let trimmed = endpoint.trim();
+        let with_scheme = if trimmed.contains("://") {
+            trimmed.to_string()
+        } else {
+            format!("http://{trimmed}")
+        };
+        let base = Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
+        if base.scheme() != "http" && base.scheme() != "https" {
+            return Err(invalid("the scheme must be http or https"));
+        }
+        if base.cannot_be_a_base() || base.host().is_none() {
+            return Err(invalid("no host"));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(invalid("an endpoint has no query or fragment"));
+        }
+        let endpoint = base.as_str().trim_end_matches('/').to_string();
+        Ok(Client {
+            http,
+            base,
+            endpoint,
+            token,
+            consistency: Consistency::Linearizable,
+            timeout: None,
+        })
+    }
+
+    /// This client with reads at `consistency` (default: linearizable).
+    pub fn with_consistency(mut self, consistency: Consistency) -> Client {
+        self.consistency = consistency;
+        self
+    }
+
+    /// This client with a timeout on every whole request (default: none, since adding a
+    /// learner waits until it has caught up). A timed-out write may still apply.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The endpoint, normalised (`http://127.0.0.1:7470`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The read consistency of this client.
+    pub fn consistency(&self) -> Consistency {
+        self.consistency
+    }
+
+    // ---- pools ----
+
+    /// `POST /api/v1/pools`: creates a pool.
+    pub async fn create_pool(&self, req: &CreatePoolRequest) -> Result<Pool, ClientError> {
+        let rb = self
+            .request(Method::POST, &["api", "v1", "pools"])
+            .json(req);
+        self.json(rb).await
+    }
+
+    /// `GET /api/v1/pools`: pools by name whose labels include every `labels` pair.
+    pub async fn list_pools(&self, labels: &[(String, String)]) -> Result<Vec<Pool>, ClientError> {
+        let query: Vec<(&str, String)> = labels
+            .iter()
+            .map(|(k, v)| ("label", format!("{k}={v}")))
+            .collect();
+        let rb = self.read(&["api", "v1", "pools"]).query(&query);
+        let list: PoolList = self.json(rb).await?;
+        Ok(list.pools)
+    }
+
+    /// `GET /api/v1/pools/{name}`.
+    pub async fn get_pool(&self, name: &str) -> Result<Pool, ClientError> {
+        let rb = self.read(&["api", "v1", "pools", name]);
+        self.json(rb).await
+    }
+
+    /// `DELETE /api/v1/pools/{name}`; `force` also drops its allocations.
+    pub async fn delete_pool(&self, name: &str, force: bool) -> Result<(), ClientError> {
+        let mut rb = self.request(Method::DELETE, &["api", "v1", "pools", name]);
+        if force {
+            rb = rb.query(&[("force", "true")]);
+        }
+        self.empty(rb).await
+    }
+
+    // ---- allocations ----
+
+    /// `POST /api/v1/pools/{pool}/allocations`: the allocation and whether it is new (201)
+    /// rather than the owner's existing one (200).
+    pub async fn allocate(
+        &self,
+        pool: &str,
+        req: &AllocateRequest,
+    ) -> Result<(Allocation, bool), ClientError> {
+        let rb = self
+            .request(Method::POST, &["api", "v1", "pools", pool, "allocations"])
+            .json(req);
+        let (status, allocation) = self.json_with_status(rb).await?;
+        Ok((allocation, status == StatusCode::CREATED))
+    }
+
+    /// `GET /api/v1/pools/{pool}/allocations`: one page, in address order.
+    pub async fn list_allocations(
+        &self,
+        pool: &str,
+        query: &AllocationQuery,
+    ) -> Result<AllocationList, ClientError> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(owner) = &query.owner {
+            params.push(("owner", owner.clone()));
+        }
+        if let Some(after) = &query.after {
+            params.push(("after", after.clone()));
+        }
+        if let Some(limit) = query.limit {
+            params.push(("limit", limit.to_string()));
+        }
+        let rb = self
+            .read(&["api", "v1", "pools", pool, "allocations"])
+            .query(&params);
+        self.json(rb).await
+    }
+
+    /// Every allocation of `pool` matching `query` (its `after` is the starting point),
+    /// following `next` page by page. Pages are separate reads: an allocation made or released
+    /// while paging may or may not appear, but none appears twice.
+    pub async fn list_all_allocations(
+        &self,
+        pool: &str,
+        query: &AllocationQuery,
+    ) -> Result<Vec<Allocation>, ClientError> {
+        let mut query = query.clone();
+        let mut all = Vec::new();
+        loop {
+            let page = self.list_allocations(pool, &query).await?;
+            all.extend(page.allocations);
+            match page.next {
+                // A `next` that does not advance would loop forever on a faulty node.
+                Some(next) if query.after.as_deref() != Some(next.as_str()) => {
+                    query.after = Some(next)
+                }
+                Some(next) => {
+                    return Err(ClientError::Decode {
+                        endpoint: self.endpoint.clone(),
+                        status: StatusCode::OK,
+                        detail: format!("paging did not advance past {next}"),
+                    })
+                }
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// `DELETE /api/v1/pools/{pool}/allocations/{ip}`, fenced by `generation` when given.
+    pub async fn release(
+        &self,
+        pool: &str,
+        ip: &str,
+        generation: Option<u64>,
+    ) -> Result<(), ClientError> {
+        let mut rb = self.request(
+            Method::DELETE,
+            &["api", "v1", "pools", pool, "allocations", ip],
+        );
+        if let Some(generation) = generation {
+            rb = rb.query(&[("generation", generation)]);
+        }
+        self.empty(rb).await
+    }
+
+    /// `DELETE /api/v1/pools/{pool}/allocations?owner=X`: the released addresses (empty when
+    /// the owner held none).
+    pub async fn release_owner(&self, pool: &str, owner: &str) -> Result<Released, ClientError> {
+        let rb = self
+            .request(Method::DELETE, &["api", "v1", "pools", pool, "allocations"])
+            .query(&[("owner", owner)]);
+        self.json(rb).await
+    }
+
+    /// `GET /api/v1/addresses/{ip}`: the pool containing `ip` and its allocation, if any.
+    pub async fn address(&self, ip: &str) -> Result<AddressInfo, ClientError> {
+        let rb = self.read(&["api", "v1", "addresses", ip]);
+        self.json(rb).await
+    }
+
+    /// `GET /api/v1/allocations?owner=X`: the owner's allocations in every pool.
+    pub async fn owner_allocations(&self, owner: &str) -> Result<Vec<Allocation>, ClientError> {
+        let rb = self
+            .read(&["api", "v1", "allocations"])
+            .query(&[("owner", owner)]);
+        let list: AllocationList = self.json(rb).await?;
+        Ok(list.allocations)
+    }
+
+    /// `POST /api/v1/batch`: applies `ops` in order, all or none. On failure the error's
+    /// `index` names the failing op.
+    pub async fn batch(&self, ops: Vec<BatchOp>) -> Result<BatchResponse, ClientError> {
+        let rb = self
+            .request(Method::POST, &["api", "v1", "batch"])
+            .json(&BatchRequest { ops });
+        self.json(rb).await
+    }
+
+    // ---- cluster ----
+
+    /// `GET /api/v1/cluster`.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        let rb = self.request(Method::GET, &["api", "v1", "cluster"]);
+        self.json(rb).await
+    }
+
+    /// `POST /api/v1/cluster/init` with `members` (empty: this node alone).
+    pub async fn cluster_init(&self, members: Vec<NodeAddr>) -> Result<(), ClientError> {
+        let body = InitRequest {
+            members: (!members.is_empty()).then_some(members),
+        };
+        let rb = self
+            .request(Method::POST, &["api", "v1", "cluster", "init"])
+            .json(&body);
+        self.ignore_body(rb).await
+    }
+
+    /// `POST /api/v1/cluster/learners`: returns once the learner has caught up.
+    pub async fn add_learner(&self, id: u64, addr: &str) -> Result<(), ClientError> {
+        let rb = self
+            .request(Method::POST, &["api", "v1", "cluster", "learners"])
+            .json(&NodeAddr {
+                id,
+                addr: addr.to_string(),
+            });
+        self.ignore_body(rb).await
+    }
+
+    /// `POST /api/v1/cluster/voters/{id}`: promotes one learner.
+    pub async fn promote_voter(&self, id: u64) -> Result<(), ClientError> {
+        let id = id.to_string();
+        let rb = self.request(Method::POST, &["api", "v1", "cluster", "voters", &id]);
+        self.ignore_body(rb).await
+    }
+
+    /// `POST /api/v1/cluster/voters`: replaces the voter set.
+    pub async fn set_voters(&self, ids: Vec<u64>) -> Result<(), ClientError> {
+        let rb = self
+            .request(Method::POST, &["api", "v1", "cluster", "voters"])
+            .json(&VotersRequest { ids });
+        self.ignore_body(rb).await
+    }
+
+    /// `DELETE /api/v1/cluster/members/{id}`.
+    pub async fn remove_member(&self, id: u64) -> Result<(), ClientError> {
+        let id = id.to_string();
+        let rb = self.request(Method::DELETE, &["api", "v1", "cluster", "members", &id]);
+        self.ignore_body(rb).await
+    }
+
+    // ---- operations ----
+
+    /// `GET /healthz`: `Ok` while the process serves.
+    pub async fn healthz(&self) -> Result<(), ClientError> {
+        let rb = self.request(Method::GET, &["healthz"]);
+        self.ignore_body(rb).await
+    }
+
+    /// `GET /readyz`: `true` on 200, `false` on 503 (no leader known, or applying).
+    pub async fn readyz(&self) -> Result<bool, ClientError> {
+        let rb = self.request(Method::GET, &["readyz"]);
+        let resp = self.send(rb).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::SERVICE_UNAVAILABLE => Ok(false),
+            _ => Err(self.error_from(resp).await),
+        }
+    }
+
+    /// `GET /metrics`: Prometheus text.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let rb = self.request(Method::GET, &["metrics"]);
+        let resp = self.checked(rb).await?;
+        let status = resp.status();
+        resp.text().await.map_err(|e| self.body_error(status, e))
+    }
+
+    // ---- plumbing ----
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        // The base always has a path (checked in `with_http_client`), so this cannot fail.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    fn request(&self, method: Method, segments: &[&str]) -> RequestBuilder {
+        let mut rb = self
+            .http
+            .request(method, self.url(segments))
+            .header(header::ACCEPT, "application/json");
+        if let Some(token) = &self.token {
+            rb = rb.bearer_auth(token);
+        }
+        if let Some(timeout) = self.timeout {
+            rb = rb.timeout(timeout);
+        }
+        rb
+    }
+
+    fn read(&self, segments: &[&str]) -> RequestBuilder {
+        let rb = self.request(Method::GET, segments);
+        match self.consistency {
+            Consistency::Linearizable => rb,
+            Consistency::Local => rb.query(&[("consistency", "local")]),
+        }
+    }
+
+    async fn send(&self, rb: RequestBuilder) -> Result<Response, ClientError> {
+        rb.send()
+            .await
+            .map_err(|e| ClientError::transport(&self.endpoint, e))
+    }
+
+    /// Sends and turns a non-2xx answer into an error.
+    async fn checked(&self, rb: RequestBuilder) -> Result<Response, ClientError> {
+        let resp = self.send(rb).await?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(self.error_from(resp).await)
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T, ClientError> {
+        Ok(self.json_with_status(rb).await?.1)
+    }
+
+    async fn json_with_status<T: DeserializeOwned>(
+        &self,
+        rb: RequestBuilder,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let resp = self.checked(rb).await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.body_error(status, e))?;
+        let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            endpoint: self.endpoint.clone(),
+            status,
+            detail: format!("{e}; body: {}", snippet(&bytes)),
+        })?;
+        Ok((status, value))
+    }
+
+    /// A call whose success is 204 with no body.
+    async fn empty(&self, rb: RequestBuilder) -> Result<(), ClientError> {
+        self.ignore_body(rb).await
+    }
+
+    /// A call whose success body carries nothing the caller needs.
+    async fn ignore_body(&self, rb: RequestBuilder) -> Result<(), ClientError> {
+        let resp = self.checked(rb).await?;
+        let status = resp.status();
+        // Read to the end so the connection goes back to the pool.
+        resp.bytes().await.map_err(|e| self.body_error(status, e))?;
+        Ok(())
+    }
+
+    fn body_error(&self, status: StatusCode, e: reqwest::Error) -> ClientError {
+        if e.is_timeout() || e.is_body() || e.is_request() {
+            ClientError::transport(&self.endpoint, e)
+        } else {
+            ClientError::Decode {
+                endpoint: self.endpoint.clone(),
+                status,
+                detail: e.to_string(),
+            }
+        }
+    }
+
+    async fn error_from(&self, resp: Response) -> ClientError {
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return self.body_error(status, e),
+        };
+        decode_error(&self.endpoint, status, retry_after, &bytes)
+    }
+}
+
+/// The error of a non-2xx answer: the contract's body, or [`ClientError::Decode`] naming the
+/// status when the body is something else (a proxy's HTML page, say).
+fn decode_error(
+    endpoint: &str,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => ClientError::Api {
+            status,
+            code: error.code,
+            message: error.message,
+            index: error.index,
+            may_have_committed: error.may_have_committed.unwrap_or(false),
+            retry_after,
+        },
+        Err(_) => ClientError::Decode {
+            endpoint: endpoint.to_string(),
+            status,
+            detail: if body.is_empty() {
+                "no error body".to_string()
+            } else {
+                format!("not an error body: {}", snippet(body))
+            },
+        },
+    }
+}
+
+/// The start of a body, for error messages.
+fn snippet(body: &[u8]) -> String {
+    const MAX: usize = 200;
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(MAX).collect();
+    if text.chars().count() > MAX {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalised() {
+        let c = Client::new("127.0.0.1:7470", None).unwrap();
+        assert_eq!(c.endpoint(), "http://127.0.0.1:7470");
+        let c = Client::new("http://127.0.0.1:7470/", None).unwrap();
+        assert_eq!(c.endpoint(), "http://127.0.0.1:7470");
+        let c = Client::new("https://ipam.example/prefix/", None).unwrap();
+        assert_eq!(
+            c.url(&["api", "v1", "pools"]).as_str(),
+            "https://ipam.example/prefix/api/v1/pools"
+        );
+    }
+
+    #[test]
+    fn bad_endpoints_are_refused() {
+        for bad in ["ftp://x", "http://", "http://h/?q=1", "::::"] {
+            assert!(
+                matches!(
+                    Client::new(bad, None),
+                    Err(ClientError::InvalidEndpoint { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        let c = Client::new("http://h:1", None).unwrap();
+        assert_eq!(
+            c.url(&["api", "v1", "pools", "a/b?c"]).as_str(),
+            "http://h:1/api/v1/pools/a%2Fb%3Fc"
+        );
+        assert_eq!(
+            c.url(&["api", "v1", "addresses", "fd00::7"]).as_str(),
+            "http://h:1/api/v1/addresses/fd00::7"
+        );
+    }
+
+    #[test]
+    fn error_bodies_decode() {
+        let body = br#"{"error":{"code":"pool_exhausted","message":"pool vms is full","index":3,"may_have_committed":true,"extra":1}}"#;
+        let e = decode_error(
+            "http://h",
+            StatusCode::CONFLICT,
+            Some(Duration::from_secs(1)),
+            body,
+        );
+        match &e {
+            ClientError::Api {
+                status,
+                code,
+                message,
+                index,
+                may_have_committed,
+                retry_after,
+            } => {
+                assert_eq!(*status, StatusCode::CONFLICT);
+                assert_eq!(code, "pool_exhausted");
+                assert_eq!(message, "pool vms is full");
+                assert_eq!(*index, Some(3));
+                assert!(*may_have_committed);
+                assert_eq!(*retry_after, Some(Duration::from_secs(1)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.to_string(), "pool_exhausted: pool vms is full");
+        assert!(e.is_conflict());
+    }
+
+    #[test]
+    fn foreign_error_bodies_are_decode_errors() {
+        let e = decode_error(
+            "http://h",
+            StatusCode::BAD_GATEWAY,
+            None,
+            b"<html>bad</html>",
+        );
+        assert!(
+            matches!(e, ClientError::Decode { status, .. } if status == StatusCode::BAD_GATEWAY)
+        );
+        assert!(e.to_string().contains("<html>bad</html>"), "{e}");
+        let e = decode_error("http://h", StatusCode::UNAUTHORIZED, None, b"");
+        assert!(e.to_string().contains("no error body"), "{e}");
+    }
+}
