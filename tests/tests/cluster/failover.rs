@@ -1,0 +1,87 @@
+//! The leader stops while writers are busy; the survivors elect a new leader and keep
+//! allocating; the old leader restarts from its files and catches up. No acknowledged
+//! allocation is lost.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipam_tests::{allocate_retrying, bounded, pool_spec, wait_until, Cluster, WAIT};
+
+const POOL: &str = "vms";
+/// Writer tasks per surviving node, and allocations each makes one after the other.
+const WRITERS_PER_NODE: usize = 4;
+const PER_WRITER: usize = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_files() {
+    bounded(Duration::from_secs(150), async {
+        let mut cluster = Cluster::builder(3)
+            .config(|c| c.write_deadline = Duration::from_secs(3))
+            .start()
+            .await;
+        let old_leader = cluster.wait_leader().await;
+        let old_term = cluster.ipam(old_leader).status().term;
+        cluster
+            .ipam(old_leader)
+            .create_pool(pool_spec(POOL, "10.0.0.0/16"))
+            .await
+            .expect("create pool");
+        let mut acked = cluster
+            .allocate_many(&cluster.running(), POOL, "before", 300)
+            .await;
+
+        // Writers on the future survivors, running across the stop. Each retries an owner
+        // until it is acknowledged: allocation is idempotent by owner, so a write that timed
+        // out but committed comes back as the owner's existing allocation.
+        let survivors = cluster.followers(old_leader);
+        let progress = Arc::new(AtomicUsize::new(0));
+        let mut writers = Vec::new();
+        for (n, &id) in survivors.iter().enumerate() {
+            for w in 0..WRITERS_PER_NODE {
+                let ipam = cluster.ipam(id).clone();
+                let progress = progress.clone();
+                writers.push(tokio::spawn(async move {
+                    let mut acked = BTreeMap::new();
+                    for k in 0..PER_WRITER {
+                        let owner = format!("during-{n}-{w}-{k}");
+                        let allocation = allocate_retrying(&ipam, POOL, &owner, WAIT).await;
+                        assert_eq!(allocation.owner, owner);
+                        acked.insert(owner, allocation.ip);
+                        progress.fetch_add(1, Ordering::Relaxed);
+                    }
+                    acked
+                }));
+            }
+        }
+        wait_until("writers to make progress", WAIT, || async {
+            match progress.load(Ordering::Relaxed) {
+                n if n >= 40 => Ok(()),
+                n => Err(format!("{n} acknowledged")),
+            }
+        })
+        .await;
+        cluster.stop(old_leader).await;
+
+        let new_leader = cluster.wait_new_leader(old_leader).await;
+        assert!(
+            cluster.ipam(new_leader).status().term > old_term,
+            "a new leader needs a new term"
+        );
+        for writer in futures::future::join_all(writers).await {
+            acked.extend(writer.expect("writer task"));
+        }
+        let after = cluster.allocate_many(&survivors, POOL, "after", 200).await;
+        acked.extend(after);
+
+        cluster.restart(old_leader).await;
+        cluster.converge().await;
+        let expected = 300 + survivors.len() * WRITERS_PER_NODE * PER_WRITER + 200;
+        assert_eq!(acked.len(), expected);
+        // Every owner was retried until acknowledged, so the replicas hold exactly these.
+        assert_eq!(cluster.assert_holds(POOL, &acked).await, expected);
+        cluster.shutdown().await;
+    })
+    .await
+}
