@@ -355,10 +355,9 @@ impl Cluster {
 
     /// Cuts node `id` off (`true`) from every peer or heals it (`false`).
     pub fn isolate(&mut self, id: u64, isolated: bool) {
-        // Interim until ipam-raft's `testing` feature (Ipam::set_isolated) lands on wt-raft.
-        panic!("cannot isolate node {id} (isolated = {isolated}): Ipam::set_isolated is not available yet");
-        #[allow(unreachable_code)]
         self.slots.get_mut(&id).expect("known node").isolated = isolated;
+        // Interim until ipam-raft's `testing` feature (Ipam::set_isolated) lands on wt-raft.
+        panic!("cannot isolate node {id} (to {isolated}): Ipam::set_isolated is not available yet");
     }
 
     /// Statuses of the reachable nodes.
