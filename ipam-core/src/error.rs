@@ -229,6 +229,9 @@ pub enum CreatePoolError {
         /// The existing pool's CIDR.
         existing_cidr: Cidr,
     },
+    /// Every pool id (2^32) has been used; ids are never reused.
+    #[error("no pool id left: 2^32 pools have been created")]
+    PoolIdsExhausted,
 }
 
 /// Errors of pool deletion.
@@ -469,9 +472,7 @@ impl ReleaseError {
     /// The contract's code.
     pub fn code(&self) -> ErrorCode {
         match self {
-            ReleaseError::Input(_) | ReleaseError::OutsidePool { .. } => {
-                ErrorCode::InvalidArgument
-            }
+            ReleaseError::Input(_) | ReleaseError::OutsidePool { .. } => ErrorCode::InvalidArgument,
             ReleaseError::PoolNotFound { .. } => ErrorCode::PoolNotFound,
             ReleaseError::NotAllocated { .. } => ErrorCode::AllocationNotFound,
             ReleaseError::GenerationMismatch { .. } => ErrorCode::GenerationMismatch,

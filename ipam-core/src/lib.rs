@@ -14,6 +14,8 @@
 //! - [`validate`] — stateless input checks and parsers (names, owners, labels, CIDRs,
 //!   reserved entries, pool specs, whole ops), run at the edge and again in `apply`.
 //! - [`alloc`] — the free-interval index of one pool (`BTreeMap<u128, u128>`).
+//! - [`layout`] — which addresses of a pool are allocatable (network, broadcast, anycast,
+//!   gateway, reserved) and its capacity.
 //! - [`state`] — [`State`]: the derived in-memory index plus `apply` over redb tables.
 //! - [`query`] — read-only queries over a redb read transaction, and the state digest.
 //! - [`tables`] — redb table definitions and key/value encodings.
@@ -22,6 +24,7 @@
 pub mod alloc;
 pub mod command;
 pub mod error;
+pub mod layout;
 pub mod query;
 pub mod state;
 pub mod tables;
@@ -35,6 +38,6 @@ pub use error::{
 };
 pub use state::State;
 pub use types::{
-    AddressInfo, Allocation, AllocationPage, Cidr, Family, GatewayChoice, Labels, PoolId,
-    PoolInfo, PoolSpec, PoolStats, Reserved, Stamp,
+    AddressInfo, Allocation, AllocationPage, Cidr, Family, GatewayChoice, Labels, PoolId, PoolInfo,
+    PoolSpec, PoolStats, Reserved, Stamp,
 };

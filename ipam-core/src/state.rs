@@ -1,19 +1,310 @@
 //! [`State`]: the derived in-memory index and the deterministic `apply`.
+//!
+//! The in-memory index mirrors the pool rows (by name, by id, by CIDR start) and keeps each
+//! pool's free intervals, so `apply` decides without decoding pool records. Allocation and
+//! owner rows are read from redb only where a decision needs them (the owner index, the
+//! current holder of a requested address).
+//!
+//! Atomic batches use an undo journal: while a batch runs, every row write and every index
+//! change records how to revert it, and a failing op replays the journal backwards. Single
+//! ops need no journal because each op checks everything before its first mutation.
 
-use crate::command::{Command, CommandResult};
-use crate::error::StorageError;
-use crate::types::Stamp;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::ops::Bound;
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use crate::alloc::FreeIndex;
+use crate::command::{BatchError, Command, CommandResult, Op, OpOutput};
+use crate::error::{
+    AllocateError, CreatePoolError, DeletePoolError, OpError, ReleaseError, StorageError,
+};
+use crate::layout::PoolLayout;
+use crate::tables::{
+    self, allocation_key, decode, decode_allocation_key, decode_pool_key, encode, encode_into,
+    owner_key, pool_key, range_key, AllocationRecord, MetaRecord, PoolRecord, RangeRecord,
+};
+use crate::types::{addr_to_u128, Labels, PoolId, PoolInfo, Stamp};
+use crate::validate::{check_command, check_op, pool_layout};
+
+/// One pool in memory.
+#[derive(Clone, Debug)]
+struct PoolEntry {
+    id: PoolId,
+    record: PoolRecord,
+    layout: PoolLayout,
+    free: FreeIndex,
+    /// The record changed in this `apply` and is written once at its end.
+    dirty: bool,
+}
 
 /// The in-memory index derived from the core's redb tables (pools by name, free intervals per
 /// pool). Rebuilt from redb on open; never persisted.
 #[derive(Debug, Default)]
-pub struct State {}
+pub struct State {
+    names: BTreeMap<String, PoolId>,
+    pools: BTreeMap<PoolId, PoolEntry>,
+    /// (family tag, first position) → pool: disjoint CIDRs in address order.
+    ranges: BTreeMap<(u8, u128), PoolId>,
+    meta: MetaRecord,
+}
+
+/// Which core table a journaled row belongs to.
+#[derive(Clone, Copy, Debug)]
+enum TableId {
+    Pools,
+    Names,
+    Ranges,
+    Allocations,
+    Owners,
+}
+
+/// How to revert one change made inside an atomic batch.
+#[derive(Debug)]
+enum Undo {
+    /// A row was written or removed; `old` is what it held before.
+    Row {
+        table: TableId,
+        key: Vec<u8>,
+        old: Option<Vec<u8>>,
+    },
+    /// `pos` was allocated in `pool`.
+    Took { pool: PoolId, pos: u128 },
+    /// `pos` was released in `pool`.
+    Freed { pool: PoolId, pos: u128 },
+    /// The pool was created.
+    Created { pool: PoolId },
+    /// The pool was deleted.
+    Deleted { entry: Box<PoolEntry> },
+}
+
+/// The open tables of one `apply` call, the batch journal and scratch buffers.
+struct Tx<'t> {
+    pools: redb::Table<'t, &'static [u8], &'static [u8]>,
+    names: redb::Table<'t, &'static [u8], &'static [u8]>,
+    ranges: redb::Table<'t, &'static [u8], &'static [u8]>,
+    allocations: redb::Table<'t, &'static [u8], &'static [u8]>,
+    owners: redb::Table<'t, &'static [u8], &'static [u8]>,
+    meta: redb::Table<'t, &'static [u8], &'static [u8]>,
+    /// Record undo entries (inside an atomic batch).
+    journaling: bool,
+    journal: Vec<Undo>,
+    /// Pools whose record must be written at the end of the call.
+    dirty: Vec<PoolId>,
+    buf: Vec<u8>,
+}
+
+impl<'t> Tx<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Tx<'t>, StorageError> {
+        Ok(Tx {
+            pools: txn.open_table(tables::POOLS)?,
+            names: txn.open_table(tables::POOL_NAMES)?,
+            ranges: txn.open_table(tables::RANGES)?,
+            allocations: txn.open_table(tables::ALLOCATIONS)?,
+            owners: txn.open_table(tables::OWNERS)?,
+            meta: txn.open_table(tables::META)?,
+            journaling: false,
+            journal: Vec::new(),
+            dirty: Vec::new(),
+            buf: Vec::with_capacity(256),
+        })
+    }
+
+    fn table(&mut self, id: TableId) -> &mut redb::Table<'t, &'static [u8], &'static [u8]> {
+        match id {
+            TableId::Pools => &mut self.pools,
+            TableId::Names => &mut self.names,
+            TableId::Ranges => &mut self.ranges,
+            TableId::Allocations => &mut self.allocations,
+            TableId::Owners => &mut self.owners,
+        }
+    }
+
+    fn put(&mut self, table: TableId, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        let old = self
+            .table(table)
+            .insert(key, value)?
+            .map(|g| g.value().to_vec());
+        if self.journaling {
+            self.journal.push(Undo::Row {
+                table,
+                key: key.to_vec(),
+                old,
+            });
+        }
+        Ok(())
+    }
+
+    fn del(&mut self, table: TableId, key: &[u8]) -> Result<(), StorageError> {
+        let old = self.table(table).remove(key)?.map(|g| g.value().to_vec());
+        if self.journaling && old.is_some() {
+            self.journal.push(Undo::Row {
+                table,
+                key: key.to_vec(),
+                old,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes every row of `table` in `[lo, hi]`.
+    fn del_range(
+        &mut self,
+        table: TableId,
+        lo: &[u8],
+        hi: Bound<&[u8]>,
+    ) -> Result<(), StorageError> {
+        let bounds = (Bound::Included(lo), hi);
+        if self.journaling {
+            let mut undo = Vec::new();
+            for row in self.table(table).range::<&[u8]>(bounds)? {
+                let (k, v) = row?;
+                undo.push(Undo::Row {
+                    table,
+                    key: k.value().to_vec(),
+                    old: Some(v.value().to_vec()),
+                });
+            }
+            self.journal.extend(undo);
+        }
+        self.table(table)
+            .retain_in::<&[u8], _>(bounds, |_, _| false)?;
+        Ok(())
+    }
+
+    fn allocation(
+        &self,
+        pool: PoolId,
+        pos: u128,
+    ) -> Result<Option<AllocationRecord>, StorageError> {
+        match self.allocations.get(allocation_key(pool, pos).as_slice())? {
+            Some(v) => Ok(Some(decode("core_allocations", v.value())?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// An allocation that the owner index or the free index says exists but has no row.
+fn missing_allocation(pool: &str, pos: u128) -> StorageError {
+    StorageError::Corrupt {
+        table: "core_allocations",
+        reason: format!("pool {pool:?}: position {pos:#x} is in use but has no allocation row"),
+    }
+}
 
 impl State {
     /// Creates the core's tables if missing and rebuilds the index from them.
     pub fn open(db: &redb::Database) -> Result<State, StorageError> {
-        let _ = db;
-        todo!("CORE-HELPER")
+        let missing = {
+            let rtx = db.begin_read()?;
+            let mut missing = false;
+            for def in tables::TABLES {
+                match rtx.open_table(*def) {
+                    Ok(_) => {}
+                    Err(redb::TableError::TableDoesNotExist(_)) => missing = true,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            missing
+        };
+        if missing {
+            let wtx = db.begin_write()?;
+            for def in tables::TABLES {
+                wtx.open_table(*def)?;
+            }
+            wtx.commit()?;
+        }
+        State::load(&db.begin_read()?)
+    }
+
+    /// Rebuilds the index from the core's tables as `rtx` sees them (they must exist).
+    pub fn load(rtx: &redb::ReadTransaction) -> Result<State, StorageError> {
+        let meta = match rtx.open_table(tables::META)?.get(tables::META_KEY)? {
+            Some(v) => decode("core_meta", v.value())?,
+            None => MetaRecord::default(),
+        };
+        let allocations = rtx.open_table(tables::ALLOCATIONS)?;
+        let mut state = State {
+            meta,
+            ..State::default()
+        };
+        for row in rtx.open_table(tables::POOLS)?.iter()? {
+            let (k, v) = row?;
+            let id = decode_pool_key(k.value())?;
+            let record: PoolRecord = decode("core_pools", v.value())?;
+            let layout =
+                PoolLayout::build(record.cidr, record.gateway, &record.reserved).map_err(|e| {
+                    StorageError::Corrupt {
+                        table: "core_pools",
+                        reason: format!("pool {:?}: {e}", record.name),
+                    }
+                })?;
+            let mut free = layout.initial_free();
+            let mut count: u128 = 0;
+            let lo = allocation_key(id, 0);
+            let hi = allocation_key(id, u128::MAX);
+            for row in allocations.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+                let (k, _) = row?;
+                let (_, pos) = decode_allocation_key(k.value())?;
+                if !free.take(pos) {
+                    return Err(StorageError::Corrupt {
+                        table: "core_allocations",
+                        reason: format!(
+                            "pool {:?}: position {pos:#x} is not allocatable",
+                            record.name
+                        ),
+                    });
+                }
+                count += 1;
+            }
+            if count != record.allocated {
+                return Err(StorageError::Corrupt {
+                    table: "core_pools",
+                    reason: format!(
+                        "pool {:?} counts {} allocations, table holds {count}",
+                        record.name, record.allocated
+                    ),
+                });
+            }
+            state.names.insert(record.name.clone(), id);
+            state
+                .ranges
+                .insert((record.cidr.family().tag(), record.cidr.first()), id);
+            state.pools.insert(
+                id,
+                PoolEntry {
+                    id,
+                    record,
+                    layout,
+                    free,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(state)
+    }
+
+    /// Generation of the last allocation made (0 when none has been made).
+    pub fn generation(&self) -> u64 {
+        self.meta.generation
+    }
+
+    /// Number of pools.
+    pub fn pool_count(&self) -> usize {
+        self.pools.len()
+    }
+
+    /// A pool with its current stats, from memory (no read transaction needed).
+    pub fn pool(&self, name: &str) -> Option<PoolInfo> {
+        let id = self.names.get(name)?;
+        self.pools.get(id).map(|e| e.record.info(e.id))
+    }
+
+    /// Number of free intervals of a pool's allocator index (its memory footprint).
+    pub fn free_intervals(&self, name: &str) -> Option<usize> {
+        let id = self.names.get(name)?;
+        self.pools.get(id).map(|e| e.free.interval_count())
     }
 
     /// Applies `commands` (one log entry's, or several entries' in order) in `txn`, returning
@@ -25,7 +316,493 @@ impl State {
         stamp: Stamp,
         commands: &[Command],
     ) -> Result<Vec<CommandResult>, StorageError> {
-        let _ = (txn, stamp, commands);
-        todo!("CORE-HELPER")
+        let mut tx = Tx::open(txn)?;
+        let meta_before = self.meta;
+        let mut results = Vec::with_capacity(commands.len());
+        for command in commands {
+            let result = match command {
+                Command::Op(op) => CommandResult::Op(self.apply_op(&mut tx, stamp, op)?),
+                Command::Batch(ops) => {
+                    CommandResult::Batch(self.apply_batch(&mut tx, stamp, command, ops)?)
+                }
+            };
+            results.push(result);
+        }
+        for id in std::mem::take(&mut tx.dirty) {
+            if let Some(entry) = self.pools.get_mut(&id) {
+                if entry.dirty {
+                    entry.dirty = false;
+                    encode_into(&mut tx.buf, &entry.record)?;
+                    tx.pools
+                        .insert(pool_key(id).as_slice(), tx.buf.as_slice())?;
+                }
+            }
+        }
+        if self.meta != meta_before {
+            let bytes = encode(&self.meta)?;
+            tx.meta.insert(tables::META_KEY, bytes.as_slice())?;
+        }
+        Ok(results)
+    }
+
+    fn apply_batch(
+        &mut self,
+        tx: &mut Tx<'_>,
+        stamp: Stamp,
+        command: &Command,
+        ops: &[Op],
+    ) -> Result<Result<Vec<OpOutput>, BatchError>, StorageError> {
+        if let Err(e) = check_command(command) {
+            return Ok(Err(e));
+        }
+        let meta_before = self.meta;
+        tx.journaling = true;
+        let mut outputs = Vec::with_capacity(ops.len());
+        let mut failure = None;
+        for (index, op) in ops.iter().enumerate() {
+            match self.apply_op(tx, stamp, op) {
+                Ok(Ok(output)) => outputs.push(output),
+                Ok(Err(error)) => {
+                    failure = Some(BatchError { index, error });
+                    break;
+                }
+                Err(e) => {
+                    tx.journaling = false;
+                    return Err(e);
+                }
+            }
+        }
+        tx.journaling = false;
+        let journal = std::mem::take(&mut tx.journal);
+        match failure {
+            None => Ok(Ok(outputs)),
+            Some(error) => {
+                self.rollback(tx, journal)?;
+                self.meta = meta_before;
+                Ok(Err(error))
+            }
+        }
+    }
+
+    /// Reverts a batch's changes, newest first.
+    fn rollback(&mut self, tx: &mut Tx<'_>, journal: Vec<Undo>) -> Result<(), StorageError> {
+        for undo in journal.into_iter().rev() {
+            match undo {
+                Undo::Row { table, key, old } => {
+                    let t = tx.table(table);
+                    match old {
+                        Some(v) => {
+                            t.insert(key.as_slice(), v.as_slice())?;
+                        }
+                        None => {
+                            t.remove(key.as_slice())?;
+                        }
+                    }
+                }
+                Undo::Took { pool, pos } => {
+                    if let Some(e) = self.pools.get_mut(&pool) {
+                        e.free.release(pos);
+                        e.record.allocated -= 1;
+                    }
+                }
+                Undo::Freed { pool, pos } => {
+                    if let Some(e) = self.pools.get_mut(&pool) {
+                        e.free.take(pos);
+                        e.record.allocated += 1;
+                    }
+                }
+                Undo::Created { pool } => {
+                    if let Some(e) = self.pools.remove(&pool) {
+                        self.names.remove(&e.record.name);
+                        self.ranges
+                            .remove(&(e.record.cidr.family().tag(), e.record.cidr.first()));
+                    }
+                }
+                Undo::Deleted { entry } => {
+                    self.names.insert(entry.record.name.clone(), entry.id);
+                    self.ranges.insert(
+                        (entry.record.cidr.family().tag(), entry.record.cidr.first()),
+                        entry.id,
+                    );
+                    self.pools.insert(entry.id, *entry);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one op: `Ok(Err(_))` is a (committed) error result, `Err(_)` a storage failure.
+    fn apply_op(
+        &mut self,
+        tx: &mut Tx<'_>,
+        stamp: Stamp,
+        op: &Op,
+    ) -> Result<Result<OpOutput, OpError>, StorageError> {
+        // Pool creation validates inside `create_pool` (it needs the computed layout).
+        if !matches!(op, Op::CreatePool(_)) {
+            if let Err(e) = check_op(op) {
+                return Ok(Err(e));
+            }
+        }
+        Ok(match op {
+            Op::CreatePool(spec) => self.create_pool(tx, stamp, spec)?.map_err(OpError::from),
+            Op::DeletePool { pool, force } => {
+                self.delete_pool(tx, pool, *force)?.map_err(OpError::from)
+            }
+            Op::Allocate {
+                pool,
+                owner,
+                ip,
+                labels,
+            } => self
+                .allocate(tx, stamp, pool, owner, *ip, labels)?
+                .map_err(OpError::from),
+            Op::Release {
+                pool,
+                ip,
+                generation,
+            } => self
+                .release(tx, pool, *ip, *generation)?
+                .map_err(OpError::from),
+            Op::ReleaseOwner { pool, owner } => {
+                self.release_owner(tx, pool, owner)?.map_err(OpError::from)
+            }
+        })
+    }
+
+    /// The existing pool whose CIDR shares an address with `[first, last]` of family `tag`.
+    fn overlapping(&self, tag: u8, first: u128, last: u128) -> Option<&PoolEntry> {
+        let before = self.ranges.range(..=(tag, first)).next_back();
+        let after = self
+            .ranges
+            .range((Bound::Excluded((tag, first)), Bound::Unbounded))
+            .next();
+        [before, after]
+            .into_iter()
+            .flatten()
+            .filter(|((t, _), _)| *t == tag)
+            .filter_map(|(_, id)| self.pools.get(id))
+            .find(|e| e.layout.start <= last && first <= e.layout.end)
+    }
+
+    fn create_pool(
+        &mut self,
+        tx: &mut Tx<'_>,
+        stamp: Stamp,
+        spec: &crate::types::PoolSpec,
+    ) -> Result<Result<OpOutput, CreatePoolError>, StorageError> {
+        let (gateway, layout) = match pool_layout(spec) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        if self.names.contains_key(&spec.name) {
+            return Ok(Err(CreatePoolError::Exists {
+                name: spec.name.clone(),
+            }));
+        }
+        let cidr = layout.cidr;
+        let tag = cidr.family().tag();
+        if let Some(other) = self.overlapping(tag, layout.start, layout.end) {
+            return Ok(Err(CreatePoolError::Overlap {
+                cidr,
+                existing: other.record.name.clone(),
+                existing_cidr: other.record.cidr,
+            }));
+        }
+        let id = self.meta.next_pool_id;
+        let Some(next) = id.checked_add(1) else {
+            return Ok(Err(CreatePoolError::PoolIdsExhausted));
+        };
+        self.meta.next_pool_id = next;
+        let record = PoolRecord {
+            name: spec.name.clone(),
+            cidr,
+            gateway,
+            reserved: spec.reserved.clone(),
+            labels: spec.labels.clone(),
+            description: spec.description.clone(),
+            created_at: stamp,
+            capacity: layout.capacity,
+            allocated: 0,
+        };
+        let info = record.info(id);
+        tx.put(TableId::Names, spec.name.as_bytes(), &encode(&id)?)?;
+        let range = RangeRecord {
+            pool: id,
+            last: layout.end,
+        };
+        tx.put(
+            TableId::Ranges,
+            &range_key(tag, layout.start),
+            &encode(&range)?,
+        )?;
+        self.names.insert(spec.name.clone(), id);
+        self.ranges.insert((tag, layout.start), id);
+        let free = layout.initial_free();
+        self.pools.insert(
+            id,
+            PoolEntry {
+                id,
+                record,
+                layout,
+                free,
+                dirty: true,
+            },
+        );
+        tx.dirty.push(id);
+        if tx.journaling {
+            tx.journal.push(Undo::Created { pool: id });
+        }
+        Ok(Ok(OpOutput::PoolCreated(info)))
+    }
+
+    fn delete_pool(
+        &mut self,
+        tx: &mut Tx<'_>,
+        name: &str,
+        force: bool,
+    ) -> Result<Result<OpOutput, DeletePoolError>, StorageError> {
+        let Some(&id) = self.names.get(name) else {
+            return Ok(Err(DeletePoolError::PoolNotFound {
+                pool: name.to_string(),
+            }));
+        };
+        let Some(entry) = self.pools.get(&id) else {
+            return Err(StorageError::Corrupt {
+                table: "core_pools",
+                reason: format!("pool {name:?} is named but has no record"),
+            });
+        };
+        let allocated = entry.record.allocated;
+        if allocated > 0 && !force {
+            return Ok(Err(DeletePoolError::NotEmpty {
+                pool: name.to_string(),
+                allocated,
+            }));
+        }
+        if allocated > 0 {
+            let lo = allocation_key(id, 0);
+            let hi = allocation_key(id, u128::MAX);
+            tx.del_range(
+                TableId::Allocations,
+                lo.as_slice(),
+                Bound::Included(hi.as_slice()),
+            )?;
+            // Owner keys are the pool id followed by a non-empty owner, so they sort after
+            // the bare id and before the next id.
+            let lo = pool_key(id);
+            match id.checked_add(1).map(pool_key) {
+                Some(hi) => tx.del_range(TableId::Owners, &lo, Bound::Excluded(hi.as_slice()))?,
+                None => tx.del_range(TableId::Owners, &lo, Bound::Unbounded)?,
+            }
+        }
+        let tag = entry.record.cidr.family().tag();
+        let first = entry.layout.start;
+        tx.del(TableId::Pools, &pool_key(id))?;
+        tx.del(TableId::Names, name.as_bytes())?;
+        tx.del(TableId::Ranges, &range_key(tag, first))?;
+        self.names.remove(name);
+        self.ranges.remove(&(tag, first));
+        if let Some(entry) = self.pools.remove(&id) {
+            if tx.journaling {
+                tx.journal.push(Undo::Deleted {
+                    entry: Box::new(entry),
+                });
+            }
+        }
+        Ok(Ok(OpOutput::PoolDeleted {
+            released: u64::try_from(allocated).unwrap_or(u64::MAX),
+        }))
+    }
+
+    fn allocate(
+        &mut self,
+        tx: &mut Tx<'_>,
+        stamp: Stamp,
+        pool: &str,
+        owner: &str,
+        ip: Option<IpAddr>,
+        labels: &Labels,
+    ) -> Result<Result<OpOutput, AllocateError>, StorageError> {
+        let Some(entry) = self.names.get(pool).and_then(|id| self.pools.get_mut(id)) else {
+            return Ok(Err(AllocateError::PoolNotFound {
+                pool: pool.to_string(),
+            }));
+        };
+        let id = entry.id;
+        if let Some(ip) = ip {
+            if let Some(reason) = entry.layout.unallocatable(ip) {
+                return Ok(Err(AllocateError::NotAllocatable {
+                    pool: pool.to_string(),
+                    ip,
+                    reason,
+                }));
+            }
+        }
+        let family = entry.record.cidr.family();
+        let okey = owner_key(id, owner);
+        let held = match tx.owners.get(okey.as_slice())? {
+            Some(v) => Some(decode::<u128>("core_owners", v.value())?),
+            None => None,
+        };
+        if let Some(held) = held {
+            let held_ip = family.addr(held);
+            if let Some(requested) = ip.filter(|r| *r != held_ip) {
+                return Ok(Err(AllocateError::OwnerConflict {
+                    pool: pool.to_string(),
+                    owner: owner.to_string(),
+                    held: held_ip,
+                    requested,
+                }));
+            }
+            let record = tx
+                .allocation(id, held)?
+                .ok_or_else(|| missing_allocation(pool, held))?;
+            return Ok(Ok(OpOutput::Allocated {
+                allocation: record.into_allocation(pool, held_ip),
+                existing: true,
+            }));
+        }
+        let pos = match ip {
+            Some(ip) => {
+                let pos = addr_to_u128(ip);
+                if !entry.free.is_free(pos) {
+                    let holder = tx
+                        .allocation(id, pos)?
+                        .ok_or_else(|| missing_allocation(pool, pos))?;
+                    return Ok(Err(AllocateError::AddressInUse {
+                        pool: pool.to_string(),
+                        ip,
+                        owner: holder.owner,
+                    }));
+                }
+                pos
+            }
+            None => match entry.free.lowest() {
+                Some(pos) => pos,
+                None => {
+                    return Ok(Err(AllocateError::Exhausted {
+                        pool: pool.to_string(),
+                    }))
+                }
+            },
+        };
+        // Every check passed: from here on only storage can fail.
+        entry.free.take(pos);
+        entry.record.allocated += 1;
+        if !entry.dirty {
+            entry.dirty = true;
+            tx.dirty.push(id);
+        }
+        // Saturating: 2^64 allocations cannot happen, and wrapping would repeat generations.
+        self.meta.generation = self.meta.generation.saturating_add(1);
+        let record = AllocationRecord {
+            owner: owner.to_string(),
+            generation: self.meta.generation,
+            allocated_at: stamp,
+            labels: labels.clone(),
+        };
+        let mut buf = std::mem::take(&mut tx.buf);
+        encode_into(&mut buf, &record)?;
+        tx.put(TableId::Allocations, &allocation_key(id, pos), &buf)?;
+        encode_into(&mut buf, &pos)?;
+        tx.put(TableId::Owners, &okey, &buf)?;
+        tx.buf = buf;
+        if tx.journaling {
+            tx.journal.push(Undo::Took { pool: id, pos });
+        }
+        Ok(Ok(OpOutput::Allocated {
+            allocation: record.into_allocation(pool, family.addr(pos)),
+            existing: false,
+        }))
+    }
+
+    /// Removes the allocation at `pos` (known to exist with `record`) from rows and index.
+    fn remove_allocation(
+        &mut self,
+        tx: &mut Tx<'_>,
+        id: PoolId,
+        pos: u128,
+        owner: &str,
+    ) -> Result<(), StorageError> {
+        tx.del(TableId::Allocations, &allocation_key(id, pos))?;
+        tx.del(TableId::Owners, &owner_key(id, owner))?;
+        if let Some(entry) = self.pools.get_mut(&id) {
+            entry.free.release(pos);
+            entry.record.allocated = entry.record.allocated.saturating_sub(1);
+            if !entry.dirty {
+                entry.dirty = true;
+                tx.dirty.push(id);
+            }
+        }
+        if tx.journaling {
+            tx.journal.push(Undo::Freed { pool: id, pos });
+        }
+        Ok(())
+    }
+
+    fn release(
+        &mut self,
+        tx: &mut Tx<'_>,
+        pool: &str,
+        ip: IpAddr,
+        generation: Option<u64>,
+    ) -> Result<Result<OpOutput, ReleaseError>, StorageError> {
+        let Some(entry) = self.names.get(pool).and_then(|id| self.pools.get(id)) else {
+            return Ok(Err(ReleaseError::PoolNotFound {
+                pool: pool.to_string(),
+            }));
+        };
+        let id = entry.id;
+        if !entry.record.cidr.contains(ip) {
+            return Ok(Err(ReleaseError::OutsidePool {
+                pool: pool.to_string(),
+                ip,
+                cidr: entry.record.cidr,
+            }));
+        }
+        let pos = addr_to_u128(ip);
+        let Some(record) = tx.allocation(id, pos)? else {
+            return Ok(Err(ReleaseError::NotAllocated {
+                pool: pool.to_string(),
+                ip,
+            }));
+        };
+        if let Some(expected) = generation.filter(|g| *g != record.generation) {
+            return Ok(Err(ReleaseError::GenerationMismatch {
+                pool: pool.to_string(),
+                ip,
+                expected,
+                actual: record.generation,
+            }));
+        }
+        self.remove_allocation(tx, id, pos, &record.owner)?;
+        Ok(Ok(OpOutput::Released(record.into_allocation(pool, ip))))
+    }
+
+    fn release_owner(
+        &mut self,
+        tx: &mut Tx<'_>,
+        pool: &str,
+        owner: &str,
+    ) -> Result<Result<OpOutput, ReleaseError>, StorageError> {
+        let Some(entry) = self.names.get(pool).and_then(|id| self.pools.get(id)) else {
+            return Ok(Err(ReleaseError::PoolNotFound {
+                pool: pool.to_string(),
+            }));
+        };
+        let id = entry.id;
+        let family = entry.record.cidr.family();
+        let held = match tx.owners.get(owner_key(id, owner).as_slice())? {
+            Some(v) => decode::<u128>("core_owners", v.value())?,
+            None => return Ok(Ok(OpOutput::ReleasedOwner { released: vec![] })),
+        };
+        if tx.allocation(id, held)?.is_none() {
+            return Err(missing_allocation(pool, held));
+        }
+        self.remove_allocation(tx, id, held, owner)?;
+        Ok(Ok(OpOutput::ReleasedOwner {
+            released: vec![family.addr(held)],
+        }))
     }
 }

@@ -1,5 +1,240 @@
 //! redb table definitions and key/value encodings of the core's tables.
+//!
+//! Keys are fixed-width big-endian so that byte order is numeric order: a range scan over
+//! `core_allocations` walks one pool in address order. Values are postcard with a leading
+//! format-version byte; an unknown version is [`StorageError::Corrupt`], never a panic.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `core_meta` | `b"state"` | [`MetaRecord`] |
+//! | `core_pools` | pool id (u32 BE) | [`PoolRecord`] |
+//! | `core_pool_names` | name bytes | pool id |
+//! | `core_ranges` | family tag (4 or 6) ++ first address (16 bytes BE) | [`RangeRecord`] |
+//! | `core_allocations` | pool id ++ address (16 bytes BE) | [`AllocationRecord`] |
+//! | `core_owners` | pool id ++ owner bytes | address (`u128`) |
+
+use std::net::IpAddr;
+
+use redb::TableDefinition;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::error::StorageError;
+use crate::types::{Cidr, Labels, PoolId, Reserved, Stamp};
+
+/// A core table: byte keys, byte values.
+pub type CoreTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+/// Counters of the whole state.
+pub const META: CoreTable = TableDefinition::new("core_meta");
+/// Pool records by id.
+pub const POOLS: CoreTable = TableDefinition::new("core_pools");
+/// Pool ids by name; iterating it lists pools by name.
+pub const POOL_NAMES: CoreTable = TableDefinition::new("core_pool_names");
+/// Pool CIDRs by (family, first address): overlap checks and address lookups look at one
+/// neighbour, O(log n).
+pub const RANGES: CoreTable = TableDefinition::new("core_ranges");
+/// Allocations by (pool id, address).
+pub const ALLOCATIONS: CoreTable = TableDefinition::new("core_allocations");
+/// Owner index: (pool id, owner) → address.
+pub const OWNERS: CoreTable = TableDefinition::new("core_owners");
 
 /// Every table the core owns, in digest and snapshot order. All keys and values are bytes:
 /// fixed-width big-endian keys, postcard values with a leading format-version byte.
-pub const TABLES: &[redb::TableDefinition<'static, &'static [u8], &'static [u8]>] = &[];
+pub const TABLES: &[redb::TableDefinition<'static, &'static [u8], &'static [u8]>] =
+    &[META, POOLS, POOL_NAMES, RANGES, ALLOCATIONS, OWNERS];
+
+/// The only key of [`META`].
+pub const META_KEY: &[u8] = b"state";
+
+/// Format version written in front of every value.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// The state-wide counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaRecord {
+    /// Generation of the last allocation made (0: none yet).
+    pub generation: u64,
+    /// Id the next pool gets.
+    pub next_pool_id: PoolId,
+}
+
+/// A pool as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRecord {
+    /// Name.
+    pub name: String,
+    /// Network.
+    pub cidr: Cidr,
+    /// Resolved gateway.
+    pub gateway: Option<IpAddr>,
+    /// Reserved entries as given.
+    pub reserved: Vec<Reserved>,
+    /// Labels.
+    pub labels: Labels,
+    /// Description.
+    pub description: String,
+    /// Stamp of creation.
+    pub created_at: Stamp,
+    /// Allocatable addresses, fixed at creation.
+    pub capacity: u128,
+    /// Current number of allocations.
+    pub allocated: u128,
+}
+
+/// Where a pool's CIDR ends and which pool it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeRecord {
+    /// The pool.
+    pub pool: PoolId,
+    /// Position of the CIDR's last address.
+    pub last: u128,
+}
+
+/// An allocation as stored (its pool and address are in the key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationRecord {
+    /// Owner.
+    pub owner: String,
+    /// Generation.
+    pub generation: u64,
+    /// Stamp of the entry that made it.
+    pub allocated_at: Stamp,
+    /// Labels.
+    pub labels: Labels,
+}
+
+/// Encodes `value` as version byte ++ postcard into `buf` (cleared first).
+pub fn encode_into<T: Serialize>(buf: &mut Vec<u8>, value: &T) -> Result<(), StorageError> {
+    buf.clear();
+    buf.push(FORMAT_VERSION);
+    // postcard's std writer appends to the Vec; encoding plain data cannot fail, but a
+    // failure is reported rather than assumed away.
+    let taken = std::mem::take(buf);
+    *buf = postcard::to_extend(value, taken).map_err(|e| StorageError::Corrupt {
+        table: "encode",
+        reason: e.to_string(),
+    })?;
+    Ok(())
+}
+
+/// Encodes `value` as version byte ++ postcard.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+    let mut buf = Vec::new();
+    encode_into(&mut buf, value)?;
+    Ok(buf)
+}
+
+/// Decodes a value of `table`, checking the version byte and that nothing trails.
+pub fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StorageError> {
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, rest)) => {
+            let (value, trailing) =
+                postcard::take_from_bytes(rest).map_err(|e| StorageError::Corrupt {
+                    table,
+                    reason: e.to_string(),
+                })?;
+            if trailing.is_empty() {
+                Ok(value)
+            } else {
+                Err(StorageError::Corrupt {
+                    table,
+                    reason: format!("{} trailing bytes", trailing.len()),
+                })
+            }
+        }
+        Some((v, _)) => Err(StorageError::Corrupt {
+            table,
+            reason: format!("unknown format version {v}"),
+        }),
+        None => Err(StorageError::Corrupt {
+            table,
+            reason: "empty value".to_string(),
+        }),
+    }
+}
+
+/// Key of [`POOLS`].
+pub fn pool_key(id: PoolId) -> [u8; 4] {
+    id.to_be_bytes()
+}
+
+/// Decodes a [`POOLS`] key.
+pub fn decode_pool_key(key: &[u8]) -> Result<PoolId, StorageError> {
+    <[u8; 4]>::try_from(key)
+        .map(PoolId::from_be_bytes)
+        .map_err(|_| StorageError::Corrupt {
+            table: "core_pools",
+            reason: format!("key of {} bytes", key.len()),
+        })
+}
+
+/// Key of [`ALLOCATIONS`].
+pub fn allocation_key(pool: PoolId, pos: u128) -> [u8; 20] {
+    let mut key = [0u8; 20];
+    key[..4].copy_from_slice(&pool.to_be_bytes());
+    key[4..].copy_from_slice(&pos.to_be_bytes());
+    key
+}
+
+/// Splits an [`ALLOCATIONS`] key into pool id and address position.
+pub fn decode_allocation_key(key: &[u8]) -> Result<(PoolId, u128), StorageError> {
+    let key = <[u8; 20]>::try_from(key).map_err(|_| StorageError::Corrupt {
+        table: "core_allocations",
+        reason: format!("key of {} bytes", key.len()),
+    })?;
+    let mut id = [0u8; 4];
+    id.copy_from_slice(&key[..4]);
+    let mut pos = [0u8; 16];
+    pos.copy_from_slice(&key[4..]);
+    Ok((PoolId::from_be_bytes(id), u128::from_be_bytes(pos)))
+}
+
+/// Key of [`OWNERS`].
+pub fn owner_key(pool: PoolId, owner: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + owner.len());
+    key.extend_from_slice(&pool.to_be_bytes());
+    key.extend_from_slice(owner.as_bytes());
+    key
+}
+
+/// Key of [`RANGES`].
+pub fn range_key(family_tag: u8, first: u128) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = family_tag;
+    key[1..].copy_from_slice(&first.to_be_bytes());
+    key
+}
+
+impl PoolRecord {
+    /// The pool as queries return it.
+    pub fn info(&self, id: PoolId) -> crate::types::PoolInfo {
+        crate::types::PoolInfo {
+            id,
+            name: self.name.clone(),
+            cidr: self.cidr,
+            gateway: self.gateway,
+            reserved: self.reserved.clone(),
+            labels: self.labels.clone(),
+            description: self.description.clone(),
+            created_at: self.created_at,
+            stats: crate::types::PoolStats {
+                capacity: self.capacity,
+                allocated: self.allocated,
+            },
+        }
+    }
+}
+
+impl AllocationRecord {
+    /// The allocation as queries return it.
+    pub fn into_allocation(self, pool: &str, ip: IpAddr) -> crate::types::Allocation {
+        crate::types::Allocation {
+            ip,
+            pool: pool.to_string(),
+            owner: self.owner,
+            generation: self.generation,
+            allocated_at: self.allocated_at,
+            labels: self.labels,
+        }
+    }
+}

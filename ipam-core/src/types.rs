@@ -19,7 +19,9 @@ pub type Labels = BTreeMap<String, String>;
 /// Wall-clock time stamped on a log entry by the leader, in milliseconds since the Unix epoch.
 ///
 /// The core never reads a clock: every time it records or compares comes from a `Stamp`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Stamp(pub u64);
 
 /// Address family of a pool or address.
@@ -65,7 +67,7 @@ pub enum GatewayChoice {
 }
 
 /// What an operator asks for when creating a pool. Validated by
-/// [`crate::pool::validate_spec`] before it is proposed, and again (deterministically) in
+/// [`crate::validate::check_pool_spec`] before it is proposed, and again (deterministically) in
 /// `apply`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSpec {
@@ -77,7 +79,7 @@ pub struct PoolSpec {
     pub gateway: GatewayChoice,
     /// Never-allocatable entries, inside `cidr`.
     pub reserved: Vec<Reserved>,
-    /// Free-form labels (limits in [`crate::limits`]).
+    /// Free-form labels (limits in [`crate::validate`]).
     pub labels: Labels,
     /// Free-form description, at most 1 KiB.
     pub description: String,
@@ -179,6 +181,69 @@ impl fmt::Display for Reserved {
             Reserved::Addr(a) => write!(f, "{a}"),
             Reserved::Range(a, b) => write!(f, "{a}-{b}"),
             Reserved::Cidr(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+impl Family {
+    /// The family of `ip`.
+    pub fn of(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// Address width in bits: 32 or 128.
+    pub fn bits(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+
+    /// The address at position `n` of this family's space (IPv4 uses the low 32 bits; higher
+    /// bits are ignored).
+    pub fn addr(self, n: u128) -> IpAddr {
+        match self {
+            // Truncation is the documented contract: an IPv4 position lives in the low 32 bits.
+            Family::V4 => IpAddr::V4(std::net::Ipv4Addr::from(n as u32)),
+            Family::V6 => IpAddr::V6(std::net::Ipv6Addr::from(n)),
+        }
+    }
+
+    /// One-byte tag used in storage keys (`4` or `6`).
+    pub fn tag(self) -> u8 {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 6,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        })
+    }
+}
+
+/// The position of `ip` in its family's address space as a `u128` (IPv4 in the low 32 bits).
+pub fn addr_to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+impl fmt::Display for GatewayChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GatewayChoice::Default => f.write_str("default"),
+            GatewayChoice::None => f.write_str("none"),
+            GatewayChoice::Addr(a) => write!(f, "{a}"),
         }
     }
 }
