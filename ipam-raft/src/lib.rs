@@ -3,9 +3,9 @@
 //!
 //! # Layout
 //!
-//! - `types` — the one `TypeConfig` and aliases for openraft's generic errors.
-//! - `log_store` — the raft log on `log.redb`.
-//! - `state_machine` — the state machine on `state.redb`, snapshots.
+//! - [`types`] — the one `TypeConfig`, the log payload and aliases for openraft's generic types.
+//! - [`log_store`] — the raft log on `log.redb`.
+//! - [`state_machine`] — the state machine on `state.redb`, snapshots.
 //! - `network` — the HTTP transport (one shared `reqwest::Client`) and the `/raft/*` router.
 //! - `proposer` — coalesces concurrent commands into one log entry.
 //! - [`node`] — [`Ipam`], the embeddable handle: config, start, typed reads and writes,
@@ -13,7 +13,12 @@
 //! - [`error`] — [`IpamError`], [`StartError`].
 
 pub mod error;
+pub mod log_store;
+mod network;
 pub mod node;
+mod proposer;
+pub mod state_machine;
+pub mod types;
 
 pub use error::{IpamError, StartError};
 pub use node::{ClusterStatus, Config, Consistency, Ipam, Member, MemberRole};

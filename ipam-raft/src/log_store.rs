@@ -1,0 +1,330 @@
+//! The raft log on `log.redb`: entries, vote, committed id and purge point.
+//!
+//! openraft 0.9.25's leader waits for each append's flush before the next, so an append is one
+//! redb transaction committed with `Durability::Immediate` before the flush callback runs.
+//! Purging never passes the state machine's durable applied index (a `watch` channel): the
+//! state machine may commit applies without fsync, and after a crash it re-applies from its
+//! durable point, which needs those log entries.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{LogState, RaftLogReader};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::watch;
+
+use crate::types::{decode, encode, Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
+
+/// Log entries by index.
+const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("raft_log");
+/// Vote, committed id, last purged id.
+const META: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("raft_log_meta");
+
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_PURGED: &str = "last_purged";
+
+/// Highest log index the log store may purge: the state machine's durable applied index.
+/// `None` means nothing may be purged yet.
+pub type PurgeLimit = watch::Receiver<Option<u64>>;
+
+/// Held by every owner of an open redb file; the receiver of its channel sees `None` once all
+/// of them are dropped, which is how `shutdown` knows the files are closed.
+#[derive(Clone, Debug)]
+pub(crate) struct DropSignal(#[allow(dead_code)] pub(crate) tokio::sync::mpsc::Sender<()>);
+
+/// The redb-backed raft log. Cheap to clone; clones share the database.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<LogInner>,
+}
+
+struct LogInner {
+    db: Database,
+    purge_limit: PurgeLimit,
+    /// A purge that the limit held back, finished by a later append.
+    pending_purge: Mutex<Option<LogId>>,
+    _closing: Option<DropSignal>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").finish_non_exhaustive()
+    }
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_logs(&e).into()
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_logs(&e).into()
+}
+
+fn join_err(e: tokio::task::JoinError) -> StorageError {
+    StorageIOError::write_logs(&e).into()
+}
+
+impl LogStore {
+    /// Opens (or creates) `log.redb` at `path`.
+    pub fn open(path: &Path, purge_limit: PurgeLimit) -> Result<LogStore, StorageError> {
+        Self::open_with(path, purge_limit, None)
+    }
+
+    pub(crate) fn open_with(
+        path: &Path,
+        purge_limit: PurgeLimit,
+        closing: Option<DropSignal>,
+    ) -> Result<LogStore, StorageError> {
+        let db = Database::builder().create(path).map_err(write_err)?;
+        let txn = db.begin_write().map_err(write_err)?;
+        {
+            txn.open_table(LOG).map_err(write_err)?;
+            txn.open_table(META).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)?;
+        Ok(LogStore {
+            inner: Arc::new(LogInner {
+                db,
+                purge_limit,
+                pending_purge: Mutex::new(None),
+                _closing: closing,
+            }),
+        })
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&LogInner) -> Result<T, StorageError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(join_err)?
+    }
+
+    /// The last purged log id as recorded (what was actually purged).
+    pub async fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
+        self.blocking(|inner| inner.read_meta(KEY_PURGED)).await
+    }
+}
+
+impl LogInner {
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        let rtx = self.db.begin_read().map_err(read_err)?;
+        let table = rtx.open_table(META).map_err(read_err)?;
+        match table.get(key).map_err(read_err)? {
+            Some(v) => Ok(Some(decode(v.value()).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn write_meta<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<(), StorageError> {
+        let bytes = encode(value).map_err(write_err)?;
+        let mut txn = self.db.begin_write().map_err(write_err)?;
+        txn.set_durability(durability).map_err(write_err)?;
+        if matches!(durability, Durability::Immediate) {
+            txn.set_quick_repair(true);
+        }
+        {
+            let mut table = txn.open_table(META).map_err(write_err)?;
+            table.insert(key, bytes.as_slice()).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    /// Purges entries up to `want` within the durable limit, inside `txn`. Returns whether the
+    /// whole request was done.
+    fn purge_in(&self, txn: &redb::WriteTransaction, want: LogId) -> Result<bool, StorageError> {
+        let limit = *self.purge_limit.borrow();
+        let Some(limit) = limit else {
+            return Ok(false);
+        };
+        let mut log = txn.open_table(LOG).map_err(write_err)?;
+        let upto = if want.index <= limit {
+            want
+        } else {
+            // Only part of the request is allowed: record the id of the entry actually purged.
+            match log.get(limit).map_err(read_err)? {
+                Some(v) => decode::<Entry>(v.value()).map_err(read_err)?.log_id,
+                None => return Ok(false),
+            }
+        };
+        let mut meta = txn.open_table(META).map_err(write_err)?;
+        let previous: Option<LogId> = match meta.get(KEY_PURGED).map_err(read_err)? {
+            Some(v) => decode(v.value()).map_err(read_err)?,
+            None => None,
+        };
+        if previous.is_some_and(|p| p.index >= upto.index) {
+            return Ok(upto == want);
+        }
+        log.retain_in(..=upto.index, |_, _| false).map_err(write_err)?;
+        let bytes = encode(&Some(upto)).map_err(write_err)?;
+        meta.insert(KEY_PURGED, bytes.as_slice()).map_err(write_err)?;
+        Ok(upto == want)
+    }
+}
+
+fn to_bounds<RB: RangeBounds<u64>>(range: &RB) -> (Bound<u64>, Bound<u64>) {
+    (range.start_bound().cloned(), range.end_bound().cloned())
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let bounds = to_bounds(&range);
+        self.blocking(move |inner| {
+            let rtx = inner.db.begin_read().map_err(read_err)?;
+            let table = rtx.open_table(LOG).map_err(read_err)?;
+            let mut out = Vec::new();
+            for row in table.range::<u64>(bounds).map_err(read_err)? {
+                let (_, v) = row.map_err(read_err)?;
+                out.push(decode::<Entry>(v.value()).map_err(read_err)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        self.blocking(|inner| {
+            let last_purged: Option<LogId> = inner.read_meta(KEY_PURGED)?.flatten();
+            let rtx = inner.db.begin_read().map_err(read_err)?;
+            let table = rtx.open_table(LOG).map_err(read_err)?;
+            let last = match table.last().map_err(read_err)? {
+                Some((_, v)) => Some(decode::<Entry>(v.value()).map_err(read_err)?.log_id),
+                None => last_purged,
+            };
+            Ok(LogState {
+                last_purged_log_id: last_purged,
+                last_log_id: last,
+            })
+        })
+        .await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let vote = *vote;
+        self.blocking(move |inner| {
+            inner
+                .write_meta(KEY_VOTE, &vote, Durability::Immediate)
+                .map_err(|e| StorageIOError::write_vote(&e).into())
+        })
+        .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.blocking(|inner| inner.read_meta(KEY_VOTE)).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // On openraft's serial path before every apply: no fsync. Losing it only means waiting
+        // to hear the commit index from the leader again.
+        self.blocking(move |inner| inner.write_meta(KEY_COMMITTED, &committed, Durability::None))
+            .await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        self.blocking(|inner| Ok(inner.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten()))
+            .await
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let res = self
+            .blocking(move |inner| {
+                let mut txn = inner.db.begin_write().map_err(write_err)?;
+                txn.set_durability(Durability::Immediate).map_err(write_err)?;
+                txn.set_quick_repair(true);
+                {
+                    let mut table = txn.open_table(LOG).map_err(write_err)?;
+                    for entry in &entries {
+                        let bytes = encode(entry)
+                            .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+                        table
+                            .insert(entry.log_id.index, bytes.as_slice())
+                            .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+                    }
+                }
+                // Finish a purge the durable limit held back, now that it may have moved.
+                let pending = inner.pending_purge.lock().ok().and_then(|p| *p);
+                let mut done = false;
+                if let Some(want) = pending {
+                    done = inner.purge_in(&txn, want)?;
+                }
+                txn.commit().map_err(write_err)?;
+                if done {
+                    if let Ok(mut p) = inner.pending_purge.lock() {
+                        if *p == pending {
+                            *p = None;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        match res {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(e)
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |inner| {
+            let mut txn = inner.db.begin_write().map_err(write_err)?;
+            txn.set_durability(Durability::Immediate).map_err(write_err)?;
+            txn.set_quick_repair(true);
+            {
+                let mut table = txn.open_table(LOG).map_err(write_err)?;
+                table.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
+            }
+            txn.commit().map_err(write_err)
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |inner| {
+            let mut txn = inner.db.begin_write().map_err(write_err)?;
+            // A lost purge only leaves entries that the next purge removes.
+            txn.set_durability(Durability::None).map_err(write_err)?;
+            let done = inner.purge_in(&txn, log_id)?;
+            txn.commit().map_err(write_err)?;
+            if let Ok(mut p) = inner.pending_purge.lock() {
+                *p = if done { None } else { Some(log_id) };
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,327 @@
+//! Coalescing: many concurrent requests become one log entry, and many concurrent read
+//! barriers one leadership check.
+//!
+//! openraft 0.9.25's leader appends and fsyncs one entry at a time, so throughput comes only
+//! from putting many commands in one entry. Callers push [`Proposal`]s into a bounded queue;
+//! one task takes everything queued (up to the op and byte caps) and proposes it as one entry
+//! — with `client_write` on the leader, or as one `/raft/propose` call to the leader on a
+//! follower. A lone request goes out at once; requests arriving meanwhile wait for the next
+//! entry (up to `max_inflight_entries` entries are in flight).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipam_core::{Command, CommandResult};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use crate::network::{PostError, ProposeRequest, WireError};
+use crate::node::{Core, Target};
+use crate::types::Request;
+
+/// A caller's commands waiting in the proposer queue.
+pub(crate) struct Proposal {
+    pub(crate) commands: Vec<Command>,
+    pub(crate) ops: usize,
+    pub(crate) bytes: usize,
+    /// Came from another node's `/raft/propose`: never forwarded again (the sender retries).
+    pub(crate) forwarded: bool,
+    pub(crate) reply: oneshot::Sender<Result<Vec<CommandResult>, WireError>>,
+}
+
+/// A caller waiting for a read index.
+pub(crate) struct BarrierRequest {
+    pub(crate) forwarded: bool,
+    pub(crate) reply: oneshot::Sender<Result<Option<u64>, WireError>>,
+}
+
+/// Pause between retries against a leader that is changing.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+fn waited(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn pause_until(deadline: Instant) {
+    let now = Instant::now();
+    if now < deadline {
+        tokio::time::sleep(RETRY_PAUSE.min(deadline - now)).await;
+    }
+}
+
+/// The proposer task: drains the queue into entries until shutdown.
+pub(crate) async fn run_proposer(
+    core: Arc<Core>,
+    mut rx: mpsc::Receiver<Proposal>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let inflight = Arc::new(Semaphore::new(core.config.max_inflight_entries.max(1)));
+    let max_ops = core.config.max_ops_per_entry.max(1);
+    let max_bytes = core.config.max_entry_bytes.max(1);
+    let mut carry: Option<Proposal> = None;
+    loop {
+        let first = match carry.take() {
+            Some(p) => p,
+            None => tokio::select! {
+                p = rx.recv() => match p {
+                    Some(p) => p,
+                    None => return,
+                },
+                _ = shutdown.changed() => return,
+            },
+        };
+        // Wait for a free slot before draining, so everything queued meanwhile joins this entry.
+        let permit = tokio::select! {
+            p = inflight.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let (mut ops, mut bytes) = (first.ops, first.bytes);
+        let mut batch = vec![first];
+        while ops < max_ops && bytes < max_bytes {
+            match rx.try_recv() {
+                Ok(p) => {
+                    if ops + p.ops > max_ops || bytes + p.bytes > max_bytes {
+                        carry = Some(p);
+                        break;
+                    }
+                    ops += p.ops;
+                    bytes += p.bytes;
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let core = core.clone();
+        tokio::spawn(async move {
+            replicate(&core, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+fn fail_all(batch: Vec<Proposal>, err: WireError) {
+    for p in batch {
+        let _ = p.reply.send(Err(err.clone()));
+    }
+}
+
+fn distribute(batch: Vec<Proposal>, mut results: Vec<CommandResult>) {
+    let total: usize = batch.iter().map(|p| p.commands.len()).sum();
+    if results.len() != total {
+        let msg = format!("entry returned {} results for {total} commands", results.len());
+        fail_all(batch, WireError::Internal(msg));
+        return;
+    }
+    // Hand back from the end so each split is O(own length).
+    for p in batch.into_iter().rev() {
+        let mine = results.split_off(results.len() - p.commands.len());
+        let _ = p.reply.send(Ok(mine));
+    }
+}
+
+/// Sends back every forwarded proposal (the sending node retries against `leader`) and keeps
+/// the local ones.
+fn bounce_forwarded(batch: Vec<Proposal>, leader: Option<(u64, String)>) -> Vec<Proposal> {
+    let (fwd, local): (Vec<_>, Vec<_>) = batch.into_iter().partition(|p| p.forwarded);
+    fail_all(fwd, WireError::NotLeader { leader });
+    local
+}
+
+fn commands_of(batch: &[Proposal]) -> Vec<Command> {
+    batch.iter().flat_map(|p| p.commands.iter().cloned()).collect()
+}
+
+/// Proposes `batch` as one entry, through whichever node leads, retrying across leader
+/// changes until the write deadline.
+async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
+    let start = Instant::now();
+    let deadline = start + core.config.write_deadline;
+    loop {
+        if batch.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            fail_all(batch, WireError::DeadlineExceeded { waited_ms: waited(start) });
+            return;
+        }
+        match core.target() {
+            Target::Local => {
+                let req = Request {
+                    stamp: core.next_stamp(),
+                    commands: commands_of(&batch),
+                };
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(remaining, core.raft.client_write(req)).await {
+                    Err(_) => {
+                        fail_all(batch, WireError::DeadlineExceeded { waited_ms: waited(start) });
+                        return;
+                    }
+                    Ok(Ok(resp)) => {
+                        distribute(batch, resp.data);
+                        return;
+                    }
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                        pause_until(deadline).await;
+                    }
+                    Ok(Err(RaftError::APIError(e))) => {
+                        fail_all(batch, WireError::Internal(e.to_string()));
+                        return;
+                    }
+                    Ok(Err(RaftError::Fatal(_))) => {
+                        fail_all(batch, WireError::ShuttingDown);
+                        return;
+                    }
+                }
+            }
+            Target::Remote(id, addr) => {
+                batch = bounce_forwarded(batch, Some((id, addr.clone())));
+                if batch.is_empty() {
+                    return;
+                }
+                let req = ProposeRequest {
+                    commands: commands_of(&batch),
+                };
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let res: Result<Result<Vec<CommandResult>, WireError>, PostError> =
+                    core.net.post(&addr, "/raft/propose", &req, remaining).await;
+                match res {
+                    Ok(Ok(results)) => {
+                        distribute(batch, results);
+                        return;
+                    }
+                    Ok(Err(WireError::NotLeader { .. } | WireError::NoLeader)) => {
+                        pause_until(deadline).await;
+                    }
+                    Ok(Err(e)) => {
+                        fail_all(batch, e);
+                        return;
+                    }
+                    // Never delivered: safe to retry, the leader may be changing.
+                    Err(PostError::Connect { .. } | PostError::Isolated | PostError::Status { .. }) => {
+                        pause_until(deadline).await;
+                    }
+                    // Delivered or not, unknown: the write may still apply.
+                    Err(_) => {
+                        fail_all(batch, WireError::DeadlineExceeded { waited_ms: waited(start) });
+                        return;
+                    }
+                }
+            }
+            Target::Unknown => {
+                batch = bounce_forwarded(batch, None);
+                if batch.is_empty() {
+                    return;
+                }
+                if !core.wait_for_leader(deadline).await {
+                    fail_all(batch, WireError::NoLeader);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The barrier task: one leadership check serves every barrier request queued before it.
+pub(crate) async fn run_barrier(
+    core: Arc<Core>,
+    mut rx: mpsc::Receiver<BarrierRequest>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let first = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => r,
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let mut group = vec![first];
+        while let Ok(r) = rx.try_recv() {
+            group.push(r);
+        }
+        fetch_read_index(&core, group).await;
+    }
+}
+
+fn answer(group: Vec<BarrierRequest>, res: Result<Option<u64>, WireError>) {
+    for r in group {
+        let _ = r.reply.send(res.clone());
+    }
+}
+
+fn bounce_barriers(group: Vec<BarrierRequest>, leader: Option<(u64, String)>) -> Vec<BarrierRequest> {
+    let (fwd, local): (Vec<_>, Vec<_>) = group.into_iter().partition(|r| r.forwarded);
+    answer(fwd, Err(WireError::NotLeader { leader }));
+    local
+}
+
+async fn fetch_read_index(core: &Core, mut group: Vec<BarrierRequest>) {
+    let deadline = Instant::now() + core.config.read_deadline;
+    loop {
+        if group.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            // No quorum confirmed this node's (or anyone's) leadership in time.
+            answer(group, Err(WireError::NoLeader));
+            return;
+        }
+        match core.target() {
+            Target::Local => {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(remaining, core.raft.get_read_log_id()).await {
+                    Err(_) => {
+                        answer(group, Err(WireError::NoLeader));
+                        return;
+                    }
+                    Ok(Ok((read, _applied))) => {
+                        answer(group, Ok(read.map(|l| l.index)));
+                        return;
+                    }
+                    Ok(Err(RaftError::APIError(
+                        CheckIsLeaderError::ForwardToLeader(_) | CheckIsLeaderError::QuorumNotEnough(_),
+                    ))) => pause_until(deadline).await,
+                    Ok(Err(RaftError::Fatal(_))) => {
+                        answer(group, Err(WireError::ShuttingDown));
+                        return;
+                    }
+                }
+            }
+            Target::Remote(id, addr) => {
+                group = bounce_barriers(group, Some((id, addr.clone())));
+                if group.is_empty() {
+                    return;
+                }
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let res: Result<Result<Option<u64>, WireError>, PostError> =
+                    core.net.post(&addr, "/raft/read-index", &(), remaining).await;
+                match res {
+                    Ok(Ok(index)) => {
+                        answer(group, Ok(index));
+                        return;
+                    }
+                    Ok(Err(WireError::NotLeader { .. } | WireError::NoLeader)) | Err(_) => {
+                        pause_until(deadline).await
+                    }
+                    Ok(Err(e)) => {
+                        answer(group, Err(e));
+                        return;
+                    }
+                }
+            }
+            Target::Unknown => {
+                group = bounce_barriers(group, None);
+                if group.is_empty() {
+                    return;
+                }
+                if !core.wait_for_leader(deadline).await {
+                    answer(group, Err(WireError::NoLeader));
+                    return;
+                }
+            }
+        }
+    }
+}
