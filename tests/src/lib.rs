@@ -355,9 +355,8 @@ impl Cluster {
 
     /// Cuts node `id` off (`true`) from every peer or heals it (`false`).
     pub fn isolate(&mut self, id: u64, isolated: bool) {
+        self.ipam(id).set_isolated(isolated);
         self.slots.get_mut(&id).expect("known node").isolated = isolated;
-        // Interim until ipam-raft's `testing` feature (Ipam::set_isolated) lands on wt-raft.
-        panic!("cannot isolate node {id} (to {isolated}): Ipam::set_isolated is not available yet");
     }
 
     /// Statuses of the reachable nodes.
