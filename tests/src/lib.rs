@@ -13,7 +13,7 @@
 //!   that says what was last observed. Tests never use a bare sleep as synchronisation.
 //! - [`bounded`] — an overall deadline around a whole test body.
 //! - Helpers: [`pool_spec`], [`scan`], [`owner_map`], [`is_unavailable`],
-//!   [`allocate_retrying`].
+//!   [`allocate_retrying`], [`assert_only_unavailable`].
 //!
 //! Multi-node tests must not overlap on a 2-core machine (elections would time out under
 //! load): [`ClusterBuilder::start`] takes a process-wide lock that the [`Cluster`] holds until
@@ -135,24 +135,43 @@ pub fn is_unavailable(error: &IpamError) -> bool {
     )
 }
 
-/// Allocates for `owner` on `ipam`, retrying unavailability (and only that) until `timeout`.
-/// Returns the acknowledged allocation. Retrying the same owner is safe: a write that failed
-/// with `DeadlineExceeded` but committed anyway comes back as the owner's existing allocation.
+/// Allocates for `owner` on `ipam`, retrying every cluster-level error until `timeout`, and
+/// returns the acknowledged allocation with the errors it retried through (for the caller to
+/// judge: see [`assert_only_unavailable`]). A domain error (`IpamError::Op`) fails at once.
+/// Retrying the same owner is safe: a write that failed but committed anyway comes back as the
+/// owner's existing allocation.
 pub async fn allocate_retrying(
     ipam: &Ipam,
     pool: &str,
     owner: &str,
     timeout: Duration,
-) -> Allocation {
-    let what = format!("an acknowledged allocation for {owner} in {pool}");
-    wait_until(&what, timeout, || async {
+) -> (Allocation, Vec<IpamError>) {
+    let deadline = Instant::now() + timeout;
+    let mut retried = Vec::new();
+    loop {
         match ipam.allocate(pool, owner, None, Labels::new()).await {
-            Ok((allocation, _existing)) => Ok(allocation),
-            Err(error) if is_unavailable(&error) => Err(format!("{error:?}")),
-            Err(error) => panic!("allocate {owner} in {pool}: unexpected error {error:?}"),
+            Ok((allocation, _existing)) => return (allocation, retried),
+            Err(error @ IpamError::Op(_)) => panic!("allocate {owner} in {pool}: {error:?}"),
+            Err(error) => retried.push(error),
         }
-    })
-    .await
+        if Instant::now() >= deadline {
+            panic!(
+                "no allocation for {owner} in {pool} acknowledged within {timeout:?}: {retried:?}"
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Asserts that every error in `errors` is one a healthy node may answer while the cluster
+/// has no usable leader ([`is_unavailable`]).
+pub fn assert_only_unavailable(context: &str, errors: &[IpamError]) {
+    let wrong: Vec<_> = errors.iter().filter(|e| !is_unavailable(e)).collect();
+    assert!(
+        wrong.is_empty(),
+        "{context}: a node that is up answered errors other than NoLeader, DeadlineExceeded \
+         or Overloaded: {wrong:?}"
+    );
 }
 
 /// A node that is running: its handle and the HTTP server carrying its `/raft/*` routes.

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipam_tests::{allocate_retrying, bounded, pool_spec, wait_until, Cluster, WAIT};
+use ipam_tests::{
+    allocate_retrying, assert_only_unavailable, bounded, pool_spec, wait_until, Cluster, WAIT,
+};
 
 const POOL: &str = "vms";
 /// Writer tasks per surviving node, and allocations each makes one after the other.
@@ -44,14 +46,17 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
                 let progress = progress.clone();
                 writers.push(tokio::spawn(async move {
                     let mut acked = BTreeMap::new();
+                    let mut errors = Vec::new();
                     for k in 0..PER_WRITER {
                         let owner = format!("during-{n}-{w}-{k}");
-                        let allocation = allocate_retrying(&ipam, POOL, &owner, WAIT).await;
+                        let (allocation, retried) =
+                            allocate_retrying(&ipam, POOL, &owner, WAIT).await;
                         assert_eq!(allocation.owner, owner);
                         acked.insert(owner, allocation.ip);
+                        errors.extend(retried);
                         progress.fetch_add(1, Ordering::Relaxed);
                     }
-                    acked
+                    (acked, errors)
                 }));
             }
         }
@@ -69,8 +74,11 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
             cluster.ipam(new_leader).status().term > old_term,
             "a new leader needs a new term"
         );
+        let mut errors = Vec::new();
         for writer in futures::future::join_all(writers).await {
-            acked.extend(writer.expect("writer task"));
+            let (written, retried) = writer.expect("writer task");
+            acked.extend(written);
+            errors.extend(retried);
         }
         let after = cluster.allocate_many(&survivors, POOL, "after", 200).await;
         acked.extend(after);
@@ -81,6 +89,9 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
         assert_eq!(acked.len(), expected);
         // Every owner was retried until acknowledged, so the replicas hold exactly these.
         assert_eq!(cluster.assert_holds(POOL, &acked).await, expected);
+        // The survivors stayed up throughout: while the leader went away they may say "no
+        // leader" or "deadline exceeded", nothing else (not, say, that they are shutting down).
+        assert_only_unavailable("writers on the survivors", &errors);
         cluster.shutdown().await;
     })
     .await

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use ipam_core::{BatchError, Command, CommandResult, Labels, Op, OpOutput, QueryError};
 use ipam_raft::{Consistency, IpamError, MemberRole};
-use ipam_tests::{allocate_retrying, bounded, pool_spec, wait_until, Cluster, WAIT};
+use ipam_tests::{
+    allocate_retrying, assert_only_unavailable, bounded, pool_spec, wait_until, Cluster, WAIT,
+};
 
 const LOCAL: Consistency = Consistency::Local;
 
@@ -330,7 +332,8 @@ async fn a_lagging_replica_cache_never_returns_a_released_address() {
         }
 
         cluster.isolate(stale, false);
-        let again = allocate_retrying(cluster.ipam(stale), "vms", "vm-a", WAIT).await;
+        let (again, retried) = allocate_retrying(cluster.ipam(stale), "vms", "vm-a", WAIT).await;
+        assert_only_unavailable("the healed replica", &retried);
         assert_ne!(again.ip, x.ip, "A got back the address now held by B");
         assert!(again.generation > to_b.generation);
         let leader = cluster.wait_leader().await;

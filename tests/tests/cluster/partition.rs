@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use ipam_core::Labels;
 use ipam_raft::{Consistency, IpamError};
-use ipam_tests::{allocate_retrying, bounded, owner_map, pool_spec, scan, Cluster, WAIT};
+use ipam_tests::{
+    allocate_retrying, assert_only_unavailable, bounded, owner_map, pool_spec, scan, Cluster, WAIT,
+};
 
 const POOL: &str = "vms";
 /// Short deadlines keep the cut-off node's failures fast.
@@ -122,7 +124,8 @@ async fn isolated_follower_refuses_writes_and_converges_after_healing() {
 
         cluster.isolate(cut, false);
         // The healed node writes again (retrying while the cluster settles).
-        let healed = allocate_retrying(cluster.ipam(cut), POOL, "healed", WAIT).await;
+        let (healed, retried) = allocate_retrying(cluster.ipam(cut), POOL, "healed", WAIT).await;
+        assert_only_unavailable("the healed node", &retried);
         acked.insert(healed.owner, healed.ip);
         assert_healed(&cluster, &acked, "minority", &refused).await;
         cluster.shutdown().await;
@@ -146,7 +149,9 @@ async fn isolated_leader_refuses_writes_and_the_majority_elects_another() {
         acked.extend(cluster.allocate_many(&majority, POOL, "during", 200).await);
 
         cluster.isolate(old_leader, false);
-        let healed = allocate_retrying(cluster.ipam(old_leader), POOL, "healed", WAIT).await;
+        let (healed, retried) =
+            allocate_retrying(cluster.ipam(old_leader), POOL, "healed", WAIT).await;
+        assert_only_unavailable("the healed node", &retried);
         acked.insert(healed.owner, healed.ip);
         assert_healed(&cluster, &acked, "stale-leader", &refused).await;
         cluster.shutdown().await;
