@@ -263,7 +263,7 @@ impl Cluster {
         let addr = listener.local_addr().expect("local addr");
         let data_dir = self.root.path().join(format!("node-{id}"));
         std::fs::create_dir_all(&data_dir).expect("create data dir");
-        let running = self.launch(id, listener, data_dir.clone()).await;
+        let running = self.launch(id, listener, data_dir.clone(), false).await;
         self.slots.insert(
             id,
             Slot {
@@ -278,12 +278,21 @@ impl Cluster {
 
     /// Starts the node on a bound listener: bind first, then start, so the advertised
     /// address is the real one.
-    async fn launch(&self, id: u64, listener: TcpListener, data_dir: PathBuf) -> Running {
+    /// With `isolated`, the node is cut off before it serves anything, so what it holds comes
+    /// from its own files only.
+    async fn launch(
+        &self,
+        id: u64,
+        listener: TcpListener,
+        data_dir: PathBuf,
+        isolated: bool,
+    ) -> Running {
         let addr = listener.local_addr().expect("local addr");
         let config = self.config(id, addr, data_dir);
         let ipam = Ipam::start(config)
             .await
             .unwrap_or_else(|e| panic!("start node {id}: {e}"));
+        ipam.set_isolated(isolated);
         let router = ipam.raft_router();
         let (stop_server, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -333,8 +342,9 @@ impl Cluster {
             .collect()
     }
 
-    /// Stops node `id` with `shutdown()` and stops its server; its files stay.
-    pub async fn stop(&mut self, id: u64) {
+    /// Stops node `id` with `shutdown()` and stops its server; its files stay. Returns its
+    /// last status (as of the shutdown).
+    pub async fn stop(&mut self, id: u64) -> ClusterStatus {
         let slot = self.slots.get_mut(&id).expect("known node");
         let running = slot
             .running
@@ -355,10 +365,22 @@ impl Cluster {
                 .unwrap_or_else(|e| panic!("server of node {id}: {e}")),
             Err(_) => server.abort(),
         }
+        running.ipam.status()
     }
 
     /// Restarts stopped node `id` from its data dir on the same address.
     pub async fn restart(&mut self, id: u64) {
+        self.relaunch(id, false).await
+    }
+
+    /// Restarts stopped node `id` like [`Cluster::restart`], but cut off from its peers from
+    /// the start (heal it with [`Cluster::isolate`]): until then its state is what it
+    /// recovered from its own files.
+    pub async fn restart_isolated(&mut self, id: u64) {
+        self.relaunch(id, true).await
+    }
+
+    async fn relaunch(&mut self, id: u64, isolated: bool) {
         let slot = &self.slots[&id];
         assert!(slot.running.is_none(), "node {id} is running");
         let (addr, data_dir) = (slot.addr, slot.data_dir.clone());
@@ -368,8 +390,10 @@ impl Cluster {
             TcpListener::bind(addr).await.map_err(|e| e.to_string())
         })
         .await;
-        let running = self.launch(id, listener, data_dir).await;
-        self.slots.get_mut(&id).expect("known node").running = Some(running);
+        let running = self.launch(id, listener, data_dir, isolated).await;
+        let slot = self.slots.get_mut(&id).expect("known node");
+        slot.running = Some(running);
+        slot.isolated = isolated;
     }
 
     /// Cuts node `id` off (`true`) from every peer or heals it (`false`).
