@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -322,6 +322,11 @@ impl Cluster {
     /// The `host:port` node `id` advertises (kept across restarts).
     pub fn addr(&self, id: u64) -> String {
         self.slots[&id].addr.to_string()
+    }
+
+    /// The data dir of node `id` (kept across restarts).
+    pub fn data_dir(&self, id: u64) -> &Path {
+        &self.slots[&id].data_dir
     }
 
     /// Ids of the running nodes.
