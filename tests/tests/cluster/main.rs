@@ -1,0 +1,22 @@
+//! Multi-node scenarios of raft-ipam, each on an in-process cluster of `ipam_raft::Ipam`
+//! handles with real redb files and loopback HTTP (harness: the `ipam_tests` library).
+//!
+//! One binary on purpose: the harness lock serialises its tests, so clusters never compete
+//! for the two cores, and the crates under test are linked once.
+//!
+//! # Layout
+//!
+//! - `replication` — concurrent allocations on every node: distinct, acknowledged, replicated.
+//! - `failover` — the leader stops; a new one takes over; the old one restarts and catches up.
+//! - `partition` — an isolated follower or leader cannot write and says so; healing converges.
+//! - `snapshot` — a learner joins after the logs it needs are purged, gets promoted, a member
+//!   is removed.
+//! - `forwarding` — every write API on a follower; the cache hit path and its read barrier.
+//! - `reads` — linearizable reads across nodes.
+
+mod failover;
+mod forwarding;
+mod partition;
+mod reads;
+mod replication;
+mod snapshot;
