@@ -311,6 +311,9 @@ impl State {
     /// Applies `commands` (one log entry's, or several entries' in order) in `txn`, returning
     /// one result per command. Deterministic: depends only on the tables, `stamp` and the
     /// commands. The caller commits `txn`; if it does not, it must reopen with [`State::open`].
+    ///
+    /// Op failures are results. `Err` means storage failed part-way: the transaction and this
+    /// `State` are then both unusable (drop the transaction, reopen the state).
     pub fn apply(
         &mut self,
         txn: &redb::WriteTransaction,
