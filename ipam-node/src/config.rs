@@ -11,6 +11,10 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+/// Default log filter: this node's own events at `info`, openraft's (chatty at `info`) from
+/// `warn`.
+pub const DEFAULT_LOG_LEVEL: &str = "info,openraft=warn";
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -80,7 +84,7 @@ impl Default for NodeConfig {
             write_deadline: Duration::from_secs(10),
             read_deadline: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
-            log_level: "info".to_string(),
+            log_level: DEFAULT_LOG_LEVEL.to_string(),
             log_format: LogFormat::Text,
         }
     }
@@ -188,7 +192,8 @@ pub struct Args {
     /// Deadline of one HTTP API request in milliseconds (not /api/v1/cluster/*) [default: 30000]
     #[arg(long, env = "IPAM_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
-    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives [default: info]
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
+    /// `info,openraft=debug` [default: info,openraft=warn]
     #[arg(long, env = "IPAM_LOG_LEVEL")]
     pub log_level: Option<String>,
     /// Log format [default: text]
