@@ -76,7 +76,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("ipam-data"),
             token: None,
             join: None,
-            join_timeout: Duration::from_secs(120),
+            join_timeout: Duration::from_secs(300),
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
             snapshot_logs: 5_000,
@@ -162,7 +162,7 @@ pub struct Args {
     /// URL of a cluster node to join through (for example http://127.0.0.1:7471)
     #[arg(long, env = "IPAM_JOIN")]
     pub join: Option<String>,
-    /// How long --join keeps retrying, in seconds [default: 120]
+    /// How long --join keeps retrying, in seconds [default: 300]
     #[arg(long, env = "IPAM_JOIN_TIMEOUT_SECS")]
     pub join_timeout_secs: Option<u64>,
     /// TOML config file; keys are the flag names with `_` for `-`
