@@ -274,7 +274,8 @@ async fn three_processes_survive_a_leader_kill() {
         acked.insert(owner, a);
     }
 
-    // SIGKILL the leader.
+    // SIGKILL the leader (as it is now).
+    let leader = wait_cluster(&api, &nodes.values().collect::<Vec<_>>(), &all, deadline).await;
     let mut killed = nodes.remove(&leader).unwrap();
     killed.child.kill().unwrap();
     killed.child.wait().unwrap();
