@@ -396,11 +396,18 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// Refuses a listener that other machines can reach when no token protects it.
+    /// Refuses a listener that other machines can reach when no token protects it, and a
+    /// wildcard listener without `--advertise` (peers cannot reach `0.0.0.0`, and followers
+    /// forward writes to the leader's advertised address).
     pub fn check_listener(&self, bound: SocketAddr) -> Result<(), ConfigError> {
         if self.token.is_none() && !bound.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(
                 "refusing to listen on {bound} without a cluster token: set --token, --token-file or IPAM_TOKEN, or listen on a loopback address"
+            )));
+        }
+        if self.advertise.is_none() && bound.ip().is_unspecified() {
+            return Err(ConfigError::Invalid(format!(
+                "listening on {bound} needs --advertise host:port, the address other nodes use to reach this one"
             )));
         }
         Ok(())
@@ -569,6 +576,10 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("token"), "{e}");
         c.token = Some("t".into());
+        let e = c.check_listener("0.0.0.0:7470".parse().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("--advertise"), "{e}");
+        c.advertise = Some("ipam-1.example:7470".into());
         assert!(c.check_listener("0.0.0.0:7470".parse().unwrap()).is_ok());
+        assert!(c.check_listener("192.0.2.1:7470".parse().unwrap()).is_ok());
     }
 }
