@@ -576,7 +576,9 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("token"), "{e}");
         c.token = Some("t".into());
-        let e = c.check_listener("0.0.0.0:7470".parse().unwrap()).unwrap_err();
+        let e = c
+            .check_listener("0.0.0.0:7470".parse().unwrap())
+            .unwrap_err();
         assert!(e.to_string().contains("--advertise"), "{e}");
         c.advertise = Some("ipam-1.example:7470".into());
         assert!(c.check_listener("0.0.0.0:7470".parse().unwrap()).is_ok());

@@ -557,6 +557,34 @@ async fn http_layer_errors() {
     n.raw(Method::POST, pools, Some("application/json"), &big)
         .await
         .expect(413, "payload_too_large");
+    // Size comes before syntax: a wrong type, a bad query or malformed JSON, oversized, is 413.
+    n.raw(Method::POST, pools, Some("text/plain"), &big)
+        .await
+        .expect(413, "payload_too_large");
+    n.raw(
+        Method::POST,
+        "/api/v1/pools?colour=red",
+        Some("application/json"),
+        &big,
+    )
+    .await
+    .expect(413, "payload_too_large");
+    // A declared length over the limit is refused before anything else is looked at.
+    let req = axum::http::Request::post("/api/v1/pools/Bad_Name/allocations?x=y")
+        .header(header::CONTENT_LENGTH, big.len())
+        .body(axum::body::Body::from(big.clone()))
+        .unwrap();
+    n.send(req).await.expect(413, "payload_too_large");
+    // A body without a declared length is cut at the same limit.
+    let chunks: Vec<Result<String, std::io::Error>> = vec![
+        Ok("{\"name\": \"".to_string()),
+        Ok("x".repeat(1024 * 1024 + 1)),
+    ];
+    let req = axum::http::Request::post(pools)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    n.send(req).await.expect(413, "payload_too_large");
 
     n.get("/api/v1/nothing-here").await.expect(404, "not_found");
     n.get("/nope").await.expect(404, "not_found");
