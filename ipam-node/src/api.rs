@@ -88,7 +88,8 @@ pub fn router(state: AppState) -> Router {
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/openapi.yaml", get(openapi));
     // `/raft/*` checks the token and limits bodies itself (64 MiB), and has its own timeouts.
     let raft = state.ipam.raft_router();
     Router::new()
@@ -444,8 +445,11 @@ fn status_json(state: &AppState) -> Json<api::ClusterStatus> {
 
 async fn cluster_status(
     State(state): State<AppState>,
-    params: Params,
+    mut params: Params,
 ) -> Result<Json<api::ClusterStatus>, ApiError> {
+    // The status is always this node's own view; `consistency` is accepted for symmetry with
+    // the other reads.
+    params.consistency()?;
     params.finish()?;
     Ok(status_json(&state))
 }
@@ -547,6 +551,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "applied_index": s.applied_index,
         }),
     )
+}
+
+/// The OpenAPI 3.0 description of this API.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/yaml"),
+        )],
+        OPENAPI_YAML,
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

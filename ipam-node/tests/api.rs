@@ -677,7 +677,8 @@ async fn authentication() {
         .unwrap();
     n.send(req).await.expect(401, "unauthorized");
 
-    for uri in ["/healthz", "/readyz", "/metrics"] {
+    n.wait_ready().await;
+    for uri in ["/healthz", "/metrics", "/openapi.yaml"] {
         let req = axum::http::Request::get(uri)
             .body(axum::body::Body::empty())
             .unwrap();
@@ -744,9 +745,7 @@ async fn cluster_endpoints() {
         .await;
     assert!(r.status.is_client_error(), "{} {}", r.status, r.text);
 
-    let r = n.get("/readyz").await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.json()["ready"], true);
+    n.wait_ready().await;
 }
 
 #[tokio::test]
@@ -878,4 +877,43 @@ async fn metrics_move() {
         .samples
         .iter()
         .any(|s| s.labels.get("route").is_some_and(|r| r.contains("/m/"))));
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let n = start(None, true).await;
+    let r = n.get("/openapi.yaml").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.starts_with("openapi: 3."));
+    for path in [
+        "/api/v1/pools",
+        "/api/v1/pools/{name}",
+        "/api/v1/pools/{name}/allocations",
+        "/api/v1/pools/{name}/allocations/{ip}",
+        "/api/v1/addresses/{ip}",
+        "/api/v1/allocations",
+        "/api/v1/batch",
+        "/api/v1/cluster",
+        "/api/v1/cluster/init",
+        "/api/v1/cluster/learners",
+        "/api/v1/cluster/voters",
+        "/api/v1/cluster/voters/{id}",
+        "/api/v1/cluster/members/{id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(r.text.contains(&format!("\n  {path}:\n")), "{path} missing");
+        // And the route is served (not the 404 fallback).
+        let concrete = path
+            .replace("{name}", "p")
+            .replace("{ip}", "10.0.0.1")
+            .replace("{id}", "9");
+        for method in [Method::GET, Method::POST, Method::DELETE] {
+            let reply = n.call(method.clone(), &concrete, None).await;
+            if reply.status == StatusCode::NOT_FOUND {
+                assert_ne!(reply.code(), "not_found", "{method} {concrete}");
+            }
+        }
+    }
 }
