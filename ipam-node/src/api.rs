@@ -533,10 +533,30 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// 200 when a leader is known and everything this node knows committed is applied here.
+/// How long `/readyz` waits for this node to apply what was committed when it was asked.
+const READY_WAIT: Duration = Duration::from_secs(1);
+
+/// 200 when a leader is known and this node has applied everything it knew to be committed
+/// when asked. Under a steady write load the apply index trails the commit index by a few
+/// entries at any instant, so the check waits (briefly) for the commit index read at the call
+/// rather than flapping to 503 on every in-flight entry.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let s = state.ipam.status();
-    let ready = s.leader.is_some() && s.applied_index >= s.committed_index;
+    let now = state.ipam.status();
+    let target = now.committed_index;
+    let (ready, s) = if now.leader.is_none() {
+        (false, now)
+    } else {
+        match state
+            .ipam
+            .wait_for(READY_WAIT, |s| {
+                s.leader.is_some() && s.applied_index >= target
+            })
+            .await
+        {
+            Ok(s) => (true, s),
+            Err(_) => (false, state.ipam.status()),
+        }
+    };
     let status = if ready {
         StatusCode::OK
     } else {
