@@ -917,3 +917,37 @@ async fn openapi_document_lists_every_route() {
         }
     }
 }
+
+#[tokio::test]
+async fn request_timeout_is_deadline_exceeded() {
+    let n = start(None, true).await;
+    // A zero timeout expires at the first wait of any call that reaches raft.
+    let state = ipam_node::AppState::new(n.ipam.clone(), None, std::time::Duration::ZERO).unwrap();
+    let hurried = common::TestNode {
+        dir: tempfile::tempdir().unwrap(),
+        ipam: n.ipam.clone(),
+        router: ipam_node::router(state),
+        token: None,
+    };
+    let r = hurried
+        .post("/api/v1/pools", pool_body("late", "10.0.0.0/24"))
+        .await;
+    r.expect(503, "deadline_exceeded");
+    assert_eq!(r.json()["error"]["may_have_committed"], true);
+    assert_eq!(r.headers[header::RETRY_AFTER], "1");
+    // Membership calls and the operations endpoints are not cut by it.
+    assert_eq!(hurried.get("/api/v1/cluster").await.status, StatusCode::OK);
+    assert_eq!(hurried.get("/healthz").await.status, StatusCode::OK);
+    // The write may still apply; a retry of the same request is answered by the domain.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = n
+            .post("/api/v1/pools", pool_body("late", "10.0.0.0/24"))
+            .await;
+        if r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.text);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
