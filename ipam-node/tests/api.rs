@@ -951,3 +951,12 @@ async fn request_timeout_is_deadline_exceeded() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn calls_after_shutdown_are_shutting_down() {
+    let n = start(None, true).await;
+    n.ipam.shutdown().await.unwrap();
+    let r = n.post("/api/v1/pools", pool_body("a", "10.0.0.0/24")).await;
+    r.expect(503, "shutting_down");
+    assert_eq!(r.headers[header::RETRY_AFTER], "1");
+}
