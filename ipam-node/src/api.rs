@@ -292,12 +292,13 @@ async fn allocate(
     state.metrics.observe_allocation(started.elapsed());
     if let Err(e) = &result {
         let parts = e.parts();
-        let pool_label =
-            if parts.code == "pool_not_found" || parts.status == StatusCode::BAD_REQUEST {
-                ""
-            } else {
-                pool.as_str()
-            };
+        // Only a conflict proves the pool exists; any other failure may name an arbitrary
+        // pool, which must not grow the label set.
+        let pool_label = if parts.status == StatusCode::CONFLICT {
+            pool.as_str()
+        } else {
+            ""
+        };
         state.metrics.allocation_error(pool_label, parts.code);
     }
     result
@@ -317,8 +318,10 @@ async fn allocate_inner(
         ip,
         labels: req.labels.clone(),
     })?;
-    let (pool, owner, labels) = (pool, req.owner, req.labels);
-    let (allocation, existing) = state.ipam.allocate(&pool, &owner, ip, labels).await?;
+    let (allocation, existing) = state
+        .ipam
+        .allocate(&pool, &req.owner, ip, req.labels)
+        .await?;
     let status = if existing {
         StatusCode::OK
     } else {
