@@ -960,3 +960,39 @@ async fn calls_after_shutdown_are_shutting_down() {
     r.expect(503, "shutting_down");
     assert_eq!(r.headers[header::RETRY_AFTER], "1");
 }
+
+#[tokio::test]
+async fn ipv6_addresses_travel_as_strings() {
+    let n = start(None, true).await;
+    let r = n.post("/api/v1/pools", pool_body("v6", "fd00::/120")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["stats"]["capacity"], "255");
+    let r = n
+        .post("/api/v1/pools/v6/allocations", json!({"owner": "a"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["ip"], "fd00::1");
+    let r = n
+        .post(
+            "/api/v1/pools/v6/allocations",
+            json!({"owner": "b", "ip": "FD00:0:0::00ff"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["ip"], "fd00::ff", "canonical form");
+    n.post(
+        "/api/v1/pools/v6/allocations",
+        json!({"owner": "c", "ip": "fd00::"}),
+    )
+    .await
+    .expect(400, "invalid_argument");
+    let r = n.get("/api/v1/addresses/fd00::ff").await;
+    assert_eq!(r.json()["allocation"]["owner"], "b");
+    let r = n.get("/api/v1/pools/v6/allocations?after=fd00::1").await;
+    assert_eq!(r.json()["allocations"][0]["ip"], "fd00::ff");
+    let r = n.delete("/api/v1/pools/v6/allocations/fd00::ff").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    n.delete("/api/v1/pools/v6/allocations/10.0.0.1")
+        .await
+        .expect(400, "invalid_argument");
+}
