@@ -498,6 +498,19 @@ async fn batches() {
     n.post("/api/v1/batch", json!({ "ops": ops }))
         .await
         .expect(400, "invalid_argument");
+    let r = n
+        .post(
+            "/api/v1/batch",
+            json!({"ops": [{"op": "allocate", "pool": "b", "owner": "x", "colour": "red"}]}),
+        )
+        .await;
+    r.expect(400, "invalid_argument");
+    n.post(
+        "/api/v1/batch",
+        json!({"ops": [{"op": "create_pool", "name": "q", "cidr": "10.9.0.0/24", "colour": "red"}]}),
+    )
+    .await
+    .expect(400, "invalid_argument");
     n.post("/api/v1/batch", json!({"ops": [{"op": "explode"}]}))
         .await
         .expect(400, "invalid_argument");
