@@ -502,5 +502,6 @@ async fn concurrent_writes_share_log_entries() {
         entries <= 100,
         "200 concurrent writes took {entries} log entries"
     );
+    eprintln!("200 concurrent writes in {entries} log entries");
     stop(n).await;
 }
