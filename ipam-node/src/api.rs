@@ -23,7 +23,7 @@ use ipam_core::{Command, Labels, Op, OpError};
 use ipam_raft::{Ipam, IpamError};
 use subtle::ConstantTimeEq;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, OptionalJson, Params};
@@ -88,7 +88,8 @@ pub fn router(state: AppState) -> Router {
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/openapi.yaml", get(openapi));
     // `/raft/*` checks the token and limits bodies itself (64 MiB), and has its own timeouts.
     let raft = state.ipam.raft_router();
     Router::new()
@@ -99,10 +100,17 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn(declared_body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state, record_http))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                // 503s during an election are expected and answered with a code; a 500 is
+                // logged at error level where it is built (`ApiError::into_response`).
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
@@ -144,6 +152,24 @@ pub fn bearer_matches(value: Option<&HeaderValue>, token: &str) -> bool {
         return false;
     };
     given.ct_eq(token.as_bytes()).into()
+}
+
+/// Refuses an `/api/v1/*` body whose declared `Content-Length` is over the limit before any
+/// other check reads the request (the contract puts 413 before every 400). Bodies without a
+/// length are cut at the same limit when the JSON extractor reads them.
+async fn declared_body_limit(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if is_api(req.uri().path()) && declared.is_some_and(|n| n > API_BODY_LIMIT as u64) {
+        return ApiError::PayloadTooLarge(format!(
+            "request body is larger than the limit of {API_BODY_LIMIT} bytes"
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// The request timeout on `/api/v1/*`. `/raft/*` has the raft layer's own timeouts, and
@@ -266,12 +292,13 @@ async fn allocate(
     state.metrics.observe_allocation(started.elapsed());
     if let Err(e) = &result {
         let parts = e.parts();
-        let pool_label =
-            if parts.code == "pool_not_found" || parts.status == StatusCode::BAD_REQUEST {
-                ""
-            } else {
-                pool.as_str()
-            };
+        // Only a conflict proves the pool exists; any other failure may name an arbitrary
+        // pool, which must not grow the label set.
+        let pool_label = if parts.status == StatusCode::CONFLICT {
+            pool.as_str()
+        } else {
+            ""
+        };
         state.metrics.allocation_error(pool_label, parts.code);
     }
     result
@@ -291,8 +318,10 @@ async fn allocate_inner(
         ip,
         labels: req.labels.clone(),
     })?;
-    let (pool, owner, labels) = (pool, req.owner, req.labels);
-    let (allocation, existing) = state.ipam.allocate(&pool, &owner, ip, labels).await?;
+    let (allocation, existing) = state
+        .ipam
+        .allocate(&pool, &req.owner, ip, req.labels)
+        .await?;
     let status = if existing {
         StatusCode::OK
     } else {
@@ -425,8 +454,11 @@ fn status_json(state: &AppState) -> Json<api::ClusterStatus> {
 
 async fn cluster_status(
     State(state): State<AppState>,
-    params: Params,
+    mut params: Params,
 ) -> Result<Json<api::ClusterStatus>, ApiError> {
+    // The status is always this node's own view; `consistency` is accepted for symmetry with
+    // the other reads.
+    params.consistency()?;
     params.finish()?;
     Ok(status_json(&state))
 }
@@ -510,10 +542,30 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// 200 when a leader is known and everything this node knows committed is applied here.
+/// How long `/readyz` waits for this node to apply what was committed when it was asked.
+const READY_WAIT: Duration = Duration::from_secs(1);
+
+/// 200 when a leader is known and this node has applied everything it knew to be committed
+/// when asked. Under a steady write load the apply index trails the commit index by a few
+/// entries at any instant, so the check waits (briefly) for the commit index read at the call
+/// rather than flapping to 503 on every in-flight entry.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let s = state.ipam.status();
-    let ready = s.leader.is_some() && s.applied_index >= s.committed_index;
+    let now = state.ipam.status();
+    let target = now.committed_index;
+    let (ready, s) = if now.leader.is_none() {
+        (false, now)
+    } else {
+        match state
+            .ipam
+            .wait_for(READY_WAIT, |s| {
+                s.leader.is_some() && s.applied_index >= target
+            })
+            .await
+        {
+            Ok(s) => (true, s),
+            Err(_) => (false, state.ipam.status()),
+        }
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -528,6 +580,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "applied_index": s.applied_index,
         }),
     )
+}
+
+/// The OpenAPI 3.0 description of this API.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/yaml"),
+        )],
+        OPENAPI_YAML,
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

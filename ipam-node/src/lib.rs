@@ -20,6 +20,7 @@
 //! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
 
 use std::future::{Future, IntoFuture};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 pub mod api;
@@ -34,6 +35,7 @@ pub use api::{router, AppState};
 pub use config::{LogFormat, NodeConfig};
 pub use error::ApiError;
 
+use axum::serve::ListenerExt;
 use ipam_raft::{Ipam, IpamError, MemberRole};
 
 /// How long in-flight requests may take to finish once shutdown began, beyond the request
@@ -93,6 +95,7 @@ pub fn init_logging(level: &str, format: LogFormat) -> Result<(), NodeError> {
         .map_err(|e| NodeError::Config(format!("invalid --log-level {level:?}: {e}")))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),
@@ -187,6 +190,13 @@ async fn serve(
         }
         let _ = draining_tx.send(());
     };
+    // Small request/response pairs: without TCP_NODELAY, Nagle plus delayed ACKs add tens of
+    // milliseconds to a keep-alive client's next request.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(signal);
     let drain_limit = config.request_timeout + DRAIN_GRACE;
     let served = tokio::select! {

@@ -145,21 +145,59 @@ async fn no_init_node_waits_to_be_initialised() {
     node.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn refuses_a_non_loopback_listener_without_a_token() {
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_gives_up_or_is_refused_with_a_clear_error() {
+    // Nothing listens on a port that was just released: the joiner retries until its deadline.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
     let dir = tempfile::tempdir().unwrap();
-    let config = NodeConfig {
-        data_dir: dir.path().to_path_buf(),
+    let node = start(NodeConfig {
+        id: 2,
+        data_dir: dir.path().join("j"),
+        join: Some(format!("http://{closed_addr}")),
+        join_timeout: Duration::from_millis(800),
         ..Default::default()
-    };
-    let e = run(listener, config, std::future::pending())
+    })
+    .await;
+    let e = tokio::time::timeout(Duration::from_secs(30), node.task)
         .await
+        .expect("the joiner did not give up")
+        .unwrap()
         .unwrap_err();
-    assert!(matches!(e, NodeError::Config(_)), "{e}");
-    assert!(e.to_string().contains("token"), "{e}");
     assert!(
-        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
-        "nothing was created"
+        matches!(
+            e,
+            NodeError::Join(ipam_node::join::JoinError::Timeout { .. })
+        ),
+        "{e}"
     );
+
+    // A member that refuses (wrong token): the joiner stops at once with the reason.
+    let member = start(NodeConfig {
+        data_dir: dir.path().join("m"),
+        token: Some("right".into()),
+        ..Default::default()
+    })
+    .await;
+    let node = start(NodeConfig {
+        id: 2,
+        data_dir: dir.path().join("j2"),
+        token: Some("wrong".into()),
+        join: Some(format!("http://{}", member.addr)),
+        ..Default::default()
+    })
+    .await;
+    let e = tokio::time::timeout(Duration::from_secs(30), node.task)
+        .await
+        .expect("the joiner did not stop")
+        .unwrap()
+        .unwrap_err();
+    match &e {
+        NodeError::Join(ipam_node::join::JoinError::Refused { status, .. }) => {
+            assert_eq!(*status, 401, "{e}")
+        }
+        other => panic!("{other}"),
+    }
+    member.stop().await.unwrap();
 }
