@@ -66,16 +66,39 @@ pub async fn converge(nodes: &[Client], deadline: Duration) -> anyhow::Result<()
     Ok(())
 }
 
-/// Checks every node's replica of `pool` against the acknowledged `live` allocations. Owners
-/// in `uncertain` (writes whose outcome is unknown) may be present or absent.
+/// Reads every node's replica of `pool` (`?consistency=local`) and [`judge`]s them.
 pub async fn check(
     nodes: &[Client],
     pool: &str,
     live: &[Allocation],
     uncertain: &[String],
 ) -> anyhow::Result<Verdict> {
+    let mut replicas = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let local = node.clone().with_consistency(Consistency::Local);
+        let query = AllocationQuery {
+            limit: Some(1000),
+            ..Default::default()
+        };
+        let held = local
+            .list_all_allocations(pool, &query)
+            .await
+            .with_context(|| format!("allocations of {pool} on {}", node.endpoint()))?;
+        replicas.push((node.endpoint().to_string(), held));
+    }
+    Ok(judge(&replicas, live, uncertain))
+}
+
+/// Checks each replica — (endpoint, its allocations of the pool) — against the acknowledged
+/// `live` allocations. Owners in `uncertain` (writes whose outcome is unknown) may be present
+/// or absent.
+pub fn judge(
+    replicas: &[(String, Vec<Allocation>)],
+    live: &[Allocation],
+    uncertain: &[String],
+) -> Verdict {
     let mut verdict = Verdict {
-        nodes: nodes.len(),
+        nodes: replicas.len(),
         acknowledged: live.len(),
         ..Default::default()
     };
@@ -92,21 +115,12 @@ pub async fn check(
         }
     }
 
-    let mut first: Option<(String, Replica)> = None;
-    for node in nodes {
-        let local = node.clone().with_consistency(Consistency::Local);
-        let query = AllocationQuery {
-            limit: Some(1000),
-            ..Default::default()
-        };
-        let held = local
-            .list_all_allocations(pool, &query)
-            .await
-            .with_context(|| format!("allocations of {pool} on {}", node.endpoint()))?;
-        let endpoint = node.endpoint();
+    let mut first: Option<(&str, Replica)> = None;
+    for (endpoint, held) in replicas {
+        let endpoint = endpoint.as_str();
         let mut by_ip = Replica::new();
         let mut owners = HashSet::new();
-        for a in &held {
+        for a in held {
             if by_ip
                 .insert(a.ip.clone(), (a.owner.clone(), a.generation))
                 .is_some()
@@ -141,7 +155,7 @@ pub async fn check(
         }
         verdict.held = by_ip.len();
         match &first {
-            None => first = Some((endpoint.to_string(), by_ip)),
+            None => first = Some((endpoint, by_ip)),
             Some((first_endpoint, first_map)) if *first_map != by_ip => {
                 verdict.problem(format!(
                     "replicas differ: {first_endpoint} holds {}, {endpoint} holds {}",
@@ -152,5 +166,77 @@ pub async fn check(
             Some(_) => {}
         }
     }
-    Ok(verdict)
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(ip: &str, owner: &str, generation: u64) -> Allocation {
+        Allocation {
+            ip: ip.into(),
+            pool: "p".into(),
+            owner: owner.into(),
+            generation,
+            allocated_at: "2026-01-01T00:00:00Z".into(),
+            labels: Default::default(),
+        }
+    }
+
+    fn replicas(sets: &[&[Allocation]]) -> Vec<(String, Vec<Allocation>)> {
+        sets.iter()
+            .enumerate()
+            .map(|(i, s)| (format!("n{i}"), s.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn equal_replicas_holding_every_acknowledged_allocation_pass() {
+        let live = [alloc("10.0.0.1", "a", 1), alloc("10.0.0.2", "b", 2)];
+        let v = judge(&replicas(&[&live, &live, &live]), &live, &[]);
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!((v.nodes, v.held, v.acknowledged), (3, 2, 2));
+    }
+
+    #[test]
+    fn a_missing_acknowledged_allocation_fails() {
+        let live = [alloc("10.0.0.1", "a", 1), alloc("10.0.0.2", "b", 2)];
+        let v = judge(&replicas(&[&live, &live[..1]]), &live, &[]);
+        assert!(v
+            .problems
+            .iter()
+            .any(|p| p.contains("n1") && p.contains("missing")));
+        assert!(v.problems.iter().any(|p| p.contains("replicas differ")));
+    }
+
+    #[test]
+    fn an_address_acknowledged_twice_fails() {
+        let live = [alloc("10.0.0.1", "a", 1), alloc("10.0.0.1", "b", 2)];
+        let v = judge(&replicas(&[&live[1..]]), &live, &[]);
+        assert!(v
+            .problems
+            .iter()
+            .any(|p| p.contains("acknowledged to both")));
+        assert!(v.problems.iter().any(|p| p.contains("held by b")));
+    }
+
+    #[test]
+    fn unexplained_and_duplicate_holdings_fail() {
+        let held = [alloc("10.0.0.1", "a", 1), alloc("10.0.0.2", "a", 2)];
+        let v = judge(&replicas(&[&held]), &held[..1], &[]);
+        assert!(v.problems.iter().any(|p| p.contains("holds two addresses")));
+        assert!(v
+            .problems
+            .iter()
+            .any(|p| p.contains("no acknowledged write")));
+    }
+
+    #[test]
+    fn uncertain_owners_may_be_present_or_absent() {
+        let live = [alloc("10.0.0.1", "a", 1)];
+        let held = [alloc("10.0.0.2", "u", 2)];
+        let v = judge(&replicas(&[&held]), &live, &["a".into(), "u".into()]);
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+    }
 }
