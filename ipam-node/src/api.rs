@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn(declared_body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state, record_http))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -115,16 +116,23 @@ fn request_span(req: &Request) -> tracing::Span {
     tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
 }
 
-fn is_api(uri: &Uri) -> bool {
-    let path = uri.path();
+fn is_api(path: &str) -> bool {
     path == "/api/v1" || path.starts_with("/api/v1/")
 }
 
-/// Bearer-token check on `/api/v1/*`, before anything reads the body. `/raft/*` is checked
-/// by ipam-raft's router; `/healthz`, `/readyz` and `/metrics` are open.
+fn needs_token(path: &str) -> bool {
+    is_api(path) || path == "/raft" || path.starts_with("/raft/")
+}
+
+/// Bearer-token check on `/api/v1/*` and `/raft/*`, before anything reads the body (so an
+/// oversized unauthenticated body is 401, not 413). ipam-raft checks `/raft/*` again itself;
+/// this check adds the constant-time comparison and the contract's error body.
+/// `/healthz`, `/readyz` and `/metrics` are open.
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
-        if is_api(req.uri()) && !bearer_matches(req.headers().get(header::AUTHORIZATION), token) {
+        if needs_token(req.uri().path())
+            && !bearer_matches(req.headers().get(header::AUTHORIZATION), token)
+        {
             return ApiError::Unauthorized.into_response();
         }
     }
@@ -139,8 +147,29 @@ pub fn bearer_matches(value: Option<&HeaderValue>, token: &str) -> bool {
     given.ct_eq(token.as_bytes()).into()
 }
 
+/// Refuses an `/api/v1/*` body whose declared `Content-Length` is over the limit before any
+/// other check reads the request (the contract puts 413 before every 400). Bodies without a
+/// length are cut at the same limit when the JSON extractor reads them.
+async fn declared_body_limit(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if is_api(req.uri().path()) && declared.is_some_and(|n| n > API_BODY_LIMIT as u64) {
+        return ApiError::PayloadTooLarge(format!(
+            "request body is larger than the limit of {API_BODY_LIMIT} bytes"
+        ))
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// The request timeout on `/api/v1/*`. `/raft/*` has the raft layer's own timeouts, and
+/// `/api/v1/cluster/*` its membership deadline (a new learner may take long to catch up).
 async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !is_api(req.uri()) {
+    let path = req.uri().path();
+    if !is_api(path) || path.starts_with("/api/v1/cluster") {
         return next.run(req).await;
     }
     match tokio::time::timeout(state.request_timeout, next.run(req)).await {

@@ -11,6 +11,10 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+/// Default log filter: this node's own events at `info`, openraft's (chatty at `info`) from
+/// `warn`.
+pub const DEFAULT_LOG_LEVEL: &str = "info,openraft=warn";
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -72,15 +76,15 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("ipam-data"),
             token: None,
             join: None,
-            join_timeout: Duration::from_secs(120),
+            join_timeout: Duration::from_secs(300),
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
             snapshot_logs: 5_000,
             snapshot_keep_logs: 1_000,
             write_deadline: Duration::from_secs(10),
             read_deadline: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(60),
-            log_level: "info".to_string(),
+            request_timeout: Duration::from_secs(30),
+            log_level: DEFAULT_LOG_LEVEL.to_string(),
             log_format: LogFormat::Text,
         }
     }
@@ -158,7 +162,7 @@ pub struct Args {
     /// URL of a cluster node to join through (for example http://127.0.0.1:7471)
     #[arg(long, env = "IPAM_JOIN")]
     pub join: Option<String>,
-    /// How long --join keeps retrying, in seconds [default: 120]
+    /// How long --join keeps retrying, in seconds [default: 300]
     #[arg(long, env = "IPAM_JOIN_TIMEOUT_SECS")]
     pub join_timeout_secs: Option<u64>,
     /// TOML config file; keys are the flag names with `_` for `-`
@@ -185,10 +189,11 @@ pub struct Args {
     /// Deadline of a linearizable read barrier in milliseconds [default: 5000]
     #[arg(long, env = "IPAM_READ_DEADLINE_MS")]
     pub read_deadline_ms: Option<u64>,
-    /// Deadline of one HTTP API request in milliseconds [default: 60000]
+    /// Deadline of one HTTP API request in milliseconds (not /api/v1/cluster/*) [default: 30000]
     #[arg(long, env = "IPAM_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
-    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives [default: info]
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
+    /// `info,openraft=debug` [default: info,openraft=warn]
     #[arg(long, env = "IPAM_LOG_LEVEL")]
     pub log_level: Option<String>,
     /// Log format [default: text]
@@ -391,11 +396,18 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// Refuses a listener that other machines can reach when no token protects it.
+    /// Refuses a listener that other machines can reach when no token protects it, and a
+    /// wildcard listener without `--advertise` (peers cannot reach `0.0.0.0`, and followers
+    /// forward writes to the leader's advertised address).
     pub fn check_listener(&self, bound: SocketAddr) -> Result<(), ConfigError> {
         if self.token.is_none() && !bound.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(
                 "refusing to listen on {bound} without a cluster token: set --token, --token-file or IPAM_TOKEN, or listen on a loopback address"
+            )));
+        }
+        if self.advertise.is_none() && bound.ip().is_unspecified() {
+            return Err(ConfigError::Invalid(format!(
+                "listening on {bound} needs --advertise host:port, the address other nodes use to reach this one"
             )));
         }
         Ok(())
@@ -564,6 +576,12 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("token"), "{e}");
         c.token = Some("t".into());
+        let e = c
+            .check_listener("0.0.0.0:7470".parse().unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("--advertise"), "{e}");
+        c.advertise = Some("ipam-1.example:7470".into());
         assert!(c.check_listener("0.0.0.0:7470".parse().unwrap()).is_ok());
+        assert!(c.check_listener("192.0.2.1:7470".parse().unwrap()).is_ok());
     }
 }

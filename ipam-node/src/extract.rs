@@ -62,12 +62,14 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers()) {
+        // The body is read (up to the limit) before the type is judged: 413 comes before 400.
+        let json = is_json(req.headers());
+        let bytes = body_bytes(req, state).await?;
+        if !json {
             return Err(ApiError::InvalidArgument(
                 "expected a JSON body with Content-Type: application/json".to_string(),
             ));
         }
-        let bytes = body_bytes(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }

@@ -20,6 +20,7 @@
 //! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
 
 use std::future::{Future, IntoFuture};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 pub mod api;
@@ -93,6 +94,7 @@ pub fn init_logging(level: &str, format: LogFormat) -> Result<(), NodeError> {
         .map_err(|e| NodeError::Config(format!("invalid --log-level {level:?}: {e}")))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),

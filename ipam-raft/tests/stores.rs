@@ -55,9 +55,14 @@ fn allocate(pool: &str, owner: &str) -> Command {
 
 /// Membership at 1, a pool at 2, then `n` entries of 10 allocations each.
 fn history(n: u64) -> Vec<Entry> {
-    let mut out = vec![membership_entry(1), normal(2, vec![create_pool("vms", "10.0.0.0/16")])];
+    let mut out = vec![
+        membership_entry(1),
+        normal(2, vec![create_pool("vms", "10.0.0.0/16")]),
+    ];
     for i in 0..n {
-        let cmds = (0..10).map(|j| allocate("vms", &format!("vm-{i}-{j}"))).collect();
+        let cmds = (0..10)
+            .map(|j| allocate("vms", &format!("vm-{i}-{j}")))
+            .collect();
         out.push(normal(3 + i, cmds));
     }
     out
@@ -85,7 +90,9 @@ async fn snapshot_round_trip_into_a_fresh_store() {
 
     let mut builder = sm1.get_snapshot_builder().await;
     // Applies after the builder was taken are not in the snapshot.
-    sm1.apply(vec![normal(23, vec![allocate("vms", "late")])]).await.expect("apply");
+    sm1.apply(vec![normal(23, vec![allocate("vms", "late")])])
+        .await
+        .expect("apply");
     let snap = builder.build_snapshot().await.expect("build");
     assert_eq!(snap.meta.last_log_id, Some(log_id(22)));
     // Building made the covered state durable: the log may be purged up to it.
@@ -95,20 +102,34 @@ async fn snapshot_round_trip_into_a_fresh_store() {
     let mut recv = sm2.begin_receiving_snapshot().await.expect("recv");
     let mut src = snap.snapshot;
     tokio::io::copy(&mut src, &mut recv).await.expect("copy");
-    sm2.install_snapshot(&snap.meta, recv).await.expect("install");
+    sm2.install_snapshot(&snap.meta, recv)
+        .await
+        .expect("install");
     assert_eq!(*durable2.borrow(), Some(22));
 
     let (applied, membership) = sm2.applied_state().await.expect("state");
     assert_eq!(applied, Some(log_id(22)));
     assert_eq!(membership.log_id(), &Some(log_id(1)));
-    let current = sm2.get_current_snapshot().await.expect("current").expect("some");
+    let current = sm2
+        .get_current_snapshot()
+        .await
+        .expect("current")
+        .expect("some");
     assert_eq!(current.meta, snap.meta);
 
     // Same state: after the same next entry both replicas agree (the index was rebuilt).
-    sm2.apply(vec![normal(23, vec![allocate("vms", "late")])]).await.expect("apply");
+    sm2.apply(vec![normal(23, vec![allocate("vms", "late")])])
+        .await
+        .expect("apply");
     assert_eq!(digest(&sm1), digest(&sm2));
-    let a = sm1.apply(vec![normal(24, vec![allocate("vms", "next")])]).await.expect("a");
-    let b = sm2.apply(vec![normal(24, vec![allocate("vms", "next")])]).await.expect("b");
+    let a = sm1
+        .apply(vec![normal(24, vec![allocate("vms", "next")])])
+        .await
+        .expect("a");
+    let b = sm2
+        .apply(vec![normal(24, vec![allocate("vms", "next")])])
+        .await
+        .expect("b");
     assert_eq!(a, b);
     assert_eq!(digest(&sm1), digest(&sm2));
 }
@@ -125,7 +146,10 @@ async fn restart_resumes_at_the_same_applied_id_and_state() {
     assert_eq!(before, after);
     assert_eq!(*durable.borrow(), Some(32));
     // The rebuilt index continues where it was: a new owner gets a fresh address.
-    let r = sm.apply(vec![normal(33, vec![allocate("vms", "new")])]).await.expect("apply");
+    let r = sm
+        .apply(vec![normal(33, vec![allocate("vms", "new")])])
+        .await
+        .expect("apply");
     assert_eq!(r[0].len(), 1);
 }
 
@@ -145,7 +169,9 @@ async fn purge_stops_at_the_durable_applied_index() {
 
     // Once the limit moves, the next append finishes the held-back purge.
     limit_tx.send_replace(Some(100));
-    log.blocking_append(vec![normal(13, vec![])]).await.expect("append");
+    log.blocking_append(vec![normal(13, vec![])])
+        .await
+        .expect("append");
     assert_eq!(log.last_purged().await.expect("purged"), Some(log_id(9)));
     let state = log.get_log_state().await.expect("state");
     assert_eq!(state.last_purged_log_id, Some(log_id(9)));

@@ -1,0 +1,379 @@
+//! Three real `ipam-node` processes on loopback: form a cluster through the API (and `--join`),
+//! allocate through every node, SIGKILL the leader, keep allocating through the survivors,
+//! restart it from its data dir on its old port, and check that every acknowledged allocation
+//! is on every replica and no address is held twice. Bounded in count and time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const TOKEN: &str = "cluster-test-token";
+
+struct Proc {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(id: u64, listen: &str, dir: &Path, extra: &[&str]) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipam-node"))
+        .args(["--id", &id.to_string(), "--listen", listen])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--token", TOKEN])
+        .args(["--heartbeat-ms", "100"])
+        .args(["--election-timeout-min-ms", "500"])
+        .args(["--election-timeout-max-ms", "1000"])
+        .args(["--log-level", "info"])
+        .args(extra)
+        .env_remove("IPAM_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn ipam-node");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no `listening on` line within 30 s");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}; log in {}", dir.display()))
+        .to_string();
+    Proc {
+        child,
+        addr,
+        dir: dir.to_path_buf(),
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("http://{addr}{path}"))
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(20));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.ok()?;
+        let status = r.status().as_u16();
+        let text = r.text().await.ok()?;
+        Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// Retries while the node is unreachable or answers 503, until `deadline`.
+    async fn until_ok(
+        &self,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+        body: Option<Value>,
+        deadline: Instant,
+    ) -> (u16, Value) {
+        loop {
+            let last = self.call(method.clone(), addr, path, body.clone()).await;
+            match &last {
+                Some((s, v)) if *s != 503 => return (*s, v.clone()),
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{method} {addr}{path}: still failing: {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn cluster(&self, addr: &str) -> Option<Value> {
+        match self
+            .call(reqwest::Method::GET, addr, "/api/v1/cluster", None)
+            .await
+        {
+            Some((200, v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Allocates for `owner` through `addr`, retrying through elections (same owner: a retry
+    /// returns the allocation if an earlier attempt committed).
+    async fn allocate(&self, addr: &str, owner: &str, deadline: Instant) -> Value {
+        let (status, v) = self
+            .until_ok(
+                reqwest::Method::POST,
+                addr,
+                "/api/v1/pools/p/allocations",
+                Some(json!({ "owner": owner })),
+                deadline,
+            )
+            .await;
+        assert!(
+            status == 201 || status == 200,
+            "allocate {owner} via {addr}: {status} {v}"
+        );
+        v
+    }
+
+    async fn local_allocations(&self, addr: &str) -> Option<Vec<Value>> {
+        match self
+            .call(
+                reqwest::Method::GET,
+                addr,
+                "/api/v1/pools/p/allocations?consistency=local&limit=1000",
+                None,
+            )
+            .await
+        {
+            Some((200, v)) => v["allocations"].as_array().cloned(),
+            _ => None,
+        }
+    }
+}
+
+fn voters(c: &Value) -> BTreeSet<u64> {
+    c["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|m| m["role"] == "voter")
+                .filter_map(|m| m["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn wait_cluster(api: &Api, nodes: &[&Proc], ids: &BTreeSet<u64>, deadline: Instant) -> u64 {
+    loop {
+        let mut leaders = BTreeSet::new();
+        let mut ok = true;
+        for n in nodes {
+            match api.cluster(&n.addr).await {
+                Some(c) if voters(&c) == *ids && c["leader"].is_u64() => {
+                    leaders.insert(c["leader"].as_u64().unwrap());
+                }
+                _ => ok = false,
+            }
+        }
+        if ok && leaders.len() == 1 {
+            return leaders.into_iter().next().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster did not form with voters {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_survive_a_leader_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let api = Api {
+        http: reqwest::Client::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let all: BTreeSet<u64> = [1, 2, 3].into();
+
+    // Node 1 and 2 wait to be initialised / added; node 3 joins through node 1 itself.
+    let n1 = spawn(1, "127.0.0.1:0", &tmp.path().join("n1"), &["--no-init"]);
+    let n2 = spawn(2, "127.0.0.1:0", &tmp.path().join("n2"), &["--no-init"]);
+    let (s, v) = api
+        .until_ok(
+            reqwest::Method::POST,
+            &n1.addr,
+            "/api/v1/cluster/init",
+            None,
+            deadline,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = api
+        .until_ok(
+            reqwest::Method::POST,
+            &n1.addr,
+            "/api/v1/cluster/learners",
+            Some(json!({"id": 2, "addr": n2.addr})),
+            deadline,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = api
+        .until_ok(
+            reqwest::Method::POST,
+            &n1.addr,
+            "/api/v1/cluster/voters/2",
+            None,
+            deadline,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let join_url = format!("http://{}", n1.addr);
+    let n3 = spawn(
+        3,
+        "127.0.0.1:0",
+        &tmp.path().join("n3"),
+        &["--join", &join_url],
+    );
+    let mut nodes: BTreeMap<u64, Proc> = [(1, n1), (2, n2), (3, n3)].into();
+    let leader = wait_cluster(&api, &nodes.values().collect::<Vec<_>>(), &all, deadline).await;
+
+    // Through a follower: writes are forwarded.
+    let follower = nodes.keys().copied().find(|id| *id != leader).unwrap();
+    let (s, v) = api
+        .until_ok(
+            reqwest::Method::POST,
+            &nodes[&follower].addr,
+            "/api/v1/pools",
+            Some(json!({"name": "p", "cidr": "10.0.0.0/24"})),
+            deadline,
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+
+    let mut acked: BTreeMap<String, Value> = BTreeMap::new();
+    for i in 0..30 {
+        let id = [1, 2, 3][i % 3];
+        let owner = format!("before-{i}");
+        let a = api.allocate(&nodes[&id].addr, &owner, deadline).await;
+        acked.insert(owner, a);
+    }
+
+    // SIGKILL the leader (as it is now).
+    let leader = wait_cluster(&api, &nodes.values().collect::<Vec<_>>(), &all, deadline).await;
+    let mut killed = nodes.remove(&leader).unwrap();
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    let (killed_addr, killed_dir) = (killed.addr.clone(), killed.dir.clone());
+    drop(killed);
+
+    let survivors: Vec<u64> = nodes.keys().copied().collect();
+    for i in 0..20 {
+        let id = survivors[i % survivors.len()];
+        let owner = format!("during-{i}");
+        let a = api.allocate(&nodes[&id].addr, &owner, deadline).await;
+        acked.insert(owner, a);
+    }
+
+    // Restart it from its data dir on the port it had; no init, no join needed.
+    let restarted = spawn(leader, &killed_addr, &killed_dir, &["--no-init"]);
+    assert_eq!(restarted.addr, killed_addr);
+    nodes.insert(leader, restarted);
+    for i in 0..10 {
+        let id = [1, 2, 3][i % 3];
+        let owner = format!("after-{i}");
+        let a = api.allocate(&nodes[&id].addr, &owner, deadline).await;
+        acked.insert(owner, a);
+    }
+    wait_cluster(&api, &nodes.values().collect::<Vec<_>>(), &all, deadline).await;
+
+    // Every acknowledged allocation on every replica, identical replicas, no address twice.
+    let acked_ips: BTreeSet<&str> = acked.values().map(|a| a["ip"].as_str().unwrap()).collect();
+    assert_eq!(
+        acked_ips.len(),
+        acked.len(),
+        "an address was acknowledged twice"
+    );
+    loop {
+        let mut views = Vec::new();
+        for n in nodes.values() {
+            views.push(api.local_allocations(&n.addr).await);
+        }
+        let converged = views.iter().all(|v| v.is_some() && *v == views[0])
+            && views[0].as_ref().is_some_and(|v| v.len() == acked.len());
+        if converged {
+            let view = views[0].as_ref().unwrap();
+            let ips: BTreeSet<&str> = view.iter().map(|a| a["ip"].as_str().unwrap()).collect();
+            assert_eq!(ips.len(), view.len(), "an address appears twice");
+            for a in view {
+                let owner = a["owner"].as_str().unwrap();
+                let ack = &acked[owner];
+                assert_eq!(a["ip"], ack["ip"], "{owner}");
+                assert_eq!(a["generation"], ack["generation"], "{owner}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: {:?} vs {} acknowledged",
+            views
+                .iter()
+                .map(|v| v.as_ref().map(Vec::len))
+                .collect::<Vec<_>>(),
+            acked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The restarted node serves consistent reads and is ready.
+    let (s, _) = api
+        .until_ok(
+            reqwest::Method::GET,
+            &nodes[&leader].addr,
+            "/readyz",
+            None,
+            deadline,
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // SIGTERM: a graceful stop with exit status 0.
+    let mut n = nodes.remove(&leader).unwrap();
+    let pid = n.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let stop_deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = n.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < stop_deadline,
+            "no exit within 60 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.success(),
+        "exit status {status}; log in {}",
+        n.dir.display()
+    );
+}
