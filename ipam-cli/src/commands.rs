@@ -1,6 +1,7 @@
 //! [`run`]: one parsed command → `ipam-client` calls → text on stdout.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::CommandFactory;
@@ -16,6 +17,9 @@ use crate::args::{
 use crate::exit::UsageError;
 use crate::render;
 
+/// How long one request may take unless `--timeout` says otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Runs one command against the node at `cli.endpoint`, printing its result on stdout.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli {
@@ -23,14 +27,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         token,
         output,
         consistency,
+        timeout,
         command,
     } = cli;
+    // Adding a learner waits for it to catch up, which takes as long as the log is big.
+    let waits_for_catch_up = matches!(command, Command::Cluster(ClusterCommand::AddLearner { .. }));
+    let timeout = timeout.or((!waits_for_catch_up).then_some(DEFAULT_TIMEOUT));
     let connect = || -> anyhow::Result<Client> {
         let consistency = match consistency {
             ReadConsistency::Linearizable => Consistency::Linearizable,
             ReadConsistency::Local => Consistency::Local,
         };
-        Ok(Client::new(&endpoint, token.clone())?.with_consistency(consistency))
+        let client = Client::new(&endpoint, token.clone())?.with_consistency(consistency);
+        Ok(match timeout {
+            Some(t) => client.with_timeout(t),
+            None => client,
+        })
     };
     match command {
         Command::IpPool(cmd) => pool(&connect()?, output, cmd).await,

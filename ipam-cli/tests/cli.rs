@@ -641,6 +641,25 @@ fn a_node_that_is_down_is_one_line_naming_the_endpoint() {
 }
 
 #[test]
+fn a_node_that_does_not_answer_times_out() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipam-cli"));
+    cmd.env_remove("IPAM_TOKEN").args([
+        "--endpoint",
+        &endpoint,
+        "--timeout",
+        "0.5",
+        "ip-pool",
+        "list",
+    ]);
+    let err = fails(&mut cmd, 5);
+    assert_eq!(err, format!("error: request to {endpoint} timed out\n"));
+    drop(listener);
+}
+
+#[test]
 fn usage_errors_and_completions() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipam-cli"));
     fails(cmd.args(["ip-pool", "frobnicate"]), 2);
