@@ -48,6 +48,8 @@ start_node() {
     local id=$1
     shift
     mkdir -p "$TMP/n$id"
+    # Created before the node starts, so the first read cannot race the node's redirection.
+    : >"$TMP/n$id.out"
     "$BIN/ipam-node" --id "$id" --listen 127.0.0.1:0 --data-dir "$TMP/n$id/data" \
         --token "$TOKEN" "$@" >"$TMP/n$id.out" 2>"$TMP/n$id.log" &
     PIDS+=($!)
