@@ -175,7 +175,7 @@ pub struct AddressInfo {
 
 /// One op of `POST /api/v1/batch`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BatchOp {
     /// Create a pool.
     CreatePool(CreatePoolRequest),

@@ -23,7 +23,7 @@ use ipam_core::{Command, Labels, Op, OpError};
 use ipam_raft::{Ipam, IpamError};
 use subtle::ConstantTimeEq;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, OptionalJson, Params};
@@ -88,7 +88,8 @@ pub fn router(state: AppState) -> Router {
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/openapi.yaml", get(openapi));
     // `/raft/*` checks the token and limits bodies itself (64 MiB), and has its own timeouts.
     let raft = state.ipam.raft_router();
     Router::new()
@@ -103,7 +104,13 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state, record_http))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                // 503s during an election are expected and answered with a code; a 500 is
+                // logged at error level where it is built (`ApiError::into_response`).
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
@@ -285,12 +292,13 @@ async fn allocate(
     state.metrics.observe_allocation(started.elapsed());
     if let Err(e) = &result {
         let parts = e.parts();
-        let pool_label =
-            if parts.code == "pool_not_found" || parts.status == StatusCode::BAD_REQUEST {
-                ""
-            } else {
-                pool.as_str()
-            };
+        // Only a conflict proves the pool exists; any other failure may name an arbitrary
+        // pool, which must not grow the label set.
+        let pool_label = if parts.status == StatusCode::CONFLICT {
+            pool.as_str()
+        } else {
+            ""
+        };
         state.metrics.allocation_error(pool_label, parts.code);
     }
     result
@@ -310,8 +318,10 @@ async fn allocate_inner(
         ip,
         labels: req.labels.clone(),
     })?;
-    let (pool, owner, labels) = (pool, req.owner, req.labels);
-    let (allocation, existing) = state.ipam.allocate(&pool, &owner, ip, labels).await?;
+    let (allocation, existing) = state
+        .ipam
+        .allocate(&pool, &req.owner, ip, req.labels)
+        .await?;
     let status = if existing {
         StatusCode::OK
     } else {
@@ -444,8 +454,11 @@ fn status_json(state: &AppState) -> Json<api::ClusterStatus> {
 
 async fn cluster_status(
     State(state): State<AppState>,
-    params: Params,
+    mut params: Params,
 ) -> Result<Json<api::ClusterStatus>, ApiError> {
+    // The status is always this node's own view; `consistency` is accepted for symmetry with
+    // the other reads.
+    params.consistency()?;
     params.finish()?;
     Ok(status_json(&state))
 }
@@ -529,10 +542,30 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// 200 when a leader is known and everything this node knows committed is applied here.
+/// How long `/readyz` waits for this node to apply what was committed when it was asked.
+const READY_WAIT: Duration = Duration::from_secs(1);
+
+/// 200 when a leader is known and this node has applied everything it knew to be committed
+/// when asked. Under a steady write load the apply index trails the commit index by a few
+/// entries at any instant, so the check waits (briefly) for the commit index read at the call
+/// rather than flapping to 503 on every in-flight entry.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let s = state.ipam.status();
-    let ready = s.leader.is_some() && s.applied_index >= s.committed_index;
+    let now = state.ipam.status();
+    let target = now.committed_index;
+    let (ready, s) = if now.leader.is_none() {
+        (false, now)
+    } else {
+        match state
+            .ipam
+            .wait_for(READY_WAIT, |s| {
+                s.leader.is_some() && s.applied_index >= target
+            })
+            .await
+        {
+            Ok(s) => (true, s),
+            Err(_) => (false, state.ipam.status()),
+        }
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -547,6 +580,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "applied_index": s.applied_index,
         }),
     )
+}
+
+/// The OpenAPI 3.0 description of this API.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/yaml"),
+        )],
+        OPENAPI_YAML,
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -35,6 +35,7 @@ pub use api::{router, AppState};
 pub use config::{LogFormat, NodeConfig};
 pub use error::ApiError;
 
+use axum::serve::ListenerExt;
 use ipam_raft::{Ipam, IpamError, MemberRole};
 
 /// How long in-flight requests may take to finish once shutdown began, beyond the request
@@ -189,6 +190,13 @@ async fn serve(
         }
         let _ = draining_tx.send(());
     };
+    // Small request/response pairs: without TCP_NODELAY, Nagle plus delayed ACKs add tens of
+    // milliseconds to a keep-alive client's next request.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(signal);
     let drain_limit = config.request_timeout + DRAIN_GRACE;
     let served = tokio::select! {

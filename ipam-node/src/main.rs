@@ -9,6 +9,13 @@ use ipam_node::config::Args;
 async fn main() -> anyhow::Result<()> {
     let config = Args::parse().resolve()?;
     ipam_node::init_logging(&config.log_level, config.log_format)?;
+    // Refuse an unprotected public listener before binding it, not after.
+    let addrs = tokio::net::lookup_host(&config.listen)
+        .await
+        .with_context(|| format!("cannot resolve --listen {}", config.listen))?;
+    for addr in addrs {
+        config.check_listener(addr)?;
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

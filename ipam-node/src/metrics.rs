@@ -125,8 +125,8 @@ impl Metrics {
         self.allocation_duration.observe(elapsed.as_secs_f64());
     }
 
-    /// Records one failed allocation request. `pool` is `""` when the pool does not exist, so
-    /// requests naming arbitrary pools cannot grow the label set without bound.
+    /// Records one failed allocation request. `pool` is `""` unless the failure proves the pool
+    /// exists, so requests naming arbitrary pools cannot grow the label set without bound.
     pub fn allocation_error(&self, pool: &str, reason: &str) {
         self.allocation_errors
             .with_label_values(&[pool, reason])

@@ -498,6 +498,19 @@ async fn batches() {
     n.post("/api/v1/batch", json!({ "ops": ops }))
         .await
         .expect(400, "invalid_argument");
+    let r = n
+        .post(
+            "/api/v1/batch",
+            json!({"ops": [{"op": "allocate", "pool": "b", "owner": "x", "colour": "red"}]}),
+        )
+        .await;
+    r.expect(400, "invalid_argument");
+    n.post(
+        "/api/v1/batch",
+        json!({"ops": [{"op": "create_pool", "name": "q", "cidr": "10.9.0.0/24", "colour": "red"}]}),
+    )
+    .await
+    .expect(400, "invalid_argument");
     n.post("/api/v1/batch", json!({"ops": [{"op": "explode"}]}))
         .await
         .expect(400, "invalid_argument");
@@ -677,7 +690,8 @@ async fn authentication() {
         .unwrap();
     n.send(req).await.expect(401, "unauthorized");
 
-    for uri in ["/healthz", "/readyz", "/metrics"] {
+    n.wait_ready().await;
+    for uri in ["/healthz", "/metrics", "/openapi.yaml"] {
         let req = axum::http::Request::get(uri)
             .body(axum::body::Body::empty())
             .unwrap();
@@ -744,9 +758,7 @@ async fn cluster_endpoints() {
         .await;
     assert!(r.status.is_client_error(), "{} {}", r.status, r.text);
 
-    let r = n.get("/readyz").await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.json()["ready"], true);
+    n.wait_ready().await;
 }
 
 #[tokio::test]
@@ -878,4 +890,122 @@ async fn metrics_move() {
         .samples
         .iter()
         .any(|s| s.labels.get("route").is_some_and(|r| r.contains("/m/"))));
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let n = start(None, true).await;
+    let r = n.get("/openapi.yaml").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.starts_with("openapi: 3."));
+    for path in [
+        "/api/v1/pools",
+        "/api/v1/pools/{name}",
+        "/api/v1/pools/{name}/allocations",
+        "/api/v1/pools/{name}/allocations/{ip}",
+        "/api/v1/addresses/{ip}",
+        "/api/v1/allocations",
+        "/api/v1/batch",
+        "/api/v1/cluster",
+        "/api/v1/cluster/init",
+        "/api/v1/cluster/learners",
+        "/api/v1/cluster/voters",
+        "/api/v1/cluster/voters/{id}",
+        "/api/v1/cluster/members/{id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(r.text.contains(&format!("\n  {path}:\n")), "{path} missing");
+        // And the route is served (not the 404 fallback).
+        let concrete = path
+            .replace("{name}", "p")
+            .replace("{ip}", "10.0.0.1")
+            .replace("{id}", "9");
+        for method in [Method::GET, Method::POST, Method::DELETE] {
+            let reply = n.call(method.clone(), &concrete, None).await;
+            if reply.status == StatusCode::NOT_FOUND {
+                assert_ne!(reply.code(), "not_found", "{method} {concrete}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn request_timeout_is_deadline_exceeded() {
+    let n = start(None, true).await;
+    // A zero timeout expires at the first wait of any call that reaches raft.
+    let state = ipam_node::AppState::new(n.ipam.clone(), None, std::time::Duration::ZERO).unwrap();
+    let hurried = common::TestNode {
+        dir: tempfile::tempdir().unwrap(),
+        ipam: n.ipam.clone(),
+        router: ipam_node::router(state),
+        token: None,
+    };
+    let r = hurried
+        .post("/api/v1/pools", pool_body("late", "10.0.0.0/24"))
+        .await;
+    r.expect(503, "deadline_exceeded");
+    assert_eq!(r.json()["error"]["may_have_committed"], true);
+    assert_eq!(r.headers[header::RETRY_AFTER], "1");
+    // Membership calls and the operations endpoints are not cut by it.
+    assert_eq!(hurried.get("/api/v1/cluster").await.status, StatusCode::OK);
+    assert_eq!(hurried.get("/healthz").await.status, StatusCode::OK);
+    // The write may still apply; a retry of the same request is answered by the domain.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = n
+            .post("/api/v1/pools", pool_body("late", "10.0.0.0/24"))
+            .await;
+        if r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.text);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn calls_after_shutdown_are_shutting_down() {
+    let n = start(None, true).await;
+    n.ipam.shutdown().await.unwrap();
+    let r = n.post("/api/v1/pools", pool_body("a", "10.0.0.0/24")).await;
+    r.expect(503, "shutting_down");
+    assert_eq!(r.headers[header::RETRY_AFTER], "1");
+}
+
+#[tokio::test]
+async fn ipv6_addresses_travel_as_strings() {
+    let n = start(None, true).await;
+    let r = n.post("/api/v1/pools", pool_body("v6", "fd00::/120")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["stats"]["capacity"], "255");
+    let r = n
+        .post("/api/v1/pools/v6/allocations", json!({"owner": "a"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["ip"], "fd00::1");
+    let r = n
+        .post(
+            "/api/v1/pools/v6/allocations",
+            json!({"owner": "b", "ip": "FD00:0:0::00ff"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["ip"], "fd00::ff", "canonical form");
+    n.post(
+        "/api/v1/pools/v6/allocations",
+        json!({"owner": "c", "ip": "fd00::"}),
+    )
+    .await
+    .expect(400, "invalid_argument");
+    let r = n.get("/api/v1/addresses/fd00::ff").await;
+    assert_eq!(r.json()["allocation"]["owner"], "b");
+    let r = n.get("/api/v1/pools/v6/allocations?after=fd00::1").await;
+    assert_eq!(r.json()["allocations"][0]["ip"], "fd00::ff");
+    let r = n.delete("/api/v1/pools/v6/allocations/fd00::ff").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    n.delete("/api/v1/pools/v6/allocations/10.0.0.1")
+        .await
+        .expect(400, "invalid_argument");
 }

@@ -145,25 +145,6 @@ async fn no_init_node_waits_to_be_initialised() {
     node.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn refuses_a_non_loopback_listener_without_a_token() {
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = NodeConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    let e = run(listener, config, std::future::pending())
-        .await
-        .unwrap_err();
-    assert!(matches!(e, NodeError::Config(_)), "{e}");
-    assert!(e.to_string().contains("token"), "{e}");
-    assert!(
-        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
-        "nothing was created"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_gives_up_or_is_refused_with_a_clear_error() {
     // Nothing listens on a port that was just released: the joiner retries until its deadline.

@@ -28,11 +28,11 @@ pub async fn start(token: Option<&str>, init: bool) -> TestNode {
     let ipam = Ipam::start(config).await.unwrap();
     if init {
         ipam.init(Vec::new()).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while ipam.status().leader != Some(1) {
-            assert!(Instant::now() < deadline, "no leadership within 20 s");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        ipam.wait_for(Duration::from_secs(20), |s| {
+            s.leader == Some(1) && s.applied_index >= s.committed_index
+        })
+        .await
+        .expect("no leadership within 20 s");
     }
     let state = AppState::new(
         ipam.clone(),
@@ -141,5 +141,21 @@ impl TestNode {
 
     pub async fn delete(&self, uri: &str) -> Reply {
         self.call(Method::DELETE, uri, None).await
+    }
+}
+
+impl TestNode {
+    /// Waits (with a deadline) until `/readyz` answers 200: readiness is momentary (an entry
+    /// committed but not yet applied makes it 503), so tests wait for it instead of assuming.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let req = Request::get("/readyz").body(Body::empty()).unwrap();
+            if self.send(req).await.status == StatusCode::OK {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not ready within 20 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
