@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::CommandFactory;
 use ipam_client::types::{
-    AllocateRequest, AllocationList, CreatePoolRequest, GatewayField, NodeAddr,
+    AllocateRequest, AllocationList, ClusterStatus, CreatePoolRequest, GatewayField, NodeAddr,
 };
 use ipam_client::{AllocationQuery, Client, Consistency};
 use serde::Serialize;
@@ -239,14 +239,17 @@ async fn cluster(client: &Client, out: Output, cmd: ClusterCommand) -> anyhow::R
                 .into_iter()
                 .map(|(id, addr)| NodeAddr { id, addr })
                 .collect();
-            client.cluster_init(members).await?;
-            done(out, &text)
+            let status = client.cluster_init(members).await?;
+            // The node answers before the new membership is applied, so its status there
+            // lists no members yet: people get the confirmation alone.
+            emit(out, &status, || format!("{text}\n"))
         }
         ClusterCommand::AddLearner { id, addr } => {
-            client.add_learner(id, &addr).await?;
-            done(
+            let status = client.add_learner(id, &addr).await?;
+            changed(
                 out,
                 &format!("node {id} ({addr}) added as a learner and caught up"),
+                &status,
             )
         }
         ClusterCommand::Voters { ids } => {
@@ -257,18 +260,25 @@ async fn cluster(client: &Client, out: Output, cmd: ClusterCommand) -> anyhow::R
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            client.set_voters(ids).await?;
-            done(out, &text)
+            let status = client.set_voters(ids).await?;
+            changed(out, &text, &status)
         }
         ClusterCommand::Promote { id } => {
-            client.promote_voter(id).await?;
-            done(out, &format!("node {id} promoted to voter"))
+            let status = client.promote_voter(id).await?;
+            changed(out, &format!("node {id} promoted to voter"), &status)
         }
         ClusterCommand::Remove { id } => {
-            client.remove_member(id).await?;
-            done(out, &format!("node {id} removed"))
+            let status = client.remove_member(id).await?;
+            changed(out, &format!("node {id} removed"), &status)
         }
     }
+}
+
+/// A membership change: what was done and the cluster as it is now, or the status JSON.
+fn changed(out: Output, text: &str, status: &ClusterStatus) -> anyhow::Result<()> {
+    emit(out, status, || {
+        format!("{text}\n\n{}", render::cluster_status(status))
+    })
 }
 
 /// Prints `value` as pretty JSON or `table()` as text.
