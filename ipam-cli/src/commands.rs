@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::CommandFactory;
 use ipam_client::types::{
     AllocateRequest, AllocationList, ClusterStatus, CreatePoolRequest, GatewayField, NodeAddr,
+    PoolList,
 };
 use ipam_client::{AllocationQuery, Client, Consistency};
 use serde::Serialize;
@@ -70,9 +71,10 @@ async fn pool(client: &Client, out: Output, cmd: PoolCommand) -> anyhow::Result<
             done(out, &format!("deleted pool {name}"))
         }
         PoolCommand::List { labels } => {
-            let pools = client.list_pools(&labels).await?;
-            let json = serde_json::json!({ "pools": pools });
-            emit(out, &json, || render::pool_table(&pools))
+            let list = PoolList {
+                pools: client.list_pools(&labels).await?,
+            };
+            emit(out, &list, || render::pool_table(&list.pools))
         }
         PoolCommand::Show { name } => {
             let pool = client.get_pool(&name).await?;
