@@ -31,6 +31,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         timeout,
         command,
     } = cli;
+    // `IPAM_TOKEN=` (set but empty) means no token, not an empty one.
+    let token = token.filter(|t| !t.is_empty());
     // Adding a learner waits for it to catch up, which takes as long as the log is big.
     let waits_for_catch_up = matches!(command, Command::Cluster(ClusterCommand::AddLearner { .. }));
     let timeout = timeout.or((!waits_for_catch_up).then_some(DEFAULT_TIMEOUT));

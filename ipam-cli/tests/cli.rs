@@ -614,6 +614,12 @@ fn tokens_are_checked() {
         6,
     );
     assert!(err.contains("unauthorized"), "{err}");
+    // An empty IPAM_TOKEN is no token.
+    let err = fails(
+        node.cli().env("IPAM_TOKEN", "").args(["ip-pool", "list"]),
+        6,
+    );
+    assert!(err.contains("unauthorized"), "{err}");
     // --token wins over the environment.
     node.cli()
         .env("IPAM_TOKEN", "wrong")
