@@ -1,15 +1,15 @@
 //! The state machine on `state.redb`, and its snapshots.
 //!
 //! One redb write transaction per applied batch runs the core's `apply` for every command and
-//! records the last applied log id and membership in its own `raft_sm_meta` table, so state and raft position can
-//! never disagree. Applies commit without fsync; an `Immediate` commit every
-//! `durable_every_entries` entries, every `durable_interval` (background flusher), before each
-//! snapshot build and when the store is dropped bounds what a crash loses, and the durable
-//! applied index is published for the log store's purge limit so the log always holds what a
-//! restart must re-apply.
+//! records the last applied log id and membership in the raft layer's own `raft_sm_meta`
+//! table, so state and raft position can never disagree. Applies commit without fsync; an
+//! `Immediate` commit every `durable_every_entries` entries, every `durable_interval`
+//! (background flusher), before each snapshot build and when the store is dropped bounds what a
+//! crash loses, and the durable applied index is published for the log store's purge limit so
+//! the log always holds what a restart must re-apply.
 //!
-//! A snapshot is a file: a length-prefixed postcard stream of records — a header with
-//! last applied id and membership, then every row of every core table — so neither building nor
+//! A snapshot is a file: a length-prefixed postcard stream of records — a header with last
+//! applied id and membership, then every row of every core table — so neither building nor
 //! installing holds the state in memory.
 
 use std::fs::File;
