@@ -255,6 +255,7 @@ impl NetShared {
         if let Some(theirs) = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok()) {
             match self.cluster_id() {
                 Some(ours) if ours != theirs => {
+                    tracing::warn!(ours = %ours, theirs = %theirs, "refused a raft RPC from another cluster");
                     return Err((
                         StatusCode::CONFLICT,
                         format!("cluster id mismatch: this node belongs to cluster {ours}, the request comes from cluster {theirs}"),
@@ -263,6 +264,7 @@ impl NetShared {
                 }
                 Some(_) => {}
                 None => {
+                    tracing::info!(cluster = %theirs, "adopting the cluster id of the first raft RPC");
                     if let Err(e) = self.set_cluster_id(theirs) {
                         return Err((
                             StatusCode::INTERNAL_SERVER_ERROR,

@@ -677,6 +677,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 snapshot_id,
             };
             let file = shared.publish_snapshot(&tmp, &meta)?;
+            tracing::info!(snapshot = %meta, "built snapshot");
             Ok::<_, StorageError>((meta, file))
         })
         .await
@@ -771,6 +772,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 *p = Pending::default();
             }
             shared.publish_durable(meta.last_log_id.map(|l| l.index));
+            tracing::info!(snapshot = %meta, "installed snapshot");
             // Keep what was installed as this node's current snapshot, so it can serve it on.
             let seq = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
             let copy = shared.snap_dir().join(format!("installed-{seq}.tmp"));
