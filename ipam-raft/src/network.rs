@@ -418,14 +418,25 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/raft/propose", post(propose))
         .route("/raft/read-index", post(read_index))
         .route("/raft/admin", post(admin))
+        // Runs before the body is read, so a refused caller gets 401 even for an oversized body.
+        .route_layer(axum::middleware::from_fn_with_state(core.clone(), guard))
         .layer(DefaultBodyLimit::max(RAFT_BODY_LIMIT))
         .with_state(core)
 }
 
-async fn append(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
+/// Isolation, token and cluster-id checks of every `/raft/*` request.
+async fn guard(
+    State(core): State<Arc<Core>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err(r) = core.net.admit(req.headers()) {
         return r;
     }
+    next.run(req).await
+}
+
+async fn append(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     let req: AppendEntriesRequest = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -433,10 +444,7 @@ async fn append(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) 
     postcard_response(&core.raft.append_entries(req).await)
 }
 
-async fn vote(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
-        return r;
-    }
+async fn vote(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     let req: VoteRequest = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -444,10 +452,7 @@ async fn vote(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) ->
     postcard_response(&core.raft.vote(req).await)
 }
 
-async fn snapshot(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
-        return r;
-    }
+async fn snapshot(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     let req: InstallSnapshotRequest = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -455,10 +460,7 @@ async fn snapshot(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes
     postcard_response(&core.raft.install_snapshot(req).await)
 }
 
-async fn propose(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
-        return r;
-    }
+async fn propose(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     let req: ProposeRequest = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -468,10 +470,7 @@ async fn propose(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes)
     postcard_response(&res.map_err(not_processed))
 }
 
-async fn read_index(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
-        return r;
-    }
+async fn read_index(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     if let Err(r) = decode_body::<()>(&body) {
         return r;
     }
@@ -479,10 +478,7 @@ async fn read_index(State(core): State<Arc<Core>>, headers: HeaderMap, body: Byt
     postcard_response(&res.map_err(not_processed))
 }
 
-async fn admin(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
-        return r;
-    }
+async fn admin(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     let req: AdminRequest = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
