@@ -418,6 +418,7 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/raft/propose", post(propose))
         .route("/raft/read-index", post(read_index))
         .route("/raft/admin", post(admin))
+        .route("/raft/hello", post(hello))
         // Runs before the body is read, so a refused caller gets 401 even for an oversized body.
         .route_layer(axum::middleware::from_fn_with_state(core.clone(), guard))
         .layer(DefaultBodyLimit::max(RAFT_BODY_LIMIT))
@@ -495,4 +496,10 @@ fn not_processed(e: WireError) -> WireError {
         WireError::ShuttingDown => WireError::NoLeader,
         other => other,
     }
+}
+
+/// Answers this node's id: the leader checks who answers at an address (and that it accepts
+/// this cluster's token and id) before adding it as a learner.
+async fn hello(State(core): State<Arc<Core>>) -> Response {
+    postcard_response(&core.id)
 }
