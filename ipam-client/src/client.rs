@@ -157,7 +157,7 @@ impl Client {
         if force {
             rb = rb.query(&[("force", "true")]);
         }
-        self.empty(rb).await
+        self.ignore_body(rb).await
     }
 
     // ---- allocations ----
@@ -242,7 +242,7 @@ impl Client {
         if let Some(generation) = generation {
             rb = rb.query(&[("generation", generation)]);
         }
-        self.empty(rb).await
+        self.ignore_body(rb).await
     }
 
     /// `DELETE /api/v1/pools/{pool}/allocations?owner=X`: the released addresses (empty when
@@ -426,12 +426,7 @@ impl Client {
         Ok((status, value))
     }
 
-    /// A call whose success is 204 with no body.
-    async fn empty(&self, rb: RequestBuilder) -> Result<(), ClientError> {
-        self.ignore_body(rb).await
-    }
-
-    /// A call whose success body carries nothing the caller needs.
+    /// A call whose success body carries nothing the caller needs (204, or a health text).
     async fn ignore_body(&self, rb: RequestBuilder) -> Result<(), ClientError> {
         let resp = self.checked(rb).await?;
         let status = resp.status();
