@@ -28,6 +28,11 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = ReadConsistency::Linearizable)]
     pub consistency: ReadConsistency,
 
+    /// Give up on a request after this many seconds (exit status 5). Default: 60, except
+    /// `cluster add-learner`, which waits until the learner has caught up.
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -214,6 +219,15 @@ pub enum ClusterCommand {
     },
 }
 
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() => {
+            std::time::Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+        }
+        _ => Err(format!("expected a positive number of seconds, got {s:?}")),
+    }
+}
+
 fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -256,6 +270,14 @@ mod tests {
         );
         assert!(parse_member("x=h:1").is_err());
         assert!(parse_member("2=").is_err());
+        assert_eq!(
+            parse_timeout("0.5").unwrap(),
+            std::time::Duration::from_millis(500)
+        );
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("-1").is_err());
+        assert!(parse_timeout("inf").is_err());
+        assert!(parse_timeout("x").is_err());
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! [`run`]: one parsed command → `ipam-client` calls → text on stdout.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::CommandFactory;
 use ipam_client::types::{
-    AllocateRequest, AllocationList, CreatePoolRequest, GatewayField, NodeAddr,
+    AllocateRequest, AllocationList, ClusterStatus, CreatePoolRequest, GatewayField, NodeAddr,
+    PoolList,
 };
 use ipam_client::{AllocationQuery, Client, Consistency};
 use serde::Serialize;
@@ -16,6 +18,9 @@ use crate::args::{
 use crate::exit::UsageError;
 use crate::render;
 
+/// How long one request may take unless `--timeout` says otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Runs one command against the node at `cli.endpoint`, printing its result on stdout.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli {
@@ -23,14 +28,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         token,
         output,
         consistency,
+        timeout,
         command,
     } = cli;
+    // `IPAM_TOKEN=` (set but empty) means no token, not an empty one.
+    let token = token.filter(|t| !t.is_empty());
+    // Adding a learner waits for it to catch up, which takes as long as the log is big.
+    let waits_for_catch_up = matches!(command, Command::Cluster(ClusterCommand::AddLearner { .. }));
+    let timeout = timeout.or((!waits_for_catch_up).then_some(DEFAULT_TIMEOUT));
     let connect = || -> anyhow::Result<Client> {
         let consistency = match consistency {
             ReadConsistency::Linearizable => Consistency::Linearizable,
             ReadConsistency::Local => Consistency::Local,
         };
-        Ok(Client::new(&endpoint, token.clone())?.with_consistency(consistency))
+        let client = Client::new(&endpoint, token.clone())?.with_consistency(consistency);
+        Ok(match timeout {
+            Some(t) => client.with_timeout(t),
+            None => client,
+        })
     };
     match command {
         Command::IpPool(cmd) => pool(&connect()?, output, cmd).await,
@@ -58,9 +73,10 @@ async fn pool(client: &Client, out: Output, cmd: PoolCommand) -> anyhow::Result<
             done(out, &format!("deleted pool {name}"))
         }
         PoolCommand::List { labels } => {
-            let pools = client.list_pools(&labels).await?;
-            let json = serde_json::json!({ "pools": pools });
-            emit(out, &json, || render::pool_table(&pools))
+            let list = PoolList {
+                pools: client.list_pools(&labels).await?,
+            };
+            emit(out, &list, || render::pool_table(&list.pools))
         }
         PoolCommand::Show { name } => {
             let pool = client.get_pool(&name).await?;
@@ -227,14 +243,17 @@ async fn cluster(client: &Client, out: Output, cmd: ClusterCommand) -> anyhow::R
                 .into_iter()
                 .map(|(id, addr)| NodeAddr { id, addr })
                 .collect();
-            client.cluster_init(members).await?;
-            done(out, &text)
+            let status = client.cluster_init(members).await?;
+            // The node answers before the new membership is applied, so its status there
+            // lists no members yet: people get the confirmation alone.
+            emit(out, &status, || format!("{text}\n"))
         }
         ClusterCommand::AddLearner { id, addr } => {
-            client.add_learner(id, &addr).await?;
-            done(
+            let status = client.add_learner(id, &addr).await?;
+            changed(
                 out,
                 &format!("node {id} ({addr}) added as a learner and caught up"),
+                &status,
             )
         }
         ClusterCommand::Voters { ids } => {
@@ -245,18 +264,25 @@ async fn cluster(client: &Client, out: Output, cmd: ClusterCommand) -> anyhow::R
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            client.set_voters(ids).await?;
-            done(out, &text)
+            let status = client.set_voters(ids).await?;
+            changed(out, &text, &status)
         }
         ClusterCommand::Promote { id } => {
-            client.promote_voter(id).await?;
-            done(out, &format!("node {id} promoted to voter"))
+            let status = client.promote_voter(id).await?;
+            changed(out, &format!("node {id} promoted to voter"), &status)
         }
         ClusterCommand::Remove { id } => {
-            client.remove_member(id).await?;
-            done(out, &format!("node {id} removed"))
+            let status = client.remove_member(id).await?;
+            changed(out, &format!("node {id} removed"), &status)
         }
     }
+}
+
+/// A membership change: what was done and the cluster as it is now, or the status JSON.
+fn changed(out: Output, text: &str, status: &ClusterStatus) -> anyhow::Result<()> {
+    emit(out, status, || {
+        format!("{text}\n\n{}", render::cluster_status(status))
+    })
 }
 
 /// Prints `value` as pretty JSON or `table()` as text.

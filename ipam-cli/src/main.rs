@@ -5,7 +5,7 @@
 //!
 //! Exit statuses: 0 success, 1 other failure (including 400 `invalid_argument`), 2 usage,
 //! 3 not found (404), 4 conflict (409), 5 node unreachable, timed out or unavailable (503),
-//! 6 unauthorized (401).
+//! 6 unauthorized (401). `README.md` beside this crate is the user's guide.
 //!
 //! # Layout
 //!

@@ -76,7 +76,7 @@ pub fn key_values(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = String::new();
     for (k, v) in pairs {
-        out.push_str(&format!("{k:width$}  {v}").trim_end().to_string());
+        out.push_str(format!("{k:width$}  {v}").trim_end());
         out.push('\n');
     }
     out
@@ -91,7 +91,7 @@ pub fn thousands(decimal: &str) -> String {
     }
     let mut out = String::with_capacity(decimal.len() + decimal.len() / 3);
     for (i, c) in decimal.chars().enumerate() {
-        if i > 0 && (decimal.len() - i) % 3 == 0 {
+        if i > 0 && (decimal.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -157,7 +157,7 @@ impl Client {
         if force {
             rb = rb.query(&[("force", "true")]);
         }
-        self.empty(rb).await
+        self.ignore_body(rb).await
     }
 
     // ---- allocations ----
@@ -242,7 +242,7 @@ impl Client {
         if let Some(generation) = generation {
             rb = rb.query(&[("generation", generation)]);
         }
-        self.empty(rb).await
+        self.ignore_body(rb).await
     }
 
     /// `DELETE /api/v1/pools/{pool}/allocations?owner=X`: the released addresses (empty when
@@ -286,48 +286,49 @@ impl Client {
         self.json(rb).await
     }
 
-    /// `POST /api/v1/cluster/init` with `members` (empty: this node alone).
-    pub async fn cluster_init(&self, members: Vec<NodeAddr>) -> Result<(), ClientError> {
+    /// `POST /api/v1/cluster/init` with `members` (empty: this node alone); the cluster status
+    /// afterwards (as every membership call answers).
+    pub async fn cluster_init(&self, members: Vec<NodeAddr>) -> Result<ClusterStatus, ClientError> {
         let body = InitRequest {
             members: (!members.is_empty()).then_some(members),
         };
         let rb = self
             .request(Method::POST, &["api", "v1", "cluster", "init"])
             .json(&body);
-        self.ignore_body(rb).await
+        self.json(rb).await
     }
 
     /// `POST /api/v1/cluster/learners`: returns once the learner has caught up.
-    pub async fn add_learner(&self, id: u64, addr: &str) -> Result<(), ClientError> {
+    pub async fn add_learner(&self, id: u64, addr: &str) -> Result<ClusterStatus, ClientError> {
         let rb = self
             .request(Method::POST, &["api", "v1", "cluster", "learners"])
             .json(&NodeAddr {
                 id,
                 addr: addr.to_string(),
             });
-        self.ignore_body(rb).await
+        self.json(rb).await
     }
 
     /// `POST /api/v1/cluster/voters/{id}`: promotes one learner.
-    pub async fn promote_voter(&self, id: u64) -> Result<(), ClientError> {
+    pub async fn promote_voter(&self, id: u64) -> Result<ClusterStatus, ClientError> {
         let id = id.to_string();
         let rb = self.request(Method::POST, &["api", "v1", "cluster", "voters", &id]);
-        self.ignore_body(rb).await
+        self.json(rb).await
     }
 
     /// `POST /api/v1/cluster/voters`: replaces the voter set.
-    pub async fn set_voters(&self, ids: Vec<u64>) -> Result<(), ClientError> {
+    pub async fn set_voters(&self, ids: Vec<u64>) -> Result<ClusterStatus, ClientError> {
         let rb = self
             .request(Method::POST, &["api", "v1", "cluster", "voters"])
             .json(&VotersRequest { ids });
-        self.ignore_body(rb).await
+        self.json(rb).await
     }
 
     /// `DELETE /api/v1/cluster/members/{id}`.
-    pub async fn remove_member(&self, id: u64) -> Result<(), ClientError> {
+    pub async fn remove_member(&self, id: u64) -> Result<ClusterStatus, ClientError> {
         let id = id.to_string();
         let rb = self.request(Method::DELETE, &["api", "v1", "cluster", "members", &id]);
-        self.ignore_body(rb).await
+        self.json(rb).await
     }
 
     // ---- operations ----
@@ -425,12 +426,7 @@ impl Client {
         Ok((status, value))
     }
 
-    /// A call whose success is 204 with no body.
-    async fn empty(&self, rb: RequestBuilder) -> Result<(), ClientError> {
-        self.ignore_body(rb).await
-    }
-
-    /// A call whose success body carries nothing the caller needs.
+    /// A call whose success body carries nothing the caller needs (204, or a health text).
     async fn ignore_body(&self, rb: RequestBuilder) -> Result<(), ClientError> {
         let resp = self.checked(rb).await?;
         let status = resp.status();

@@ -333,33 +333,33 @@ async fn batch_and_cluster_calls() {
         .unwrap();
     assert_eq!(resp.results.len(), 2);
 
-    script.answer(
-        200,
-        json!({"id": 1, "leader": 1, "term": 2, "last_log_index": 10,
-        "applied_index": 10, "members": [{"id": 1, "addr": "127.0.0.1:7470", "role": "voter"}]}),
-    );
+    let status_json = json!({"id": 1, "leader": 1, "term": 2, "last_log_index": 10,
+        "applied_index": 10, "members": [{"id": 1, "addr": "127.0.0.1:7470", "role": "voter"}]});
+    script.answer(200, status_json.clone());
     let status = client.cluster_status().await.unwrap();
     assert_eq!(status.leader, Some(1));
     assert_eq!(status.commit_index, 0);
 
-    script.answer(200, json!({}));
-    client
+    for _ in 0..6 {
+        script.answer(200, status_json.clone());
+    }
+    let after = client
         .cluster_init(vec![NodeAddr {
             id: 1,
             addr: "127.0.0.1:1".into(),
         }])
         .await
         .unwrap();
-    script.answer(200, json!({}));
+    assert_eq!(after, status);
     client.cluster_init(vec![]).await.unwrap();
-    script.answer(200, json!({}));
     client.add_learner(2, "127.0.0.1:2").await.unwrap();
-    script.answer(200, json!({}));
     client.promote_voter(2).await.unwrap();
-    script.answer(200, json!({}));
     client.set_voters(vec![1, 2]).await.unwrap();
-    script.answer_raw(200, vec![], String::new());
     client.remove_member(3).await.unwrap();
+    // Membership calls answer the cluster status: anything else is a decode error.
+    script.answer_raw(200, vec![], String::new());
+    let err = client.remove_member(3).await.unwrap_err();
+    assert!(matches!(err, ClientError::Decode { .. }), "{err:?}");
 
     let seen = script.take();
     assert_eq!(seen[0].path, "/api/v1/batch");

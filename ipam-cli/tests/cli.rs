@@ -1,0 +1,699 @@
+//! The real `ipam-cli` binary against a node started in this process (`ipam_node::run` on a
+//! `127.0.0.1:0` listener with a temporary data dir): every command, table and JSON output,
+//! and the exit status of each error path.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use ipam_node::NodeConfig;
+use serde_json::Value;
+
+/// How long a node may take to elect itself and become ready on a busy 2-core machine.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A node serving on its own runtime thread until dropped.
+struct TestNode {
+    addr: SocketAddr,
+    token: Option<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// A fresh single-node cluster.
+    fn start(token: Option<&str>) -> TestNode {
+        TestNode::start_with(token, |_| {}, true)
+    }
+
+    fn start_with(
+        token: Option<&str>,
+        configure: impl FnOnce(&mut NodeConfig),
+        wait_ready: bool,
+    ) -> TestNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = NodeConfig {
+            data_dir: dir.path().to_path_buf(),
+            token: token.map(str::to_string),
+            ..Default::default()
+        };
+        configure(&mut config);
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                addr_tx
+                    .send(listener.local_addr().map_err(|e| e.to_string())?)
+                    .ok();
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                ipam_node::run(listener, config, shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        });
+        let addr = match addr_rx.recv_timeout(READY_DEADLINE) {
+            Ok(addr) => addr,
+            Err(_) => panic!("node did not bind: {:?}", thread.join()),
+        };
+        let mut node = TestNode {
+            addr,
+            token: token.map(str::to_string),
+            stop: Some(stop),
+            thread: Some(thread),
+            _dir: dir,
+        };
+        if wait_ready {
+            node.wait_ready();
+        } else {
+            node.wait_serving();
+        }
+        node
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn client(&self) -> ipam_client::Client {
+        ipam_client::Client::new(&self.endpoint(), self.token.clone()).expect("client")
+    }
+
+    /// Polls `probe` until it holds, failing at once if the node's thread ended.
+    fn wait_for(&mut self, what: &str, probe: impl Fn(&ipam_client::Client) -> bool) {
+        let client = self.client();
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if probe(&client) {
+                return;
+            }
+            if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                let result = self.thread.take().map(|t| t.join());
+                panic!("node stopped before it was {what}: {result:?}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node not {what} within {READY_DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Until `/readyz` answers 200.
+    fn wait_ready(&mut self) {
+        self.wait_for("ready", |c| block_on(c.readyz()).unwrap_or(false));
+    }
+
+    /// Until `/healthz` answers 200 (a node waiting to be added is never ready).
+    fn wait_serving(&mut self) {
+        self.wait_for("serving", |c| block_on(c.healthz()).is_ok());
+    }
+
+    /// `ipam-cli --endpoint <this node> [--token T] ...`, environment cleared.
+    fn cli(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipam-cli"));
+        cmd.env_remove("IPAM_ENDPOINT")
+            .env_remove("IPAM_TOKEN")
+            .timeout(Duration::from_secs(120))
+            .arg("--endpoint")
+            .arg(self.endpoint());
+        if let Some(token) = &self.token {
+            cmd.env("IPAM_TOKEN", token);
+        }
+        cmd
+    }
+
+    /// Runs the CLI with `args`, expecting success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli().args(args).output().expect("run ipam-cli");
+        assert!(
+            out.status.success(),
+            "ipam-cli {args:?} failed with {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs the CLI with `args` and `-o json`, expecting success; returns the parsed JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    }
+
+    /// Runs the CLI with `args`, expecting exit status `code`; returns stderr, which must be
+    /// exactly one line.
+    fn fails(&self, code: i32, args: &[&str]) -> String {
+        fails(self.cli().args(args), code)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let result = thread.join();
+            if !std::thread::panicking() {
+                match result {
+                    Ok(Ok(())) => {}
+                    other => panic!("node did not stop cleanly: {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+fn fails(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.output().expect("run ipam-cli");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    if code != 2 {
+        assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr:?}");
+        assert!(stderr.starts_with("error: "), "{stderr:?}");
+    }
+    stderr
+}
+
+/// The line of `table` whose first column is `first`.
+fn row<'a>(table: &'a str, first: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(first))
+        .unwrap_or_else(|| panic!("no row {first:?} in\n{table}"))
+}
+
+#[test]
+fn pool_commands() {
+    let node = TestNode::start(None);
+
+    let created = node.ok(&[
+        "ip-pool",
+        "create",
+        "vms",
+        "10.0.0.0/24",
+        "--reserve",
+        "10.0.0.2-10.0.0.9",
+        "--reserve",
+        "10.0.0.100",
+        "--label",
+        "env=prod",
+        "--label",
+        "team=infra",
+        "--description",
+        "VM network",
+    ]);
+    // 256 - network - broadcast - gateway 10.0.0.1 - 8 - 1 reserved.
+    assert!(created.contains("capacity     244\n"), "{created}");
+    assert!(created.contains("gateway      10.0.0.1\n"), "{created}");
+    assert!(
+        created.contains("reserved     10.0.0.2-10.0.0.9\n             10.0.0.100\n"),
+        "{created}"
+    );
+
+    let json = node.json(&[
+        "ip-pool",
+        "create",
+        "small",
+        "10.1.0.0/29",
+        "--no-gateway",
+        "--label",
+        "env=dev",
+    ]);
+    assert_eq!(json["gateway"], Value::Null);
+    assert_eq!(json["stats"]["capacity"], "6");
+    node.ok(&[
+        "ip-pool",
+        "create",
+        "gw",
+        "10.2.0.0/24",
+        "--gateway",
+        "10.2.0.254",
+    ]);
+    node.ok(&[
+        "ip-pool",
+        "create",
+        "v6",
+        "fd00::/64",
+        "--label",
+        "env=prod",
+    ]);
+
+    let table = node.ok(&["ip-pool", "list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "CIDR",
+            "GATEWAY",
+            "CAPACITY",
+            "ALLOCATED",
+            "FREE",
+            "UTILIZATION"
+        ]
+    );
+    // Numbers are right-aligned: every row ends in the same column.
+    assert!(lines.iter().all(|l| l.len() == lines[0].len()), "{table}");
+    let names: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(names, ["gw", "small", "v6", "vms"]);
+    assert!(row(&table, "gw").contains("10.2.0.254"), "{table}");
+    let v6: Vec<&str> = row(&table, "v6").split_whitespace().collect();
+    // A /64 holds 2^64 - 1 allocatable addresses: printed exactly, never through f64.
+    assert_eq!(
+        v6,
+        [
+            "v6",
+            "fd00::/64",
+            "-",
+            "18,446,744,073,709,551,615",
+            "0",
+            "18,446,744,073,709,551,615",
+            "0.0%"
+        ]
+    );
+
+    let filtered = node.ok(&["ip-pool", "list", "--label", "env=prod"]);
+    let names: Vec<&str> = filtered
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(names, ["v6", "vms"]);
+    let json = node.json(&[
+        "ip-pool",
+        "list",
+        "--label",
+        "env=prod",
+        "--label",
+        "team=infra",
+    ]);
+    assert_eq!(json["pools"].as_array().unwrap().len(), 1);
+    assert_eq!(json["pools"][0]["name"], "vms");
+    assert_eq!(json["pools"][0]["labels"]["team"], "infra");
+
+    let shown = node.ok(&["ip-pool", "show", "vms"]);
+    assert!(shown.contains("description  VM network\n"), "{shown}");
+    assert!(
+        shown.contains("labels       env=prod,team=infra\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("utilization  0.0%\n"), "{shown}");
+    let json = node.json(&["--consistency", "local", "ip-pool", "show", "v6"]);
+    assert_eq!(json["stats"]["capacity"], "18446744073709551615");
+
+    // Errors: one line with the node's code, distinct exit statuses.
+    let err = node.fails(3, &["ip-pool", "show", "nope"]);
+    assert!(err.contains("pool_not_found"), "{err}");
+    let err = node.fails(4, &["ip-pool", "create", "other", "10.0.0.128/25"]);
+    assert!(err.contains("pool_overlap") && err.contains("vms"), "{err}");
+    let err = node.fails(4, &["ip-pool", "create", "vms", "10.9.0.0/24"]);
+    assert!(err.contains("pool_exists"), "{err}");
+    let err = node.fails(1, &["ip-pool", "create", "bad", "10.3.0.5/24"]);
+    assert!(err.contains("invalid_argument"), "{err}");
+    node.fails(
+        2,
+        &[
+            "ip-pool",
+            "create",
+            "x",
+            "10.4.0.0/24",
+            "--gateway",
+            "10.4.0.1",
+            "--no-gateway",
+        ],
+    );
+
+    // Delete: plain, then a pool with allocations.
+    node.ok(&["ip-pool", "delete", "gw"]);
+    node.fails(3, &["ip-pool", "delete", "gw"]);
+    node.ok(&["ip", "allocate", "small", "--owner", "vm-1"]);
+    let err = node.fails(4, &["ip-pool", "delete", "small"]);
+    assert!(err.contains("pool_not_empty"), "{err}");
+    // --force without a terminal and without --yes is refused before anything is sent.
+    let err = fails(
+        node.cli()
+            .args(["ip-pool", "delete", "small", "--force"])
+            .write_stdin(""),
+        2,
+    );
+    assert!(err.contains("--yes"), "{err}");
+    node.ok(&["ip-pool", "show", "small"]);
+    assert_eq!(
+        node.ok(&["ip-pool", "delete", "small", "--force", "--yes"]),
+        "deleted pool small\n"
+    );
+    node.fails(3, &["ip-pool", "show", "small"]);
+    // JSON output of a call that answers nothing is empty; the exit status says it worked.
+    assert_eq!(node.ok(&["-o", "json", "ip-pool", "delete", "v6"]), "");
+}
+
+#[test]
+fn ip_commands() {
+    let node = TestNode::start(None);
+    // 6 allocatable addresses: 10.0.0.1 to 10.0.0.6.
+    node.ok(&["ip-pool", "create", "vms", "10.0.0.0/29", "--no-gateway"]);
+
+    let out = node.ok(&["ip", "allocate", "vms", "--owner", "vm-1", "--label", "k=v"]);
+    assert!(out.starts_with("allocated\n"), "{out}");
+    assert!(out.contains("ip          10.0.0.1\n"), "{out}");
+    assert!(out.contains("owner       vm-1\n"), "{out}");
+    assert!(out.contains("labels      k=v\n"), "{out}");
+    // The same owner again: its existing allocation.
+    let out = node.ok(&["ip", "allocate", "vms", "--owner", "vm-1"]);
+    assert!(out.starts_with("existing allocation"), "{out}");
+    assert!(out.contains("10.0.0.1"), "{out}");
+
+    let a = node.json(&[
+        "ip", "allocate", "vms", "--owner", "vm-2", "--ip", "10.0.0.5",
+    ]);
+    assert_eq!(a["ip"], "10.0.0.5");
+    assert_eq!(a["pool"], "vms");
+    assert_eq!(a["owner"], "vm-2");
+    let generation = a["generation"].as_u64().expect("generation is an integer");
+
+    let err = node.fails(
+        4,
+        &[
+            "ip", "allocate", "vms", "--owner", "vm-3", "--ip", "10.0.0.5",
+        ],
+    );
+    assert!(err.contains("address_in_use"), "{err}");
+    let err = node.fails(
+        4,
+        &[
+            "ip", "allocate", "vms", "--owner", "vm-1", "--ip", "10.0.0.6",
+        ],
+    );
+    assert!(err.contains("owner_conflict"), "{err}");
+    let err = node.fails(
+        1,
+        &[
+            "ip", "allocate", "vms", "--owner", "vm-3", "--ip", "10.0.0.7",
+        ],
+    );
+    assert!(err.contains("invalid_argument"), "{err}");
+    let err = node.fails(3, &["ip", "allocate", "nope", "--owner", "vm-3"]);
+    assert!(err.contains("pool_not_found"), "{err}");
+
+    for owner in ["vm-3", "vm-4", "vm-5", "vm-6"] {
+        node.ok(&["ip", "allocate", "vms", "--owner", owner]);
+    }
+    let err = node.fails(4, &["ip", "allocate", "vms", "--owner", "vm-7"]);
+    assert!(err.contains("pool_exhausted"), "{err}");
+
+    // Listing: one page with a hint, then every page.
+    let page = node.ok(&["ip-pool", "allocations", "vms", "--limit", "2"]);
+    let lines: Vec<&str> = page.lines().collect();
+    assert!(
+        lines[0].starts_with("IP        OWNER  GENERATION  ALLOCATED AT"),
+        "{page}"
+    );
+    assert_eq!(lines.len(), 4, "{page}");
+    assert!(lines[3].contains("--after 10.0.0.2"), "{page}");
+    let all = node.ok(&["ip-pool", "allocations", "vms", "--limit", "2", "--all"]);
+    assert_eq!(all.lines().count(), 7, "{all}");
+    assert!(row(&all, "10.0.0.5").contains("vm-2"), "{all}");
+    let json = node.json(&["ip-pool", "allocations", "vms", "--limit", "4", "--all"]);
+    let ips: Vec<&str> = json["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ips,
+        ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"]
+    );
+    assert!(json.get("next").is_none());
+    let json = node.json(&["ip-pool", "allocations", "vms", "--limit", "4"]);
+    assert_eq!(json["next"], "10.0.0.4");
+    let json = node.json(&["ip-pool", "allocations", "vms", "--owner", "vm-2"]);
+    assert_eq!(json["allocations"][0]["ip"], "10.0.0.5");
+    node.fails(3, &["ip-pool", "allocations", "nope"]);
+
+    let table = node.ok(&["ip-pool", "list"]);
+    let cols: Vec<&str> = row(&table, "vms").split_whitespace().collect();
+    assert_eq!(cols[2..], ["-", "6", "6", "0", "100.0%"]);
+
+    // Lookups.
+    let out = node.ok(&["ip", "show", "10.0.0.5"]);
+    assert!(out.contains("owner       vm-2\n"), "{out}");
+    assert!(
+        out.contains(&format!("generation  {generation}\n")),
+        "{out}"
+    );
+    let json = node.json(&["ip", "show", "10.0.0.5"]);
+    assert_eq!(json["pool"], "vms");
+    assert_eq!(json["allocation"]["owner"], "vm-2");
+    assert_eq!(
+        node.ok(&["ip", "show", "192.0.2.1"]),
+        "192.0.2.1 is in no pool\n"
+    );
+
+    // Releases: a stale generation is refused, the right one frees the address.
+    let stale = (generation + 1000).to_string();
+    let err = node.fails(
+        4,
+        &["ip", "release", "vms", "10.0.0.5", "--generation", &stale],
+    );
+    assert!(err.contains("generation_mismatch"), "{err}");
+    let out = node.ok(&[
+        "ip",
+        "release",
+        "vms",
+        "10.0.0.5",
+        "--generation",
+        &generation.to_string(),
+    ]);
+    assert_eq!(out, "released 10.0.0.5 from pool vms\n");
+    assert_eq!(
+        node.ok(&["ip", "show", "10.0.0.5"]),
+        "10.0.0.5 is not allocated (pool vms)\n"
+    );
+    let err = node.fails(3, &["ip", "release", "vms", "10.0.0.5"]);
+    assert!(err.contains("allocation_not_found"), "{err}");
+
+    assert_eq!(
+        node.ok(&["ip", "release", "vms", "--owner", "vm-3"]),
+        "released 10.0.0.2 from pool vms\n"
+    );
+    assert_eq!(
+        node.ok(&["ip", "release", "vms", "--owner", "vm-3"]),
+        "vm-3 held no address in pool vms\n"
+    );
+    let json = node.json(&["ip", "release", "vms", "--owner", "vm-4"]);
+    assert_eq!(json, serde_json::json!({"released": ["10.0.0.3"]}));
+    node.fails(2, &["ip", "release", "vms"]);
+}
+
+#[test]
+fn cluster_commands() {
+    let node = TestNode::start(None);
+
+    let status = node.ok(&["cluster", "status"]);
+    assert!(status.contains("node            1\n"), "{status}");
+    assert!(status.contains("leader          1\n"), "{status}");
+    let member = row(&status, "1");
+    assert!(
+        member.contains(&node.addr.to_string())
+            && member.contains("voter")
+            && member.contains("leader"),
+        "{status}"
+    );
+    let json = node.json(&["cluster", "status"]);
+    assert_eq!(json["id"], 1);
+    assert_eq!(json["leader"], 1);
+    assert_eq!(json["members"][0]["role"], "voter");
+
+    let err = node.fails(4, &["cluster", "init"]);
+    assert!(err.contains("already_initialized"), "{err}");
+
+    // A second node that waits to be added.
+    let second = TestNode::start_with(
+        None,
+        |c| {
+            c.id = 2;
+            c.no_init = true;
+        },
+        false,
+    );
+    let addr2 = second.addr.to_string();
+    let out = node.ok(&["cluster", "add-learner", "2", &addr2]);
+    assert!(out.contains("node 2"), "{out}");
+    let json = node.json(&["cluster", "status"]);
+    let roles: Vec<(u64, &str)> = json["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_u64().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(roles, [(1, "voter"), (2, "learner")]);
+
+    let out = node.ok(&["cluster", "promote", "2"]);
+    assert!(out.starts_with("node 2 promoted to voter\n\n"), "{out}");
+    assert!(row(&out, "2").contains("voter"), "{out}");
+    let status = node.ok(&["cluster", "status"]);
+    assert!(row(&status, "2").contains("voter"), "{status}");
+    // The second node forwards writes to the leader and reads through it.
+    second.ok(&["ip-pool", "create", "vms", "10.0.0.0/24"]);
+    assert!(node.ok(&["ip-pool", "list"]).contains("vms"));
+
+    node.ok(&["cluster", "voters", "1"]);
+    let status = node.ok(&["cluster", "status"]);
+    assert!(row(&status, "2").contains("learner"), "{status}");
+    let json = node.json(&["cluster", "remove", "2"]);
+    assert_eq!(json["members"].as_array().unwrap().len(), 1, "{json}");
+    let json = node.json(&["cluster", "status"]);
+    assert_eq!(json["members"].as_array().unwrap().len(), 1, "{json}");
+    node.fails(2, &["cluster", "voters"]);
+    node.fails(2, &["cluster", "init", "--member", "x=127.0.0.1:1"]);
+}
+
+#[test]
+fn cluster_init_forms_a_cluster_from_an_uninitialised_node() {
+    let mut node = TestNode::start_with(None, |c| c.no_init = true, false);
+    let addr = node.addr.to_string();
+    let member = format!("1={addr}");
+    let out = node.ok(&["cluster", "init", "--member", &member]);
+    assert_eq!(out, "initialised a cluster of nodes 1\n");
+    node.wait_ready();
+    let json = node.json(&["cluster", "status"]);
+    assert_eq!(json["leader"], 1);
+    assert_eq!(json["members"][0]["addr"], addr);
+}
+
+#[test]
+fn tokens_are_checked() {
+    let node = TestNode::start(Some("s3cret"));
+    node.ok(&["ip-pool", "list"]);
+    let err = fails(
+        node.cli()
+            .env("IPAM_TOKEN", "wrong")
+            .args(["ip-pool", "list"]),
+        6,
+    );
+    assert!(err.contains("unauthorized"), "{err}");
+    let err = fails(
+        node.cli()
+            .env_remove("IPAM_TOKEN")
+            .args(["cluster", "status"]),
+        6,
+    );
+    assert!(err.contains("unauthorized"), "{err}");
+    // An empty IPAM_TOKEN is no token.
+    let err = fails(
+        node.cli().env("IPAM_TOKEN", "").args(["ip-pool", "list"]),
+        6,
+    );
+    assert!(err.contains("unauthorized"), "{err}");
+    // --token wins over the environment.
+    node.cli()
+        .env("IPAM_TOKEN", "wrong")
+        .args(["--token", "s3cret", "ip-pool", "list"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn a_node_that_is_down_is_one_line_naming_the_endpoint() {
+    // Bound then closed: nothing listens there.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let endpoint = format!("http://{addr}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipam-cli"));
+    cmd.env_remove("IPAM_TOKEN")
+        .env("IPAM_ENDPOINT", &endpoint)
+        .args(["ip-pool", "list"]);
+    let err = fails(&mut cmd, 5);
+    assert_eq!(
+        err,
+        format!("error: cannot reach {endpoint}: connection refused\n")
+    );
+}
+
+#[test]
+fn a_node_that_does_not_answer_times_out() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipam-cli"));
+    cmd.env_remove("IPAM_TOKEN").args([
+        "--endpoint",
+        &endpoint,
+        "--timeout",
+        "0.5",
+        "ip-pool",
+        "list",
+    ]);
+    let err = fails(&mut cmd, 5);
+    assert_eq!(err, format!("error: request to {endpoint} timed out\n"));
+    drop(listener);
+}
+
+#[test]
+fn usage_errors_and_completions() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipam-cli"));
+    fails(cmd.args(["ip-pool", "frobnicate"]), 2);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipam-cli"));
+    fails(cmd.args(["--endpoint", "ftp://x", "ip-pool", "list"]), 2);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipam-cli"));
+    fails(
+        cmd.args([
+            "ip-pool",
+            "create",
+            "a",
+            "10.0.0.0/24",
+            "--label",
+            "novalue",
+        ]),
+        2,
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ipam-cli"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("ip-pool") && text.contains("add-learner"),
+            "{shell}"
+        );
+    }
+}
