@@ -1,7 +1,7 @@
 //! The free-interval index of one pool.
 //!
 //! Free space is a set of disjoint, non-adjacent inclusive intervals `[start, end]` over the
-//! pool's `u128` address positions, kept in a `BTreeMap<start, end>`. Every operation is
+//! pool's `u128` address positions, kept in a `BTreeMap` keyed by the interval's end. Every operation is
 //! O(log n) in the number of intervals, and that number is bounded by the allocations and
 //! reserved ranges, never by the pool's size: a /64 costs what a /24 costs.
 
@@ -9,10 +9,15 @@ use std::collections::BTreeMap;
 
 /// Free addresses of one pool as disjoint inclusive intervals.
 ///
+/// Stored as `end → start` so that the hot path, taking the lowest free address, shrinks the
+/// first interval in place (its end, the key, does not change) instead of removing and
+/// re-inserting it. The interval containing `a` is the first one whose end is `>= a`.
+///
 /// Invariant: intervals are disjoint and never adjacent (adjacent ones are merged), so the
 /// representation of a given set of free addresses is unique.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FreeIndex {
+    /// end → start.
     intervals: BTreeMap<u128, u128>,
 }
 
@@ -26,32 +31,35 @@ impl FreeIndex {
     pub fn with_range(start: u128, end: u128) -> FreeIndex {
         let mut intervals = BTreeMap::new();
         if start <= end {
-            intervals.insert(start, end);
+            intervals.insert(end, start);
         }
         FreeIndex { intervals }
     }
 
     /// The lowest free address.
     pub fn lowest(&self) -> Option<u128> {
-        self.intervals.first_key_value().map(|(s, _)| *s)
+        self.intervals.first_key_value().map(|(_, s)| *s)
     }
 
     /// Takes the lowest free address out of the index.
     pub fn take_lowest(&mut self) -> Option<u128> {
-        let (start, end) = self.intervals.pop_first()?;
-        if start < end {
-            self.intervals.insert(start + 1, end);
+        let mut first = self.intervals.first_entry()?;
+        let start = *first.get();
+        if start < *first.key() {
+            *first.get_mut() = start + 1;
+        } else {
+            first.remove();
         }
         Some(start)
     }
 
-    /// The free interval containing `addr`, if `addr` is free.
+    /// The free interval `(start, end)` containing `addr`, if `addr` is free.
     fn interval_of(&self, addr: u128) -> Option<(u128, u128)> {
         self.intervals
-            .range(..=addr)
-            .next_back()
-            .filter(|(_, end)| **end >= addr)
-            .map(|(s, e)| (*s, *e))
+            .range(addr..)
+            .next()
+            .filter(|(_, start)| **start <= addr)
+            .map(|(e, s)| (*s, *e))
     }
 
     /// Whether `addr` is free.
@@ -71,35 +79,40 @@ impl FreeIndex {
     /// Replaces the free interval `[start, end]` by what is left of it without `[lo, hi]`,
     /// where `start <= lo <= hi <= end`.
     fn split_out(&mut self, start: u128, end: u128, lo: u128, hi: u128) {
-        self.intervals.remove(&start);
-        if start < lo {
-            self.intervals.insert(start, lo - 1);
-        }
         if hi < end {
-            self.intervals.insert(hi + 1, end);
+            // The upper part keeps the key `end`: update its start in place.
+            self.intervals.insert(end, hi + 1);
+        } else {
+            self.intervals.remove(&end);
+        }
+        if start < lo {
+            self.intervals.insert(lo - 1, start);
         }
     }
 
     /// Returns `addr` to the index, merging with its neighbours; false (and no change) when it
     /// was already free.
     pub fn release(&mut self, addr: u128) -> bool {
-        if self.is_free(addr) {
+        // The first interval ending at or after `addr` either contains it (already free) or
+        // is the candidate upper neighbour.
+        let next = self.intervals.range(addr..).next().map(|(e, s)| (*s, *e));
+        if matches!(next, Some((s, _)) if s <= addr) {
             return false;
         }
         let mut start = addr;
-        let mut end = addr;
-        if let Some(prev) = addr.checked_sub(1) {
-            if let Some((s, _)) = self.interval_of(prev) {
-                self.intervals.remove(&s);
+        if let Some(prev_end) = addr.checked_sub(1) {
+            if let Some(s) = self.intervals.remove(&prev_end) {
                 start = s;
             }
         }
-        if let Some(next) = addr.checked_add(1) {
-            if let Some(e) = self.intervals.remove(&next) {
-                end = e;
+        match next {
+            Some((s, e)) if Some(s) == addr.checked_add(1) => {
+                self.intervals.insert(e, start);
+            }
+            _ => {
+                self.intervals.insert(addr, start);
             }
         }
-        self.intervals.insert(start, end);
         true
     }
 
@@ -108,26 +121,22 @@ impl FreeIndex {
         if lo > hi {
             return;
         }
-        // The interval that starts before `lo` may reach into the range.
-        if let Some((s, e)) = self
+        // Every interval that meets [lo, hi] ends at or after `lo`; walk them in order.
+        while let Some((start, end)) = self
             .intervals
-            .range(..lo)
-            .next_back()
-            .map(|(s, e)| (*s, *e))
+            .range(lo..)
+            .next()
+            .map(|(e, s)| (*s, *e))
+            .filter(|(s, _)| *s <= hi)
         {
-            if e >= lo {
-                self.split_out(s, e, lo, e.min(hi));
-            }
-        }
-        while let Some((s, e)) = self.intervals.range(lo..=hi).next().map(|(s, e)| (*s, *e)) {
-            self.split_out(s, e, s, e.min(hi));
+            self.split_out(start, end, start.max(lo), end.min(hi));
         }
     }
 
     /// Number of free addresses. O(intervals); saturates at `u128::MAX` (only reachable by an
     /// index covering the whole IPv6 space, which no pool has).
     pub fn free_count(&self) -> u128 {
-        self.intervals.iter().fold(0u128, |acc, (s, e)| {
+        self.intervals.iter().fold(0u128, |acc, (e, s)| {
             acc.saturating_add((e - s).saturating_add(1))
         })
     }
@@ -137,9 +146,9 @@ impl FreeIndex {
         self.intervals.len()
     }
 
-    /// The free intervals in address order.
+    /// The free intervals `(start, end)` in address order.
     pub fn intervals(&self) -> impl Iterator<Item = (u128, u128)> + '_ {
-        self.intervals.iter().map(|(s, e)| (*s, *e))
+        self.intervals.iter().map(|(e, s)| (*s, *e))
     }
 
     /// Whether nothing is free.

@@ -1,9 +1,11 @@
 //! Read-only queries over a redb read transaction, and the state digest. Queries need no
 //! [`crate::State`], so reads never wait for an apply.
 //!
-//! A table that does not exist yet (a database [`crate::State::open`] has not touched) reads
-//! as empty.
+//! The free functions each open the tables they need; a [`Reader`] opens each table once per
+//! read transaction and serves many lookups (the read-through cache's hot path). A table that
+//! does not exist yet (a database [`crate::State::open`] has not touched) reads as empty.
 
+use std::cell::OnceCell;
 use std::net::IpAddr;
 
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
@@ -12,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{QueryError, StorageError};
 use crate::tables::{
     self, allocation_key, decode, decode_allocation_key, owner_key, pool_key, range_key,
-    AllocationRecord, CoreTable, PoolRecord, RangeRecord,
+    AllocationRecord, CoreTable, NameRecord, PoolRecord, RangeRecord,
 };
 use crate::types::{
     addr_to_u128, AddressInfo, Allocation, AllocationPage, Family, Labels, PoolId, PoolInfo,
@@ -29,81 +31,284 @@ fn open(rtx: &ReadTransaction, def: CoreTable) -> Result<Option<Ro>, StorageErro
     }
 }
 
-fn get_pool_id(rtx: &ReadTransaction, name: &str) -> Result<Option<PoolId>, StorageError> {
-    let Some(names) = open(rtx, tables::POOL_NAMES)? else {
-        return Ok(None);
-    };
-    match names.get(name.as_bytes())? {
-        Some(v) => Ok(Some(decode("core_pool_names", v.value())?)),
-        None => Ok(None),
+/// The core's tables of one read transaction, each opened on first use and then reused.
+pub struct Reader<'r> {
+    rtx: &'r ReadTransaction,
+    names: OnceCell<Option<Ro>>,
+    pools: OnceCell<Option<Ro>>,
+    ranges: OnceCell<Option<Ro>>,
+    allocations: OnceCell<Option<Ro>>,
+    owners: OnceCell<Option<Ro>>,
+}
+
+impl<'r> Reader<'r> {
+    /// A reader over `rtx`; opens nothing yet.
+    pub fn new(rtx: &'r ReadTransaction) -> Reader<'r> {
+        Reader {
+            rtx,
+            names: OnceCell::new(),
+            pools: OnceCell::new(),
+            ranges: OnceCell::new(),
+            allocations: OnceCell::new(),
+            owners: OnceCell::new(),
+        }
     }
-}
 
-fn get_pool_record(rtx: &ReadTransaction, id: PoolId) -> Result<PoolRecord, StorageError> {
-    let missing = || StorageError::Corrupt {
-        table: "core_pools",
-        reason: format!("pool id {id} is named but has no record"),
-    };
-    let pools = open(rtx, tables::POOLS)?.ok_or_else(missing)?;
-    let value = pools.get(pool_key(id).as_slice())?.ok_or_else(missing)?;
-    decode("core_pools", value.value())
-}
-
-fn pool_by_name(rtx: &ReadTransaction, name: &str) -> Result<(PoolId, PoolRecord), QueryError> {
-    check_name(name)?;
-    let id = get_pool_id(rtx, name)?.ok_or_else(|| QueryError::PoolNotFound {
-        pool: name.to_string(),
-    })?;
-    Ok((id, get_pool_record(rtx, id)?))
-}
-
-fn get_allocation(
-    allocations: &Ro,
-    id: PoolId,
-    pos: u128,
-) -> Result<Option<AllocationRecord>, StorageError> {
-    match allocations.get(allocation_key(id, pos).as_slice())? {
-        Some(v) => Ok(Some(decode("core_allocations", v.value())?)),
-        None => Ok(None),
+    fn table<'a>(
+        &self,
+        cell: &'a OnceCell<Option<Ro>>,
+        def: CoreTable,
+    ) -> Result<Option<&'a Ro>, StorageError> {
+        if cell.get().is_none() {
+            let opened = open(self.rtx, def)?;
+            // A OnceCell set twice keeps the first value; both are the same table.
+            let _ = cell.set(opened);
+        }
+        Ok(cell.get().and_then(Option::as_ref))
     }
-}
 
-/// `owner`'s allocation in pool `id` through the owner index.
-fn owner_lookup(
-    rtx: &ReadTransaction,
-    id: PoolId,
-    pool: &str,
-    family: Option<Family>,
-    owner: &str,
-) -> Result<Option<Allocation>, StorageError> {
-    let (Some(owners), Some(allocations)) =
-        (open(rtx, tables::OWNERS)?, open(rtx, tables::ALLOCATIONS)?)
-    else {
-        return Ok(None);
-    };
-    let pos: u128 = match owners.get(owner_key(id, owner).as_slice())? {
-        Some(v) => decode("core_owners", v.value())?,
-        None => return Ok(None),
-    };
-    let record = get_allocation(&allocations, id, pos)?.ok_or_else(|| StorageError::Corrupt {
-        table: "core_owners",
-        reason: format!("owner {owner:?} of pool {pool:?} points at a missing allocation"),
-    })?;
-    // The family decides how the position renders; the owner fast path avoids reading the
-    // pool record, and an allocation position above 2^32 can only be IPv6.
-    let family = family.unwrap_or(if pos > u128::from(u32::MAX) {
-        Family::V6
-    } else {
-        // A small position is ambiguous between families: ask the pool.
-        get_pool_record(rtx, id)?.cidr.family()
-    });
-    Ok(Some(record.into_allocation(pool, family.addr(pos))))
+    fn name(&self, name: &str) -> Result<Option<NameRecord>, StorageError> {
+        let Some(names) = self.table(&self.names, tables::POOL_NAMES)? else {
+            return Ok(None);
+        };
+        match names.get(name.as_bytes())? {
+            Some(v) => Ok(Some(decode("core_pool_names", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn pool_record(&self, id: PoolId) -> Result<PoolRecord, StorageError> {
+        let missing = || StorageError::Corrupt {
+            table: "core_pools",
+            reason: format!("pool id {id} is referenced but has no record"),
+        };
+        let pools = self
+            .table(&self.pools, tables::POOLS)?
+            .ok_or_else(missing)?;
+        let value = pools.get(pool_key(id).as_slice())?.ok_or_else(missing)?;
+        decode("core_pools", value.value())
+    }
+
+    fn pool_by_name(&self, name: &str) -> Result<(PoolId, PoolRecord), QueryError> {
+        check_name(name)?;
+        let found = self.name(name)?.ok_or_else(|| QueryError::PoolNotFound {
+            pool: name.to_string(),
+        })?;
+        Ok((found.pool, self.pool_record(found.pool)?))
+    }
+
+    fn allocation_record(
+        &self,
+        id: PoolId,
+        pos: u128,
+    ) -> Result<Option<AllocationRecord>, StorageError> {
+        let Some(allocations) = self.table(&self.allocations, tables::ALLOCATIONS)? else {
+            return Ok(None);
+        };
+        match allocations.get(allocation_key(id, pos).as_slice())? {
+            Some(v) => Ok(Some(decode("core_allocations", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `owner`'s allocation in the pool `name` resolves to, through the owner index.
+    fn owner_lookup(
+        &self,
+        pool: &str,
+        found: NameRecord,
+        owner: &str,
+    ) -> Result<Option<Allocation>, StorageError> {
+        let Some(owners) = self.table(&self.owners, tables::OWNERS)? else {
+            return Ok(None);
+        };
+        let pos: u128 = match owners.get(owner_key(found.pool, owner).as_slice())? {
+            Some(v) => decode("core_owners", v.value())?,
+            None => return Ok(None),
+        };
+        let record =
+            self.allocation_record(found.pool, pos)?
+                .ok_or_else(|| StorageError::Corrupt {
+                    table: "core_owners",
+                    reason: format!(
+                        "owner {owner:?} of pool {pool:?} points at a missing allocation"
+                    ),
+                })?;
+        Ok(Some(record.into_allocation(pool, found.family.addr(pos))))
+    }
+
+    /// See [`pool`].
+    pub fn pool(&self, name: &str) -> Result<PoolInfo, QueryError> {
+        let (id, record) = self.pool_by_name(name)?;
+        Ok(record.info(id))
+    }
+
+    /// See [`pools`].
+    pub fn pools(&self, label_filter: &Labels) -> Result<Vec<PoolInfo>, StorageError> {
+        let Some(names) = self.table(&self.names, tables::POOL_NAMES)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for row in names.iter()? {
+            let (_, v) = row?;
+            let found: NameRecord = decode("core_pool_names", v.value())?;
+            let record = self.pool_record(found.pool)?;
+            if label_filter
+                .iter()
+                .all(|(k, v)| record.labels.get(k) == Some(v))
+            {
+                out.push(record.info(found.pool));
+            }
+        }
+        Ok(out)
+    }
+
+    /// See [`allocations`].
+    pub fn allocations(
+        &self,
+        pool: &str,
+        owner: Option<&str>,
+        after: Option<IpAddr>,
+        limit: usize,
+    ) -> Result<AllocationPage, QueryError> {
+        check_limit(limit)?;
+        if let Some(owner) = owner {
+            check_owner(owner)?;
+        }
+        let (id, record) = self.pool_by_name(pool)?;
+        let family = record.cidr.family();
+        let empty = AllocationPage {
+            allocations: Vec::new(),
+            next: None,
+        };
+        // `after` is a position; an IPv6 address after an IPv4 pool's positions ends it.
+        let after_pos = after.map(|a| match (Family::of(a), family) {
+            (Family::V6, Family::V4) => u128::MAX,
+            _ => addr_to_u128(a),
+        });
+        if let Some(owner) = owner {
+            // An owner holds at most one address per pool: the page is that one or nothing.
+            let found = NameRecord { pool: id, family };
+            let hit = self
+                .owner_lookup(pool, found, owner)?
+                .filter(|a| after_pos.is_none_or(|p| addr_to_u128(a.ip) > p));
+            return Ok(AllocationPage {
+                allocations: hit.into_iter().collect(),
+                next: None,
+            });
+        }
+        let Some(table) = self.table(&self.allocations, tables::ALLOCATIONS)? else {
+            return Ok(empty);
+        };
+        let start = match after_pos {
+            None => 0,
+            Some(u128::MAX) => return Ok(empty),
+            Some(p) => p + 1,
+        };
+        let lo = allocation_key(id, start);
+        let hi = allocation_key(id, u128::MAX);
+        let mut page = Vec::with_capacity(limit.min(128));
+        let mut more = false;
+        let rows = table
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())
+            .map_err(StorageError::from)?;
+        for row in rows {
+            if page.len() == limit {
+                more = true;
+                break;
+            }
+            let (k, v) = row.map_err(StorageError::from)?;
+            let (_, pos) = decode_allocation_key(k.value())?;
+            let rec: AllocationRecord = decode("core_allocations", v.value())?;
+            page.push(rec.into_allocation(pool, family.addr(pos)));
+        }
+        let next = if more {
+            page.last().map(|a| a.ip)
+        } else {
+            None
+        };
+        Ok(AllocationPage {
+            allocations: page,
+            next,
+        })
+    }
+
+    /// See [`address`].
+    pub fn address(&self, ip: IpAddr) -> Result<AddressInfo, StorageError> {
+        let none = AddressInfo {
+            pool: None,
+            allocation: None,
+        };
+        let Some(ranges) = self.table(&self.ranges, tables::RANGES)? else {
+            return Ok(none);
+        };
+        let family = Family::of(ip);
+        let pos = addr_to_u128(ip);
+        let lo = range_key(family.tag(), 0);
+        let key = range_key(family.tag(), pos);
+        // CIDRs are disjoint, so only the pool starting last at or before `ip` can hold it.
+        let Some(row) = ranges
+            .range::<&[u8]>(lo.as_slice()..=key.as_slice())?
+            .next_back()
+        else {
+            return Ok(none);
+        };
+        let (_, v) = row?;
+        let range: RangeRecord = decode("core_ranges", v.value())?;
+        if range.last < pos {
+            return Ok(none);
+        }
+        let record = self.pool_record(range.pool)?;
+        let allocation = self
+            .allocation_record(range.pool, pos)?
+            .map(|rec| rec.into_allocation(&record.name, ip));
+        Ok(AddressInfo {
+            pool: Some(record.name),
+            allocation,
+        })
+    }
+
+    /// See [`owner_allocation`].
+    pub fn owner_allocation(
+        &self,
+        pool: &str,
+        owner: &str,
+    ) -> Result<Option<Allocation>, QueryError> {
+        check_name(pool)?;
+        check_owner(owner)?;
+        let found = self.name(pool)?.ok_or_else(|| QueryError::PoolNotFound {
+            pool: pool.to_string(),
+        })?;
+        Ok(self.owner_lookup(pool, found, owner)?)
+    }
+
+    /// See [`owner_allocations`].
+    pub fn owner_allocations(&self, owner: &str) -> Result<Vec<Allocation>, StorageError> {
+        let mut out = Vec::new();
+        // A malformed owner cannot hold anything.
+        if check_owner(owner).is_err() {
+            return Ok(out);
+        }
+        let Some(names) = self.table(&self.names, tables::POOL_NAMES)? else {
+            return Ok(out);
+        };
+        for row in names.iter()? {
+            let (k, v) = row?;
+            let found: NameRecord = decode("core_pool_names", v.value())?;
+            let name = std::str::from_utf8(k.value()).map_err(|e| StorageError::Corrupt {
+                table: "core_pool_names",
+                reason: e.to_string(),
+            })?;
+            if let Some(a) = self.owner_lookup(name, found, owner)? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// One pool with its stats.
 pub fn pool(rtx: &redb::ReadTransaction, name: &str) -> Result<PoolInfo, QueryError> {
-    let (id, record) = pool_by_name(rtx, name)?;
-    Ok(record.info(id))
+    Reader::new(rtx).pool(name)
 }
 
 /// Every pool whose labels include all of `label_filter`, ordered by name.
@@ -111,22 +316,7 @@ pub fn pools(
     rtx: &redb::ReadTransaction,
     label_filter: &Labels,
 ) -> Result<Vec<PoolInfo>, StorageError> {
-    let Some(names) = open(rtx, tables::POOL_NAMES)? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for row in names.iter()? {
-        let (_, v) = row?;
-        let id: PoolId = decode("core_pool_names", v.value())?;
-        let record = get_pool_record(rtx, id)?;
-        if label_filter
-            .iter()
-            .all(|(k, v)| record.labels.get(k) == Some(v))
-        {
-            out.push(record.info(id));
-        }
-    }
-    Ok(out)
+    Reader::new(rtx).pools(label_filter)
 }
 
 /// A page of a pool's allocations in address order, strictly after `after`, optionally only
@@ -141,122 +331,23 @@ pub fn allocations(
     after: Option<IpAddr>,
     limit: usize,
 ) -> Result<AllocationPage, QueryError> {
-    check_limit(limit)?;
-    if let Some(owner) = owner {
-        check_owner(owner)?;
-    }
-    let (id, record) = pool_by_name(rtx, pool)?;
-    let family = record.cidr.family();
-    let after_pos = after.map(|a| match (Family::of(a), family) {
-        (Family::V6, Family::V4) => u128::MAX,
-        _ => addr_to_u128(a),
-    });
-    if let Some(owner) = owner {
-        // An owner holds at most one address per pool: the page is that one or nothing.
-        let found = owner_lookup(rtx, id, pool, Some(family), owner)?
-            .filter(|a| after_pos.is_none_or(|p| addr_to_u128(a.ip) > p));
-        return Ok(AllocationPage {
-            allocations: found.into_iter().collect(),
-            next: None,
-        });
-    }
-    let Some(table) = open(rtx, tables::ALLOCATIONS)? else {
-        return Ok(AllocationPage {
-            allocations: Vec::new(),
-            next: None,
-        });
-    };
-    let start = match after_pos {
-        None => 0,
-        Some(u128::MAX) => {
-            return Ok(AllocationPage {
-                allocations: Vec::new(),
-                next: None,
-            })
-        }
-        Some(p) => p + 1,
-    };
-    let lo = allocation_key(id, start);
-    let hi = allocation_key(id, u128::MAX);
-    let mut page = Vec::with_capacity(limit.min(128));
-    let mut more = false;
-    let rows = table
-        .range::<&[u8]>(lo.as_slice()..=hi.as_slice())
-        .map_err(StorageError::from)?;
-    for row in rows {
-        if page.len() == limit {
-            more = true;
-            break;
-        }
-        let (k, v) = row.map_err(StorageError::from)?;
-        let (_, pos) = decode_allocation_key(k.value())?;
-        let rec: AllocationRecord = decode("core_allocations", v.value())?;
-        page.push(rec.into_allocation(pool, family.addr(pos)));
-    }
-    let next = if more {
-        page.last().map(|a| a.ip)
-    } else {
-        None
-    };
-    Ok(AllocationPage {
-        allocations: page,
-        next,
-    })
+    Reader::new(rtx).allocations(pool, owner, after, limit)
 }
 
 /// The pool containing `ip` and its allocation, if any.
 pub fn address(rtx: &redb::ReadTransaction, ip: IpAddr) -> Result<AddressInfo, StorageError> {
-    let none = AddressInfo {
-        pool: None,
-        allocation: None,
-    };
-    let Some(ranges) = open(rtx, tables::RANGES)? else {
-        return Ok(none);
-    };
-    let family = Family::of(ip);
-    let pos = addr_to_u128(ip);
-    let lo = range_key(family.tag(), 0);
-    let key = range_key(family.tag(), pos);
-    // CIDRs are disjoint, so only the pool starting last at or before `ip` can contain it.
-    let Some(row) = ranges
-        .range::<&[u8]>(lo.as_slice()..=key.as_slice())?
-        .next_back()
-    else {
-        return Ok(none);
-    };
-    let (_, v) = row?;
-    let range: RangeRecord = decode("core_ranges", v.value())?;
-    if range.last < pos {
-        return Ok(none);
-    }
-    let record = get_pool_record(rtx, range.pool)?;
-    let allocation = match open(rtx, tables::ALLOCATIONS)? {
-        Some(t) => {
-            get_allocation(&t, range.pool, pos)?.map(|rec| rec.into_allocation(&record.name, ip))
-        }
-        None => None,
-    };
-    Ok(AddressInfo {
-        pool: Some(record.name),
-        allocation,
-    })
+    Reader::new(rtx).address(ip)
 }
 
 /// `owner`'s allocation in `pool`, if any (the read-through cache's lookup).
 ///
-/// Three point lookups (name → id, owner index, allocation row); the pool record is read only
-/// when an IPv4-sized position leaves the family ambiguous.
+/// Three point lookups: name → (id, family), owner index → address, allocation row.
 pub fn owner_allocation(
     rtx: &redb::ReadTransaction,
     pool: &str,
     owner: &str,
 ) -> Result<Option<Allocation>, QueryError> {
-    check_name(pool)?;
-    check_owner(owner)?;
-    let id = get_pool_id(rtx, pool)?.ok_or_else(|| QueryError::PoolNotFound {
-        pool: pool.to_string(),
-    })?;
-    Ok(owner_lookup(rtx, id, pool, None, owner)?)
+    Reader::new(rtx).owner_allocation(pool, owner)
 }
 
 /// `owner`'s allocations in every pool, ordered by pool name.
@@ -264,22 +355,7 @@ pub fn owner_allocations(
     rtx: &redb::ReadTransaction,
     owner: &str,
 ) -> Result<Vec<Allocation>, StorageError> {
-    let Some(names) = open(rtx, tables::POOL_NAMES)? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    if check_owner(owner).is_err() {
-        return Ok(out);
-    }
-    for row in names.iter()? {
-        let (k, v) = row?;
-        let id: PoolId = decode("core_pool_names", v.value())?;
-        let name = String::from_utf8_lossy(k.value()).into_owned();
-        if let Some(a) = owner_lookup(rtx, id, &name, None, owner)? {
-            out.push(a);
-        }
-    }
-    Ok(out)
+    Reader::new(rtx).owner_allocations(owner)
 }
 
 /// SHA-256 over every core table's rows in key order: equal on replicas with equal state.

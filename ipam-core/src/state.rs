@@ -23,7 +23,8 @@ use crate::error::{
 use crate::layout::PoolLayout;
 use crate::tables::{
     self, allocation_key, decode, decode_allocation_key, decode_pool_key, encode, encode_into,
-    owner_key, pool_key, range_key, AllocationRecord, MetaRecord, PoolRecord, RangeRecord,
+    owner_key, pool_key, range_key, AllocationRecord, MetaRecord, NameRecord, PoolRecord,
+    RangeRecord,
 };
 use crate::types::{addr_to_u128, Labels, PoolId, PoolInfo, Stamp};
 use crate::validate::{check_command, check_op, pool_layout};
@@ -526,7 +527,11 @@ impl State {
             allocated: 0,
         };
         let info = record.info(id);
-        tx.put(TableId::Names, spec.name.as_bytes(), &encode(&id)?)?;
+        let name_record = NameRecord {
+            pool: id,
+            family: cidr.family(),
+        };
+        tx.put(TableId::Names, spec.name.as_bytes(), &encode(&name_record)?)?;
         let range = RangeRecord {
             pool: id,
             last: layout.end,

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `core_meta` | `b"state"` | [`MetaRecord`] |
 //! | `core_pools` | pool id (u32 BE) | [`PoolRecord`] |
-//! | `core_pool_names` | name bytes | pool id |
+//! | `core_pool_names` | name bytes | [`NameRecord`] |
 //! | `core_ranges` | family tag (4 or 6) ++ first address (16 bytes BE) | [`RangeRecord`] |
 //! | `core_allocations` | pool id ++ address (16 bytes BE) | [`AllocationRecord`] |
 //! | `core_owners` | pool id ++ owner bytes | address (`u128`) |
@@ -19,7 +19,7 @@ use redb::TableDefinition;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::StorageError;
-use crate::types::{Cidr, Labels, PoolId, Reserved, Stamp};
+use crate::types::{Cidr, Family, Labels, PoolId, Reserved, Stamp};
 
 /// A core table: byte keys, byte values.
 pub type CoreTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
@@ -79,6 +79,16 @@ pub struct PoolRecord {
     pub capacity: u128,
     /// Current number of allocations.
     pub allocated: u128,
+}
+
+/// What a pool name resolves to: enough for the owner lookup to render an address without
+/// reading the pool record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameRecord {
+    /// The pool.
+    pub pool: PoolId,
+    /// Its address family.
+    pub family: Family,
 }
 
 /// Where a pool's CIDR ends and which pool it is.

@@ -973,3 +973,43 @@ fn pool_ids_exhausted() {
     );
     assert!(db.alloc("p", "a").is_ipv4());
 }
+
+#[test]
+fn reader_serves_many_lookups_like_the_free_functions() {
+    let mut db = Db::mem();
+    // A pool low in the IPv6 space: its positions fit 32 bits yet must render as IPv6.
+    db.create("low6", "::/120");
+    db.create("v4", "10.0.0.0/24");
+    for i in 0..5 {
+        db.alloc("low6", &format!("o{i}"));
+        db.alloc("v4", &format!("o{i}"));
+    }
+    let rtx = db.rtx();
+    let reader = query::Reader::new(&rtx);
+    for i in 0..5 {
+        let owner = format!("o{i}");
+        let a = reader.owner_allocation("low6", &owner).unwrap().unwrap();
+        assert!(a.ip.is_ipv6(), "{}", a.ip);
+        assert_eq!(a.ip, ip(&format!("::{}", i + 1)));
+        assert_eq!(
+            Some(a),
+            query::owner_allocation(&rtx, "low6", &owner).unwrap()
+        );
+        let b = reader.owner_allocation("v4", &owner).unwrap().unwrap();
+        assert_eq!(b.ip, ip(&format!("10.0.0.{}", i + 2)));
+        assert_eq!(reader.owner_allocations(&owner).unwrap().len(), 2);
+    }
+    assert_eq!(
+        reader.address(ip("::3")).unwrap(),
+        query::address(&rtx, ip("::3")).unwrap()
+    );
+    assert_eq!(
+        reader.pools(&Labels::new()).unwrap(),
+        query::pools(&rtx, &Labels::new()).unwrap()
+    );
+    assert_eq!(
+        reader.allocations("low6", None, None, 10).unwrap(),
+        query::allocations(&rtx, "low6", None, None, 10).unwrap()
+    );
+    assert_eq!(reader.pool("v4").unwrap().stats.allocated, 5);
+}
