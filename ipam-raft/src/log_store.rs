@@ -110,12 +110,16 @@ impl LogStore {
 
     /// The last purged log id as recorded (what was actually purged).
     pub async fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
-        self.blocking(|inner| inner.read_meta(KEY_PURGED)).await
+        self.blocking(|inner| Ok(inner.read_meta::<Option<LogId>>(KEY_PURGED)?.flatten()))
+            .await
     }
 }
 
 impl LogInner {
-    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StorageError> {
         let rtx = self.db.begin_read().map_err(read_err)?;
         let table = rtx.open_table(META).map_err(read_err)?;
         match table.get(key).map_err(read_err)? {
@@ -168,9 +172,11 @@ impl LogInner {
         if previous.is_some_and(|p| p.index >= upto.index) {
             return Ok(upto == want);
         }
-        log.retain_in(..=upto.index, |_, _| false).map_err(write_err)?;
+        log.retain_in(..=upto.index, |_, _| false)
+            .map_err(write_err)?;
         let bytes = encode(&Some(upto)).map_err(write_err)?;
-        meta.insert(KEY_PURGED, bytes.as_slice()).map_err(write_err)?;
+        meta.insert(KEY_PURGED, bytes.as_slice())
+            .map_err(write_err)?;
         Ok(upto == want)
     }
 }
@@ -249,7 +255,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -258,7 +268,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let res = self
             .blocking(move |inner| {
                 let mut txn = inner.db.begin_write().map_err(write_err)?;
-                txn.set_durability(Durability::Immediate).map_err(write_err)?;
+                txn.set_durability(Durability::Immediate)
+                    .map_err(write_err)?;
                 txn.set_quick_repair(true);
                 {
                     let mut table = txn.open_table(LOG).map_err(write_err)?;
@@ -302,11 +313,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.blocking(move |inner| {
             let mut txn = inner.db.begin_write().map_err(write_err)?;
-            txn.set_durability(Durability::Immediate).map_err(write_err)?;
+            txn.set_durability(Durability::Immediate)
+                .map_err(write_err)?;
             txn.set_quick_repair(true);
             {
                 let mut table = txn.open_table(LOG).map_err(write_err)?;
-                table.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
+                table
+                    .retain_in(log_id.index.., |_, _| false)
+                    .map_err(write_err)?;
             }
             txn.commit().map_err(write_err)
         })

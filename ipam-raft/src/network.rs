@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use openraft::error::{NetworkError, RemoteError, Unreachable};
+use openraft::error::{NetworkError, PayloadTooLarge, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -98,7 +98,10 @@ pub(crate) enum PostError {
     #[error("this node is isolated (fault injection)")]
     Isolated,
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: reqwest::Error },
+    Connect {
+        addr: String,
+        source: reqwest::Error,
+    },
     #[error("request to {addr} timed out")]
     Timeout { addr: String },
     #[error("{addr} answered {status}: {message}")]
@@ -108,9 +111,15 @@ pub(crate) enum PostError {
         message: String,
     },
     #[error("request to {addr} failed: {source}")]
-    Other { addr: String, source: reqwest::Error },
+    Other {
+        addr: String,
+        source: reqwest::Error,
+    },
     #[error("undecodable answer from {addr}: {source}")]
-    Decode { addr: String, source: postcard::Error },
+    Decode {
+        addr: String,
+        source: postcard::Error,
+    },
     #[error("cannot encode request: {0}")]
     Encode(postcard::Error),
 }
@@ -224,7 +233,11 @@ impl NetShared {
     /// Checks an incoming `/raft/*` request: isolation, token, cluster id.
     fn admit(&self, headers: &HeaderMap) -> Result<(), Response> {
         if self.is_isolated() {
-            return Err((StatusCode::SERVICE_UNAVAILABLE, "node isolated (fault injection)").into_response());
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node isolated (fault injection)",
+            )
+                .into_response());
         }
         if let Some(token) = &self.token {
             let given = headers
@@ -232,7 +245,11 @@ impl NetShared {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
             if given != Some(token.as_str()) {
-                return Err((StatusCode::UNAUTHORIZED, "unauthorized: missing or wrong bearer token").into_response());
+                return Err((
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized: missing or wrong bearer token",
+                )
+                    .into_response());
             }
         }
         if let Some(theirs) = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok()) {
@@ -307,15 +324,23 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let res: Result<Result<Resp, RaftError<E>>, PostError> =
-            self.net.post(&self.addr, path, req, option.hard_ttl()).await;
+        let res: Result<Result<Resp, RaftError<E>>, PostError> = self
+            .net
+            .post(&self.addr, path, req, option.hard_ttl())
+            .await;
         match res {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(openraft::error::RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Ok(Err(e)) => Err(openraft::error::RPCError::RemoteError(RemoteError::new(
+                self.target,
+                e,
+            ))),
+            Err(PostError::Status { status: 413, .. }) => Err(
+                openraft::error::RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(1)),
+            ),
             // openraft backs off from an unreachable peer instead of retrying at once.
-            Err(e @ (PostError::Isolated | PostError::Connect { .. } | PostError::Status { .. })) => {
-                Err(openraft::error::RPCError::Unreachable(Unreachable::new(&e)))
-            }
+            Err(
+                e @ (PostError::Isolated | PostError::Connect { .. } | PostError::Status { .. }),
+            ) => Err(openraft::error::RPCError::Unreachable(Unreachable::new(&e))),
             Err(e) => Err(openraft::error::RPCError::Network(NetworkError::new(&e))),
         }
     }
@@ -327,7 +352,25 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RPCError> {
-        self.call("/raft/append", &rpc, &option).await
+        let entries = rpc.entries.len() as u64;
+        let too_large = || {
+            // openraft retries with fewer entries per request.
+            Err(openraft::error::RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint((entries / 2).max(1)),
+            ))
+        };
+        if entries > 1 {
+            let size =
+                postcard::serialize_with_flavor(&rpc, postcard::ser_flavors::Size::default())
+                    .unwrap_or(0);
+            if size > RAFT_BODY_LIMIT {
+                return too_large();
+            }
+        }
+        match self.call("/raft/append", &rpc, &option).await {
+            Err(openraft::error::RPCError::PayloadTooLarge(_)) => too_large(),
+            other => other,
+        }
     }
 
     async fn install_snapshot(
@@ -338,7 +381,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         self.call("/raft/snapshot", &rpc, &option).await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RPCError> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RPCError> {
         self.call("/raft/vote", &rpc, &option).await
     }
 }
@@ -351,8 +398,13 @@ fn postcard_response<T: Serialize>(value: &T) -> Response {
 }
 
 fn decode_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    postcard::from_bytes(body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid postcard body: {e}")).into_response())
+    postcard::from_bytes(body).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("invalid postcard body: {e}"),
+        )
+            .into_response()
+    })
 }
 
 /// The `/raft/*` routes of a node.

@@ -191,7 +191,9 @@ pub struct Ipam {
 
 impl std::fmt::Debug for Ipam {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ipam").field("id", &self.core.id).finish_non_exhaustive()
+        f.debug_struct("Ipam")
+            .field("id", &self.core.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -219,9 +221,13 @@ fn check_node_id(dir: &Path, id: NodeId) -> Result<(), StartError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, id.to_string()).map_err(storage)?;
-            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(storage)?;
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(storage)?;
             std::fs::rename(&tmp, &path).map_err(storage)?;
-            std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(storage)?;
+            std::fs::File::open(dir)
+                .and_then(|f| f.sync_all())
+                .map_err(storage)?;
             Ok(())
         }
         Err(e) => Err(storage(e)),
@@ -331,7 +337,10 @@ impl Core {
         let ops = commands.iter().map(Command::op_count).sum();
         let bytes = commands
             .iter()
-            .map(|c| postcard::serialize_with_flavor(c, postcard::ser_flavors::Size::default()).unwrap_or(0))
+            .map(|c| {
+                postcard::serialize_with_flavor(c, postcard::ser_flavors::Size::default())
+                    .unwrap_or(0)
+            })
             .sum();
         let (tx, rx) = oneshot::channel();
         let proposal = Proposal {
@@ -393,14 +402,12 @@ impl Core {
         let deadline = start + self.config.membership_deadline;
         loop {
             match self.target() {
-                Target::Local => {
-                    match self.admin_local(&req, deadline).await {
-                        Err(WireError::NotLeader { .. }) if !forwarded && Instant::now() < deadline => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        other => return other,
+                Target::Local => match self.admin_local(&req, deadline).await {
+                    Err(WireError::NotLeader { .. }) if !forwarded && Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                }
+                    other => return other,
+                },
                 Target::Remote(id, addr) => {
                     if forwarded {
                         return Err(WireError::NotLeader {
@@ -476,18 +483,39 @@ impl Core {
         match req {
             AdminRequest::AddLearner { id, addr } => {
                 let commit_at_call = self.committed_index().await;
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let resp = tokio::time::timeout(
-                    remaining,
-                    self.raft.add_learner(*id, Node::new(addr), false),
-                )
-                .await
-                .map_err(|_| WireError::DeadlineExceeded { waited_ms: 0 })?
-                .map_err(wire_from_write)?;
+                let known_addr = {
+                    let m = self.metrics.borrow();
+                    m.membership_config
+                        .membership()
+                        .get_node(id)
+                        .map(|n| n.addr.clone())
+                };
+                match known_addr {
+                    // A member that comes back on another address: update it in place (a
+                    // plain add would keep the old address).
+                    Some(old) if old != *addr => {
+                        let nodes = std::collections::BTreeMap::from([(*id, Node::new(addr))]);
+                        self.change(ChangeMembers::SetNodes(nodes), true, deadline)
+                            .await?;
+                    }
+                    Some(_) => {}
+                    None => {
+                        let remaining = deadline.saturating_duration_since(Instant::now());
+                        tokio::time::timeout(
+                            remaining,
+                            self.raft.add_learner(*id, Node::new(addr), false),
+                        )
+                        .await
+                        .map_err(|_| WireError::DeadlineExceeded { waited_ms: 0 })?
+                        .map_err(wire_from_write)?;
+                    }
+                }
                 if *id == self.id {
                     return Ok(());
                 }
-                let target = commit_at_call.max(resp.log_id.index);
+                // Caught up = matched everything committed when the call came, including the
+                // membership change itself.
+                let target = commit_at_call.max(self.committed_index().await);
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let target_id = *id;
                 self.raft
@@ -516,12 +544,18 @@ impl Core {
                 }
                 // Adding one id to whatever the voter set is when the change runs keeps
                 // concurrent joins from overwriting each other.
-                self.change(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false, deadline)
-                    .await
+                self.change(
+                    ChangeMembers::AddVoterIds(BTreeSet::from([*id])),
+                    false,
+                    deadline,
+                )
+                .await
             }
             AdminRequest::ChangeVoters(ids) => {
                 if ids.is_empty() {
-                    return Err(WireError::Membership("the voter set cannot be empty".into()));
+                    return Err(WireError::Membership(
+                        "the voter set cannot be empty".into(),
+                    ));
                 }
                 let (_, nodes) = self.membership();
                 if let Some(missing) = ids.iter().find(|id| !nodes.contains(id)) {
@@ -536,7 +570,8 @@ impl Core {
                     return Err(WireError::UnknownNode(*id));
                 }
                 if voters.contains(id) {
-                    let rest: BTreeSet<NodeId> = voters.iter().copied().filter(|v| v != id).collect();
+                    let rest: BTreeSet<NodeId> =
+                        voters.iter().copied().filter(|v| v != id).collect();
                     if rest.is_empty() {
                         return Err(WireError::Membership(format!(
                             "removing node {id} would leave no voter"
@@ -547,8 +582,12 @@ impl Core {
                 }
                 let (_, nodes) = self.membership();
                 if nodes.contains(id) {
-                    self.change(ChangeMembers::RemoveNodes(BTreeSet::from([*id])), false, deadline)
-                        .await?;
+                    self.change(
+                        ChangeMembers::RemoveNodes(BTreeSet::from([*id])),
+                        false,
+                        deadline,
+                    )
+                    .await?;
                 }
                 Ok(())
             }
@@ -631,6 +670,9 @@ impl Ipam {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs.max(1)),
             max_in_snapshot_log_to_keep: config.max_in_snapshot_log_to_keep,
             snapshot_max_chunk_size: config.snapshot_max_chunk_size.max(1024),
+            // Entries hold up to ~1 MiB of commands: keep an append request well under the
+            // 64 MiB body limit of `/raft/append`.
+            max_payload_entries: 32,
             ..Default::default()
         };
         let raft_config = Arc::new(
@@ -768,9 +810,8 @@ impl Ipam {
                 });
             }
             let step = (deadline - now).min(self.core.config.heartbeat);
-            match tokio::time::timeout(step, rx.changed()).await {
-                Ok(Err(_)) => return Err(IpamError::ShuttingDown),
-                Ok(Ok(())) | Err(_) => {}
+            if let Ok(Err(_)) = tokio::time::timeout(step, rx.changed()).await {
+                return Err(IpamError::ShuttingDown);
             }
         }
     }
@@ -897,9 +938,9 @@ impl Ipam {
         match self.submit(Command::Batch(ops)).await? {
             CommandResult::Batch(Ok(outputs)) => Ok(outputs),
             CommandResult::Batch(Err(e)) => Err(IpamError::Batch(e)),
-            CommandResult::Op(_) => Err(IpamError::Internal(
-                "an op result for a batch".to_string(),
-            )),
+            CommandResult::Op(_) => {
+                Err(IpamError::Internal("an op result for a batch".to_string()))
+            }
         }
     }
 
@@ -963,7 +1004,13 @@ impl Ipam {
     ) -> Result<AllocationPage, IpamError> {
         let (pool, owner) = (pool.to_string(), owner.map(str::to_string));
         self.read(consistency, move |rtx| {
-            Ok(ipam_core::query::allocations(rtx, &pool, owner.as_deref(), after, limit)?)
+            Ok(ipam_core::query::allocations(
+                rtx,
+                &pool,
+                owner.as_deref(),
+                after,
+                limit,
+            )?)
         })
         .await
     }
@@ -995,10 +1042,8 @@ impl Ipam {
 
     /// Digest of this replica's core state (local, no barrier).
     pub async fn digest(&self) -> Result<[u8; 32], IpamError> {
-        self.local_read(|rtx| {
-            ipam_core::query::digest(rtx).map_err(|e| IpamError::Query(e.into()))
-        })
-        .await
+        self.local_read(|rtx| ipam_core::query::digest(rtx).map_err(|e| IpamError::Query(e.into())))
+            .await
     }
 
     /// Current status from openraft's metrics.
@@ -1054,7 +1099,10 @@ impl Ipam {
         let nodes: std::collections::BTreeMap<NodeId, Node> = if members.is_empty() {
             [(core.id, Node::new(&core.config.advertise))].into()
         } else {
-            members.into_iter().map(|(id, addr)| (id, Node::new(addr))).collect()
+            members
+                .into_iter()
+                .map(|(id, addr)| (id, Node::new(addr)))
+                .collect()
         };
         if !nodes.contains_key(&core.id) {
             return Err(IpamError::Membership(format!(
@@ -1088,16 +1136,25 @@ impl Ipam {
 
     /// Promotes one learner to voter.
     pub async fn promote_voter(&self, id: u64) -> Result<(), IpamError> {
-        Ok(self.core.admin(AdminRequest::PromoteVoter(id), false).await?)
+        Ok(self
+            .core
+            .admin(AdminRequest::PromoteVoter(id), false)
+            .await?)
     }
 
     /// Sets the voter set; voters left out stay as learners.
     pub async fn change_voters(&self, ids: BTreeSet<u64>) -> Result<(), IpamError> {
-        Ok(self.core.admin(AdminRequest::ChangeVoters(ids), false).await?)
+        Ok(self
+            .core
+            .admin(AdminRequest::ChangeVoters(ids), false)
+            .await?)
     }
 
     /// Removes a member (voter or learner).
     pub async fn remove_member(&self, id: u64) -> Result<(), IpamError> {
-        Ok(self.core.admin(AdminRequest::RemoveMember(id), false).await?)
+        Ok(self
+            .core
+            .admin(AdminRequest::RemoveMember(id), false)
+            .await?)
     }
 }

@@ -111,7 +111,10 @@ fn fail_all(batch: Vec<Proposal>, err: WireError) {
 fn distribute(batch: Vec<Proposal>, mut results: Vec<CommandResult>) {
     let total: usize = batch.iter().map(|p| p.commands.len()).sum();
     if results.len() != total {
-        let msg = format!("entry returned {} results for {total} commands", results.len());
+        let msg = format!(
+            "entry returned {} results for {total} commands",
+            results.len()
+        );
         fail_all(batch, WireError::Internal(msg));
         return;
     }
@@ -131,7 +134,10 @@ fn bounce_forwarded(batch: Vec<Proposal>, leader: Option<(u64, String)>) -> Vec<
 }
 
 fn commands_of(batch: &[Proposal]) -> Vec<Command> {
-    batch.iter().flat_map(|p| p.commands.iter().cloned()).collect()
+    batch
+        .iter()
+        .flat_map(|p| p.commands.iter().cloned())
+        .collect()
 }
 
 /// Proposes `batch` as one entry, through whichever node leads, retrying across leader
@@ -144,7 +150,12 @@ async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
             return;
         }
         if Instant::now() >= deadline {
-            fail_all(batch, WireError::DeadlineExceeded { waited_ms: waited(start) });
+            fail_all(
+                batch,
+                WireError::DeadlineExceeded {
+                    waited_ms: waited(start),
+                },
+            );
             return;
         }
         match core.target() {
@@ -156,7 +167,12 @@ async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(remaining, core.raft.client_write(req)).await {
                     Err(_) => {
-                        fail_all(batch, WireError::DeadlineExceeded { waited_ms: waited(start) });
+                        fail_all(
+                            batch,
+                            WireError::DeadlineExceeded {
+                                waited_ms: waited(start),
+                            },
+                        );
                         return;
                     }
                     Ok(Ok(resp)) => {
@@ -200,12 +216,19 @@ async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
                         return;
                     }
                     // Never delivered: safe to retry, the leader may be changing.
-                    Err(PostError::Connect { .. } | PostError::Isolated | PostError::Status { .. }) => {
+                    Err(
+                        PostError::Connect { .. } | PostError::Isolated | PostError::Status { .. },
+                    ) => {
                         pause_until(deadline).await;
                     }
                     // Delivered or not, unknown: the write may still apply.
                     Err(_) => {
-                        fail_all(batch, WireError::DeadlineExceeded { waited_ms: waited(start) });
+                        fail_all(
+                            batch,
+                            WireError::DeadlineExceeded {
+                                waited_ms: waited(start),
+                            },
+                        );
                         return;
                     }
                 }
@@ -252,7 +275,10 @@ fn answer(group: Vec<BarrierRequest>, res: Result<Option<u64>, WireError>) {
     }
 }
 
-fn bounce_barriers(group: Vec<BarrierRequest>, leader: Option<(u64, String)>) -> Vec<BarrierRequest> {
+fn bounce_barriers(
+    group: Vec<BarrierRequest>,
+    leader: Option<(u64, String)>,
+) -> Vec<BarrierRequest> {
     let (fwd, local): (Vec<_>, Vec<_>) = group.into_iter().partition(|r| r.forwarded);
     answer(fwd, Err(WireError::NotLeader { leader }));
     local
@@ -282,7 +308,8 @@ async fn fetch_read_index(core: &Core, mut group: Vec<BarrierRequest>) {
                         return;
                     }
                     Ok(Err(RaftError::APIError(
-                        CheckIsLeaderError::ForwardToLeader(_) | CheckIsLeaderError::QuorumNotEnough(_),
+                        CheckIsLeaderError::ForwardToLeader(_)
+                        | CheckIsLeaderError::QuorumNotEnough(_),
                     ))) => pause_until(deadline).await,
                     Ok(Err(RaftError::Fatal(_))) => {
                         answer(group, Err(WireError::ShuttingDown));
@@ -296,8 +323,10 @@ async fn fetch_read_index(core: &Core, mut group: Vec<BarrierRequest>) {
                     return;
                 }
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                let res: Result<Result<Option<u64>, WireError>, PostError> =
-                    core.net.post(&addr, "/raft/read-index", &(), remaining).await;
+                let res: Result<Result<Option<u64>, WireError>, PostError> = core
+                    .net
+                    .post(&addr, "/raft/read-index", &(), remaining)
+                    .await;
                 match res {
                     Ok(Ok(index)) => {
                         answer(group, Ok(index));

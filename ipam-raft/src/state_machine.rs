@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use ipam_core::State;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder};
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -145,7 +147,10 @@ fn snap_read(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::read_snapshot(None, &e).into()
 }
 fn corrupt(msg: &str) -> StorageError {
-    snap_read(std::io::Error::new(std::io::ErrorKind::InvalidData, msg.to_string()))
+    snap_read(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        msg.to_string(),
+    ))
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -167,7 +172,11 @@ fn read_meta<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn write_meta<T: Serialize>(txn: &redb::WriteTransaction, key: &str, value: &T) -> Result<(), StorageError> {
+fn write_meta<T: Serialize>(
+    txn: &redb::WriteTransaction,
+    key: &str,
+    value: &T,
+) -> Result<(), StorageError> {
     let bytes = encode(value).map_err(sm_write)?;
     let mut table = txn.open_table(SM_META).map_err(sm_write)?;
     table.insert(key, bytes.as_slice()).map_err(sm_write)?;
@@ -187,7 +196,10 @@ fn applied_of(rtx: &ReadTransaction) -> Result<(Option<LogId>, StoredMembership)
 impl SmShared {
     /// The current database, or `Internal` after shutdown.
     pub(crate) fn db(&self) -> Result<Arc<StateDb>, StorageError> {
-        let guard = self.db.read().map_err(|_| sm_read(std::io::Error::other("poisoned lock")))?;
+        let guard = self
+            .db
+            .read()
+            .map_err(|_| sm_read(std::io::Error::other("poisoned lock")))?;
         guard
             .clone()
             .ok_or_else(|| sm_read(std::io::Error::other("the state machine is closed")))
@@ -216,7 +228,8 @@ impl SmShared {
     pub(crate) fn make_durable(&self) -> Result<(), StorageError> {
         let db = self.db()?;
         let mut txn = db.db.begin_write().map_err(sm_write)?;
-        txn.set_durability(Durability::Immediate).map_err(sm_write)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(sm_write)?;
         txn.set_quick_repair(true);
         let applied = {
             let table = txn.open_table(SM_META).map_err(sm_write)?;
@@ -252,7 +265,10 @@ impl SmShared {
     }
 
     fn current_snapshot(&self) -> Result<Option<(SnapshotMeta, File)>, StorageError> {
-        let _g = self.snapshot_lock.lock().map_err(|_| corrupt("poisoned lock"))?;
+        let _g = self
+            .snapshot_lock
+            .lock()
+            .map_err(|_| corrupt("poisoned lock"))?;
         let meta_path = self.snap_dir().join(SNAP_META);
         let bytes = match std::fs::read(&meta_path) {
             Ok(b) => b,
@@ -267,11 +283,15 @@ impl SmShared {
     /// Makes `file` (positioned anywhere) the current snapshot with `meta`, and returns a fresh
     /// read handle to it.
     fn publish_snapshot(&self, tmp: &Path, meta: &SnapshotMeta) -> Result<File, StorageError> {
-        let _g = self.snapshot_lock.lock().map_err(|_| corrupt("poisoned lock"))?;
+        let _g = self
+            .snapshot_lock
+            .lock()
+            .map_err(|_| corrupt("poisoned lock"))?;
         let dir = self.snap_dir();
         let meta_tmp = dir.join("current.meta.tmp");
         let mut f = File::create(&meta_tmp).map_err(snap_write)?;
-        f.write_all(&encode(meta).map_err(snap_write)?).map_err(snap_write)?;
+        f.write_all(&encode(meta).map_err(snap_write)?)
+            .map_err(snap_write)?;
         f.sync_all().map_err(snap_write)?;
         // Data first, then meta: a crash in between leaves a meta naming an older snapshot id
         // over newer data, which only costs a rebuild (the ids are compared by openraft).
@@ -337,6 +357,11 @@ impl StateMachineStore {
         Ok(StateMachineStore { shared, state })
     }
 
+    /// A read transaction on the current `state.redb` (for the core's queries).
+    pub fn begin_read(&self) -> Result<ReadTransaction, StorageError> {
+        self.shared.db()?.db.begin_read().map_err(sm_read)
+    }
+
     pub(crate) fn shared(&self) -> Arc<SmShared> {
         self.shared.clone()
     }
@@ -399,7 +424,10 @@ fn apply_batch(
         write_meta(&txn, KEY_MEMBERSHIP, m)?;
     }
     let durable = {
-        let mut p = shared.pending.lock().map_err(|_| sm_write(std::io::Error::other("poisoned")))?;
+        let mut p = shared
+            .pending
+            .lock()
+            .map_err(|_| sm_write(std::io::Error::other("poisoned")))?;
         p.entries += entries.len() as u64;
         let since = *p.since.get_or_insert_with(Instant::now);
         if p.entries >= shared.durable.every_entries || since.elapsed() >= shared.durable.interval {
@@ -410,7 +438,8 @@ fn apply_batch(
         }
     };
     if durable {
-        txn.set_durability(Durability::Immediate).map_err(sm_write)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(sm_write)?;
         txn.set_quick_repair(true);
     } else {
         txn.set_durability(Durability::None).map_err(sm_write)?;
@@ -427,7 +456,11 @@ fn apply_batch(
     Ok(out)
 }
 
-fn write_record<W: Write>(w: &mut W, rec: &SnapRecord<'_>, buf: &mut Vec<u8>) -> std::io::Result<()> {
+fn write_record<W: Write>(
+    w: &mut W,
+    rec: &SnapRecord<'_>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
     buf.clear();
     let bytes = postcard::to_extend(rec, std::mem::take(buf)).map_err(std::io::Error::other)?;
     let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
@@ -479,8 +512,12 @@ fn write_snapshot(
             Err(redb::TableError::TableDoesNotExist(_)) => continue,
             Err(e) => return Err(snap_read(e)),
         };
-        write_record(&mut w, &SnapRecord::Table(redb::TableHandle::name(def)), &mut buf)
-            .map_err(snap_write)?;
+        write_record(
+            &mut w,
+            &SnapRecord::Table(redb::TableHandle::name(def)),
+            &mut buf,
+        )
+        .map_err(snap_write)?;
         for row in table.iter().map_err(snap_read)? {
             let (k, v) = row.map_err(snap_read)?;
             write_record(&mut w, &SnapRecord::Row(k.value(), v.value()), &mut buf)
@@ -495,11 +532,7 @@ fn write_snapshot(
 }
 
 /// Loads a snapshot stream into a fresh database at `path`, ending with an `Immediate` commit.
-fn load_snapshot(
-    src: &mut File,
-    path: &Path,
-    meta: &SnapshotMeta,
-) -> Result<(), StorageError> {
+fn load_snapshot(src: &mut File, path: &Path, meta: &SnapshotMeta) -> Result<(), StorageError> {
     src.seek(SeekFrom::Start(0)).map_err(snap_read)?;
     let mut r = BufReader::with_capacity(1 << 20, src);
     let _ = std::fs::remove_file(path);
@@ -569,7 +602,8 @@ fn load_snapshot(
     }
     write_meta(&txn, KEY_APPLIED, &last_applied)?;
     write_meta(&txn, KEY_MEMBERSHIP, &membership)?;
-    txn.set_durability(Durability::Immediate).map_err(snap_write)?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(snap_write)?;
     txn.set_quick_repair(true);
     txn.commit().map_err(snap_write)?;
     Ok(())
@@ -679,7 +713,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             // Swap: no handle to the old file may be used for writes past this point.
             {
-                let mut slot = shared.db.write().map_err(|_| sm_write(std::io::Error::other("poisoned")))?;
+                let mut slot = shared
+                    .db
+                    .write()
+                    .map_err(|_| sm_write(std::io::Error::other("poisoned")))?;
                 // The new handle inherits the old one's close signal; none is kept elsewhere,
                 // so shutdown can tell when every handle is gone.
                 let closing = slot.as_ref().and_then(|d| d._closing.clone());

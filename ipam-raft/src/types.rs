@@ -15,7 +15,12 @@ pub struct Request {
 
 impl std::fmt::Display for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Request(stamp={}, commands={})", self.stamp.0, self.commands.len())
+        write!(
+            f,
+            "Request(stamp={}, commands={})",
+            self.stamp.0,
+            self.commands.len()
+        )
     }
 }
 
