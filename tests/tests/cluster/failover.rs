@@ -18,6 +18,8 @@ const POOL: &str = "vms";
 /// Writer tasks per surviving node, and allocations each makes one after the other.
 const WRITERS_PER_NODE: usize = 4;
 const PER_WRITER: usize = 40;
+/// Allocations made one after the other (one log entry each) before a whole-cluster restart.
+const SEQUENTIAL: usize = 45;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_files() {
@@ -118,7 +120,15 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_cluster_restart_recovers_the_same_state_from_files() {
     bounded(Duration::from_secs(90), async {
-        let mut cluster = Cluster::builder(3).start().await;
+        // Frequent snapshots and no logs kept after them: recovery must combine a snapshot,
+        // the state file and the remaining logs correctly.
+        let mut cluster = Cluster::builder(3)
+            .config(|c| {
+                c.snapshot_logs = 10;
+                c.max_in_snapshot_log_to_keep = 0;
+            })
+            .start()
+            .await;
         let leader = cluster.wait_leader().await;
         cluster
             .ipam(leader)
@@ -128,6 +138,16 @@ async fn whole_cluster_restart_recovers_the_same_state_from_files() {
         let mut acked = cluster
             .allocate_many(&cluster.running(), POOL, "before", 500)
             .await;
+        // One entry each: enough entries for several snapshots and purges.
+        for k in 0..SEQUENTIAL {
+            let ipam = cluster.ipam(cluster.running()[k % 3]);
+            let owner = format!("seq-{k}");
+            let (allocation, _) = ipam
+                .allocate(POOL, &owner, None, Default::default())
+                .await
+                .expect("sequential allocation");
+            acked.insert(owner, allocation.ip);
+        }
         let digest = cluster.converge().await;
 
         let mut at_stop = Vec::new();
@@ -158,7 +178,7 @@ async fn whole_cluster_restart_recovers_the_same_state_from_files() {
                 .await,
         );
         cluster.converge().await;
-        assert_eq!(cluster.assert_holds(POOL, &acked).await, 600);
+        assert_eq!(cluster.assert_holds(POOL, &acked).await, 600 + SEQUENTIAL);
         cluster.shutdown().await;
     })
     .await

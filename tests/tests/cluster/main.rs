@@ -6,14 +6,17 @@
 //!
 //! # Layout
 //!
+//! - `contention` — races between nodes for one owner, a pool's last addresses, one release.
 //! - `replication` — concurrent allocations on every node: distinct, acknowledged, replicated.
-//! - `failover` — the leader stops; a new one takes over; the old one restarts and catches up.
+//! - `failover` — the leader stops; a new one takes over; the old one restarts and catches up;
+//!   the whole cluster restarts from its files.
 //! - `partition` — an isolated follower or leader cannot write and says so; healing converges.
 //! - `snapshot` — a learner joins after the logs it needs are purged, gets promoted, a member
 //!   is removed.
 //! - `forwarding` — every write API on a follower; the cache hit path and its read barrier.
 //! - `reads` — linearizable reads across nodes.
 
+mod contention;
 mod failover;
 mod forwarding;
 mod partition;
