@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipam_core::{validate, Allocation, GatewayChoice, Labels, PoolSpec};
-use ipam_raft::{ClusterStatus, Config, Consistency, Ipam, IpamError};
+use ipam_raft::{ClusterStatus, Config, Consistency, Ipam, IpamError, MemberRole};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Mutex, MutexGuard};
 use tokio::task::JoinHandle;
@@ -437,6 +437,27 @@ impl Cluster {
             match leader {
                 Some(id) if agreed && accept(id) && self.reachable().contains(&id) => Ok(id),
                 _ => Err(format!("{statuses:?}")),
+            }
+        })
+        .await
+    }
+
+    /// Waits until every reachable node lists node `id` with `role`; `None` means not a member
+    /// (then `id` itself is not asked: a removed node need not learn of its removal).
+    pub async fn wait_role(&self, id: u64, role: Option<MemberRole>) {
+        wait_until(&format!("node {id} to be {role:?}"), WAIT, || async {
+            let statuses: Vec<_> = self
+                .statuses()
+                .into_iter()
+                .filter(|s| role.is_some() || s.id != id)
+                .collect();
+            let agreed = statuses
+                .iter()
+                .all(|s| s.members.iter().find(|m| m.id == id).map(|m| m.role) == role);
+            if agreed {
+                Ok(())
+            } else {
+                Err(format!("{statuses:?}"))
             }
         })
         .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipam_core::{BatchError, Command, CommandResult, Labels, Op, OpOutput, QueryError};
 use ipam_raft::{Consistency, IpamError, MemberRole};
 use ipam_tests::{
-    allocate_retrying, assert_only_unavailable, bounded, pool_spec, wait_until, Cluster, WAIT,
+    allocate_retrying, assert_only_unavailable, bounded, pool_spec, scan, Cluster, WAIT,
 };
 
 const LOCAL: Consistency = Consistency::Local;
@@ -120,7 +120,7 @@ async fn every_write_api_on_a_follower_is_forwarded_to_the_leader() {
             ),
             "{outputs:?}"
         );
-        assert_eq!(scan_len(leader, "fwd2").await, 1);
+        assert_eq!(scan(leader, "fwd2", LOCAL).await.len(), 1);
 
         // A failing batch through a follower reports the failing op and applies nothing.
         let error = follower
@@ -174,36 +174,17 @@ async fn every_write_api_on_a_follower_is_forwarded_to_the_leader() {
             .add_learner(4, addr)
             .await
             .expect("add_learner on a follower");
-        wait_for_role(&cluster, leader_id, 4, Some(MemberRole::Learner)).await;
+        cluster.wait_role(4, Some(MemberRole::Learner)).await;
         follower
             .remove_member(4)
             .await
             .expect("remove_member on a follower");
-        wait_for_role(&cluster, leader_id, 4, None).await;
+        cluster.wait_role(4, None).await;
         cluster.stop(4).await;
 
         cluster.converge().await;
         cluster.shutdown().await;
     })
-    .await
-}
-
-async fn scan_len(ipam: &ipam_raft::Ipam, pool: &str) -> usize {
-    ipam_tests::scan(ipam, pool, LOCAL).await.len()
-}
-
-async fn wait_for_role(cluster: &Cluster, observer: u64, id: u64, role: Option<MemberRole>) {
-    wait_until(
-        &format!("node {observer} to list node {id} as {role:?}"),
-        WAIT,
-        || async {
-            let status = cluster.ipam(observer).status();
-            match status.members.iter().find(|m| m.id == id).map(|m| m.role) {
-                found if found == role => Ok(()),
-                _ => Err(format!("{status:?}")),
-            }
-        },
-    )
     .await
 }
 

@@ -13,12 +13,14 @@
 //! - `partition` — an isolated follower or leader cannot write and says so; healing converges.
 //! - `snapshot` — a learner joins after the logs it needs are purged, gets promoted, a member
 //!   is removed.
+//! - `membership` — voter set changes, the leader removing itself, a voter demoted.
 //! - `forwarding` — every write API on a follower; the cache hit path and its read barrier.
 //! - `reads` — linearizable reads across nodes.
 
 mod contention;
 mod failover;
 mod forwarding;
+mod membership;
 mod partition;
 mod reads;
 mod replication;

@@ -34,13 +34,7 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
         assert_eq!(acked.len(), BATCHES * BATCH_OPS);
         cluster.converge().await;
 
-        wait_until("the leader to build a snapshot", WAIT, || async {
-            match has_snapshot(&cluster, leader) {
-                true => Ok(()),
-                false => Err("no snapshot yet".to_owned()),
-            }
-        })
-        .await;
+        wait_snapshot(&cluster, leader).await;
 
         let addr = cluster.add_node(LEARNER).await;
         cluster
@@ -48,7 +42,7 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
             .add_learner(LEARNER, addr)
             .await
             .expect("add learner");
-        assert_role(&cluster, LEARNER, Some(MemberRole::Learner)).await;
+        cluster.wait_role(LEARNER, Some(MemberRole::Learner)).await;
         assert!(
             has_snapshot(&cluster, LEARNER),
             "the learner caught up without installing a snapshot"
@@ -64,7 +58,7 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
             .promote_voter(LEARNER)
             .await
             .expect("promote learner");
-        assert_role(&cluster, LEARNER, Some(MemberRole::Voter)).await;
+        cluster.wait_role(LEARNER, Some(MemberRole::Voter)).await;
 
         let leader = cluster.wait_leader().await;
         let removed = *cluster
@@ -77,7 +71,7 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
             .remove_member(removed)
             .await
             .expect("remove member");
-        assert_role(&cluster, removed, None).await;
+        cluster.wait_role(removed, None).await;
         cluster.stop(removed).await;
 
         let remaining = cluster.running();
@@ -90,28 +84,14 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
     .await
 }
 
-/// Waits until every reachable node lists `id` with `role` (`None`: not a member; the
-/// removed node itself is not asked, it need not learn of its removal).
-async fn assert_role(cluster: &Cluster, id: u64, role: Option<MemberRole>) {
-    wait_until(
-        &format!("every node to list node {id} as {role:?}"),
-        WAIT,
-        || async {
-            let statuses: Vec<_> = cluster
-                .statuses()
-                .into_iter()
-                .filter(|s| role.is_some() || s.id != id)
-                .collect();
-            let agreed = statuses
-                .iter()
-                .all(|s| s.members.iter().find(|m| m.id == id).map(|m| m.role) == role);
-            if agreed {
-                Ok(())
-            } else {
-                Err(format!("{statuses:?}"))
-            }
-        },
-    )
+/// Waits until node `id` has built (or installed) a snapshot.
+async fn wait_snapshot(cluster: &Cluster, id: u64) {
+    wait_until(&format!("node {id} to hold a snapshot"), WAIT, || async {
+        match has_snapshot(cluster, id) {
+            true => Ok(()),
+            false => Err("no snapshot yet".to_owned()),
+        }
+    })
     .await
 }
 
@@ -191,13 +171,7 @@ async fn restarted_node_installs_a_snapshot_over_its_old_state_while_serving_rea
         cluster.stop(BEHIND).await;
         let leader = cluster.wait_leader().await;
         acked.extend(allocate_batches(cluster.ipam(leader), "while-down", 12).await);
-        wait_until("the leader to build a snapshot", WAIT, || async {
-            match has_snapshot(&cluster, leader) {
-                true => Ok(()),
-                false => Err("no snapshot yet".to_owned()),
-            }
-        })
-        .await;
+        wait_snapshot(&cluster, leader).await;
 
         cluster.restart(BEHIND).await;
         let reader = {
