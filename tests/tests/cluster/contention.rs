@@ -1,7 +1,7 @@
 //! Many callers on every node racing for the same thing: one owner, the last addresses of a
 //! pool, one release. Apply decides each race once, identically on every replica.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -156,6 +156,56 @@ async fn races_between_nodes_are_decided_once_and_identically() {
                 .expect("address");
             assert_eq!(holder.allocation, Some(next.clone()), "node {id}");
         }
+        cluster.shutdown().await;
+    })
+    .await
+}
+
+/// A full proposer queue refuses with `Overloaded`, and a refused write never applies: after
+/// convergence every replica holds exactly the acknowledged allocations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_write_is_refused_and_never_applied() {
+    const OWNERS: usize = 300;
+    bounded(Duration::from_secs(90), async {
+        let cluster = Cluster::builder(3)
+            .config(|c| c.queue_capacity = 2)
+            .start()
+            .await;
+        let leader = cluster.wait_leader().await;
+        cluster
+            .ipam(leader)
+            .create_pool(pool_spec("vms", "10.0.0.0/16"))
+            .await
+            .expect("create pool");
+
+        let nodes = cluster.running();
+        let tasks = (0..OWNERS).map(|i| {
+            let ipam = cluster.ipam(nodes[i % nodes.len()]).clone();
+            tokio::spawn(async move {
+                let owner = format!("vm-{i}");
+                let answer = ipam.allocate("vms", &owner, None, Labels::new()).await;
+                (owner, answer)
+            })
+        });
+        let mut acked = BTreeMap::new();
+        let mut refused = Vec::new();
+        for joined in join_all(tasks).await {
+            match joined.expect("allocation task") {
+                (owner, Ok((allocation, false))) => {
+                    acked.insert(owner, allocation.ip);
+                }
+                (owner, Err(IpamError::Overloaded)) => refused.push(owner),
+                (owner, other) => panic!("allocate {owner}: {other:?}"),
+            }
+        }
+        assert!(
+            !refused.is_empty(),
+            "{OWNERS} concurrent writes never filled a queue of 2"
+        );
+        eprintln!("{} acknowledged, {} overloaded", acked.len(), refused.len());
+
+        cluster.converge().await;
+        assert_eq!(cluster.assert_holds("vms", &acked).await, acked.len());
         cluster.shutdown().await;
     })
     .await

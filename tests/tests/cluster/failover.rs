@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ipam_raft::Consistency;
+use ipam_core::Labels;
+use ipam_raft::{Config, Consistency, Ipam, IpamError, StartError};
 use ipam_tests::{
     allocate_retrying, assert_only_unavailable, bounded, owner_map, pool_spec, scan, wait_until,
     Cluster, WAIT,
@@ -150,10 +151,44 @@ async fn whole_cluster_restart_recovers_the_same_state_from_files() {
         }
         let digest = cluster.converge().await;
 
+        let stopped = cluster.ipam(1).clone();
         let mut at_stop = Vec::new();
         for id in cluster.running() {
             at_stop.push(cluster.stop(id).await);
         }
+
+        // A stopped handle answers at once that it is shutting down; shutdown is idempotent.
+        let started = Instant::now();
+        let error = stopped
+            .allocate(POOL, "after-stop", None, Labels::new())
+            .await
+            .expect_err("a stopped node cannot allocate");
+        assert!(matches!(error, IpamError::ShuttingDown), "{error:?}");
+        let error = stopped
+            .pool(POOL, Consistency::Local)
+            .await
+            .expect_err("a stopped node cannot read");
+        assert!(matches!(error, IpamError::ShuttingDown), "{error:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        stopped.shutdown().await.expect("a second shutdown");
+        drop(stopped);
+
+        // A data dir belongs to its node id.
+        let wrong_id = Config::new(99, cluster.data_dir(1), cluster.addr(1));
+        match Ipam::start(wrong_id).await {
+            Err(StartError::NodeIdMismatch {
+                recorded: 1,
+                configured: 99,
+                ..
+            }) => {}
+            Err(error) => panic!("starting node 99 on node 1's data dir: {error:?}"),
+            Ok(_) => panic!("node 99 started on node 1's data dir"),
+        }
+
         // Each node alone, from its own files, gets back to the state it had.
         for status in &at_stop {
             cluster.restart_isolated(status.id).await;

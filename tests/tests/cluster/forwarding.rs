@@ -255,11 +255,23 @@ async fn cache_hit_returns_the_existing_allocation_without_a_log_entry() {
     .await
 }
 
+/// A follower's cache, cut off from the leader, never returns a released address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_follower_cache_never_returns_a_released_address() {
+    stale_cache_never_returns_a_released_address(false).await
+}
+
+/// A deposed leader's cache (it still believes it leads) never returns a released address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_cache_never_returns_a_released_address() {
+    stale_cache_never_returns_a_released_address(true).await
+}
+
 /// A replica that holds owner A → X in its stale state must not hand X back to A after X was
 /// released and given to B elsewhere: while cut off it cannot pass the read barrier, and right
-/// after healing (still lagging) the barrier makes it see the release.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lagging_replica_cache_never_returns_a_released_address() {
+/// after healing (still lagging) the barrier makes it see the release. The stale replica is
+/// the leader when `cut_leader`, else a follower.
+async fn stale_cache_never_returns_a_released_address(cut_leader: bool) {
     bounded(Duration::from_secs(90), async {
         let mut cluster = Cluster::builder(3)
             .config(|c| {
@@ -274,7 +286,11 @@ async fn a_lagging_replica_cache_never_returns_a_released_address() {
             .create_pool(pool_spec("vms", "10.0.0.0/24"))
             .await
             .expect("create pool");
-        let stale = cluster.followers(leader)[0];
+        let stale = if cut_leader {
+            leader
+        } else {
+            cluster.followers(leader)[0]
+        };
         let (x, _) = cluster
             .ipam(stale)
             .allocate("vms", "vm-a", None, Labels::new())
