@@ -34,6 +34,20 @@ fn layout(cidr: &str) -> PoolLayout {
     pool_layout(&spec("p", cidr)).expect("benchmark pool").1
 }
 
+/// CPU time this process has used (user + system), from `/proc/self/stat`; `None` where that
+/// file does not exist. On a shared machine wall-clock rates drop with the neighbours' load;
+/// CPU-time rates show what the code itself costs (fsync waits excluded).
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // Linux reports in USER_HZ, 100 on every mainstream configuration.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
 fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -124,6 +138,7 @@ fn apply(cidr: &str, n: usize, durability: Durability, as_batch: bool) -> Applie
     let mut commands: Vec<Command> = Vec::with_capacity(BATCH);
     let mut apply_time = Duration::ZERO;
     let start = Instant::now();
+    let cpu_start = cpu_time();
     let mut done = 0;
     let label = match durability {
         Durability::None => "None",
@@ -163,6 +178,7 @@ fn apply(cidr: &str, n: usize, durability: Durability, as_batch: bool) -> Applie
         done += k;
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_start.and_then(|c0| cpu_time().map(|c1| c1.saturating_sub(c0)));
     // Persist once durably so the check below reads what a restart would.
     let mut txn = db.begin_write().expect("txn");
     txn.set_durability(Durability::Immediate)
@@ -181,8 +197,9 @@ fn apply(cidr: &str, n: usize, durability: Durability, as_batch: bool) -> Applie
     } else {
         "1000 Op commands"
     };
+    let per_cpu = cpu.map_or_else(|| "n/a".to_string(), |c| format!("{}/s", human(rate(n, c))));
     println!(
-        "  apply to redb {label:<9} {cidr:<14} {n} allocs, {kind}/txn: {:>6.2} s  {:>9} allocs/s  {:>9} rows/s  (apply alone {:>9}/s)",
+        "  apply to redb {label:<9} {cidr:<14} {n} allocs, {kind}/txn: {:>6.2} s  {:>9} allocs/s  {:>9} rows/s  (apply alone {:>9}/s, per CPU-second {per_cpu})",
         elapsed.as_secs_f64(),
         human(r),
         human(rate(rows, elapsed)),

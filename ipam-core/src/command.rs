@@ -1,6 +1,6 @@
 //! Replicated commands and their results.
 //!
-//! A raft log entry carries a [`Stamp`] and a list of independent [`Command`]s. Each command
+//! A raft log entry carries a [`Stamp`](crate::Stamp) and a list of independent [`Command`]s. Each command
 //! gets exactly one [`CommandResult`]. postcard encodes enum variants by position, so these
 //! enums are append-only: new variants go last, existing ones never change shape.
 

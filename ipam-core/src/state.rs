@@ -157,6 +157,8 @@ impl<'t> Tx<'t> {
         hi: Bound<&[u8]>,
     ) -> Result<(), StorageError> {
         let bounds = (Bound::Included(lo), hi);
+        // Inside a batch a force delete keeps every dropped row in the journal until the
+        // batch ends: memory proportional to the pool's allocations, for that one command.
         if self.journaling {
             let mut undo = Vec::new();
             for row in self.table(table).range::<&[u8]>(bounds)? {
@@ -311,6 +313,9 @@ impl State {
     /// Applies `commands` (one log entry's, or several entries' in order) in `txn`, returning
     /// one result per command. Deterministic: depends only on the tables, `stamp` and the
     /// commands. The caller commits `txn`; if it does not, it must reopen with [`State::open`].
+    ///
+    /// Op failures are results. `Err` means storage failed part-way: the transaction and this
+    /// `State` are then both unusable (drop the transaction, reopen the state).
     pub fn apply(
         &mut self,
         txn: &redb::WriteTransaction,
@@ -403,7 +408,7 @@ impl State {
                 Undo::Took { pool, pos } => {
                     if let Some(e) = self.pools.get_mut(&pool) {
                         e.free.release(pos);
-                        e.record.allocated -= 1;
+                        e.record.allocated = e.record.allocated.saturating_sub(1);
                     }
                 }
                 Undo::Freed { pool, pos } => {
@@ -722,7 +727,7 @@ impl State {
         }))
     }
 
-    /// Removes the allocation at `pos` (known to exist with `record`) from rows and index.
+    /// Removes the allocation at `pos`, held by `owner`, from the rows and the index.
     fn remove_allocation(
         &mut self,
         tx: &mut Tx<'_>,

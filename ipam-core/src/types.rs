@@ -33,7 +33,7 @@ pub enum Family {
     V6,
 }
 
-/// A network in canonical form: no host bits set. Construct with [`Cidr::parse`] or
+/// A network in canonical form: no host bits set. Construct with [`crate::validate::parse_cidr`] or
 /// [`Cidr::new`], which enforce that invariant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Cidr {

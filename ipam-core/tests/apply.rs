@@ -118,6 +118,13 @@ fn ipv6_capacities() {
     assert_eq!(p.gateway, None, "IPv6 has no default gateway");
     assert_eq!(p.stats.capacity, (1u128 << 64) - 1);
     assert_eq!(db.alloc("v64", "a"), ip("fd00::1"));
+    // The index of a 2^64 pool is one interval, whatever its size.
+    for i in 0..100 {
+        db.alloc("v64", &format!("n{i}"));
+    }
+    assert_eq!(db.state.free_intervals("v64"), Some(1));
+    db.op(release("v64", "fd00::30", None)).unwrap();
+    assert_eq!(db.state.free_intervals("v64"), Some(2));
     assert_eq!(
         alloc_err(&mut db, allocate("v64", "b", Some("fd00::"))),
         AllocateError::NotAllocatable {
