@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use ipam_core::Labels;
 use ipam_raft::{Config, Consistency, Ipam, IpamError, StartError};
 use ipam_tests::{
-    allocate_retrying, assert_only_unavailable, bounded, owner_map, pool_spec, scan, wait_until,
-    Cluster, WAIT,
+    allocate_retrying, bounded, is_unavailable, owner_map, pool_spec, scan, wait_until, Cluster,
+    WAIT,
 };
 
 const POOL: &str = "vms";
@@ -53,17 +53,35 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
                 let progress = progress.clone();
                 writers.push(tokio::spawn(async move {
                     let mut acked = BTreeMap::new();
-                    let mut errors = Vec::new();
+                    let (mut write_errors, mut read_errors) = (Vec::new(), Vec::new());
                     for k in 0..PER_WRITER {
                         let owner = format!("during-{n}-{w}-{k}");
                         let (allocation, retried) =
                             allocate_retrying(&ipam, POOL, &owner, WAIT).await;
                         assert_eq!(allocation.owner, owner);
+                        write_errors.extend(retried);
+                        // Read-your-writes across the failover: a linearizable read after the
+                        // acknowledgement sees it (retrying unavailability like the write).
+                        let deadline = Instant::now() + WAIT;
+                        let seen = loop {
+                            match ipam
+                                .owner_allocations(&owner, Consistency::Linearizable)
+                                .await
+                            {
+                                Ok(seen) => break seen,
+                                Err(error) => read_errors.push(error),
+                            }
+                            assert!(
+                                Instant::now() < deadline,
+                                "no read of {owner}: {read_errors:?}"
+                            );
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        };
+                        assert_eq!(seen, vec![allocation.clone()], "read after ack of {owner}");
                         acked.insert(owner, allocation.ip);
-                        errors.extend(retried);
                         progress.fetch_add(1, Ordering::Relaxed);
                     }
-                    (acked, errors)
+                    (acked, write_errors, read_errors)
                 }));
             }
         }
@@ -82,11 +100,12 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
             cluster.ipam(new_leader).status().term > old_term,
             "a new leader needs a new term"
         );
-        let mut errors = Vec::new();
+        let (mut write_errors, mut read_errors) = (Vec::new(), Vec::new());
         for writer in futures::future::join_all(writers).await {
-            let (written, retried) = writer.expect("writer task");
+            let (written, write_retried, read_retried) = writer.expect("writer task");
             acked.extend(written);
-            errors.extend(retried);
+            write_errors.extend(write_retried);
+            read_errors.extend(read_retried);
         }
         let after = cluster.allocate_many(&survivors, POOL, "after", 200).await;
         acked.extend(after);
@@ -112,7 +131,13 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
         assert_eq!(cluster.assert_holds(POOL, &acked).await, expected);
         // The survivors stayed up throughout: while the leader went away they may say "no
         // leader" or "deadline exceeded", nothing else (not, say, that they are shutting down).
-        assert_only_unavailable("writers on the survivors", &errors);
+        let wrong_reads: Vec<_> = read_errors.iter().filter(|e| !is_unavailable(e)).collect();
+        let wrong_writes: Vec<_> = write_errors.iter().filter(|e| !is_unavailable(e)).collect();
+        assert!(
+            wrong_reads.is_empty() && wrong_writes.is_empty(),
+            "survivors answered errors other than NoLeader, DeadlineExceeded or Overloaded: \
+             linearizable reads {wrong_reads:?}, writes {wrong_writes:?}"
+        );
         cluster.shutdown().await;
     })
     .await
