@@ -16,6 +16,7 @@
 //! - `membership` — voter set changes, the leader removing itself, a voter demoted.
 //! - `forwarding` — every write API on a follower; the cache hit path and its read barrier.
 //! - `reads` — linearizable reads across nodes.
+//! - `trust` — a node with another token, or of another cluster, is never joined.
 
 mod contention;
 mod failover;
@@ -25,3 +26,4 @@ mod partition;
 mod reads;
 mod replication;
 mod snapshot;
+mod trust;
