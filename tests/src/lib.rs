@@ -12,12 +12,15 @@
 //! - [`wait_until`] — the one polling loop: a condition, a deadline, and on timeout a panic
 //!   that says what was last observed. Tests never use a bare sleep as synchronisation.
 //! - [`bounded`] — an overall deadline around a whole test body.
+//! - [`child`] — a node in a child process, for crashes by SIGKILL.
 //! - Helpers: [`pool_spec`], [`scan`], [`owner_map`], [`is_unavailable`],
 //!   [`allocate_retrying`], [`assert_only_unavailable`].
 //!
 //! Multi-node tests must not overlap on a 2-core machine (elections would time out under
 //! load): [`ClusterBuilder::start`] takes a process-wide lock that the [`Cluster`] holds until
 //! it is dropped, so the tests of one binary run one at a time whatever `--test-threads` is.
+
+pub mod child;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -324,6 +327,13 @@ impl Cluster {
         self.slots[&id].addr.to_string()
     }
 
+    /// A fresh directory inside the cluster's temporary directory (for a child node's data).
+    pub fn scratch_dir(&self, name: &str) -> PathBuf {
+        let dir = self.root.path().join(name);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        dir
+    }
+
     /// The data dir of node `id` (kept across restarts).
     pub fn data_dir(&self, id: u64) -> &Path {
         &self.slots[&id].data_dir
@@ -481,7 +491,8 @@ impl Cluster {
     }
 
     /// Waits until the reachable nodes agree on a leader whose whole log is committed and
-    /// applied on every one of them, then asserts that their state digests are equal and
+    /// applied on every one of them (for a leader in a child process: everything they know
+    /// committed), then asserts that their state digests are equal and
     /// returns the digest. Call it when no write is in flight.
     pub async fn converge(&self) -> [u8; 32] {
         wait_until(
@@ -492,14 +503,21 @@ impl Cluster {
                 let Some(leader) = statuses[0].leader else {
                     return Err(format!("no leader: {statuses:?}"));
                 };
-                let Some(leader_status) = statuses.iter().find(|s| s.id == leader) else {
-                    return Err(format!("leader {leader} is not reachable: {statuses:?}"));
-                };
-                let target = leader_status.last_log_index;
-                let done = leader_status.committed_index >= target
-                    && statuses
+                let target = match statuses.iter().find(|s| s.id == leader) {
+                    // The leader's whole log, once committed.
+                    Some(l) if l.committed_index >= l.last_log_index => l.last_log_index,
+                    Some(_) => return Err(format!("leader has uncommitted entries: {statuses:?}")),
+                    // The leader runs elsewhere (a child process): all that any node here
+                    // knows to be committed.
+                    None => statuses
                         .iter()
-                        .all(|s| s.leader == Some(leader) && s.applied_index >= target);
+                        .map(|s| s.committed_index)
+                        .max()
+                        .unwrap_or(0),
+                };
+                let done = statuses
+                    .iter()
+                    .all(|s| s.leader == Some(leader) && s.applied_index >= target);
                 if done {
                     Ok(())
                 } else {

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //!
+//! - `crash` — a node killed with SIGKILL (a child process) keeps what it acknowledged.
 //! - `contention` — races between nodes for one owner, a pool's last addresses, one release.
 //! - `replication` — concurrent allocations on every node: distinct, acknowledged, replicated.
 //! - `failover` — the leader stops; a new one takes over; the old one restarts and catches up;
@@ -19,6 +20,7 @@
 //! - `trust` — a node with another token, or of another cluster, is never joined.
 
 mod contention;
+mod crash;
 mod failover;
 mod forwarding;
 mod membership;
