@@ -4,7 +4,7 @@
 //!
 //! The child is this same test binary, re-run with [`CHILD_ENV`] set and filtered to one
 //! `#[ignore]`d test whose body is [`child_main`]. It prints `listening on <addr>` once its
-//! node serves, and runs until killed.
+//! node serves, and runs until killed or until its stdin (a pipe from the test) closes.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -79,6 +79,9 @@ impl ChildNode {
                     self.data_dir.display()
                 ),
             )
+            // The child exits when this pipe closes, so it never outlives the test process,
+            // even one that is itself killed.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -121,6 +124,10 @@ pub fn child_main() {
     let (Some(id), Some(port), Some(dir)) = (parts.next(), parts.next(), parts.next()) else {
         panic!("{CHILD_ENV}={spec:?}: expected \"<id> <port> <data dir>\"");
     };
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
     let id: u64 = id.parse().expect("child node id");
     let port: u16 = port.parse().expect("child port");
     let runtime = tokio::runtime::Builder::new_multi_thread()
