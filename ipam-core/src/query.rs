@@ -5,7 +5,7 @@
 //! read transaction and serves many lookups (the read-through cache's hot path). A table that
 //! does not exist yet (a database [`crate::State::open`] has not touched) reads as empty.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::net::IpAddr;
 
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
@@ -39,6 +39,9 @@ pub struct Reader<'r> {
     ranges: OnceCell<Option<Ro>>,
     allocations: OnceCell<Option<Ro>>,
     owners: OnceCell<Option<Ro>>,
+    /// The last pool name resolved: a read transaction is a snapshot, so it stays valid, and
+    /// lookups through one reader usually hit the same pool.
+    last_name: RefCell<Option<(String, NameRecord)>>,
 }
 
 impl<'r> Reader<'r> {
@@ -51,6 +54,7 @@ impl<'r> Reader<'r> {
             ranges: OnceCell::new(),
             allocations: OnceCell::new(),
             owners: OnceCell::new(),
+            last_name: RefCell::new(None),
         }
     }
 
@@ -68,13 +72,22 @@ impl<'r> Reader<'r> {
     }
 
     fn name(&self, name: &str) -> Result<Option<NameRecord>, StorageError> {
+        if let Some((cached, found)) = self.last_name.borrow().as_ref() {
+            if cached == name {
+                return Ok(Some(*found));
+            }
+        }
         let Some(names) = self.table(&self.names, tables::POOL_NAMES)? else {
             return Ok(None);
         };
-        match names.get(name.as_bytes())? {
-            Some(v) => Ok(Some(decode("core_pool_names", v.value())?)),
-            None => Ok(None),
+        let found: Option<NameRecord> = match names.get(name.as_bytes())? {
+            Some(v) => Some(decode("core_pool_names", v.value())?),
+            None => None,
+        };
+        if let Some(found) = found {
+            *self.last_name.borrow_mut() = Some((name.to_string(), found));
         }
+        Ok(found)
     }
 
     fn pool_record(&self, id: PoolId) -> Result<PoolRecord, StorageError> {

@@ -1020,3 +1020,65 @@ fn reader_serves_many_lookups_like_the_free_functions() {
     );
     assert_eq!(reader.pool("v4").unwrap().stats.allocated, 5);
 }
+
+#[test]
+fn several_apply_calls_in_one_transaction() {
+    // The raft layer applies every entry of a batch of log entries in one write transaction.
+    let entries = [
+        vec![
+            Command::Op(Op::CreatePool(spec("p", "10.0.0.0/29"))),
+            Command::Op(allocate("p", "a", None)),
+        ],
+        vec![
+            Command::Op(allocate("p", "b", None)),
+            Command::Batch(vec![allocate("p", "c", None), allocate("zz", "d", None)]),
+        ],
+        vec![Command::Op(allocate("p", "c", None))],
+    ];
+    let mut one_txn = Db::mem();
+    let txn = one_txn.db.begin_write().unwrap();
+    let together: Vec<_> = entries
+        .iter()
+        .map(|e| one_txn.state.apply(&txn, Stamp(7), e).unwrap())
+        .collect();
+    txn.commit().unwrap();
+    let mut separate = Db::mem();
+    let apart: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            let txn = separate.db.begin_write().unwrap();
+            let r = separate.state.apply(&txn, Stamp(7), e).unwrap();
+            txn.commit().unwrap();
+            r
+        })
+        .collect();
+    assert_eq!(together, apart);
+    assert_eq!(one_txn.digest(), separate.digest());
+    one_txn.reopen();
+    assert_eq!(one_txn.alloc("p", "e"), separate.alloc("p", "e"));
+}
+
+#[test]
+fn aborted_transaction_then_reopen_forgets_the_changes() {
+    let mut db = Db::mem();
+    db.create("p", "10.0.0.0/29");
+    db.alloc("p", "a");
+    let before = db.digest();
+    let txn = db.db.begin_write().unwrap();
+    db.state
+        .apply(
+            &txn,
+            Stamp(9),
+            &[
+                Command::Op(allocate("p", "b", None)),
+                Command::Op(Op::CreatePool(spec("q", "10.0.1.0/29"))),
+            ],
+        )
+        .unwrap();
+    txn.abort().unwrap();
+    db.reopen();
+    assert_eq!(db.digest(), before);
+    assert_eq!(db.state.generation(), 1);
+    assert!(db.state.pool("q").is_none());
+    assert_eq!(db.alloc("p", "b"), ip("10.0.0.3"));
+}

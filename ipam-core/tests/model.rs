@@ -489,6 +489,10 @@ fn check_tables(db: &Db, model: &Model) -> Result<(), TestCaseError> {
         }
         let in_memory = db.state.pool(&p.name).unwrap();
         prop_assert_eq!(in_memory.stats, p.stats);
+        // The index's size is bounded by what is carved out of the range, never by its size:
+        // each allocation, reserved entry, edge address or gateway adds at most one interval.
+        let bound = mp.allocs.len() + p.reserved.len() + 3 + 1;
+        prop_assert!(db.state.free_intervals(&p.name).unwrap() <= bound);
     }
     Ok(())
 }
