@@ -1,6 +1,7 @@
 //! Rough write throughput of an in-process 3-node cluster over HTTP on 127.0.0.1.
 //!
 //! `cargo run --release -p ipam-raft --example throughput -- [clients] [seconds]`
+//! (`INFLIGHT=n` overrides `Config::max_inflight_entries`)
 //!
 //! Prints allocations/s, log entries/s (so ops per entry) and latency percentiles for
 //! allocations sent through the leader and through a follower.
@@ -15,9 +16,11 @@ use tokio::net::TcpListener;
 async fn node(id: u64, dir: &std::path::Path) -> (Ipam, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
-    let ipam = Ipam::start(Config::new(id, dir.join(format!("n{id}")), addr.clone()))
-        .await
-        .expect("start");
+    let mut config = Config::new(id, dir.join(format!("n{id}")), addr.clone());
+    if let Some(n) = std::env::var("INFLIGHT").ok().and_then(|v| v.parse().ok()) {
+        config.max_inflight_entries = n;
+    }
+    let ipam = Ipam::start(config).await.expect("start");
     let router = ipam.raft_router();
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;

@@ -458,7 +458,7 @@ impl Core {
             )
             .await;
             match res {
-                Err(_) => return Err(WireError::DeadlineExceeded { waited_ms: 0 }),
+                Err(_) => return Err(self.membership_expired()),
                 Ok(Ok(_)) => return Ok(()),
                 // Another change (for example a concurrent join) is still in progress.
                 Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
@@ -468,6 +468,14 @@ impl Core {
                 }
                 Ok(Err(e)) => return Err(wire_from_write(e)),
             }
+        }
+    }
+
+    /// The error of a membership change whose deadline passed (it may still complete).
+    fn membership_expired(&self) -> WireError {
+        WireError::DeadlineExceeded {
+            waited_ms: u64::try_from(self.config.membership_deadline.as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 
@@ -506,7 +514,7 @@ impl Core {
                             self.raft.add_learner(*id, Node::new(addr), false),
                         )
                         .await
-                        .map_err(|_| WireError::DeadlineExceeded { waited_ms: 0 })?
+                        .map_err(|_| self.membership_expired())?
                         .map_err(wire_from_write)?;
                     }
                 }
@@ -531,7 +539,7 @@ impl Core {
                         "learner caught up",
                     )
                     .await
-                    .map_err(|_| WireError::DeadlineExceeded { waited_ms: 0 })?;
+                    .map_err(|_| self.membership_expired())?;
                 Ok(())
             }
             AdminRequest::PromoteVoter(id) => {
