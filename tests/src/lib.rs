@@ -395,16 +395,31 @@ impl Cluster {
         self.relaunch(id, true).await
     }
 
+    /// Restarts stopped node `id` from its data dir on a new port (its peers still know the
+    /// old address until told). Returns the new address.
+    pub async fn restart_on_new_port(&mut self, id: u64) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        self.start_stopped(id, listener, false).await;
+        self.slots.get_mut(&id).expect("known node").addr = addr;
+        addr.to_string()
+    }
+
     async fn relaunch(&mut self, id: u64, isolated: bool) {
-        let slot = &self.slots[&id];
-        assert!(slot.running.is_none(), "node {id} is running");
-        let (addr, data_dir) = (slot.addr, slot.data_dir.clone());
+        let addr = self.slots[&id].addr;
         // The port was ours a moment ago; rebinding can fail briefly if another process
         // raced for it, so retry under a deadline rather than once.
         let listener = wait_until(&format!("rebinding {addr}"), WAIT, || async {
             TcpListener::bind(addr).await.map_err(|e| e.to_string())
         })
         .await;
+        self.start_stopped(id, listener, isolated).await
+    }
+
+    async fn start_stopped(&mut self, id: u64, listener: TcpListener, isolated: bool) {
+        let slot = &self.slots[&id];
+        assert!(slot.running.is_none(), "node {id} is running");
+        let data_dir = slot.data_dir.clone();
         let running = self.launch(id, listener, data_dir, isolated).await;
         let slot = self.slots.get_mut(&id).expect("known node");
         slot.running = Some(running);

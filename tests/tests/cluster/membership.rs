@@ -1,11 +1,12 @@
 //! Membership changes through the handle: a voter set changed at once, the leader removing
-//! itself, a voter demoted to learner; the cluster keeps allocating after each.
+//! itself, a voter demoted to learner, a member back on a new address; the cluster keeps
+//! allocating after each.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ipam_raft::MemberRole;
-use ipam_tests::{bounded, pool_spec, Cluster};
+use ipam_tests::{bounded, pool_spec, wait_until, Cluster, WAIT};
 
 const POOL: &str = "vms";
 
@@ -79,6 +80,57 @@ async fn the_leader_removes_itself_and_voters_change_while_allocating() {
 
         cluster.converge().await;
         assert_eq!(cluster.assert_holds(POOL, &acked).await, acked.len());
+        cluster.shutdown().await;
+    })
+    .await
+}
+
+/// A member that comes back on another address is re-added under it (`add_learner` with its
+/// id updates the address in place) and replicates again, still a voter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_back_on_a_new_address_is_updated_in_place() {
+    bounded(Duration::from_secs(90), async {
+        let mut cluster = Cluster::builder(3).start().await;
+        let leader = cluster.wait_leader().await;
+        cluster
+            .ipam(leader)
+            .create_pool(pool_spec(POOL, "10.0.0.0/16"))
+            .await
+            .expect("create pool");
+        let moved = cluster.followers(leader)[0];
+        cluster.stop(moved).await;
+        let mut acked = cluster
+            .allocate_many(&cluster.running(), POOL, "while-away", 100)
+            .await;
+
+        let addr = cluster.restart_on_new_port(moved).await;
+        cluster
+            .ipam(leader)
+            .add_learner(moved, addr.clone())
+            .await
+            .expect("update the member's address");
+        let what = format!("every node to know node {moved} as a voter at {addr}");
+        wait_until(&what, WAIT, || async {
+            let statuses = cluster.statuses();
+            let updated = statuses.iter().all(|s| {
+                s.members
+                    .iter()
+                    .any(|m| m.id == moved && m.addr == addr && m.role == MemberRole::Voter)
+            });
+            if updated {
+                Ok(())
+            } else {
+                Err(format!("{statuses:?}"))
+            }
+        })
+        .await;
+        acked.extend(
+            cluster
+                .allocate_many(&cluster.running(), POOL, "back", 100)
+                .await,
+        );
+        cluster.converge().await;
+        assert_eq!(cluster.assert_holds(POOL, &acked).await, 200);
         cluster.shutdown().await;
     })
     .await
