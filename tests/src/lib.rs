@@ -1,7 +1,7 @@
 //! `ipam-tests` holds raft-ipam's cross-crate integration tests: clusters of the embeddable
 //! [`ipam_raft::Ipam`] handle running in one process, on real redb files in temporary
 //! directories, talking HTTP over loopback, and the failures they must survive (a stopped
-//! leader, a partitioned node, a learner that needs a snapshot).
+//! leader, a partitioned node, a learner that needs a snapshot, a node killed with SIGKILL).
 //!
 //! This library is the shared harness; the scenarios live in `tests/cluster/`.
 //!
