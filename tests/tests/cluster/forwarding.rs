@@ -255,6 +255,45 @@ async fn cache_hit_returns_the_existing_allocation_without_a_log_entry() {
     .await
 }
 
+/// A follower that forwarded a release and allocates again for the same owner at once must not
+/// answer from its own replica, which may not have applied the release yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_never_returns_what_it_just_released() {
+    const ROUNDS: usize = 20;
+    bounded(Duration::from_secs(90), async {
+        let cluster = Cluster::builder(3).start().await;
+        let leader = cluster.wait_leader().await;
+        cluster
+            .ipam(leader)
+            .create_pool(pool_spec("vms", "10.0.0.0/24"))
+            .await
+            .expect("create pool");
+        let follower = cluster.ipam(cluster.followers(leader)[0]);
+        let (mut held, _) = follower
+            .allocate("vms", "vm-a", None, Labels::new())
+            .await
+            .expect("allocate");
+        for round in 0..ROUNDS {
+            let released = follower
+                .release_owner("vms", "vm-a")
+                .await
+                .expect("release");
+            assert_eq!(released, vec![held.ip], "round {round}");
+            let (next, existing) = follower
+                .allocate("vms", "vm-a", None, Labels::new())
+                .await
+                .expect("allocate again");
+            assert!(
+                !existing && next.generation > held.generation,
+                "round {round}: got {next:?} (existing: {existing}) after releasing {held:?}"
+            );
+            held = next;
+        }
+        cluster.shutdown().await;
+    })
+    .await
+}
+
 /// A follower's cache, cut off from the leader, never returns a released address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_follower_cache_never_returns_a_released_address() {
