@@ -105,13 +105,16 @@ fn has_snapshot(cluster: &Cluster, id: u64) -> bool {
         .is_file()
 }
 
-/// Three voters that snapshot every 10 logs and keep none after a snapshot, except node
-/// `installer`, which never builds one itself (it may not exist yet).
+/// Three voters that snapshot every 10 logs, keep none after a snapshot and send snapshots in
+/// 64 KiB chunks; node `installer` never builds one itself (it may not exist yet).
 async fn snapshotting_cluster(installer: u64) -> Cluster {
     Cluster::builder(3)
         .config(move |c| {
             c.snapshot_logs = if c.id == installer { 1_000_000 } else { 10 };
             c.max_in_snapshot_log_to_keep = 0;
+            // Small chunks: a snapshot of 20,000 allocations (about 1 MiB) crosses in many
+            // requests.
+            c.snapshot_max_chunk_size = 64 * 1024;
         })
         .start()
         .await
