@@ -51,6 +51,11 @@ impl ChildNode {
         self.addr.to_string()
     }
 
+    /// Its data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// Kills the child with SIGKILL and reaps it: nothing of its shutdown path runs.
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {

@@ -383,6 +383,19 @@ impl Cluster {
         running.ipam.status()
     }
 
+    /// Takes over node `id` that ran elsewhere (a killed child process) as a stopped node of
+    /// this cluster: [`Cluster::restart`] then starts it here from `data_dir` on `addr`.
+    pub fn adopt_stopped(&mut self, id: u64, addr: &str, data_dir: &Path) {
+        assert!(!self.slots.contains_key(&id), "node {id} exists already");
+        let slot = Slot {
+            addr: addr.parse().expect("a socket address"),
+            data_dir: data_dir.to_owned(),
+            running: None,
+            isolated: false,
+        };
+        self.slots.insert(id, slot);
+    }
+
     /// Restarts stopped node `id` from its data dir on the same address.
     pub async fn restart(&mut self, id: u64) {
         self.relaunch(id, false).await

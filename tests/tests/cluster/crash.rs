@@ -1,6 +1,7 @@
 //! A real crash: the only replica besides the leader that holds a set of acknowledged
 //! allocations is killed with SIGKILL right after the acknowledgements, the leader is stopped,
-//! and the killed node, restarted from its files, must hand every one of them to the rest.
+//! and the killed node, restarted from its files, must hand every one of them to the rest;
+//! killed once more and reopened in this process, its own state matches the others'.
 
 use std::time::Duration;
 
@@ -76,8 +77,15 @@ async fn acknowledged_allocations_survive_a_sigkill_of_the_replica_that_holds_th
         let mut all = acked;
         all.extend(more);
         assert_eq!(cluster.assert_holds(POOL, &all).await, all.len());
-        cluster.shutdown().await;
+
+        // The child's own state after two crashes: kill it again, reopen its files in this
+        // process, and it must converge to the same digest as the others.
         child.kill();
+        cluster.adopt_stopped(CHILD, &child.addr(), child.data_dir());
+        cluster.restart(CHILD).await;
+        cluster.converge().await;
+        assert_eq!(cluster.assert_holds(POOL, &all).await, all.len());
+        cluster.shutdown().await;
     })
     .await
 }
