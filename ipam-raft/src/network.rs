@@ -463,7 +463,7 @@ async fn propose(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes)
     };
     let res: Result<Vec<ipam_core::CommandResult>, WireError> =
         core.propose(req.commands, true).await;
-    postcard_response(&res)
+    postcard_response(&res.map_err(not_processed))
 }
 
 async fn read_index(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -474,7 +474,7 @@ async fn read_index(State(core): State<Arc<Core>>, headers: HeaderMap, body: Byt
         return r;
     }
     let res: Result<Option<u64>, WireError> = core.read_index(true).await;
-    postcard_response(&res)
+    postcard_response(&res.map_err(not_processed))
 }
 
 async fn admin(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -486,5 +486,15 @@ async fn admin(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -
         Err(r) => return r,
     };
     let res: Result<(), WireError> = core.admin(req, true).await;
-    postcard_response(&res)
+    postcard_response(&res.map_err(not_processed))
+}
+
+/// A forwarded request this node did not process because it is stopping: to the sender that
+/// is the same as "no leader here", which it retries against the next leader. (A write this
+/// node may already have appended answers `DeadlineExceeded` instead.)
+fn not_processed(e: WireError) -> WireError {
+    match e {
+        WireError::ShuttingDown => WireError::NoLeader,
+        other => other,
+    }
 }

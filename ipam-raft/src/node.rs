@@ -184,6 +184,9 @@ pub(crate) struct Core {
 
 /// The embeddable node handle. Cheap to clone; every method works on any node (writes and
 /// membership changes are forwarded to the leader).
+///
+/// The node runs until [`Ipam::shutdown`]: dropping the handles does not stop it (its
+/// background tasks hold it), and only `shutdown` closes the data dir for reopening.
 #[derive(Clone)]
 pub struct Ipam {
     core: Arc<Core>,
@@ -765,7 +768,9 @@ impl Ipam {
             .shutdown()
             .await
             .map_err(|e| IpamError::Internal(format!("raft shutdown: {e}")))?;
-        self.core.sm.close();
+        // Closing may run the final durable commit: keep it off the async threads.
+        let sm = self.core.sm.clone();
+        let _ = tokio::task::spawn_blocking(move || sm.close()).await;
         // openraft's state machine worker exits after its core: wait for the stores' drop.
         match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
             Ok(_) => Ok(()),

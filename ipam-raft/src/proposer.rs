@@ -187,7 +187,17 @@ async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
                         return;
                     }
                     Ok(Err(RaftError::Fatal(_))) => {
-                        fail_all(batch, WireError::ShuttingDown);
+                        // This node stops; the entry may already be in the log and commit
+                        // under the next leader, so a forwarding node must not retry it.
+                        let (fwd, local): (Vec<_>, Vec<_>) =
+                            batch.into_iter().partition(|p| p.forwarded);
+                        fail_all(
+                            fwd,
+                            WireError::DeadlineExceeded {
+                                waited_ms: waited(start),
+                            },
+                        );
+                        fail_all(local, WireError::ShuttingDown);
                         return;
                     }
                 }

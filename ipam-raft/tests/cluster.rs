@@ -466,3 +466,42 @@ async fn an_isolated_leader_loses_its_writes_to_the_majority() {
         stop(n).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_log_entries() {
+    let _serial = SERIAL.lock().await;
+    let dir = TempDir::new().expect("tempdir");
+    let n = start_with(1, dir.path(), |c| c.max_inflight_entries = 1).await;
+    n.ipam.init(Vec::new()).await.expect("init");
+    n.ipam
+        .wait_for(WAIT, |s| s.leader == Some(1))
+        .await
+        .expect("leader");
+    n.ipam
+        .create_pool(spec("vms", "10.0.0.0/16"))
+        .await
+        .expect("pool");
+    let before = n.ipam.status().last_log_index;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let ipam = n.ipam.clone();
+        tasks.push(tokio::spawn(async move {
+            ipam.allocate("vms", &format!("vm-{i}"), None, BTreeMap::new())
+                .await
+        }));
+    }
+    let mut ips = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (a, _) = t.await.expect("join").expect("allocate");
+        ips.insert(a.ip);
+    }
+    assert_eq!(ips.len(), 200);
+    let entries = n.ipam.status().last_log_index - before;
+    // While one entry commits, everything queued meanwhile goes into the next one.
+    assert!(
+        entries <= 100,
+        "200 concurrent writes took {entries} log entries"
+    );
+    eprintln!("200 concurrent writes in {entries} log entries");
+    stop(n).await;
+}
