@@ -531,21 +531,25 @@ impl Cluster {
                 let Some(leader) = statuses[0].leader else {
                     return Err(format!("no leader: {statuses:?}"));
                 };
-                let target = match statuses.iter().find(|s| s.id == leader) {
-                    // The leader's whole log, once committed.
-                    Some(l) if l.committed_index >= l.last_log_index => l.last_log_index,
-                    Some(_) => return Err(format!("leader has uncommitted entries: {statuses:?}")),
-                    // The leader runs elsewhere (a child process): all that any node here
-                    // knows to be committed.
-                    None => statuses
-                        .iter()
-                        .map(|s| s.committed_index)
-                        .max()
-                        .unwrap_or(0),
+                let agreed = statuses.iter().all(|s| s.leader == Some(leader));
+                let done = match statuses.iter().find(|s| s.id == leader) {
+                    // The leader's whole log, committed and applied everywhere.
+                    Some(l) => {
+                        let target = l.last_log_index;
+                        l.committed_index >= target
+                            && statuses.iter().all(|s| s.applied_index >= target)
+                    }
+                    // The leader runs elsewhere (a child process), so its log is not visible
+                    // here: every node here holds the same log, all of it committed and
+                    // applied. (Whatever the leader acknowledged is on one of them at least,
+                    // so on all of them once they agree.)
+                    None => statuses.iter().all(|s| {
+                        s.last_log_index == statuses[0].last_log_index
+                            && s.committed_index >= s.last_log_index
+                            && s.applied_index >= s.last_log_index
+                    }),
                 };
-                let done = statuses
-                    .iter()
-                    .all(|s| s.leader == Some(leader) && s.applied_index >= target);
+                let done = agreed && done;
                 if done {
                     Ok(())
                 } else {
