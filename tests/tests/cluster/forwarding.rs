@@ -241,6 +241,7 @@ async fn cache_hit_returns_the_existing_allocation_without_a_log_entry() {
         }
 
         let ipam = cluster.ipam(follower);
+        let leader = cluster.wait_leader().await;
         let before = cluster.ipam(leader).status().last_log_index;
         let (hits, misses) = ipam.cache_stats();
         let (_, existing) = ipam
