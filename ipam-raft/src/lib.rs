@@ -13,8 +13,8 @@
 //! - [`state_machine`] — the state machine on `state.redb` (one redb transaction per applied
 //!   batch), streamed file snapshots, snapshot install by file swap.
 //! - `network` — the HTTP transport (one shared `reqwest::Client`, postcard bodies) and the
-//!   `/raft/*` routes: append, vote, snapshot, propose, read-index, admin; token and cluster-id
-//!   checks.
+//!   `/raft/*` routes: append, vote, snapshot, propose, read-index, admin, hello; token and
+//!   cluster-id checks.
 //! - `proposer` — coalesces concurrent commands into one log entry and concurrent read
 //!   barriers into one leadership check, on the leader or forwarded to it.
 //! - [`node`] — [`Ipam`], the embeddable handle: config, start/shutdown, typed reads and

@@ -255,6 +255,7 @@ impl NetShared {
         if let Some(theirs) = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok()) {
             match self.cluster_id() {
                 Some(ours) if ours != theirs => {
+                    tracing::warn!(ours = %ours, theirs = %theirs, "refused a raft RPC from another cluster");
                     return Err((
                         StatusCode::CONFLICT,
                         format!("cluster id mismatch: this node belongs to cluster {ours}, the request comes from cluster {theirs}"),
@@ -263,6 +264,7 @@ impl NetShared {
                 }
                 Some(_) => {}
                 None => {
+                    tracing::info!(cluster = %theirs, "adopting the cluster id of the first raft RPC");
                     if let Err(e) = self.set_cluster_id(theirs) {
                         return Err((
                             StatusCode::INTERNAL_SERVER_ERROR,
@@ -416,14 +418,26 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/raft/propose", post(propose))
         .route("/raft/read-index", post(read_index))
         .route("/raft/admin", post(admin))
+        .route("/raft/hello", post(hello))
+        // Runs before the body is read, so a refused caller gets 401 even for an oversized body.
+        .route_layer(axum::middleware::from_fn_with_state(core.clone(), guard))
         .layer(DefaultBodyLimit::max(RAFT_BODY_LIMIT))
         .with_state(core)
 }
 
-async fn append(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
+/// Isolation, token and cluster-id checks of every `/raft/*` request.
+async fn guard(
+    State(core): State<Arc<Core>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err(r) = core.net.admit(req.headers()) {
         return r;
     }
+    next.run(req).await
+}
+
+async fn append(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     let req: AppendEntriesRequest = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -431,10 +445,7 @@ async fn append(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) 
     postcard_response(&core.raft.append_entries(req).await)
 }
 
-async fn vote(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
-        return r;
-    }
+async fn vote(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     let req: VoteRequest = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -442,10 +453,7 @@ async fn vote(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) ->
     postcard_response(&core.raft.vote(req).await)
 }
 
-async fn snapshot(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
-        return r;
-    }
+async fn snapshot(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     let req: InstallSnapshotRequest = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -453,10 +461,7 @@ async fn snapshot(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes
     postcard_response(&core.raft.install_snapshot(req).await)
 }
 
-async fn propose(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
-        return r;
-    }
+async fn propose(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     let req: ProposeRequest = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -466,10 +471,7 @@ async fn propose(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes)
     postcard_response(&res.map_err(not_processed))
 }
 
-async fn read_index(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
-        return r;
-    }
+async fn read_index(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     if let Err(r) = decode_body::<()>(&body) {
         return r;
     }
@@ -477,10 +479,7 @@ async fn read_index(State(core): State<Arc<Core>>, headers: HeaderMap, body: Byt
     postcard_response(&res.map_err(not_processed))
 }
 
-async fn admin(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = core.net.admit(&headers) {
-        return r;
-    }
+async fn admin(State(core): State<Arc<Core>>, body: Bytes) -> Response {
     let req: AdminRequest = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -497,4 +496,10 @@ fn not_processed(e: WireError) -> WireError {
         WireError::ShuttingDown => WireError::NoLeader,
         other => other,
     }
+}
+
+/// Answers this node's id: the leader checks who answers at an address (and that it accepts
+/// this cluster's token and id) before adding it as a learner.
+async fn hello(State(core): State<Arc<Core>>) -> Response {
+    postcard_response(&core.id)
 }

@@ -1,15 +1,15 @@
 //! The state machine on `state.redb`, and its snapshots.
 //!
 //! One redb write transaction per applied batch runs the core's `apply` for every command and
-//! records the last applied log id and membership in [`SM_META`], so state and raft position can
-//! never disagree. Applies commit without fsync; an `Immediate` commit every
-//! `durable_every_entries` entries, every `durable_interval` (background flusher), before each
-//! snapshot build and when the store is dropped bounds what a crash loses, and the durable
-//! applied index is published for the log store's purge limit so the log always holds what a
-//! restart must re-apply.
+//! records the last applied log id and membership in the raft layer's own `raft_sm_meta`
+//! table, so state and raft position can never disagree. Applies commit without fsync; an
+//! `Immediate` commit every `durable_every_entries` entries, every `durable_interval`
+//! (background flusher), before each snapshot build and when the store is dropped bounds what a
+//! crash loses, and the durable applied index is published for the log store's purge limit so
+//! the log always holds what a restart must re-apply.
 //!
-//! A snapshot is a file: a length-prefixed postcard stream of [`SnapRecord`]s — a header with
-//! last applied id and membership, then every row of every core table — so neither building nor
+//! A snapshot is a file: a length-prefixed postcard stream of records — a header with last
+//! applied id and membership, then every row of every core table — so neither building nor
 //! installing holds the state in memory.
 
 use std::fs::File;
@@ -43,7 +43,7 @@ const KEY_MEMBERSHIP: &str = "membership";
 const STATE_FILE: &str = "state.redb";
 const STATE_TMP: &str = "state.redb.tmp";
 const SNAP_DIR: &str = "snapshots";
-const SNAP_CURRENT: &str = "current.snap";
+const SNAP_EXT: &str = ".snap";
 const SNAP_META: &str = "current.meta";
 /// Rows per intermediate (non-durable) commit while installing a snapshot, to bound the size of
 /// one redb transaction.
@@ -275,31 +275,61 @@ impl SmShared {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(snap_read(e)),
         };
-        let meta: SnapshotMeta = decode(&bytes).map_err(snap_read)?;
-        let file = File::open(self.snap_dir().join(SNAP_CURRENT)).map_err(snap_read)?;
-        Ok(Some((meta, file)))
+        let current: CurrentSnapshot = decode(&bytes).map_err(snap_read)?;
+        let file = File::open(self.snap_dir().join(&current.file)).map_err(snap_read)?;
+        Ok(Some((current.meta, file)))
     }
 
-    /// Makes `file` (positioned anywhere) the current snapshot with `meta`, and returns a fresh
-    /// read handle to it.
+    /// Makes the snapshot file `tmp` the current snapshot with `meta`, and returns a fresh read
+    /// handle to it.
     fn publish_snapshot(&self, tmp: &Path, meta: &SnapshotMeta) -> Result<File, StorageError> {
         let _g = self
             .snapshot_lock
             .lock()
             .map_err(|_| corrupt("poisoned lock"))?;
         let dir = self.snap_dir();
+        // Each snapshot keeps its own file name and the meta names it, so a crash at any step
+        // leaves a meta that matches its data.
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let file_name = format!("{}-{seq}{SNAP_EXT}", meta.snapshot_id);
+        std::fs::rename(tmp, dir.join(&file_name)).map_err(snap_write)?;
+        sync_dir(&dir).map_err(snap_write)?;
+        let current = CurrentSnapshot {
+            meta: meta.clone(),
+            file: file_name.clone(),
+        };
         let meta_tmp = dir.join("current.meta.tmp");
         let mut f = File::create(&meta_tmp).map_err(snap_write)?;
-        f.write_all(&encode(meta).map_err(snap_write)?)
+        f.write_all(&encode(&current).map_err(snap_write)?)
             .map_err(snap_write)?;
         f.sync_all().map_err(snap_write)?;
-        // Data first, then meta: a crash in between leaves a meta naming an older snapshot id
-        // over newer data, which only costs a rebuild (the ids are compared by openraft).
-        std::fs::rename(tmp, dir.join(SNAP_CURRENT)).map_err(snap_write)?;
         std::fs::rename(&meta_tmp, dir.join(SNAP_META)).map_err(snap_write)?;
         sync_dir(&dir).map_err(snap_write)?;
-        File::open(dir.join(SNAP_CURRENT)).map_err(snap_read)
+        let handle = File::open(dir.join(&file_name)).map_err(snap_read)?;
+        // Older snapshots are no longer named; open handles (a transfer under way) stay valid.
+        remove_other_snapshots(&dir, &file_name);
+        Ok(handle)
     }
+}
+
+/// Removes every snapshot file in `dir` but `keep`.
+fn remove_other_snapshots(dir: &Path, keep: &str) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(SNAP_EXT) && name != keep {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// What `current.meta` records: the current snapshot's meta and its file in `snapshots/`.
+#[derive(Serialize, Deserialize)]
+struct CurrentSnapshot {
+    meta: SnapshotMeta,
+    file: String,
 }
 
 impl StateMachineStore {
@@ -352,7 +382,13 @@ impl StateMachineStore {
             durable,
             pending: Mutex::new(Pending::default()),
             snapshot_lock: Mutex::new(()),
-            snapshot_seq: AtomicU64::new(0),
+            // Seeded from the clock so file names and snapshot ids never repeat across restarts.
+            snapshot_seq: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(0))
+                    .unwrap_or(0),
+            ),
         });
         Ok(StateMachineStore { shared, state })
     }
@@ -641,6 +677,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 snapshot_id,
             };
             let file = shared.publish_snapshot(&tmp, &meta)?;
+            tracing::info!(snapshot = %meta, "built snapshot");
             Ok::<_, StorageError>((meta, file))
         })
         .await
@@ -735,6 +772,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 *p = Pending::default();
             }
             shared.publish_durable(meta.last_log_id.map(|l| l.index));
+            tracing::info!(snapshot = %meta, "installed snapshot");
             // Keep what was installed as this node's current snapshot, so it can serve it on.
             let seq = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
             let copy = shared.snap_dir().join(format!("installed-{seq}.tmp"));

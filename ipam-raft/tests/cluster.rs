@@ -505,3 +505,42 @@ async fn concurrent_writes_share_log_entries() {
     eprintln!("200 concurrent writes in {entries} log entries");
     stop(n).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_or_foreign_node_is_not_added() {
+    let _serial = SERIAL.lock().await;
+    let dir = TempDir::new().expect("tempdir");
+    let token = |t: &'static str| move |c: &mut Config| c.token = Some(t.to_string());
+    let n1 = start_with(1, dir.path(), token("ours")).await;
+    let foreign = start_with(2, dir.path(), token("theirs")).await;
+    let other = start_with(3, dir.path(), token("ours")).await;
+    n1.ipam.init(Vec::new()).await.expect("init");
+    n1.ipam
+        .wait_for(WAIT, |s| s.leader == Some(1))
+        .await
+        .expect("leader");
+
+    let err = n1
+        .ipam
+        .add_learner(2, foreign.addr.clone())
+        .await
+        .expect_err("foreign token");
+    assert!(
+        matches!(&err, IpamError::Membership(m) if m.contains("refused")),
+        "{err:?}"
+    );
+    let err = n1
+        .ipam
+        .add_learner(4, other.addr.clone())
+        .await
+        .expect_err("wrong id");
+    assert!(
+        matches!(&err, IpamError::Membership(m) if m.contains("node 3, not 4")),
+        "{err:?}"
+    );
+    assert_eq!(n1.ipam.status().members.len(), 1);
+
+    for n in [n1, foreign, other] {
+        stop(n).await;
+    }
+}

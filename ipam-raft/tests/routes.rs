@@ -45,6 +45,13 @@ async fn raft_routes_require_the_token() {
         .await
         .expect("call");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Authentication comes before the body size check.
+    let resp = r
+        .clone()
+        .oneshot(post("/raft/append", None, None, vec![0; (64 << 20) + 1]))
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let resp = r
         .oneshot(post("/raft/vote", Some("s3cret"), None, vote_body()))
         .await
