@@ -1,5 +1,5 @@
-//! Writers on every node allocate and release without pause while the leader is cut off and
-//! healed, round after round. Afterwards every replica holds exactly what the writers were
+//! Writers on every node allocate and release without pause while the leader or a follower is
+//! cut off and healed, round after round. Afterwards every replica holds exactly what the writers were
 //! last told: each acknowledged allocation that was not released, at its address, and nothing
 //! released.
 
@@ -88,7 +88,7 @@ async fn step(done: &AtomicUsize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_survive_repeated_leader_isolation() {
+async fn writes_survive_repeated_isolation_of_leader_and_follower() {
     bounded(Duration::from_secs(150), async {
         let mut cluster = Cluster::builder(3)
             .config(|c| c.write_deadline = Duration::from_secs(2))
@@ -113,12 +113,20 @@ async fn writes_survive_repeated_leader_isolation() {
         }
 
         step(&done).await;
-        for _ in 0..ROUNDS {
+        // Cut off the leader, then a follower, then the leader again.
+        for round in 0..ROUNDS {
             let leader = cluster.wait_leader().await;
-            cluster.isolate(leader, true);
-            cluster.wait_new_leader(leader).await;
+            let cut = if round % 2 == 0 {
+                leader
+            } else {
+                cluster.followers(leader)[0]
+            };
+            cluster.isolate(cut, true);
+            if cut == leader {
+                cluster.wait_new_leader(leader).await;
+            }
             step(&done).await;
-            cluster.isolate(leader, false);
+            cluster.isolate(cut, false);
             cluster.wait_leader().await;
             step(&done).await;
         }

@@ -12,8 +12,8 @@
 //! - `failover` — the leader stops; a new one takes over; the old one restarts and catches up;
 //!   the whole cluster restarts from its files.
 //! - `crash` — a node killed with SIGKILL (a child process) keeps what it acknowledged.
-//! - `chaos` — writers on every node while the leader is cut off and healed, round after
-//!   round; replicas end holding exactly what writers were told.
+//! - `chaos` — writers on every node while the leader or a follower is cut off and healed,
+//!   round after round; replicas end holding exactly what the writers were told.
 //! - `partition` — an isolated follower or leader cannot write and says so; healing converges.
 //! - `snapshot` — a learner joins after the logs it needs are purged, is promoted, a member is
 //!   removed; a restarted node installs a snapshot over its old state while serving reads.
