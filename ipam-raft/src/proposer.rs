@@ -364,3 +364,72 @@ async fn fetch_read_index(core: &Core, mut group: Vec<BarrierRequest>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipam_core::{InputError, OpError};
+
+    fn result(i: usize) -> CommandResult {
+        CommandResult::Op(Err(OpError::Input(InputError::InvalidLimit {
+            limit: i as u64,
+        })))
+    }
+
+    fn proposal(
+        n: usize,
+        forwarded: bool,
+    ) -> (
+        Proposal,
+        oneshot::Receiver<Result<Vec<CommandResult>, WireError>>,
+    ) {
+        let (tx, rx) = oneshot::channel();
+        let commands = vec![Command::Batch(Vec::new()); n];
+        let p = Proposal {
+            ops: n,
+            bytes: 0,
+            commands,
+            forwarded,
+            reply: tx,
+        };
+        (p, rx)
+    }
+
+    #[test]
+    fn each_caller_gets_its_own_results_in_order() {
+        let (a, mut ra) = proposal(2, false);
+        let (b, mut rb) = proposal(1, false);
+        let (c, mut rc) = proposal(3, false);
+        distribute(vec![a, b, c], (0..6).map(result).collect());
+        assert_eq!(ra.try_recv().ok(), Some(Ok(vec![result(0), result(1)])));
+        assert_eq!(rb.try_recv().ok(), Some(Ok(vec![result(2)])));
+        assert_eq!(
+            rc.try_recv().ok(),
+            Some(Ok(vec![result(3), result(4), result(5)]))
+        );
+    }
+
+    #[test]
+    fn a_wrong_result_count_fails_everyone() {
+        let (a, mut ra) = proposal(2, false);
+        let (b, mut rb) = proposal(1, false);
+        distribute(vec![a, b], (0..2).map(result).collect());
+        assert!(matches!(ra.try_recv(), Ok(Err(WireError::Internal(_)))));
+        assert!(matches!(rb.try_recv(), Ok(Err(WireError::Internal(_)))));
+    }
+
+    #[test]
+    fn forwarded_proposals_are_sent_back_to_their_node() {
+        let (a, mut ra) = proposal(1, true);
+        let (b, mut rb) = proposal(1, false);
+        let leader = Some((7, "127.0.0.1:7".to_string()));
+        let kept = bounce_forwarded(vec![a, b], leader.clone());
+        assert_eq!(kept.len(), 1);
+        assert!(!kept[0].forwarded);
+        assert_eq!(
+            ra.try_recv().ok(),
+            Some(Err(WireError::NotLeader { leader }))
+        );
+        assert!(rb.try_recv().is_err(), "the local one is still pending");
+    }
+}
