@@ -1,7 +1,7 @@
 //! `ipam-tests` holds raft-ipam's cross-crate integration tests: clusters of the embeddable
 //! [`ipam_raft::Ipam`] handle running in one process, on real redb files in temporary
 //! directories, talking HTTP over loopback, and the failures they must survive (a stopped
-//! leader, a partitioned node, a learner that needs a snapshot).
+//! leader, a partitioned node, a learner that needs a snapshot, a node killed with SIGKILL).
 //!
 //! This library is the shared harness; the scenarios live in `tests/cluster/`.
 //!
@@ -12,12 +12,15 @@
 //! - [`wait_until`] — the one polling loop: a condition, a deadline, and on timeout a panic
 //!   that says what was last observed. Tests never use a bare sleep as synchronisation.
 //! - [`bounded`] — an overall deadline around a whole test body.
+//! - [`child`] — a node in a child process, for crashes by SIGKILL.
 //! - Helpers: [`pool_spec`], [`scan`], [`owner_map`], [`is_unavailable`],
 //!   [`allocate_retrying`], [`assert_only_unavailable`].
 //!
 //! Multi-node tests must not overlap on a 2-core machine (elections would time out under
 //! load): [`ClusterBuilder::start`] takes a process-wide lock that the [`Cluster`] holds until
 //! it is dropped, so the tests of one binary run one at a time whatever `--test-threads` is.
+
+pub mod child;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -27,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipam_core::{validate, Allocation, GatewayChoice, Labels, PoolSpec};
-use ipam_raft::{ClusterStatus, Config, Consistency, Ipam, IpamError};
+use ipam_raft::{ClusterStatus, Config, Consistency, Ipam, IpamError, MemberRole};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Mutex, MutexGuard};
 use tokio::task::JoinHandle;
@@ -324,6 +327,13 @@ impl Cluster {
         self.slots[&id].addr.to_string()
     }
 
+    /// A fresh directory inside the cluster's temporary directory (for a child node's data).
+    pub fn scratch_dir(&self, name: &str) -> PathBuf {
+        let dir = self.root.path().join(name);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        dir
+    }
+
     /// The data dir of node `id` (kept across restarts).
     pub fn data_dir(&self, id: u64) -> &Path {
         &self.slots[&id].data_dir
@@ -373,6 +383,19 @@ impl Cluster {
         running.ipam.status()
     }
 
+    /// Takes over node `id` that ran elsewhere (a killed child process) as a stopped node of
+    /// this cluster: [`Cluster::restart`] then starts it here from `data_dir` on `addr`.
+    pub fn adopt_stopped(&mut self, id: u64, addr: &str, data_dir: &Path) {
+        assert!(!self.slots.contains_key(&id), "node {id} exists already");
+        let slot = Slot {
+            addr: addr.parse().expect("a socket address"),
+            data_dir: data_dir.to_owned(),
+            running: None,
+            isolated: false,
+        };
+        self.slots.insert(id, slot);
+    }
+
     /// Restarts stopped node `id` from its data dir on the same address.
     pub async fn restart(&mut self, id: u64) {
         self.relaunch(id, false).await
@@ -385,16 +408,31 @@ impl Cluster {
         self.relaunch(id, true).await
     }
 
+    /// Restarts stopped node `id` from its data dir on a new port (its peers still know the
+    /// old address until told). Returns the new address.
+    pub async fn restart_on_new_port(&mut self, id: u64) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        self.start_stopped(id, listener, false).await;
+        self.slots.get_mut(&id).expect("known node").addr = addr;
+        addr.to_string()
+    }
+
     async fn relaunch(&mut self, id: u64, isolated: bool) {
-        let slot = &self.slots[&id];
-        assert!(slot.running.is_none(), "node {id} is running");
-        let (addr, data_dir) = (slot.addr, slot.data_dir.clone());
+        let addr = self.slots[&id].addr;
         // The port was ours a moment ago; rebinding can fail briefly if another process
         // raced for it, so retry under a deadline rather than once.
         let listener = wait_until(&format!("rebinding {addr}"), WAIT, || async {
             TcpListener::bind(addr).await.map_err(|e| e.to_string())
         })
         .await;
+        self.start_stopped(id, listener, isolated).await
+    }
+
+    async fn start_stopped(&mut self, id: u64, listener: TcpListener, isolated: bool) {
+        let slot = &self.slots[&id];
+        assert!(slot.running.is_none(), "node {id} is running");
+        let data_dir = slot.data_dir.clone();
         let running = self.launch(id, listener, data_dir, isolated).await;
         let slot = self.slots.get_mut(&id).expect("known node");
         slot.running = Some(running);
@@ -442,6 +480,27 @@ impl Cluster {
         .await
     }
 
+    /// Waits until every reachable node lists node `id` with `role`; `None` means not a member
+    /// (then `id` itself is not asked: a removed node need not learn of its removal).
+    pub async fn wait_role(&self, id: u64, role: Option<MemberRole>) {
+        wait_until(&format!("node {id} to be {role:?}"), WAIT, || async {
+            let statuses: Vec<_> = self
+                .statuses()
+                .into_iter()
+                .filter(|s| role.is_some() || s.id != id)
+                .collect();
+            let agreed = statuses
+                .iter()
+                .all(|s| s.members.iter().find(|m| m.id == id).map(|m| m.role) == role);
+            if agreed {
+                Ok(())
+            } else {
+                Err(format!("{statuses:?}"))
+            }
+        })
+        .await
+    }
+
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64) {
         wait_until(
@@ -460,7 +519,8 @@ impl Cluster {
     }
 
     /// Waits until the reachable nodes agree on a leader whose whole log is committed and
-    /// applied on every one of them, then asserts that their state digests are equal and
+    /// applied on every one of them (for a leader in a child process: everything they know
+    /// committed), then asserts that their state digests are equal and
     /// returns the digest. Call it when no write is in flight.
     pub async fn converge(&self) -> [u8; 32] {
         wait_until(
@@ -471,14 +531,25 @@ impl Cluster {
                 let Some(leader) = statuses[0].leader else {
                     return Err(format!("no leader: {statuses:?}"));
                 };
-                let Some(leader_status) = statuses.iter().find(|s| s.id == leader) else {
-                    return Err(format!("leader {leader} is not reachable: {statuses:?}"));
+                let agreed = statuses.iter().all(|s| s.leader == Some(leader));
+                let done = match statuses.iter().find(|s| s.id == leader) {
+                    // The leader's whole log, committed and applied everywhere.
+                    Some(l) => {
+                        let target = l.last_log_index;
+                        l.committed_index >= target
+                            && statuses.iter().all(|s| s.applied_index >= target)
+                    }
+                    // The leader runs elsewhere (a child process), so its log is not visible
+                    // here: every node here holds the same log, all of it committed and
+                    // applied. (Whatever the leader acknowledged is on one of them at least,
+                    // so on all of them once they agree.)
+                    None => statuses.iter().all(|s| {
+                        s.last_log_index == statuses[0].last_log_index
+                            && s.committed_index >= s.last_log_index
+                            && s.applied_index >= s.last_log_index
+                    }),
                 };
-                let target = leader_status.last_log_index;
-                let done = leader_status.committed_index >= target
-                    && statuses
-                        .iter()
-                        .all(|s| s.leader == Some(leader) && s.applied_index >= target);
+                let done = agreed && done;
                 if done {
                     Ok(())
                 } else {
@@ -539,6 +610,10 @@ impl Cluster {
     /// Allocates `count` owners `{prefix}-{i}` in `pool` concurrently (one task each), spread
     /// round-robin over `nodes`. Asserts every one is acknowledged as a new allocation for its
     /// owner and that no address is acknowledged twice. Returns owner → address.
+    ///
+    /// An attempt that ends in unavailability (a deadline missed on a loaded machine, an
+    /// election) is retried for the same owner, and only such errors are accepted; a retried
+    /// owner may then legitimately get its allocation back as `existing`.
     pub async fn allocate_many(
         &self,
         nodes: &[u64],
@@ -552,17 +627,24 @@ impl Cluster {
                 let pool = pool.to_owned();
                 let owner = format!("{prefix}-{i}");
                 tokio::spawn(async move {
-                    let result = ipam.allocate(&pool, &owner, None, Labels::new()).await;
-                    (owner, result)
+                    match ipam.allocate(&pool, &owner, None, Labels::new()).await {
+                        Ok((allocation, existing)) => (owner, allocation, existing, vec![]),
+                        Err(error) if is_unavailable(&error) => {
+                            let (allocation, mut retried) =
+                                allocate_retrying(&ipam, &pool, &owner, WAIT).await;
+                            retried.insert(0, error);
+                            (owner, allocation, false, retried)
+                        }
+                        Err(error) => panic!("allocate {owner} in {pool}: {error:?}"),
+                    }
                 })
             })
             .collect();
         let mut acked = BTreeMap::new();
         let mut addresses = BTreeSet::new();
+        let mut retried = Vec::new();
         for task in futures::future::join_all(tasks).await {
-            let (owner, result) = task.expect("allocation task");
-            let (allocation, existing) =
-                result.unwrap_or_else(|e| panic!("allocate {owner} in {pool}: {e:?}"));
+            let (owner, allocation, existing, errors) = task.expect("allocation task");
             assert!(!existing, "{owner} is new, yet got an existing allocation");
             assert_eq!(allocation.owner, owner);
             assert_eq!(allocation.pool, pool);
@@ -572,6 +654,15 @@ impl Cluster {
                 allocation.ip
             );
             acked.insert(owner, allocation.ip);
+            retried.extend(errors);
+        }
+        assert_only_unavailable(&format!("allocating {prefix}-*"), &retried);
+        if !retried.is_empty() {
+            eprintln!(
+                "allocate_many({prefix}): {} attempts retried: {:?}",
+                retried.len(),
+                &retried[..retried.len().min(5)]
+            );
         }
         acked
     }

@@ -6,18 +6,21 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ipam_raft::Consistency;
+use ipam_core::Labels;
+use ipam_raft::{Config, Consistency, Ipam, IpamError, StartError};
 use ipam_tests::{
-    allocate_retrying, assert_only_unavailable, bounded, owner_map, pool_spec, scan, wait_until,
-    Cluster, WAIT,
+    allocate_retrying, bounded, is_unavailable, owner_map, pool_spec, scan, wait_until, Cluster,
+    WAIT,
 };
 
 const POOL: &str = "vms";
 /// Writer tasks per surviving node, and allocations each makes one after the other.
 const WRITERS_PER_NODE: usize = 4;
 const PER_WRITER: usize = 40;
+/// Allocations made one after the other (one log entry each) before a whole-cluster restart.
+const SEQUENTIAL: usize = 45;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_files() {
@@ -50,17 +53,35 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
                 let progress = progress.clone();
                 writers.push(tokio::spawn(async move {
                     let mut acked = BTreeMap::new();
-                    let mut errors = Vec::new();
+                    let (mut write_errors, mut read_errors) = (Vec::new(), Vec::new());
                     for k in 0..PER_WRITER {
                         let owner = format!("during-{n}-{w}-{k}");
                         let (allocation, retried) =
                             allocate_retrying(&ipam, POOL, &owner, WAIT).await;
                         assert_eq!(allocation.owner, owner);
+                        write_errors.extend(retried);
+                        // Read-your-writes across the failover: a linearizable read after the
+                        // acknowledgement sees it (retrying unavailability like the write).
+                        let deadline = Instant::now() + WAIT;
+                        let seen = loop {
+                            match ipam
+                                .owner_allocations(&owner, Consistency::Linearizable)
+                                .await
+                            {
+                                Ok(seen) => break seen,
+                                Err(error) => read_errors.push(error),
+                            }
+                            assert!(
+                                Instant::now() < deadline,
+                                "no read of {owner}: {read_errors:?}"
+                            );
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        };
+                        assert_eq!(seen, vec![allocation.clone()], "read after ack of {owner}");
                         acked.insert(owner, allocation.ip);
-                        errors.extend(retried);
                         progress.fetch_add(1, Ordering::Relaxed);
                     }
-                    (acked, errors)
+                    (acked, write_errors, read_errors)
                 }));
             }
         }
@@ -79,11 +100,12 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
             cluster.ipam(new_leader).status().term > old_term,
             "a new leader needs a new term"
         );
-        let mut errors = Vec::new();
+        let (mut write_errors, mut read_errors) = (Vec::new(), Vec::new());
         for writer in futures::future::join_all(writers).await {
-            let (written, retried) = writer.expect("writer task");
+            let (written, write_retried, read_retried) = writer.expect("writer task");
             acked.extend(written);
-            errors.extend(retried);
+            write_errors.extend(write_retried);
+            read_errors.extend(read_retried);
         }
         let after = cluster.allocate_many(&survivors, POOL, "after", 200).await;
         acked.extend(after);
@@ -109,7 +131,13 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
         assert_eq!(cluster.assert_holds(POOL, &acked).await, expected);
         // The survivors stayed up throughout: while the leader went away they may say "no
         // leader" or "deadline exceeded", nothing else (not, say, that they are shutting down).
-        assert_only_unavailable("writers on the survivors", &errors);
+        let wrong_reads: Vec<_> = read_errors.iter().filter(|e| !is_unavailable(e)).collect();
+        let wrong_writes: Vec<_> = write_errors.iter().filter(|e| !is_unavailable(e)).collect();
+        assert!(
+            wrong_reads.is_empty() && wrong_writes.is_empty(),
+            "survivors answered errors other than NoLeader, DeadlineExceeded or Overloaded: \
+             linearizable reads {wrong_reads:?}, writes {wrong_writes:?}"
+        );
         cluster.shutdown().await;
     })
     .await
@@ -118,7 +146,15 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_cluster_restart_recovers_the_same_state_from_files() {
     bounded(Duration::from_secs(90), async {
-        let mut cluster = Cluster::builder(3).start().await;
+        // Frequent snapshots and no logs kept after them: recovery must combine a snapshot,
+        // the state file and the remaining logs correctly.
+        let mut cluster = Cluster::builder(3)
+            .config(|c| {
+                c.snapshot_logs = 10;
+                c.max_in_snapshot_log_to_keep = 0;
+            })
+            .start()
+            .await;
         let leader = cluster.wait_leader().await;
         cluster
             .ipam(leader)
@@ -128,12 +164,56 @@ async fn whole_cluster_restart_recovers_the_same_state_from_files() {
         let mut acked = cluster
             .allocate_many(&cluster.running(), POOL, "before", 500)
             .await;
+        // One entry each: enough entries for several snapshots and purges.
+        for k in 0..SEQUENTIAL {
+            let ipam = cluster.ipam(cluster.running()[k % 3]);
+            let owner = format!("seq-{k}");
+            let (allocation, _) = ipam
+                .allocate(POOL, &owner, None, Default::default())
+                .await
+                .expect("sequential allocation");
+            acked.insert(owner, allocation.ip);
+        }
         let digest = cluster.converge().await;
 
+        let stopped = cluster.ipam(1).clone();
         let mut at_stop = Vec::new();
         for id in cluster.running() {
             at_stop.push(cluster.stop(id).await);
         }
+
+        // A stopped handle answers at once that it is shutting down; shutdown is idempotent.
+        let started = Instant::now();
+        let error = stopped
+            .allocate(POOL, "after-stop", None, Labels::new())
+            .await
+            .expect_err("a stopped node cannot allocate");
+        assert!(matches!(error, IpamError::ShuttingDown), "{error:?}");
+        let error = stopped
+            .pool(POOL, Consistency::Local)
+            .await
+            .expect_err("a stopped node cannot read");
+        assert!(matches!(error, IpamError::ShuttingDown), "{error:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        stopped.shutdown().await.expect("a second shutdown");
+        drop(stopped);
+
+        // A data dir belongs to its node id.
+        let wrong_id = Config::new(99, cluster.data_dir(1), cluster.addr(1));
+        match Ipam::start(wrong_id).await {
+            Err(StartError::NodeIdMismatch {
+                recorded: 1,
+                configured: 99,
+                ..
+            }) => {}
+            Err(error) => panic!("starting node 99 on node 1's data dir: {error:?}"),
+            Ok(_) => panic!("node 99 started on node 1's data dir"),
+        }
+
         // Each node alone, from its own files, gets back to the state it had.
         for status in &at_stop {
             cluster.restart_isolated(status.id).await;
@@ -158,7 +238,7 @@ async fn whole_cluster_restart_recovers_the_same_state_from_files() {
                 .await,
         );
         cluster.converge().await;
-        assert_eq!(cluster.assert_holds(POOL, &acked).await, 600);
+        assert_eq!(cluster.assert_holds(POOL, &acked).await, 600 + SEQUENTIAL);
         cluster.shutdown().await;
     })
     .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipam_core::{BatchError, Command, CommandResult, Labels, Op, OpOutput, QueryError};
 use ipam_raft::{Consistency, IpamError, MemberRole};
 use ipam_tests::{
-    allocate_retrying, assert_only_unavailable, bounded, pool_spec, wait_until, Cluster, WAIT,
+    allocate_retrying, assert_only_unavailable, bounded, pool_spec, scan, Cluster, WAIT,
 };
 
 const LOCAL: Consistency = Consistency::Local;
@@ -120,7 +120,7 @@ async fn every_write_api_on_a_follower_is_forwarded_to_the_leader() {
             ),
             "{outputs:?}"
         );
-        assert_eq!(scan_len(leader, "fwd2").await, 1);
+        assert_eq!(scan(leader, "fwd2", LOCAL).await.len(), 1);
 
         // A failing batch through a follower reports the failing op and applies nothing.
         let error = follower
@@ -174,36 +174,17 @@ async fn every_write_api_on_a_follower_is_forwarded_to_the_leader() {
             .add_learner(4, addr)
             .await
             .expect("add_learner on a follower");
-        wait_for_role(&cluster, leader_id, 4, Some(MemberRole::Learner)).await;
+        cluster.wait_role(4, Some(MemberRole::Learner)).await;
         follower
             .remove_member(4)
             .await
             .expect("remove_member on a follower");
-        wait_for_role(&cluster, leader_id, 4, None).await;
+        cluster.wait_role(4, None).await;
         cluster.stop(4).await;
 
         cluster.converge().await;
         cluster.shutdown().await;
     })
-    .await
-}
-
-async fn scan_len(ipam: &ipam_raft::Ipam, pool: &str) -> usize {
-    ipam_tests::scan(ipam, pool, LOCAL).await.len()
-}
-
-async fn wait_for_role(cluster: &Cluster, observer: u64, id: u64, role: Option<MemberRole>) {
-    wait_until(
-        &format!("node {observer} to list node {id} as {role:?}"),
-        WAIT,
-        || async {
-            let status = cluster.ipam(observer).status();
-            match status.members.iter().find(|m| m.id == id).map(|m| m.role) {
-                found if found == role => Ok(()),
-                _ => Err(format!("{status:?}")),
-            }
-        },
-    )
     .await
 }
 
@@ -260,6 +241,7 @@ async fn cache_hit_returns_the_existing_allocation_without_a_log_entry() {
         }
 
         let ipam = cluster.ipam(follower);
+        let leader = cluster.wait_leader().await;
         let before = cluster.ipam(leader).status().last_log_index;
         let (hits, misses) = ipam.cache_stats();
         let (_, existing) = ipam
@@ -274,16 +256,67 @@ async fn cache_hit_returns_the_existing_allocation_without_a_log_entry() {
     .await
 }
 
+/// A follower that forwarded a release and allocates again for the same owner at once must not
+/// answer from its own replica, which may not have applied the release yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_never_returns_what_it_just_released() {
+    const ROUNDS: usize = 20;
+    bounded(Duration::from_secs(90), async {
+        let cluster = Cluster::builder(3).start().await;
+        let leader = cluster.wait_leader().await;
+        cluster
+            .ipam(leader)
+            .create_pool(pool_spec("vms", "10.0.0.0/24"))
+            .await
+            .expect("create pool");
+        let follower = cluster.ipam(cluster.followers(leader)[0]);
+        let (mut held, _) = follower
+            .allocate("vms", "vm-a", None, Labels::new())
+            .await
+            .expect("allocate");
+        for round in 0..ROUNDS {
+            let released = follower
+                .release_owner("vms", "vm-a")
+                .await
+                .expect("release");
+            assert_eq!(released, vec![held.ip], "round {round}");
+            let (next, existing) = follower
+                .allocate("vms", "vm-a", None, Labels::new())
+                .await
+                .expect("allocate again");
+            assert!(
+                !existing && next.generation > held.generation,
+                "round {round}: got {next:?} (existing: {existing}) after releasing {held:?}"
+            );
+            held = next;
+        }
+        cluster.shutdown().await;
+    })
+    .await
+}
+
+/// A follower's cache, cut off from the leader, never returns a released address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_follower_cache_never_returns_a_released_address() {
+    stale_cache_never_returns_a_released_address(false).await
+}
+
+/// A deposed leader's cache (it still believes it leads) never returns a released address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_cache_never_returns_a_released_address() {
+    stale_cache_never_returns_a_released_address(true).await
+}
+
 /// A replica that holds owner A → X in its stale state must not hand X back to A after X was
 /// released and given to B elsewhere: while cut off it cannot pass the read barrier, and right
-/// after healing (still lagging) the barrier makes it see the release.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lagging_replica_cache_never_returns_a_released_address() {
+/// after healing (still lagging) the barrier makes it see the release. The stale replica is
+/// the leader when `cut_leader`, else a follower.
+async fn stale_cache_never_returns_a_released_address(cut_leader: bool) {
     bounded(Duration::from_secs(90), async {
         let mut cluster = Cluster::builder(3)
             .config(|c| {
-                c.write_deadline = Duration::from_millis(1_500);
-                c.read_deadline = Duration::from_millis(1_500);
+                c.write_deadline = Duration::from_secs(2);
+                c.read_deadline = Duration::from_secs(2);
             })
             .start()
             .await;
@@ -293,7 +326,11 @@ async fn a_lagging_replica_cache_never_returns_a_released_address() {
             .create_pool(pool_spec("vms", "10.0.0.0/24"))
             .await
             .expect("create pool");
-        let stale = cluster.followers(leader)[0];
+        let stale = if cut_leader {
+            leader
+        } else {
+            cluster.followers(leader)[0]
+        };
         let (x, _) = cluster
             .ipam(stale)
             .allocate("vms", "vm-a", None, Labels::new())

@@ -7,16 +7,31 @@
 //! # Layout
 //!
 //! - `replication` — concurrent allocations on every node: distinct, acknowledged, replicated.
-//! - `failover` — the leader stops; a new one takes over; the old one restarts and catches up.
+//! - `contention` — races between nodes for one owner, a pool's last addresses, one release;
+//!   overloaded writes.
+//! - `failover` — the leader stops; a new one takes over; the old one restarts and catches up;
+//!   the whole cluster restarts from its files.
+//! - `crash` — a node killed with SIGKILL (a child process) keeps what it acknowledged.
+//! - `chaos` — writers on every node while the leader or a follower is cut off and healed,
+//!   round after round; replicas end holding exactly what the writers were told.
 //! - `partition` — an isolated follower or leader cannot write and says so; healing converges.
-//! - `snapshot` — a learner joins after the logs it needs are purged, gets promoted, a member
-//!   is removed.
-//! - `forwarding` — every write API on a follower; the cache hit path and its read barrier.
+//! - `snapshot` — a learner joins after the logs it needs are purged, is promoted, a member is
+//!   removed; a restarted node installs a snapshot over its old state while serving reads.
+//! - `membership` — voter set changes, the leader removing itself, a voter demoted, a member
+//!   back on a new address.
+//! - `forwarding` — every write API on a follower; the cache hit path and its read barrier on
+//!   a lagging follower and a deposed leader.
 //! - `reads` — linearizable reads across nodes.
+//! - `trust` — a node with another token, or of another cluster, is never joined.
 
+mod chaos;
+mod contention;
+mod crash;
 mod failover;
 mod forwarding;
+mod membership;
 mod partition;
 mod reads;
 mod replication;
 mod snapshot;
+mod trust;

@@ -14,8 +14,8 @@ use ipam_tests::{
 
 const POOL: &str = "vms";
 /// Short deadlines keep the cut-off node's failures fast.
-const WRITE_DEADLINE: Duration = Duration::from_millis(1_500);
-const READ_DEADLINE: Duration = Duration::from_millis(1_500);
+const WRITE_DEADLINE: Duration = Duration::from_secs(2);
+const READ_DEADLINE: Duration = Duration::from_secs(2);
 /// Allowed beyond a deadline before the answer counts as late.
 const SLACK: Duration = Duration::from_secs(2);
 

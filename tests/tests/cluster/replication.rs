@@ -1,7 +1,7 @@
-//! Concurrent allocations spread over every node of a 3-node cluster.
+//! Concurrent allocations spread over every node of a 3-node cluster, IPv4 and IPv6.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ipam_raft::Consistency;
@@ -51,6 +51,45 @@ async fn concurrent_allocations_on_every_node_are_distinct_and_replicated() {
             assert_eq!(pool.stats.allocated, ALLOCATIONS as u128, "node {id}");
             // A /16 less network, broadcast and gateway.
             assert_eq!(pool.stats.capacity, 65_533, "node {id}");
+        }
+        cluster.shutdown().await;
+    })
+    .await
+}
+
+/// The same in an IPv6 /64: addresses are 128-bit keys, there is no default gateway and only
+/// the subnet-router anycast address is excluded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ipv6_allocations_are_distinct_and_replicated() {
+    const V6_ALLOCATIONS: usize = 500;
+    bounded(Duration::from_secs(90), async {
+        let cluster = Cluster::builder(3).start().await;
+        let leader = cluster.wait_leader().await;
+        cluster
+            .ipam(leader)
+            .create_pool(pool_spec("v6", "fd00:1::/64"))
+            .await
+            .expect("create pool");
+        let acked = cluster
+            .allocate_many(&cluster.running(), "v6", "vm", V6_ALLOCATIONS)
+            .await;
+        let base = u128::from(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0));
+        let expected: BTreeSet<IpAddr> = (1..=V6_ALLOCATIONS as u128)
+            .map(|k| IpAddr::V6(Ipv6Addr::from(base + k)))
+            .collect();
+        let got: BTreeSet<IpAddr> = acked.values().copied().collect();
+        assert_eq!(got, expected, "not the lowest free addresses of the pool");
+
+        cluster.converge().await;
+        assert_eq!(cluster.assert_holds("v6", &acked).await, V6_ALLOCATIONS);
+        for id in cluster.running() {
+            let pool = cluster
+                .ipam(id)
+                .pool("v6", Consistency::Local)
+                .await
+                .expect("read pool");
+            assert_eq!(pool.stats.capacity, (1u128 << 64) - 1, "node {id}");
+            assert_eq!(pool.stats.allocated, V6_ALLOCATIONS as u128, "node {id}");
         }
         cluster.shutdown().await;
     })

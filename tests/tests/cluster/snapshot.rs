@@ -1,12 +1,15 @@
-//! A learner joins after 20,000 allocations whose logs are already purged, so it can only
-//! catch up from a snapshot; it is promoted to voter; then a voter is removed and the cluster
-//! keeps allocating.
+//! Catching up from a snapshot, when the logs a node needs are purged: a learner joins after
+//! 20,000 allocations, is promoted to voter, then a voter is removed and the cluster keeps
+//! allocating; and a restarted node installs a snapshot over its old state while serving
+//! reads.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use ipam_core::{Labels, Op, OpOutput};
 use ipam_raft::MemberRole;
+use ipam_raft::{Consistency, Ipam};
 use ipam_tests::{bounded, pool_spec, wait_until, Cluster, WAIT};
 
 const POOL: &str = "vms";
@@ -17,15 +20,9 @@ const LEARNER: u64 = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed() {
     bounded(Duration::from_secs(180), async {
-        // A snapshot every 10 logs, none kept after it: the learner's logs are gone. The
-        // learner itself never builds one, so a snapshot it has must be one it installed.
-        let mut cluster = Cluster::builder(3)
-            .config(|c| {
-                c.snapshot_logs = if c.id == LEARNER { 1_000_000 } else { 10 };
-                c.max_in_snapshot_log_to_keep = 0;
-            })
-            .start()
-            .await;
+        // The learner's logs are gone; it never builds a snapshot itself, so a snapshot it has
+        // is one it installed.
+        let mut cluster = snapshotting_cluster(LEARNER).await;
         let leader = cluster.wait_leader().await;
         cluster
             .ipam(leader)
@@ -33,40 +30,11 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
             .await
             .expect("create pool");
 
-        let mut acked = BTreeMap::new();
-        for b in 0..BATCHES {
-            let ops = (0..BATCH_OPS)
-                .map(|k| Op::Allocate {
-                    pool: POOL.to_owned(),
-                    owner: format!("vm-{}", b * BATCH_OPS + k),
-                    ip: None,
-                    labels: Labels::new(),
-                })
-                .collect();
-            let outputs = cluster.ipam(leader).batch(ops).await.expect("batch");
-            assert_eq!(outputs.len(), BATCH_OPS);
-            for output in outputs {
-                match output {
-                    OpOutput::Allocated {
-                        allocation,
-                        existing: false,
-                    } => {
-                        acked.insert(allocation.owner, allocation.ip);
-                    }
-                    other => panic!("batch op answered {other:?}"),
-                }
-            }
-        }
+        let mut acked = allocate_batches(cluster.ipam(leader), "vm", BATCHES).await;
         assert_eq!(acked.len(), BATCHES * BATCH_OPS);
         cluster.converge().await;
 
-        wait_until("the leader to build a snapshot", WAIT, || async {
-            match has_snapshot(&cluster, leader) {
-                true => Ok(()),
-                false => Err("no snapshot yet".to_owned()),
-            }
-        })
-        .await;
+        wait_snapshot(&cluster, leader).await;
 
         let addr = cluster.add_node(LEARNER).await;
         cluster
@@ -74,7 +42,7 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
             .add_learner(LEARNER, addr)
             .await
             .expect("add learner");
-        assert_role(&cluster, LEARNER, Some(MemberRole::Learner)).await;
+        cluster.wait_role(LEARNER, Some(MemberRole::Learner)).await;
         assert!(
             has_snapshot(&cluster, LEARNER),
             "the learner caught up without installing a snapshot"
@@ -90,7 +58,7 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
             .promote_voter(LEARNER)
             .await
             .expect("promote learner");
-        assert_role(&cluster, LEARNER, Some(MemberRole::Voter)).await;
+        cluster.wait_role(LEARNER, Some(MemberRole::Voter)).await;
 
         let leader = cluster.wait_leader().await;
         let removed = *cluster
@@ -103,7 +71,7 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
             .remove_member(removed)
             .await
             .expect("remove member");
-        assert_role(&cluster, removed, None).await;
+        cluster.wait_role(removed, None).await;
         cluster.stop(removed).await;
 
         let remaining = cluster.running();
@@ -116,28 +84,14 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
     .await
 }
 
-/// Waits until every reachable node lists `id` with `role` (`None`: not a member; the
-/// removed node itself is not asked, it need not learn of its removal).
-async fn assert_role(cluster: &Cluster, id: u64, role: Option<MemberRole>) {
-    wait_until(
-        &format!("every node to list node {id} as {role:?}"),
-        WAIT,
-        || async {
-            let statuses: Vec<_> = cluster
-                .statuses()
-                .into_iter()
-                .filter(|s| role.is_some() || s.id != id)
-                .collect();
-            let agreed = statuses
-                .iter()
-                .all(|s| s.members.iter().find(|m| m.id == id).map(|m| m.role) == role);
-            if agreed {
-                Ok(())
-            } else {
-                Err(format!("{statuses:?}"))
-            }
-        },
-    )
+/// Waits until node `id` has built (or installed) a snapshot.
+async fn wait_snapshot(cluster: &Cluster, id: u64) {
+    wait_until(&format!("node {id} to hold a snapshot"), WAIT, || async {
+        match has_snapshot(cluster, id) {
+            true => Ok(()),
+            false => Err("no snapshot yet".to_owned()),
+        }
+    })
     .await
 }
 
@@ -149,4 +103,121 @@ fn has_snapshot(cluster: &Cluster, id: u64) -> bool {
         .join("snapshots")
         .join("current.meta")
         .is_file()
+}
+
+/// Three voters that snapshot every 10 logs, keep none after a snapshot and send snapshots in
+/// 64 KiB chunks; node `installer` never builds one itself (it may not exist yet).
+async fn snapshotting_cluster(installer: u64) -> Cluster {
+    Cluster::builder(3)
+        .config(move |c| {
+            c.snapshot_logs = if c.id == installer { 1_000_000 } else { 10 };
+            c.max_in_snapshot_log_to_keep = 0;
+            // Small chunks: a snapshot of 20,000 allocations (about 1 MiB) crosses in many
+            // requests.
+            c.snapshot_max_chunk_size = 64 * 1024;
+        })
+        .start()
+        .await
+}
+
+/// Allocates `batches` × 1,000 owners `{prefix}-{n}` on `ipam`, one `batch` call (one log
+/// entry) per 1,000; asserts each op made a new allocation. Returns owner → address.
+async fn allocate_batches(ipam: &Ipam, prefix: &str, batches: usize) -> BTreeMap<String, IpAddr> {
+    let mut acked = BTreeMap::new();
+    for b in 0..batches {
+        let ops = (0..BATCH_OPS)
+            .map(|k| Op::Allocate {
+                pool: POOL.to_owned(),
+                owner: format!("{prefix}-{}", b * BATCH_OPS + k),
+                ip: None,
+                labels: Labels::new(),
+            })
+            .collect();
+        let outputs = ipam.batch(ops).await.expect("batch");
+        assert_eq!(outputs.len(), BATCH_OPS);
+        for output in outputs {
+            match output {
+                OpOutput::Allocated {
+                    allocation,
+                    existing: false,
+                } => {
+                    acked.insert(allocation.owner, allocation.ip);
+                }
+                other => panic!("batch op answered {other:?}"),
+            }
+        }
+    }
+    acked
+}
+
+/// A node stopped while the others write and purge comes back with its old state, installs a
+/// snapshot over it, and answers local reads throughout without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_installs_a_snapshot_over_its_old_state_while_serving_reads() {
+    const BEHIND: u64 = 3;
+    bounded(Duration::from_secs(120), async {
+        // Node 3 may be leader or follower: either way the others snapshot and purge while
+        // it is down.
+        let mut cluster = snapshotting_cluster(BEHIND).await;
+        let leader = cluster.wait_leader().await;
+        cluster
+            .ipam(leader)
+            .create_pool(pool_spec(POOL, "10.0.0.0/16"))
+            .await
+            .expect("create pool");
+        let mut acked = cluster
+            .allocate_many(&cluster.running(), POOL, "before", 100)
+            .await;
+        cluster.converge().await;
+        assert!(!has_snapshot(&cluster, BEHIND));
+
+        cluster.stop(BEHIND).await;
+        let leader = cluster.wait_leader().await;
+        acked.extend(allocate_batches(cluster.ipam(leader), "while-down", 12).await);
+        wait_snapshot(&cluster, leader).await;
+
+        cluster.restart(BEHIND).await;
+        let reader = {
+            let ipam = cluster.ipam(BEHIND).clone();
+            let done = tokio::sync::watch::channel(false);
+            let (stop, mut stopped) = done;
+            let task = tokio::spawn(async move {
+                let (mut reads, mut errors) = (0usize, Vec::new());
+                while !*stopped.borrow_and_update() {
+                    let pool = ipam.pool(POOL, Consistency::Local).await;
+                    let page = ipam
+                        .allocations(POOL, None, None, 10, Consistency::Local)
+                        .await;
+                    reads += 2;
+                    errors.extend(pool.err().into_iter().map(|e| format!("pool: {e:?}")));
+                    errors.extend(
+                        page.err()
+                            .into_iter()
+                            .map(|e| format!("allocations: {e:?}")),
+                    );
+                    tokio::task::yield_now().await;
+                }
+                (reads, errors)
+            });
+            (stop, task)
+        };
+        cluster.converge().await;
+        let (stop, task) = reader;
+        stop.send(true).expect("reader alive");
+        let (reads, errors) = task.await.expect("reader task");
+        assert!(reads > 0);
+        assert!(
+            errors.is_empty(),
+            "{} of {reads} local reads failed during catch-up: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(5)]
+        );
+        assert!(
+            has_snapshot(&cluster, BEHIND),
+            "the node caught up without installing a snapshot"
+        );
+        assert_eq!(cluster.assert_holds(POOL, &acked).await, acked.len());
+        cluster.shutdown().await;
+    })
+    .await
 }

@@ -1,0 +1,155 @@
+//! Writers on every node allocate and release without pause while the leader or a follower is
+//! cut off and healed, round after round. Afterwards every replica holds exactly what the writers were
+//! last told: each acknowledged allocation that was not released, at its address, and nothing
+//! released.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipam_raft::{Ipam, IpamError};
+use ipam_tests::{
+    allocate_retrying, assert_only_unavailable, bounded, pool_spec, wait_until, Cluster, WAIT,
+};
+
+const POOL: &str = "vms";
+const WRITERS_PER_NODE: usize = 2;
+const ROUNDS: usize = 3;
+/// Acknowledged operations between two steps of the schedule.
+const STEP: usize = 30;
+
+/// What one writer was told: owners it holds (and where), and the errors it retried through.
+struct Outcome {
+    held: BTreeMap<String, IpAddr>,
+    errors: Vec<IpamError>,
+}
+
+/// Allocates fresh owners until `stop`, releasing every third one it got on the first try
+/// (an owner retried after an error could still be allocated later by the earlier attempt,
+/// which the contract allows, so only those are released).
+async fn writer(
+    ipam: Ipam,
+    name: String,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+) -> Outcome {
+    let mut outcome = Outcome {
+        held: BTreeMap::new(),
+        errors: Vec::new(),
+    };
+    let mut k = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let owner = format!("{name}-{k}");
+        k += 1;
+        let (allocation, retried) = allocate_retrying(&ipam, POOL, &owner, WAIT).await;
+        assert_eq!(allocation.owner, owner);
+        let first_try = retried.is_empty();
+        outcome.errors.extend(retried);
+        if first_try && k % 3 == 0 {
+            release_retrying(&ipam, &owner, &mut outcome.errors).await;
+        } else {
+            outcome.held.insert(owner, allocation.ip);
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    outcome
+}
+
+/// Releases what `owner` holds, retrying unavailability; idempotent, so a retry after a
+/// release that applied anyway finds nothing left.
+async fn release_retrying(ipam: &Ipam, owner: &str, errors: &mut Vec<IpamError>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match ipam.release_owner(POOL, owner).await {
+            Ok(_) => return,
+            Err(error @ IpamError::Op(_)) => panic!("release {owner}: {error:?}"),
+            Err(error) => errors.push(error),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no release of {owner}: {errors:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the writers have acknowledged `STEP` more operations.
+async fn step(done: &AtomicUsize) {
+    let target = done.load(Ordering::Relaxed) + STEP;
+    wait_until("the writers to make progress", WAIT, || async {
+        match done.load(Ordering::Relaxed) {
+            n if n >= target => Ok(()),
+            n => Err(format!("{n} of {target} operations")),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_repeated_isolation_of_leader_and_follower() {
+    bounded(Duration::from_secs(150), async {
+        let mut cluster = Cluster::builder(3)
+            .config(|c| c.write_deadline = Duration::from_secs(2))
+            .start()
+            .await;
+        let leader = cluster.wait_leader().await;
+        cluster
+            .ipam(leader)
+            .create_pool(pool_spec(POOL, "10.0.0.0/16"))
+            .await
+            .expect("create pool");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut writers = Vec::new();
+        for id in cluster.running() {
+            for w in 0..WRITERS_PER_NODE {
+                let name = format!("n{id}w{w}");
+                let ipam = cluster.ipam(id).clone();
+                writers.push(tokio::spawn(writer(ipam, name, stop.clone(), done.clone())));
+            }
+        }
+
+        step(&done).await;
+        // Cut off the leader, then a follower, then the leader again.
+        for round in 0..ROUNDS {
+            let leader = cluster.wait_leader().await;
+            let cut = if round % 2 == 0 {
+                leader
+            } else {
+                cluster.followers(leader)[0]
+            };
+            cluster.isolate(cut, true);
+            if cut == leader {
+                cluster.wait_new_leader(leader).await;
+            }
+            step(&done).await;
+            cluster.isolate(cut, false);
+            cluster.wait_leader().await;
+            step(&done).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+
+        let mut held = BTreeMap::new();
+        let mut errors = Vec::new();
+        for joined in futures::future::join_all(writers).await {
+            let outcome = joined.expect("writer task");
+            held.extend(outcome.held);
+            errors.extend(outcome.errors);
+        }
+        eprintln!(
+            "{} operations, {} allocations held, {} errors retried",
+            done.load(Ordering::Relaxed),
+            held.len(),
+            errors.len()
+        );
+        assert_only_unavailable("writers during leader changes", &errors);
+        cluster.converge().await;
+        // Exactly what the writers hold: nothing released came back, nothing is missing.
+        assert_eq!(cluster.assert_holds(POOL, &held).await, held.len());
+        cluster.shutdown().await;
+    })
+    .await
+}
