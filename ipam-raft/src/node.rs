@@ -655,9 +655,26 @@ async fn track_committed(core: std::sync::Weak<Core>, mut shutdown: watch::Recei
     let mut metrics = c.metrics.clone();
     let tick = c.config.heartbeat;
     drop(c);
+    let mut seen = (None, None);
     loop {
         tokio::select! {
-            _ = metrics.changed() => {}
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // openraft 0.9.25 publishes metrics after every turn of its core loop,
+                // including the turn that answers our own `with_raft_state`: reacting to each
+                // publication made an idle node spin at half a core. Only an append or an
+                // apply can come with a new commit index.
+                let now = {
+                    let m = metrics.borrow_and_update();
+                    (m.last_log_index, m.last_applied.map(|l| l.index))
+                };
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+            }
             _ = tokio::time::sleep(tick) => {}
             _ = shutdown.changed() => return,
         }
