@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Starts a 3-node raft-ipam cluster of release builds on 127.0.0.1, runs the load generator
+# against it, prints the table, and stops the cluster.
+#
+#   cargo build --release -p ipam-node -p ipam-bench
+#   benches/cluster.sh                          # 1 and 64 clients, allocate mode, 10 s each
+#   benches/cluster.sh --mode batch --batch-size 100
+#   benches/cluster.sh --clients 1,8,64,256,1000 --duration 10
+#   IPAM_BENCH_FLOOR=1 benches/cluster.sh       # also measure the latency floor first
+#
+# Arguments are passed to ipam-bench after the defaults (--clients 1,64), so a later
+# --clients wins. Nodes' data dirs live under one `mktemp -d` (the disk whose fsync the
+# figures include); their logs go to node-N.log there and are printed if a node fails.
+# Environment: IPAM_BENCH_KEEP=1 keeps the temp dir, IPAM_BENCH_READY_SECS (default 120)
+# bounds the wait for the cluster, IPAM_BENCH_NODE_ARGS adds flags to every node.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+node_bin="$target_dir/release/ipam-node"
+bench_bin="$target_dir/release/ipam-bench"
+for bin in "$node_bin" "$bench_bin"; do
+    if [[ ! -x "$bin" ]]; then
+        echo "missing $bin: run cargo build --release -p ipam-node -p ipam-bench" >&2
+        exit 2
+    fi
+done
+
+work="$(mktemp -d -t ipam-bench.XXXXXX)"
+token="bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+pids=()
+
+cleanup() {
+    local status=$?
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    # Give them the graceful stop, then make sure.
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ $status -ne 0 ]]; then
+        for log in "$work"/node-*.log; do
+            [[ -f "$log" ]] || continue
+            echo "--- last lines of $log" >&2
+            tail -n 20 "$log" >&2 || true
+        done
+    fi
+    if [[ "${IPAM_BENCH_KEEP:-0}" == 1 ]]; then
+        echo "kept $work" >&2
+    else
+        rm -rf "$work"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A thousand clients need a thousand sockets on each side.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# Starts node $1 with extra flags; sets $addr to its bound host:port.
+start_node() {
+    local id=$1
+    shift
+    local out="$work/node-$id.out"
+    mkdir -p "$work/data-$id"
+    # shellcheck disable=SC2086 # IPAM_BENCH_NODE_ARGS is a list of flags
+    "$node_bin" --id "$id" --listen 127.0.0.1:0 --data-dir "$work/data-$id" \
+        --token "$token" --log-level warn ${IPAM_BENCH_NODE_ARGS:-} "$@" \
+        >"$out" 2>"$work/node-$id.log" &
+    pids+=("$!")
+    local deadline=$((SECONDS + 30))
+    addr=""
+    while [[ -z "$addr" ]]; do
+        if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+            echo "node $id exited during start-up" >&2
+            exit 1
+        fi
+        if ((SECONDS >= deadline)); then
+            echo "node $id printed no 'listening on' line within 30 s" >&2
+            exit 1
+        fi
+        addr="$(sed -n '1s/^listening on //p' "$out")"
+        [[ -n "$addr" ]] || sleep 0.05
+    done
+}
+
+start_node 1
+addr1=$addr
+start_node 2 --join "http://$addr1"
+addr2=$addr
+start_node 3 --join "http://$addr1"
+addr3=$addr
+endpoints="http://$addr1,http://$addr2,http://$addr3"
+echo "nodes: $endpoints (data under $work, pids ${pids[*]})" >&2
+
+# Ready: /readyz 200 on all three and three voters in the membership.
+deadline=$((SECONDS + ${IPAM_BENCH_READY_SECS:-120}))
+while :; do
+    ready=0
+    for a in "$addr1" "$addr2" "$addr3"; do
+        if curl -fsS -o /dev/null --max-time 2 "http://$a/readyz"; then
+            ready=$((ready + 1))
+        fi
+    done
+    voters="$(curl -fsS --max-time 2 -H "Authorization: Bearer $token" \
+        "http://$addr1/api/v1/cluster" 2>/dev/null | grep -o '"role":"voter"' | wc -l || true)"
+    if [[ $ready -eq 3 && "$voters" -eq 3 ]]; then
+        break
+    fi
+    for i in "${!pids[@]}"; do
+        if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+            echo "node $((i + 1)) exited before the cluster was ready" >&2
+            exit 1
+        fi
+    done
+    if ((SECONDS >= deadline)); then
+        echo "cluster not ready in time: $ready/3 ready, $voters voters" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+echo "cluster ready: 3 voters; $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+node_pids="$(IFS=,; echo "${pids[*]}")"
+if [[ "${IPAM_BENCH_FLOOR:-0}" == 1 ]]; then
+    "$bench_bin" --floor --floor-dir "$work" --endpoints "http://$addr1" --token "$token"
+fi
+"$bench_bin" --endpoints "$endpoints" --token "$token" --node-pids "$node_pids" \
+    --clients 1,64 "$@"
