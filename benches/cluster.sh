@@ -12,12 +12,13 @@
 # --clients wins. Nodes' data dirs live under one `mktemp -d` (the disk whose fsync the
 # figures include); their logs go to node-N.log there and are printed if a node fails.
 # Environment: IPAM_BENCH_KEEP=1 keeps the temp dir, IPAM_BENCH_READY_SECS (default 120)
-# bounds the wait for the cluster, IPAM_BENCH_NODE_ARGS adds flags to every node.
+# bounds the wait for the cluster, IPAM_BENCH_NODE_ARGS adds flags to every node,
+# IPAM_BENCH_NODE_BIN runs another ipam-node build (to compare a change).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
-node_bin="$target_dir/release/ipam-node"
+node_bin="${IPAM_BENCH_NODE_BIN:-$target_dir/release/ipam-node}"
 bench_bin="$target_dir/release/ipam-bench"
 for bin in "$node_bin" "$bench_bin"; do
     if [[ ! -x "$bin" ]]; then
@@ -48,6 +49,7 @@ cleanup() {
         for log in "$work"/node-*.log; do
             [[ -f "$log" ]] || continue
             echo "--- last lines of $log" >&2
+            grep -m 5 -A 3 'panicked' "$log" >&2 || true
             tail -n 20 "$log" >&2 || true
         done
     fi
@@ -71,7 +73,7 @@ start_node() {
     local out="$work/node-$id.out"
     mkdir -p "$work/data-$id"
     # shellcheck disable=SC2086 # IPAM_BENCH_NODE_ARGS is a list of flags
-    "$node_bin" --id "$id" --listen 127.0.0.1:0 --data-dir "$work/data-$id" \
+    RUST_BACKTRACE=0 "$node_bin" --id "$id" --listen 127.0.0.1:0 --data-dir "$work/data-$id" \
         --token "$token" --log-level warn ${IPAM_BENCH_NODE_ARGS:-} "$@" \
         >"$out" 2>"$work/node-$id.log" &
     pids+=("$!")
