@@ -93,41 +93,51 @@ start_node() {
     done
 }
 
-start_node 1
-addr1=$addr
-start_node 2 --join "http://$addr1"
-addr2=$addr
-start_node 3 --join "http://$addr1"
-addr3=$addr
-endpoints="http://$addr1,http://$addr2,http://$addr3"
-echo "nodes: $endpoints (data under $work, pids ${pids[*]})" >&2
-
-# Ready: /readyz 200 on all three and three voters in the membership.
-deadline=$((SECONDS + ${IPAM_BENCH_READY_SECS:-120}))
-while :; do
-    ready=0
-    for a in "$addr1" "$addr2" "$addr3"; do
-        if curl -fsS -o /dev/null --max-time 2 "http://$a/readyz"; then
-            ready=$((ready + 1))
+# Waits until /readyz answers 200 on every address given and node 1 counts $1 voters.
+wait_ready() {
+    local want=$1
+    shift
+    local deadline=$((SECONDS + ${IPAM_BENCH_READY_SECS:-120}))
+    local ready voters
+    while :; do
+        ready=0
+        for a in "$@"; do
+            if curl -fsS -o /dev/null --max-time 2 "http://$a/readyz" 2>/dev/null; then
+                ready=$((ready + 1))
+            fi
+        done
+        voters="$(curl -fsS --max-time 2 -H "Authorization: Bearer $token" \
+            "http://$addr1/api/v1/cluster" 2>/dev/null | grep -o '"role":"voter"' | wc -l || true)"
+        if [[ $ready -eq $# && "$voters" -eq $want ]]; then
+            return 0
         fi
-    done
-    voters="$(curl -fsS --max-time 2 -H "Authorization: Bearer $token" \
-        "http://$addr1/api/v1/cluster" 2>/dev/null | grep -o '"role":"voter"' | wc -l || true)"
-    if [[ $ready -eq 3 && "$voters" -eq 3 ]]; then
-        break
-    fi
-    for i in "${!pids[@]}"; do
-        if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-            echo "node $((i + 1)) exited before the cluster was ready" >&2
+        for i in "${!pids[@]}"; do
+            if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+                echo "node $((i + 1)) exited before the cluster was ready" >&2
+                exit 1
+            fi
+        done
+        if ((SECONDS >= deadline)); then
+            echo "cluster not ready in time: $ready/$# ready, $voters/$want voters" >&2
             exit 1
         fi
+        sleep 0.2
     done
-    if ((SECONDS >= deadline)); then
-        echo "cluster not ready in time: $ready/3 ready, $voters voters" >&2
-        exit 1
-    fi
-    sleep 0.2
-done
+}
+
+# One join at a time: node 1 refuses (409 membership_change_refused) a learner while another
+# membership change is in flight, and ipam-node's --join treats that 409 as final.
+start_node 1
+addr1=$addr
+wait_ready 1 "$addr1"
+start_node 2 --join "http://$addr1"
+addr2=$addr
+wait_ready 2 "$addr1" "$addr2"
+start_node 3 --join "http://$addr1"
+addr3=$addr
+wait_ready 3 "$addr1" "$addr2" "$addr3"
+endpoints="http://$addr1,http://$addr2,http://$addr3"
+echo "nodes: $endpoints (data under $work, pids ${pids[*]})" >&2
 echo "cluster ready: 3 voters; $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 node_pids="$(IFS=,; echo "${pids[*]}")"
