@@ -53,8 +53,8 @@ struct Args {
     /// Cluster token.
     #[arg(long, env = "IPAM_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Concurrent clients; one run per value (a later --clients replaces an earlier one).
-    #[arg(long, value_delimiter = ',', default_value = "1,8,64,256", action = clap::ArgAction::Set)]
+    /// Concurrent clients; one run per value.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
     clients: Vec<usize>,
     /// Measured seconds per run.
     #[arg(long, default_value_t = 10.0)]
