@@ -8,8 +8,9 @@
 #   benches/cluster.sh --clients 1,8,64,256,1000 --duration 10
 #   IPAM_BENCH_FLOOR=1 benches/cluster.sh       # also measure the latency floor first
 #
-# Arguments are passed to ipam-bench; without a --clients of their own, --clients 1,64. Nodes' data dirs live under one `mktemp -d` (the disk whose fsync the
-# figures include); their logs go to node-N.log there and are printed if a node fails.
+# Arguments are passed to ipam-bench; without a --clients of their own, --clients 1,64.
+# Nodes' data dirs live under one `mktemp -d` (the disk whose fsync the figures include);
+# their logs go to node-N.log there and are printed if a node fails.
 # Environment: IPAM_BENCH_KEEP=1 keeps the temp dir, IPAM_BENCH_READY_SECS (default 120)
 # bounds the wait for the cluster, IPAM_BENCH_NODE_ARGS adds flags to every node,
 # IPAM_BENCH_NODE_BIN runs another ipam-node build (to compare a change).
