@@ -72,6 +72,7 @@ start_node() {
     shift
     local out="$work/node-$id.out"
     mkdir -p "$work/data-$id"
+    : >"$out"
     # shellcheck disable=SC2086 # IPAM_BENCH_NODE_ARGS is a list of flags
     RUST_BACKTRACE=0 "$node_bin" --id "$id" --listen 127.0.0.1:0 --data-dir "$work/data-$id" \
         --token "$token" --log-level warn ${IPAM_BENCH_NODE_ARGS:-} "$@" \
