@@ -54,6 +54,12 @@ impl Step {
 pub struct Floor {
     /// One `Durability::Immediate` redb commit of one row.
     pub commit: Step,
+    /// CPU time (user + system) of one such commit, µs.
+    pub commit_cpu_us: Option<f64>,
+    /// One `Durability::None` commit of one row (how the state machine commits applies).
+    pub commit_none: Step,
+    /// CPU time of one such commit, µs.
+    pub commit_none_cpu_us: Option<f64>,
     /// One `GET /healthz` round trip, if an endpoint was given.
     pub http: Option<Step>,
     /// 2 × commit p50 + HTTP p50: the floor for a lone write's p50.
@@ -74,7 +80,11 @@ fn micros(d: Duration) -> u64 {
 
 /// `samples` durable one-row commits to a fresh redb file in `dir`, appended as a raft log
 /// would be (increasing keys).
-pub fn commit_latency(dir: &Path, samples: u64) -> anyhow::Result<Step> {
+pub fn commit_latency(
+    dir: &Path,
+    samples: u64,
+    durability: Durability,
+) -> anyhow::Result<(Step, Option<f64>)> {
     let tmp = tempfile::Builder::new()
         .prefix("ipam-floor-")
         .tempdir_in(dir)
@@ -82,12 +92,15 @@ pub fn commit_latency(dir: &Path, samples: u64) -> anyhow::Result<Step> {
     let db = Database::create(tmp.path().join("floor.redb")).context("redb create")?;
     let value = vec![0x5a_u8; 200];
     let mut h = histogram()?;
+    let mut cpu_before = None;
     // A few commits first: the file's first pages are allocated then.
     for i in 0..(samples + 10) {
+        if i == 10 {
+            cpu_before = crate::sys::cpu_time(None);
+        }
         let started = Instant::now();
         let mut txn = db.begin_write().context("begin_write")?;
-        txn.set_durability(Durability::Immediate)
-            .context("set_durability")?;
+        txn.set_durability(durability).context("set_durability")?;
         {
             let mut t = txn.open_table(LOG).context("open_table")?;
             t.insert(i, value.as_slice()).context("insert")?;
@@ -97,7 +110,12 @@ pub fn commit_latency(dir: &Path, samples: u64) -> anyhow::Result<Step> {
             h.record(micros(started.elapsed()))?;
         }
     }
-    Ok(Step::of(&h))
+    // The process is otherwise idle while this runs on one thread: its CPU time is the
+    // commits'.
+    let cpu = crate::sys::cpu_time(None)
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before).as_secs_f64() * 1e6 / samples.max(1) as f64);
+    Ok((Step::of(&h), cpu))
 }
 
 /// `samples` sequential `GET /healthz` round trips over one pooled connection.
@@ -119,7 +137,12 @@ pub async fn http_latency(client: &Client, samples: u64) -> anyhow::Result<Step>
 /// Measures the floor's parts.
 pub async fn measure(dir: &Path, client: Option<&Client>, samples: u64) -> anyhow::Result<Floor> {
     let dir = dir.to_path_buf();
-    let commit = tokio::task::spawn_blocking(move || commit_latency(&dir, samples))
+    let (commit, commit_cpu_us, commit_none, commit_none_cpu_us) =
+        tokio::task::spawn_blocking(move || {
+            let (immediate, immediate_cpu) = commit_latency(&dir, samples, Durability::Immediate)?;
+            let (none, none_cpu) = commit_latency(&dir, samples * 10, Durability::None)?;
+            anyhow::Ok((immediate, immediate_cpu, none, none_cpu))
+        })
         .await
         .context("commit task")??;
     let http = match client {
@@ -131,6 +154,9 @@ pub async fn measure(dir: &Path, client: Option<&Client>, samples: u64) -> anyho
         floor_us: 2 * commit.p50_us + rtt,
         floor_with_append_rtt_us: 2 * commit.p50_us + 2 * rtt,
         commit,
+        commit_cpu_us,
+        commit_none,
+        commit_none_cpu_us,
         http,
         load: crate::sys::load_average(),
     })

@@ -313,16 +313,22 @@ async fn run_floor(args: &Args) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&f)?);
     } else {
-        let c = &f.commit;
-        println!(
-            "redb Immediate commit of one row ({}): p50 {:.3} ms, p90 {:.3}, p99 {:.3}, max {:.3} ({} samples)",
-            dir.display(),
-            ms(c.p50_us),
-            ms(c.p90_us),
-            ms(c.p99_us),
-            ms(c.max_us),
-            c.samples
-        );
+        let cpu = |c: Option<f64>| c.map_or("?".to_string(), |c| format!("{c:.0}"));
+        for (what, c, c_cpu) in [
+            ("Immediate", &f.commit, f.commit_cpu_us),
+            ("None", &f.commit_none, f.commit_none_cpu_us),
+        ] {
+            println!(
+                "redb {what} commit of one row ({}): p50 {:.3} ms, p90 {:.3}, p99 {:.3}, max {:.3} ({} samples); CPU {} µs per commit",
+                dir.display(),
+                ms(c.p50_us),
+                ms(c.p90_us),
+                ms(c.p99_us),
+                ms(c.max_us),
+                c.samples,
+                cpu(c_cpu)
+            );
+        }
         if let Some(h) = &f.http {
             println!(
                 "loopback HTTP round trip (GET /healthz): p50 {:.3} ms, p90 {:.3}, p99 {:.3}, max {:.3} ({} samples)",
@@ -347,7 +353,7 @@ async fn run_load(args: &Args) -> anyhow::Result<ExitCode> {
     if args.endpoints.is_empty() {
         bail!("--endpoints is required");
     }
-    if args.clients.iter().any(|&c| c == 0) {
+    if args.clients.contains(&0) {
         bail!("--clients values must be positive");
     }
     if args.mode == Mode::Batch && !(1..=1000).contains(&args.batch_size) {
