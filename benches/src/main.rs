@@ -80,7 +80,7 @@ struct Args {
     /// Pool to allocate from; created if missing.
     #[arg(long, default_value = "bench")]
     pool: String,
-    /// CIDR of the pool when it is created [default: 10.0.0.0/8, or fd00:bench::/64 with --ipv6].
+    /// CIDR of the pool when it is created [default: 10.0.0.0/8, or fd00:be::/64 with --ipv6].
     #[arg(long)]
     cidr: Option<String>,
     /// Create the pool as an IPv6 /64.
@@ -214,7 +214,7 @@ async fn ensure_pool(client: &Client, args: &Args) -> anyhow::Result<()> {
         Err(e) if e.code() == Some("pool_not_found") => {
             let cidr = args.cidr.clone().unwrap_or_else(|| {
                 if args.ipv6 {
-                    "fd00:bench::/64".to_string()
+                    "fd00:be::/64".to_string()
                 } else {
                     "10.0.0.0/8".to_string()
                 }
