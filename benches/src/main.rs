@@ -524,3 +524,35 @@ async fn main() -> anyhow::Result<ExitCode> {
         run_load(&args).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_read_by_exact_name() {
+        let text = "# HELP ipam_raft_commit_index x\n# TYPE ipam_raft_commit_index gauge\n\
+                    ipam_raft_commit_index_total 7\nipam_raft_commit_index 42\n";
+        assert_eq!(metric(text, "ipam_raft_commit_index"), Some(42.0));
+        assert_eq!(metric(text, "ipam_raft_applied_index"), None);
+    }
+
+    #[test]
+    fn only_loopback_endpoints_are_accepted() {
+        for ok in [
+            "http://127.0.0.1:7470",
+            "127.0.0.1:1",
+            "http://[::1]:7470",
+            "http://localhost:7470",
+        ] {
+            assert!(check_loopback(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1:7470",
+            "http://example.com",
+            "http://[fd00::1]:1",
+        ] {
+            assert!(check_loopback(bad).is_err(), "{bad}");
+        }
+    }
+}
