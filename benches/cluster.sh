@@ -1,96 +1,153 @@
 #!/usr/bin/env bash
-# Starts a 3-node raft-ipam cluster of release builds on 127.0.0.1 (ports chosen by the OS,
-# temporary data dirs), forms it through the admin API, runs the load generator at 1 and 64
-# clients, prints its table, and stops the cluster on exit (normal or not).
+# Starts a 3-node raft-ipam cluster of release builds on 127.0.0.1, runs the load generator
+# against it, prints the table, and stops the cluster.
 #
-#   benches/cluster.sh                      # allocate mode, 10 s per run
-#   BENCH_ARGS="--mode batch" benches/cluster.sh
-#   CLIENTS=1,8,64,256 DURATION=5 benches/cluster.sh
-#   PROFILE=dev benches/cluster.sh          # debug builds: a quick check, not figures
+#   cargo build --release -p ipam-node -p ipam-bench
+#   benches/cluster.sh                          # 1 and 64 clients, allocate mode, 10 s each
+#   benches/cluster.sh --mode batch --batch-size 100
+#   benches/cluster.sh --clients 1,8,64,256,1000 --duration 10
+#   IPAM_BENCH_FLOOR=1 benches/cluster.sh       # also measure the latency floor first
 #
-# Loopback only; every wait has a deadline.
+# Arguments are passed to ipam-bench; without a --clients of their own, --clients 1,64.
+# Nodes' data dirs live under one `mktemp -d` (the disk whose fsync the figures include);
+# their logs go to node-N.log there and are printed if a node fails.
+# Environment: IPAM_BENCH_KEEP=1 keeps the temp dir, IPAM_BENCH_READY_SECS (default 120)
+# bounds the wait for the cluster, IPAM_BENCH_NODE_ARGS adds flags to every node,
+# IPAM_BENCH_NODE_BIN runs another ipam-node build (to compare a change).
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-CLIENTS=${CLIENTS:-1,64}
-DURATION=${DURATION:-10}
-BENCH_ARGS=${BENCH_ARGS:-}
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+node_bin="${IPAM_BENCH_NODE_BIN:-$target_dir/release/ipam-node}"
+bench_bin="$target_dir/release/ipam-bench"
+for bin in "$node_bin" "$bench_bin"; do
+    if [[ ! -x "$bin" ]]; then
+        echo "missing $bin: run cargo build --release -p ipam-node -p ipam-bench" >&2
+        exit 2
+    fi
+done
 
-PROFILE=${PROFILE:-release}
-cargo build --profile "$PROFILE" --quiet -p ipam-node -p ipam-cli -p ipam-bench
-if [ "$PROFILE" = dev ]; then BIN=target/debug; else BIN=target/$PROFILE; fi
+work="$(mktemp -d -t ipam-bench.XXXXXX)"
+token="bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+pids=()
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ipam-bench.XXXXXX")
-PIDS=()
 cleanup() {
     local status=$?
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
     done
-    for pid in "${PIDS[@]}"; do
+    # Give them the graceful stop, then make sure.
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    if [ "$status" -ne 0 ]; then
-        for log in "$TMP"/n*.log; do
-            [ -f "$log" ] && { echo "--- $log (last lines)"; tail -n 20 "$log"; } >&2
+    if [[ $status -ne 0 ]]; then
+        for log in "$work"/node-*.log; do
+            [[ -f "$log" ]] || continue
+            echo "--- last lines of $log" >&2
+            grep -m 5 -A 3 'panicked' "$log" >&2 || true
+            tail -n 20 "$log" >&2 || true
         done
     fi
-    rm -rf "$TMP"
+    if [[ "${IPAM_BENCH_KEEP:-0}" == 1 ]]; then
+        echo "kept $work" >&2
+    else
+        rm -rf "$work"
+    fi
+    exit "$status"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-export IPAM_TOKEN=$TOKEN
+# A thousand clients need a thousand sockets on each side.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# start_node ID [FLAGS...]: starts a node, waits (10 s at most) for its `listening on` line and
-# sets ADDR to the address it bound.
+# Starts node $1 with extra flags; sets $addr to its bound host:port.
 start_node() {
     local id=$1
     shift
-    mkdir -p "$TMP/n$id"
-    # Created before the node starts, so the first read cannot race the node's redirection.
-    : >"$TMP/n$id.out"
-    "$BIN/ipam-node" --id "$id" --listen 127.0.0.1:0 --data-dir "$TMP/n$id/data" \
-        --token "$TOKEN" "$@" >"$TMP/n$id.out" 2>"$TMP/n$id.log" &
-    PIDS+=($!)
-    local deadline=$((SECONDS + 10))
-    ADDR=
-    while [ -z "$ADDR" ]; do
-        ADDR=$(sed -n 's/^listening on //p' "$TMP/n$id.out" | head -n 1)
-        if [ -z "$ADDR" ]; then
-            [ "$SECONDS" -lt "$deadline" ] || { echo "node $id did not start" >&2; exit 1; }
-            sleep 0.1
-        fi
-    done
-}
-
-# wait_leader ADDR: polls the node's cluster status for 30 s at most, until it knows a leader.
-wait_leader() {
+    local out="$work/node-$id.out"
+    mkdir -p "$work/data-$id"
+    : >"$out"
+    # shellcheck disable=SC2086 # IPAM_BENCH_NODE_ARGS is a list of flags
+    RUST_BACKTRACE=0 "$node_bin" --id "$id" --listen 127.0.0.1:0 --data-dir "$work/data-$id" \
+        --token "$token" --log-level warn ${IPAM_BENCH_NODE_ARGS:-} "$@" \
+        >"$out" 2>"$work/node-$id.log" &
+    pids+=("$!")
     local deadline=$((SECONDS + 30))
-    until "$BIN/ipam-cli" --endpoint "http://$1" -o json cluster status 2>/dev/null |
-        grep -Eq '"leader": [0-9]+'; do
-        [ "$SECONDS" -lt "$deadline" ] || { echo "node at $1 knows no leader" >&2; exit 1; }
-        sleep 0.1
+    addr=""
+    while [[ -z "$addr" ]]; do
+        if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+            echo "node $id exited during start-up" >&2
+            exit 1
+        fi
+        if ((SECONDS >= deadline)); then
+            echo "node $id printed no 'listening on' line within 30 s" >&2
+            exit 1
+        fi
+        addr="$(sed -n '1s/^listening on //p' "$out")"
+        [[ -n "$addr" ]] || sleep 0.05
     done
 }
 
+# Waits until /readyz answers 200 on every address given and node 1 counts $1 voters.
+wait_ready() {
+    local want=$1
+    shift
+    local deadline=$((SECONDS + ${IPAM_BENCH_READY_SECS:-120}))
+    local ready voters
+    while :; do
+        ready=0
+        for a in "$@"; do
+            if curl -fsS -o /dev/null --max-time 2 "http://$a/readyz" 2>/dev/null; then
+                ready=$((ready + 1))
+            fi
+        done
+        voters="$(curl -fsS --max-time 2 -H "Authorization: Bearer $token" \
+            "http://$addr1/api/v1/cluster" 2>/dev/null | grep -o '"role":"voter"' | wc -l || true)"
+        if [[ $ready -eq $# && "$voters" -eq $want ]]; then
+            return 0
+        fi
+        for i in "${!pids[@]}"; do
+            if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+                echo "node $((i + 1)) exited before the cluster was ready" >&2
+                exit 1
+            fi
+        done
+        if ((SECONDS >= deadline)); then
+            echo "cluster not ready in time: $ready/$# ready, $voters/$want voters" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+
+# One join at a time: node 1 refuses (409 membership_change_refused) a learner while another
+# membership change is in flight, and ipam-node's --join treats that 409 as final.
 start_node 1
-A1=$ADDR
-start_node 2 --no-init
-A2=$ADDR
-start_node 3 --no-init
-A3=$ADDR
-wait_leader "$A1"
+addr1=$addr
+wait_ready 1 "$addr1"
+start_node 2 --join "http://$addr1"
+addr2=$addr
+wait_ready 2 "$addr1" "$addr2"
+start_node 3 --join "http://$addr1"
+addr3=$addr
+wait_ready 3 "$addr1" "$addr2" "$addr3"
+endpoints="http://$addr1,http://$addr2,http://$addr3"
+echo "nodes: $endpoints (data under $work, pids ${pids[*]})" >&2
+echo "cluster ready: 3 voters; $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-CLI=("$BIN/ipam-cli" --endpoint "http://$A1")
-"${CLI[@]}" cluster add-learner 2 "$A2" >/dev/null
-"${CLI[@]}" cluster add-learner 3 "$A3" >/dev/null
-"${CLI[@]}" cluster voters 1 2 3 >/dev/null
-"${CLI[@]}" cluster status >&2
-echo >&2
-
-# ipam-bench waits until every node is ready (/readyz) before its first run.
-# shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
-timeout 900 "$BIN/ipam-bench" \
-    --endpoints "http://$A1,http://$A2,http://$A3" \
-    --clients "$CLIENTS" --duration "$DURATION" $BENCH_ARGS
+node_pids="$(IFS=,; echo "${pids[*]}")"
+if [[ "${IPAM_BENCH_FLOOR:-0}" == 1 ]]; then
+    "$bench_bin" --floor --floor-dir "$work" --endpoints "http://$addr1" --token "$token"
+fi
+defaults=(--clients 1,64)
+for arg in "$@"; do
+    [[ "$arg" == --clients || "$arg" == --clients=* ]] && defaults=()
+done
+"$bench_bin" --endpoints "$endpoints" --token "$token" --node-pids "$node_pids" \
+    "${defaults[@]}" "$@"

@@ -1,274 +1,328 @@
-//! The load: N concurrent clients allocating for fresh owners, until a deadline or a count.
+//! One load run: `clients` tasks sending requests as fast as their answers come back, until
+//! the duration has passed or the request count is reached, each recording the latency of
+//! every request it sent and every allocation acknowledged to it.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use hdrhistogram::Histogram;
 use ipam_client::types::{AllocateRequest, Allocation, BatchOp};
 use ipam_client::{Client, ClientError};
 
-/// What each client does in a loop.
+/// What each client sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// One `POST .../allocations` per request, each for a fresh owner.
+    /// `POST /pools/{pool}/allocations` for a fresh owner, again and again.
     Allocate,
-    /// Allocate for fresh owners; once a client holds `--hold` addresses, release its oldest
-    /// (fenced by generation) after each allocation.
+    /// Allocate for a fresh owner, then release that address (fenced by its generation).
     Mixed,
-    /// `POST /api/v1/batch` of `--batch-size` allocate ops, each for a fresh owner.
+    /// `POST /batch` of `--batch-size` allocations for fresh owners.
     Batch,
 }
 
-/// When a run stops.
-#[derive(Clone, Copy, Debug)]
-pub enum Stop {
-    /// After this long (requests in flight finish).
-    Duration(Duration),
-    /// After this many allocations in total.
-    Count(u64),
+/// Where the clients send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Targets {
+    /// Client i talks to endpoint i mod n (followers forward writes to the leader).
+    Spread,
+    /// Every client talks to the leader.
+    Leader,
 }
 
-/// One run's parameters.
+/// The parameters of one run.
 #[derive(Clone, Debug)]
-pub struct Load {
-    /// What clients do.
-    pub mode: Mode,
+pub struct Plan {
     /// Concurrent clients.
     pub clients: usize,
-    /// Pool to allocate in.
-    pub pool: String,
-    /// When to stop.
-    pub stop: Stop,
-    /// Ops per batch request.
+    /// Mode.
+    pub mode: Mode,
+    /// Ops per batch request (batch mode).
     pub batch_size: usize,
-    /// Addresses a `mixed` client keeps before releasing its oldest.
-    pub hold: usize,
-    /// Prefix that keeps owners of different runs apart.
+    /// Pool name.
+    pub pool: String,
+    /// Measured time (the run ends at the first of duration and count).
+    pub duration: Duration,
+    /// Measured requests at most.
+    pub count: Option<u64>,
+    /// Unmeasured time before (connections open, the cluster warms up).
+    pub warmup: Duration,
+    /// Prefix making this run's owners unique in the pool.
     pub owner_prefix: String,
 }
 
-/// What a run did.
-pub struct Outcome {
-    /// Wall time from the first request to the last answer.
-    pub elapsed: Duration,
-    /// Successful HTTP requests.
-    pub requests: u64,
-    /// Allocations acknowledged (201 or 200).
-    pub allocations: u64,
-    /// Releases acknowledged.
-    pub releases: u64,
-    /// Latency of every successful request, in microseconds.
-    pub latency: Histogram<u64>,
-    /// Failed requests by error code (`unreachable`, `timeout`, `decode` for transport ones).
-    pub errors: BTreeMap<String, u64>,
-    /// Allocations acknowledged and not released since: what every node must hold.
-    pub live: Vec<Allocation>,
-    /// Owners whose state is unknown (a write that may or may not have applied).
-    pub uncertain: Vec<String>,
+/// An allocation acknowledged to a client, and whether the client released it since.
+#[derive(Clone, Debug)]
+pub struct Acked {
+    /// The allocation as the node answered it.
+    pub allocation: Allocation,
+    /// `Some(true)`: the release was acknowledged; `Some(false)`: its outcome is unknown
+    /// (an error that may have committed); `None`: not released.
+    pub released: Option<bool>,
 }
 
-struct Worker {
-    client: Client,
-    load: Arc<Load>,
-    id: usize,
-    seq: u64,
+/// What one run produced.
+pub struct Outcome {
+    /// Latency of every measured request, µs.
+    pub latency: Histogram<u64>,
+    /// Measured requests that succeeded.
+    pub ok_requests: u64,
+    /// New allocations acknowledged in the measured window.
+    pub allocations: u64,
+    /// Releases acknowledged in the measured window.
+    pub releases: u64,
+    /// Owner's existing allocation returned (200 instead of 201): should be none.
+    pub existing: u64,
+    /// Failed measured requests by error code.
+    pub errors: BTreeMap<String, u64>,
+    /// From the start of the measured window until the last measured request ended.
+    pub elapsed: Duration,
+    /// Every allocation acknowledged during the run (warm-up included), for verification.
+    pub acked: Vec<Acked>,
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).context("histogram bounds")
+}
+
+/// The error code to count a failed request under.
+pub fn error_code(e: &ClientError) -> String {
+    match e {
+        ClientError::Api { code, .. } => code.clone(),
+        ClientError::Timeout { .. } => "client_timeout".to_string(),
+        ClientError::Unreachable { .. } => "unreachable".to_string(),
+        ClientError::Decode { status, .. } => format!("decode_{}", status.as_u16()),
+        _ => "client_error".to_string(),
+    }
+}
+
+struct Shared {
+    plan: Plan,
+    measure_from: Instant,
+    measure_until: Instant,
+    /// Measured requests started so far (for `--count`).
+    started: AtomicU64,
+}
+
+impl Shared {
+    /// Whether the next request is measured; `None` when the run is over.
+    fn next(&self) -> Option<bool> {
+        let now = Instant::now();
+        if now >= self.measure_until {
+            return None;
+        }
+        if now < self.measure_from {
+            return Some(false);
+        }
+        let n = self.started.fetch_add(1, Ordering::Relaxed);
+        match self.plan.count {
+            Some(limit) if n >= limit => None,
+            _ => Some(true),
+        }
+    }
+}
+
+struct ClientResult {
     latency: Histogram<u64>,
-    requests: u64,
+    ok_requests: u64,
     allocations: u64,
     releases: u64,
+    existing: u64,
     errors: BTreeMap<String, u64>,
-    held: VecDeque<Allocation>,
-    uncertain: Vec<String>,
+    last_end: Option<Instant>,
+    acked: Vec<Acked>,
 }
 
-fn histogram() -> Histogram<u64> {
-    // 1 µs to 10 minutes at 3 significant digits.
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
-}
-
-impl Worker {
-    fn owner(&mut self) -> String {
-        self.seq += 1;
-        format!("{}-c{}-{}", self.load.owner_prefix, self.id, self.seq)
-    }
-
-    fn record(&mut self, started: Instant) {
-        let micros = started.elapsed().as_micros().clamp(1, 600_000_000) as u64;
-        self.latency.saturating_record(micros);
-        self.requests += 1;
-    }
-
-    fn failed(&mut self, err: &ClientError, owners: &[String]) {
-        let code = match err {
-            ClientError::Api { code, .. } => code.clone(),
-            ClientError::Unreachable { .. } => "unreachable".into(),
-            ClientError::Timeout { .. } => "timeout".into(),
-            ClientError::Decode { .. } => "decode".into(),
-            _ => "other".into(),
-        };
-        *self.errors.entry(code).or_default() += 1;
-        if err.may_have_committed() {
-            self.uncertain.extend_from_slice(owners);
-        }
-    }
-
-    async fn run(mut self, remaining: Arc<AtomicI64>, deadline: Option<Instant>) -> Worker {
-        loop {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
-            }
-            let want = match self.load.mode {
-                Mode::Batch => self.load.batch_size as i64,
-                Mode::Allocate | Mode::Mixed => 1,
-            };
-            let before = remaining.fetch_sub(want, Ordering::Relaxed);
-            if before <= 0 {
-                break;
-            }
-            let n = want.min(before) as usize;
-            match self.load.mode {
-                Mode::Allocate => self.allocate().await,
-                Mode::Mixed => {
-                    self.allocate().await;
-                    if self.held.len() > self.load.hold {
-                        self.release_oldest().await;
-                    }
-                }
-                Mode::Batch => self.batch(n).await,
-            }
-        }
-        self
-    }
-
-    async fn allocate(&mut self) {
-        let owner = self.owner();
-        let req = AllocateRequest {
-            owner: owner.clone(),
-            ..Default::default()
-        };
-        let started = Instant::now();
-        match self.client.allocate(&self.load.pool, &req).await {
-            Ok((allocation, _)) => {
-                self.record(started);
-                self.allocations += 1;
-                self.held.push_back(allocation);
-            }
-            Err(e) => self.failed(&e, &[owner]),
-        }
-    }
-
-    async fn release_oldest(&mut self) {
-        let Some(oldest) = self.held.pop_front() else {
-            return;
-        };
-        let started = Instant::now();
-        match self
-            .client
-            .release(&self.load.pool, &oldest.ip, Some(oldest.generation))
-            .await
-        {
-            Ok(()) => {
-                self.record(started);
-                self.releases += 1;
-            }
-            Err(e) => {
-                // Not released (or unknown): it stays what the nodes should hold, unless the
-                // outcome is unknown.
-                self.failed(&e, std::slice::from_ref(&oldest.owner));
-                if !e.may_have_committed() {
-                    self.held.push_front(oldest);
-                }
-            }
-        }
-    }
-
-    async fn batch(&mut self, n: usize) {
-        let owners: Vec<String> = (0..n).map(|_| self.owner()).collect();
-        let ops = owners
-            .iter()
-            .map(|owner| BatchOp::Allocate {
-                pool: self.load.pool.clone(),
-                owner: owner.clone(),
-                ip: None,
-                labels: Default::default(),
-            })
-            .collect();
-        let started = Instant::now();
-        match self.client.batch(ops).await {
-            Ok(resp) => {
-                self.record(started);
-                for result in resp.results {
-                    match serde_json::from_value::<Allocation>(result) {
-                        Ok(a) => {
-                            self.allocations += 1;
-                            self.held.push_back(a);
-                        }
-                        Err(_) => *self.errors.entry("decode".into()).or_default() += 1,
-                    }
-                }
-            }
-            Err(e) => self.failed(&e, &owners),
+impl ClientResult {
+    fn error(&mut self, measured: bool, e: &ClientError) {
+        if measured {
+            *self.errors.entry(error_code(e)).or_default() += 1;
         }
     }
 }
 
-/// Runs `load` with client `i` talking to `clients[i % clients.len()]`.
-pub async fn run(load: Load, clients: &[Client]) -> Outcome {
-    let load = Arc::new(load);
-    let (remaining, deadline) = match load.stop {
-        Stop::Count(n) => (i64::try_from(n).unwrap_or(i64::MAX), None),
-        Stop::Duration(d) => (i64::MAX, Some(Instant::now() + d)),
-    };
-    let remaining = Arc::new(AtomicI64::new(remaining));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..load.clients)
-        .map(|id| {
-            let worker = Worker {
-                client: clients[id % clients.len()].clone(),
-                load: load.clone(),
-                id,
-                seq: 0,
-                latency: histogram(),
-                requests: 0,
-                allocations: 0,
-                releases: 0,
-                errors: BTreeMap::new(),
-                held: VecDeque::new(),
-                uncertain: Vec::new(),
-            };
-            tokio::spawn(worker.run(remaining.clone(), deadline))
-        })
-        .collect();
-    let mut outcome = Outcome {
-        elapsed: Duration::ZERO,
-        requests: 0,
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+async fn client_loop(
+    shared: Arc<Shared>,
+    client: Client,
+    index: usize,
+) -> anyhow::Result<ClientResult> {
+    let plan = &shared.plan;
+    let mut r = ClientResult {
+        latency: histogram()?,
+        ok_requests: 0,
         allocations: 0,
         releases: 0,
-        latency: histogram(),
+        existing: 0,
         errors: BTreeMap::new(),
-        live: Vec::new(),
-        uncertain: Vec::new(),
+        last_end: None,
+        acked: Vec::new(),
     };
-    for task in tasks {
-        match task.await {
-            Ok(w) => {
-                outcome.requests += w.requests;
-                outcome.allocations += w.allocations;
-                outcome.releases += w.releases;
-                // Same bounds on both sides, so adding cannot fail.
-                let _ = outcome.latency.add(&w.latency);
-                for (code, n) in w.errors {
-                    *outcome.errors.entry(code).or_default() += n;
+    let mut seq: u64 = 0;
+    let owner = |seq: &mut u64| {
+        *seq += 1;
+        format!("{}-{index}-{seq}", plan.owner_prefix)
+    };
+    while let Some(measured) = shared.next() {
+        match plan.mode {
+            Mode::Allocate | Mode::Mixed => {
+                let req = AllocateRequest {
+                    owner: owner(&mut seq),
+                    ..Default::default()
+                };
+                let started = Instant::now();
+                let res = client.allocate(&plan.pool, &req).await;
+                let ended = Instant::now();
+                let held = match res {
+                    Ok((allocation, created)) => {
+                        if measured {
+                            r.latency.record(micros(ended - started))?;
+                            r.ok_requests += 1;
+                            r.last_end = Some(ended);
+                            if created {
+                                r.allocations += 1;
+                            } else {
+                                r.existing += 1;
+                            }
+                        }
+                        r.acked.push(Acked {
+                            allocation,
+                            released: None,
+                        });
+                        true
+                    }
+                    Err(e) => {
+                        r.error(measured, &e);
+                        if measured {
+                            r.last_end = Some(ended);
+                        }
+                        false
+                    }
+                };
+                if plan.mode == Mode::Mixed && held {
+                    // The release is a request of its own: measured if the window still runs.
+                    let Some(measured) = shared.next() else { break };
+                    let Some(acked) = r.acked.last_mut() else {
+                        break;
+                    };
+                    let (ip, generation) =
+                        (acked.allocation.ip.clone(), acked.allocation.generation);
+                    let started = Instant::now();
+                    let res = client.release(&plan.pool, &ip, Some(generation)).await;
+                    let ended = Instant::now();
+                    match res {
+                        Ok(()) => {
+                            acked.released = Some(true);
+                            if measured {
+                                r.latency.record(micros(ended - started))?;
+                                r.ok_requests += 1;
+                                r.releases += 1;
+                                r.last_end = Some(ended);
+                            }
+                        }
+                        Err(e) => {
+                            acked.released = e.may_have_committed().then_some(false);
+                            r.error(measured, &e);
+                            if measured {
+                                r.last_end = Some(ended);
+                            }
+                        }
+                    }
                 }
-                outcome.live.extend(w.held);
-                outcome.uncertain.extend(w.uncertain);
             }
-            Err(e) => *outcome.errors.entry(format!("panic: {e}")).or_default() += 1,
+            Mode::Batch => {
+                let ops: Vec<BatchOp> = (0..plan.batch_size)
+                    .map(|_| BatchOp::Allocate {
+                        pool: plan.pool.clone(),
+                        owner: owner(&mut seq),
+                        ip: None,
+                        labels: Default::default(),
+                    })
+                    .collect();
+                let started = Instant::now();
+                let res = client.batch(ops).await;
+                let ended = Instant::now();
+                match res {
+                    Ok(resp) => {
+                        let mut n = 0;
+                        for value in resp.results {
+                            let allocation: Allocation = serde_json::from_value(value)
+                                .context("a batch allocate result is not an allocation")?;
+                            r.acked.push(Acked {
+                                allocation,
+                                released: None,
+                            });
+                            n += 1;
+                        }
+                        if measured {
+                            r.latency.record(micros(ended - started))?;
+                            r.ok_requests += 1;
+                            r.allocations += n;
+                            r.last_end = Some(ended);
+                        }
+                    }
+                    Err(e) => {
+                        r.error(measured, &e);
+                        if measured {
+                            r.last_end = Some(ended);
+                        }
+                    }
+                }
+            }
         }
     }
-    outcome.elapsed = started.elapsed();
-    outcome
+    Ok(r)
+}
+
+/// Runs `plan` with client i sending to `clients[i % clients.len()]`.
+pub async fn run(plan: Plan, clients: &[Client]) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(!clients.is_empty(), "no endpoint to send to");
+    let start = Instant::now();
+    let measure_from = start + plan.warmup;
+    let shared = Arc::new(Shared {
+        measure_from,
+        measure_until: measure_from + plan.duration,
+        plan: plan.clone(),
+        started: AtomicU64::new(0),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..plan.clients {
+        let client = clients[i % clients.len()].clone();
+        tasks.spawn(client_loop(shared.clone(), client, i));
+    }
+    let mut out = Outcome {
+        latency: histogram()?,
+        ok_requests: 0,
+        allocations: 0,
+        releases: 0,
+        existing: 0,
+        errors: BTreeMap::new(),
+        elapsed: Duration::ZERO,
+        acked: Vec::new(),
+    };
+    let mut last_end = measure_from;
+    while let Some(joined) = tasks.join_next().await {
+        let r = joined.context("client task")??;
+        out.latency.add(&r.latency).context("merge histograms")?;
+        out.ok_requests += r.ok_requests;
+        out.allocations += r.allocations;
+        out.releases += r.releases;
+        out.existing += r.existing;
+        for (code, n) in r.errors {
+            *out.errors.entry(code).or_default() += n;
+        }
+        if let Some(end) = r.last_end {
+            last_end = last_end.max(end);
+        }
+        out.acked.extend(r.acked);
+    }
+    out.elapsed = last_end.saturating_duration_since(measure_from);
+    Ok(out)
 }

@@ -1,36 +1,54 @@
-//! `ipam-bench` drives a live raft-ipam cluster over HTTP through `ipam-client` and prints
-//! throughput and latency: N concurrent clients (`--clients 1,8,64,256`, one run per value)
-//! allocate for fresh owners (`--mode allocate | mixed | batch`) for `--duration` seconds or
-//! `--count` allocations, spread over every node or sent to the leader only (`--targets`).
-//! Each run gets a fresh pool; afterwards the tool waits until the cluster converges and
-//! checks every node's replica (`?consistency=local`): every acknowledged allocation present,
-//! no address twice, replicas equal. One line per run, or JSON lines with `--json`. It only
-//! targets the endpoints it is given; `benches/cluster.sh` starts a loopback cluster for it.
+//! `ipam-bench`: a load generator for a live raft-ipam cluster, and a measurement of the
+//! latency floor of one replicated write on this machine.
+//!
+//! It drives the cluster over its HTTP API with `ipam-client` (one pooled client per
+//! endpoint, shared by every client task), records the latency of every request in an
+//! HDR histogram, prints one line per run (or JSON lines), then checks that every
+//! acknowledged allocation is on every node and that no address is held twice, and exits
+//! non-zero if not. `benches/cluster.sh` starts a 3-node cluster and runs it.
+//!
+//! ```text
+//! ipam-bench --endpoints http://127.0.0.1:7471,http://127.0.0.1:7472 --token T \
+//!     --clients 1,64 --duration 10 --mode allocate --targets spread
+//! ipam-bench --floor --floor-dir /var/lib/ipam --endpoints http://127.0.0.1:7471
+//! ```
+//!
+//! Loopback only: endpoints must be 127.0.0.1, ::1 or localhost, and every run is bounded in
+//! time (`--duration`, or `--count` under `--max-duration`).
 //!
 //! # Layout
 //!
-//! - `main` — flags, target selection, one fresh pool per run, the report.
-//! - [`load`] — the concurrent clients and what they measure.
-//! - [`verify`] — convergence wait and the replica checks.
+//! - `main` — flags, cluster discovery (leader, pool), the run loop, output.
+//! - [`load`] — one run: client tasks, latency histograms, acknowledged allocations.
+//! - [`verify`] — convergence wait and the per-node check of acknowledged allocations.
+//! - [`floor`] — durable redb commit and loopback HTTP round-trip latency.
+//! - [`sys`] — load average and CPU time from `/proc`.
 
-use std::time::Duration;
-
-use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
-use ipam_client::types::CreatePoolRequest;
-use ipam_client::Client;
-
+mod floor;
 mod load;
+mod sys;
 mod verify;
 
-use load::{Load, Mode, Outcome, Stop};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Load generator for a live raft-ipam cluster.
+use anyhow::{bail, Context};
+use clap::Parser;
+use ipam_client::types::{CreatePoolRequest, GatewayField};
+use ipam_client::Client;
+use reqwest::Url;
+use serde::Serialize;
+
+use crate::load::{Mode, Plan, Targets};
+
+/// Load generator for a live raft-ipam cluster (loopback only).
 #[derive(Debug, Parser)]
-#[command(name = "ipam-bench", version, about)]
+#[command(name = "ipam-bench", version)]
 struct Args {
-    /// Node endpoints, comma-separated (`http://127.0.0.1:7470,http://127.0.0.1:7471`).
-    #[arg(long, env = "IPAM_ENDPOINTS", value_delimiter = ',', required = true)]
+    /// Node API URLs, comma-separated (http://127.0.0.1:7471,...).
+    #[arg(long, value_delimiter = ',', env = "IPAM_BENCH_ENDPOINTS")]
     endpoints: Vec<String>,
     /// Cluster token.
     #[arg(long, env = "IPAM_TOKEN", hide_env_values = true)]
@@ -38,349 +56,472 @@ struct Args {
     /// Concurrent clients; one run per value.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
     clients: Vec<usize>,
-    /// What each client does.
-    #[arg(long, value_enum, default_value_t = Mode::Allocate)]
-    mode: Mode,
-    /// Seconds per run (ignored with --count).
+    /// Measured seconds per run.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Stop each run after this many allocations instead of after --duration.
+    /// Measured requests per run (ends the run early; bounded by --max-duration).
     #[arg(long)]
     count: Option<u64>,
-    /// Which nodes clients talk to.
-    #[arg(long, value_enum, default_value_t = Targets::All)]
-    targets: Targets,
-    /// Ops per request in `batch` mode (1–1000).
+    /// Upper bound of a run's measured time when --count is given, seconds.
+    #[arg(long, default_value_t = 120.0)]
+    max_duration: f64,
+    /// Unmeasured seconds before each run's window (connections open).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// What each client sends.
+    #[arg(long, value_enum, default_value_t = Mode::Allocate)]
+    mode: Mode,
+    /// Allocations per /batch request (batch mode).
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
-    /// Addresses a `mixed` client holds before it releases its oldest after each allocation.
-    #[arg(long, default_value_t = 4)]
-    hold: usize,
-    /// Address family of the benchmark pools (`v4`: a /12 per run, 1,048,574 addresses).
-    #[arg(long, value_enum, default_value_t = Family::V4)]
-    family: Family,
-    /// Pool name prefix; each run creates `<prefix>-<n>` and force-deletes it afterwards.
+    /// Spread clients over all endpoints, or send everything to the leader.
+    #[arg(long, value_enum, default_value_t = Targets::Spread)]
+    targets: Targets,
+    /// Pool to allocate from; created if missing.
     #[arg(long, default_value = "bench")]
-    pool_prefix: String,
-    /// Keep the pools after the runs.
+    pool: String,
+    /// CIDR of the pool when it is created [default: 10.0.0.0/8, or fd00:be::/64 with --ipv6].
     #[arg(long)]
-    keep_pools: bool,
-    /// Skip the post-run replica check.
+    cidr: Option<String>,
+    /// Create the pool as an IPv6 /64.
     #[arg(long)]
-    no_verify: bool,
-    /// Seconds to wait for the cluster to converge before checking replicas.
-    #[arg(long, default_value_t = 60.0)]
-    converge_timeout: f64,
-    /// Seconds to wait for every node to be ready (`/readyz`) before the first run.
-    #[arg(long, default_value_t = 30.0)]
-    ready_timeout: f64,
-    /// Per-request timeout in seconds.
+    ipv6: bool,
+    /// Timeout of one request, seconds.
     #[arg(long, default_value_t = 30.0)]
     request_timeout: f64,
-    /// One JSON object per run instead of table lines.
+    /// Skip the after-run check of acknowledged allocations.
+    #[arg(long)]
+    no_verify: bool,
+    /// Node process ids (comma-separated): report the nodes' CPU time per run.
+    #[arg(long, value_delimiter = ',')]
+    node_pids: Vec<u32>,
+    /// Print JSON lines instead of the table.
     #[arg(long)]
     json: bool,
+    /// Measure the floor (durable commit, HTTP round trip) instead of load runs.
+    #[arg(long)]
+    floor: bool,
+    /// Directory for the floor's redb file: put it on the nodes' disk [default: the temp dir].
+    #[arg(long)]
+    floor_dir: Option<PathBuf>,
+    /// Commits measured by --floor.
+    #[arg(long, default_value_t = 500)]
+    floor_samples: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Targets {
-    /// Client i talks to endpoint i mod N: followers forward writes to the leader.
-    All,
-    /// Every client talks to the current leader.
-    Leader,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Family {
-    /// `10.<16k>.0.0/12` for run k (up to 16 runs).
-    V4,
-    /// `fd00:0:0:<k>::/64` for run k.
-    V6,
-}
-
-/// One line of the report.
-#[derive(serde::Serialize)]
-struct RunReport {
+/// One run's line.
+#[derive(Debug, Serialize)]
+struct Report {
     mode: Mode,
-    clients: usize,
     targets: Targets,
-    pool: String,
-    seconds: f64,
+    clients: usize,
+    batch_size: Option<usize>,
     requests: u64,
     allocations: u64,
     releases: u64,
-    allocations_per_sec: f64,
-    requests_per_sec: f64,
-    latency_us: Latency,
-    errors: std::collections::BTreeMap<String, u64>,
-    uncertain: usize,
+    existing: u64,
+    elapsed_s: f64,
+    allocations_per_s: f64,
+    requests_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+    errors: BTreeMap<String, u64>,
+    /// Log entries the leader committed during the run (`ipam_raft_commit_index` delta).
+    entries: Option<u64>,
+    entries_per_s: Option<f64>,
+    ops_per_entry: Option<f64>,
+    /// CPU seconds of the generator and of the nodes during the run.
+    bench_cpu_s: Option<f64>,
+    nodes_cpu_s: Option<f64>,
+    load_before: Option<f64>,
+    load_after: Option<f64>,
     verify: Option<verify::Verdict>,
 }
 
-#[derive(serde::Serialize)]
-struct Latency {
-    p50: u64,
-    p99: u64,
-    p999: u64,
-    max: u64,
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(args))
+fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(s).with_context(|| format!("--{what} {s} is not a duration"))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    if args.clients.contains(&0) {
-        bail!("--clients values must be at least 1");
+/// Loopback only: load and failure tests never leave the machine.
+fn check_loopback(endpoint: &str) -> anyhow::Result<()> {
+    let url = if endpoint.contains("://") {
+        Url::parse(endpoint)
+    } else {
+        Url::parse(&format!("http://{endpoint}"))
     }
-    if !(1..=1000).contains(&args.batch_size) {
+    .with_context(|| format!("bad endpoint {endpoint:?}"))?;
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    if !loopback {
+        bail!("{endpoint}: ipam-bench only sends load to 127.0.0.1, ::1 or localhost");
+    }
+    Ok(())
+}
+
+/// The value of an unlabelled sample `name` in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The leader's client: found through `/api/v1/cluster`, matched against the endpoints (or
+/// built from its advertised address).
+async fn leader_client(
+    nodes: &[Client],
+    make: impl Fn(&str) -> anyhow::Result<Client>,
+) -> anyhow::Result<Client> {
+    for n in nodes {
+        let Ok(s) = n.cluster_status().await else {
+            continue;
+        };
+        let Some(leader) = s.leader else { continue };
+        let Some(member) = s.members.iter().find(|m| m.id == leader) else {
+            continue;
+        };
+        let url = format!("http://{}", member.addr);
+        if let Some(c) = nodes
+            .iter()
+            .find(|c| c.endpoint() == url.trim_end_matches('/'))
+        {
+            return Ok(c.clone());
+        }
+        check_loopback(&url)?;
+        return make(&url);
+    }
+    bail!("no node knows a leader")
+}
+
+async fn ensure_pool(client: &Client, args: &Args) -> anyhow::Result<()> {
+    match client.get_pool(&args.pool).await {
+        Ok(p) => {
+            eprintln!(
+                "pool {} ({}) exists: {} allocated of {}",
+                p.name, p.cidr, p.stats.allocated, p.stats.capacity
+            );
+            Ok(())
+        }
+        Err(e) if e.code() == Some("pool_not_found") => {
+            let cidr = args.cidr.clone().unwrap_or_else(|| {
+                if args.ipv6 {
+                    "fd00:be::/64".to_string()
+                } else {
+                    "10.0.0.0/8".to_string()
+                }
+            });
+            let p = client
+                .create_pool(&CreatePoolRequest {
+                    name: args.pool.clone(),
+                    cidr,
+                    gateway: GatewayField::Default,
+                    description: Some("ipam-bench load pool".to_string()),
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("creating pool {}", args.pool))?;
+            eprintln!(
+                "created pool {} ({}), capacity {}",
+                p.name, p.cidr, p.stats.capacity
+            );
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading pool {}", args.pool)),
+    }
+}
+
+fn print_header() {
+    println!(
+        "{:<8} {:<7} {:>7} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  {:<6} errors",
+        "mode",
+        "targets",
+        "clients",
+        "requests",
+        "allocs/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "entries/s",
+        "ops/entry",
+        "cpu b/n s",
+        "load"
+    );
+}
+
+fn print_row(r: &Report) {
+    let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+    let errors = if r.errors.is_empty() {
+        "none".to_string()
+    } else {
+        r.errors
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mode = match r.batch_size {
+        Some(b) => format!("batch{b}"),
+        None => format!("{:?}", r.mode).to_lowercase(),
+    };
+    println!(
+        "{:<8} {:<7} {:>7} {:>9} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>9} {:>9} {:>9}  {:<6} {}",
+        mode,
+        format!("{:?}", r.targets).to_lowercase(),
+        r.clients,
+        r.requests,
+        r.allocations_per_s,
+        r.p50_ms,
+        r.p99_ms,
+        r.p999_ms,
+        r.max_ms,
+        opt(r.entries_per_s, 0),
+        opt(r.ops_per_entry, 1),
+        format!(
+            "{}/{}",
+            opt(r.bench_cpu_s, 1),
+            opt(r.nodes_cpu_s, 1)
+        ),
+        format!(
+            "{}-{}",
+            opt(r.load_before, 1),
+            opt(r.load_after, 1)
+        ),
+        errors
+    );
+}
+
+async fn run_floor(args: &Args) -> anyhow::Result<ExitCode> {
+    let client = match args.endpoints.first() {
+        Some(e) => {
+            check_loopback(e)?;
+            Some(Client::new(e, args.token.clone())?)
+        }
+        None => None,
+    };
+    let dir = args.floor_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let f = floor::measure(&dir, client.as_ref(), args.floor_samples).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&f)?);
+    } else {
+        let cpu = |c: Option<f64>| c.map_or("?".to_string(), |c| format!("{c:.0}"));
+        for (what, c, c_cpu) in [
+            ("Immediate", &f.commit, f.commit_cpu_us),
+            ("None", &f.commit_none, f.commit_none_cpu_us),
+        ] {
+            println!(
+                "redb {what} commit of one row ({}): p50 {:.3} ms, p90 {:.3}, p99 {:.3}, max {:.3} ({} samples); CPU {} µs per commit",
+                dir.display(),
+                ms(c.p50_us),
+                ms(c.p90_us),
+                ms(c.p99_us),
+                ms(c.max_us),
+                c.samples,
+                cpu(c_cpu)
+            );
+        }
+        if let Some(h) = &f.http {
+            println!(
+                "loopback HTTP round trip (GET /healthz): p50 {:.3} ms, p90 {:.3}, p99 {:.3}, max {:.3} ({} samples)",
+                ms(h.p50_us),
+                ms(h.p90_us),
+                ms(h.p99_us),
+                ms(h.max_us),
+                h.samples
+            );
+        }
+        println!(
+            "floor of a lone write = 2 × commit p50 + HTTP p50 = {:.3} ms; with the leader → follower append round trip: {:.3} ms (load {})",
+            ms(f.floor_us),
+            ms(f.floor_with_append_rtt_us),
+            f.load.map_or("?".to_string(), |l| format!("{l:.2}"))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_load(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.endpoints.is_empty() {
+        bail!("--endpoints is required");
+    }
+    if args.clients.contains(&0) {
+        bail!("--clients values must be positive");
+    }
+    if args.mode == Mode::Batch && !(1..=1000).contains(&args.batch_size) {
         bail!("--batch-size must be 1 to 1000");
     }
-    let runs = args.clients.len();
-    if args.family == Family::V4 && runs > 16 {
-        bail!("at most 16 runs with --family v4");
+    let duration = match args.count {
+        Some(_) => secs(args.max_duration, "max-duration")?,
+        None => secs(args.duration, "duration")?,
+    };
+    let warmup = secs(args.warmup, "warmup")?;
+    let timeout = secs(args.request_timeout, "request-timeout")?;
+    for e in &args.endpoints {
+        check_loopback(e)?;
     }
-    // One connection pool for every client of every node: connections are reused across
-    // requests, and each concurrent client holds its own.
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(1024)
-        .build()?;
-    let timeout = Duration::from_secs_f64(args.request_timeout);
-    let nodes = args
+    let make = |endpoint: &str| -> anyhow::Result<Client> {
+        // One pooled reqwest client per endpoint, shared by every client task.
+        Ok(Client::new(endpoint, args.token.clone())?.with_timeout(timeout))
+    };
+    let nodes: Vec<Client> = args
         .endpoints
         .iter()
-        .map(|e| {
-            Ok(
-                Client::with_http_client(e, args.token.clone(), http.clone())?
-                    .with_timeout(timeout),
-            )
-        })
-        .collect::<anyhow::Result<Vec<Client>>>()?;
-    wait_ready(&nodes, Duration::from_secs_f64(args.ready_timeout)).await?;
-    let targets = match args.targets {
-        Targets::All => nodes.clone(),
-        Targets::Leader => vec![leader(&nodes, &args, &http, timeout).await?],
+        .map(|e| make(e))
+        .collect::<anyhow::Result<_>>()?;
+    let leader = leader_client(&nodes, make).await?;
+    eprintln!("leader: {}", leader.endpoint());
+    ensure_pool(&leader, args).await?;
+    let targets: Vec<Client> = match args.targets {
+        Targets::Spread => nodes.clone(),
+        Targets::Leader => vec![leader.clone()],
     };
+    // Owners unique to this invocation and run, so no run meets an earlier run's owners.
+    let tag = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
 
     if !args.json {
-        println!("{}", header());
+        print_header();
     }
-    let prefix = format!("{}-{}", args.pool_prefix, std::process::id());
-    for (k, &clients) in args.clients.iter().enumerate() {
-        let pool = format!("{prefix}-{k}");
-        let cidr = match args.family {
-            Family::V4 => format!("10.{}.0.0/12", k * 16),
-            Family::V6 => format!("fd00:0:0:{k:x}::/64"),
-        };
-        nodes[0]
-            .create_pool(&CreatePoolRequest {
-                name: pool.clone(),
-                cidr: cidr.clone(),
-                gateway: ipam_client::types::GatewayField::None,
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("creating pool {pool} ({cidr})"))?;
-        let load = Load {
-            mode: args.mode,
+    let mut violated = false;
+    for (i, &clients) in args.clients.iter().enumerate() {
+        let plan = Plan {
             clients,
-            pool: pool.clone(),
-            stop: match args.count {
-                Some(n) => Stop::Count(n),
-                None => Stop::Duration(Duration::from_secs_f64(args.duration)),
-            },
+            mode: args.mode,
             batch_size: args.batch_size,
-            hold: args.hold,
-            owner_prefix: format!("{prefix}-{k}"),
+            pool: args.pool.clone(),
+            duration,
+            count: args.count,
+            warmup,
+            owner_prefix: format!("b{tag}-{i}"),
         };
-        let outcome = load::run(load, &targets).await;
-        let verdict = if args.no_verify {
+        let load_before = sys::load_average();
+        let commit_before = leader
+            .metrics()
+            .await
+            .ok()
+            .and_then(|m| metric(&m, "ipam_raft_commit_index"));
+        let bench_cpu_before = sys::cpu_time(None);
+        let nodes_cpu_before = sys::cpu_time_of(&args.node_pids);
+        let window_started = Instant::now();
+        let outcome = load::run(plan, &targets).await?;
+        let window = window_started.elapsed();
+        let bench_cpu = sys::cpu_time(None)
+            .zip(bench_cpu_before)
+            .map(|(a, b)| (a - b).as_secs_f64());
+        let nodes_cpu = if args.node_pids.is_empty() {
             None
         } else {
-            verify::converge(&nodes, Duration::from_secs_f64(args.converge_timeout)).await?;
-            Some(verify::check(&nodes, &pool, &outcome.live, &outcome.uncertain).await?)
+            sys::cpu_time_of(&args.node_pids)
+                .zip(nodes_cpu_before)
+                .map(|(a, b)| (a - b).as_secs_f64())
         };
-        let report = report(&args, clients, pool.clone(), outcome, verdict);
-        if args.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            println!("{}", line(&report));
-            if let Some(v) = &report.verify {
-                for p in &v.problems {
-                    println!("  VERIFY: {p}");
+        let commit_after = leader
+            .metrics()
+            .await
+            .ok()
+            .and_then(|m| metric(&m, "ipam_raft_commit_index"));
+        let load_after = sys::load_average();
+        let elapsed = outcome.elapsed.as_secs_f64().max(1e-9);
+        // Entries over the whole window (warm-up included): ops per entry uses the same span.
+        let entries = commit_after
+            .zip(commit_before)
+            .map(|(a, b)| (a - b).max(0.0) as u64);
+        let total_ops = outcome.acked.len() as u64
+            + outcome
+                .acked
+                .iter()
+                .filter(|a| a.released == Some(true))
+                .count() as u64;
+        let entries_per_s = entries.map(|e| e as f64 / window.as_secs_f64());
+        let ops_per_entry = entries
+            .filter(|&e| e > 0)
+            .map(|e| total_ops as f64 / e as f64);
+        let h = &outcome.latency;
+        let mut report = Report {
+            mode: args.mode,
+            targets: args.targets,
+            clients,
+            batch_size: (args.mode == Mode::Batch).then_some(args.batch_size),
+            requests: outcome.ok_requests + outcome.errors.values().sum::<u64>(),
+            allocations: outcome.allocations,
+            releases: outcome.releases,
+            existing: outcome.existing,
+            elapsed_s: elapsed,
+            allocations_per_s: outcome.allocations as f64 / elapsed,
+            requests_per_s: outcome.ok_requests as f64 / elapsed,
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            errors: outcome.errors.clone(),
+            entries,
+            entries_per_s,
+            ops_per_entry,
+            bench_cpu_s: bench_cpu,
+            nodes_cpu_s: nodes_cpu,
+            load_before,
+            load_after,
+            verify: None,
+        };
+        if !args.json {
+            print_row(&report);
+        }
+        if !args.no_verify {
+            let verdict =
+                verify::verify(&nodes, &args.pool, &outcome.acked, Duration::from_secs(60)).await?;
+            if !args.json {
+                if verdict.ok() {
+                    eprintln!(
+                        "  verify: ok — {} acknowledged ({} held) on all {} nodes at applied index {}, pool sizes {:?}, no address twice ({} ms)",
+                        verdict.acknowledged,
+                        verdict.held,
+                        nodes.len(),
+                        verdict.applied_index,
+                        verdict.pool_sizes,
+                        verdict.took_ms
+                    );
+                } else {
+                    eprintln!("  verify: VIOLATED");
+                    for v in &verdict.violations {
+                        eprintln!("    {v}");
+                    }
                 }
             }
+            violated |= !verdict.ok();
+            report.verify = Some(verdict);
         }
-        if !args.keep_pools {
-            nodes[0]
-                .delete_pool(&pool, true)
-                .await
-                .with_context(|| format!("deleting pool {pool}"))?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
         }
-        if report
-            .verify
-            .as_ref()
-            .is_some_and(|v| !v.problems.is_empty())
-        {
-            bail!("verification failed for {clients} clients");
+        if violated {
+            break;
         }
     }
-    Ok(())
-}
-
-/// Polls `/readyz` of every node until each answers 200, within `deadline`.
-async fn wait_ready(nodes: &[Client], deadline: Duration) -> anyhow::Result<()> {
-    let until = std::time::Instant::now() + deadline;
-    for node in nodes {
-        loop {
-            let last = match node.readyz().await {
-                Ok(true) => break,
-                Ok(false) => "not ready (no leader, or still applying)".to_string(),
-                Err(e) => e.to_string(),
-            };
-            if std::time::Instant::now() >= until {
-                bail!("{} within {deadline:?}: {last}", node.endpoint());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
-}
-
-/// The leader's endpoint: its `addr` from the cluster status, with the scheme of the first
-/// endpoint.
-async fn leader(
-    nodes: &[Client],
-    args: &Args,
-    http: &reqwest::Client,
-    timeout: Duration,
-) -> anyhow::Result<Client> {
-    let status = nodes[0].cluster_status().await?;
-    let id = status.leader.context("the cluster has no leader")?;
-    let member = status
-        .members
-        .iter()
-        .find(|m| m.id == id)
-        .context("the leader is not among the members")?;
-    let scheme = if nodes[0].endpoint().starts_with("https://") {
-        "https"
+    Ok(if violated {
+        ExitCode::FAILURE
     } else {
-        "http"
-    };
-    let endpoint = format!("{scheme}://{}", member.addr);
-    Ok(
-        Client::with_http_client(&endpoint, args.token.clone(), http.clone())?
-            .with_timeout(timeout),
-    )
+        ExitCode::SUCCESS
+    })
 }
 
-fn report(
-    args: &Args,
-    clients: usize,
-    pool: String,
-    o: Outcome,
-    verify: Option<verify::Verdict>,
-) -> RunReport {
-    let secs = o.elapsed.as_secs_f64().max(1e-9);
-    RunReport {
-        mode: args.mode,
-        clients,
-        targets: args.targets,
-        pool,
-        seconds: secs,
-        requests: o.requests,
-        allocations: o.allocations,
-        releases: o.releases,
-        allocations_per_sec: o.allocations as f64 / secs,
-        requests_per_sec: o.requests as f64 / secs,
-        latency_us: Latency {
-            p50: o.latency.value_at_quantile(0.5),
-            p99: o.latency.value_at_quantile(0.99),
-            p999: o.latency.value_at_quantile(0.999),
-            max: o.latency.max(),
-        },
-        errors: o.errors,
-        uncertain: o.uncertain.len(),
-        verify,
-    }
-}
-
-fn header() -> String {
-    format!(
-        "{:<8} {:>7} {:<6} {:>8} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}  {}",
-        "mode",
-        "clients",
-        "target",
-        "secs",
-        "requests",
-        "allocs",
-        "allocs/s",
-        "p50",
-        "p99",
-        "p99.9",
-        "max",
-        "errors",
-        "verify"
-    )
-}
-
-fn line(r: &RunReport) -> String {
-    let mode = match r.mode {
-        Mode::Allocate => "allocate",
-        Mode::Mixed => "mixed",
-        Mode::Batch => "batch",
-    };
-    let targets = match r.targets {
-        Targets::All => "all",
-        Targets::Leader => "leader",
-    };
-    let errors: u64 = r.errors.values().sum();
-    let verify = match &r.verify {
-        None => "skipped".to_string(),
-        Some(v) if v.problems.is_empty() => {
-            format!("ok ({} nodes, {} held)", v.nodes, v.held)
-        }
-        Some(v) => format!("FAILED ({} problems)", v.problems.len()),
-    };
-    let errors = if errors == 0 {
-        "0".to_string()
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    if args.floor {
+        run_floor(&args).await
     } else {
-        let detail: Vec<String> = r.errors.iter().map(|(c, n)| format!("{c}={n}")).collect();
-        format!("{errors} [{}]", detail.join(" "))
-    };
-    format!(
-        "{:<8} {:>7} {:<6} {:>8.1} {:>9} {:>10} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>7}  {}",
-        mode,
-        r.clients,
-        targets,
-        r.seconds,
-        r.requests,
-        r.allocations,
-        r.allocations_per_sec,
-        micros(r.latency_us.p50),
-        micros(r.latency_us.p99),
-        micros(r.latency_us.p999),
-        micros(r.latency_us.max),
-        errors,
-        verify
-    )
-}
-
-/// `850µs`, `12.3ms`, `1.20s`.
-fn micros(us: u64) -> String {
-    if us < 1_000 {
-        format!("{us}µs")
-    } else if us < 1_000_000 {
-        format!("{:.1}ms", us as f64 / 1e3)
-    } else {
-        format!("{:.2}s", us as f64 / 1e6)
+        run_load(&args).await
     }
 }
 
@@ -389,15 +530,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn latencies_are_readable() {
-        assert_eq!(micros(850), "850µs");
-        assert_eq!(micros(12_345), "12.3ms");
-        assert_eq!(micros(1_200_000), "1.20s");
+    fn metrics_are_read_by_exact_name() {
+        let text = "# HELP ipam_raft_commit_index x\n# TYPE ipam_raft_commit_index gauge\n\
+                    ipam_raft_commit_index_total 7\nipam_raft_commit_index 42\n";
+        assert_eq!(metric(text, "ipam_raft_commit_index"), Some(42.0));
+        assert_eq!(metric(text, "ipam_raft_applied_index"), None);
     }
 
     #[test]
-    fn the_command_line_is_consistent() {
-        use clap::CommandFactory;
-        Args::command().debug_assert();
+    fn only_loopback_endpoints_are_accepted() {
+        for ok in [
+            "http://127.0.0.1:7470",
+            "127.0.0.1:1",
+            "http://[::1]:7470",
+            "http://localhost:7470",
+        ] {
+            assert!(check_loopback(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1:7470",
+            "http://example.com",
+            "http://[fd00::1]:1",
+        ] {
+            assert!(check_loopback(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,242 +1,198 @@
-//! After a run: wait until every node has applied what the leader committed, then read each
-//! node's replica (`?consistency=local`) and check that every acknowledged allocation is
-//! there, that no address or owner appears twice, and that the replicas agree.
+//! After a run: every acknowledged allocation is on every node, and no address is held twice.
+//!
+//! Waits until the cluster has converged (every node has applied the same index, at least the
+//! commit index the nodes report), then pages through the pool's allocations on each node with
+//! `?consistency=local` — each node's own replica, not the leader's view.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use ipam_client::types::Allocation;
+use anyhow::Context;
 use ipam_client::{AllocationQuery, Client, Consistency};
 
-/// What the check found; `problems` is empty when it passed.
-#[derive(Debug, Default, serde::Serialize)]
+use crate::load::Acked;
+
+/// The verdict.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Verdict {
-    /// Nodes whose replica was read.
-    pub nodes: usize,
-    /// Allocations each replica holds in the pool.
-    pub held: usize,
-    /// Acknowledged allocations checked.
+    /// Allocations acknowledged during the run.
     pub acknowledged: usize,
-    /// Human descriptions of every violation (capped).
-    pub problems: Vec<String>,
+    /// Of them, not released (or release outcome unknown).
+    pub held: usize,
+    /// Allocations in the pool on each node.
+    pub pool_sizes: Vec<usize>,
+    /// Applied index every node reached.
+    pub applied_index: u64,
+    /// What is wrong; empty: nothing.
+    pub violations: Vec<String>,
+    /// How long verification took.
+    pub took_ms: u64,
 }
-
-/// A replica's allocations of the pool: address → (owner, generation).
-type Replica = BTreeMap<String, (String, u64)>;
-
-const MAX_PROBLEMS: usize = 20;
 
 impl Verdict {
-    fn problem(&mut self, text: String) {
-        if self.problems.len() < MAX_PROBLEMS {
-            self.problems.push(text);
-        }
+    /// No violation.
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
     }
 }
 
-/// Waits until every node's applied index reaches the highest commit index any of them
-/// reports, within `deadline`.
-pub async fn converge(nodes: &[Client], deadline: Duration) -> anyhow::Result<()> {
+fn ip_key(ip: &str) -> anyhow::Result<u128> {
+    let addr: IpAddr = ip.parse().with_context(|| format!("bad address {ip:?}"))?;
+    Ok(match addr {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    })
+}
+
+/// Waits until every node has applied the same index, and at least the highest commit index
+/// any of them reports; returns that index.
+pub async fn converge(nodes: &[Client], deadline: Duration) -> anyhow::Result<u64> {
     let until = Instant::now() + deadline;
-    let mut target = 0;
-    for node in nodes {
-        let s = node
-            .cluster_status()
-            .await
-            .with_context(|| format!("status of {}", node.endpoint()))?;
-        target = target.max(s.commit_index).max(s.applied_index);
-    }
-    for node in nodes {
-        loop {
-            let s = node.cluster_status().await?;
-            if s.applied_index >= target {
-                break;
-            }
-            if Instant::now() >= until {
-                bail!(
-                    "{} applied {} of {target} within {deadline:?}",
-                    node.endpoint(),
-                    s.applied_index
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    loop {
+        let mut applied = Vec::new();
+        let mut committed = 0;
+        for n in nodes {
+            let s = n
+                .cluster_status()
+                .await
+                .with_context(|| format!("cluster status of {}", n.endpoint()))?;
+            applied.push(s.applied_index);
+            committed = committed.max(s.commit_index).max(s.applied_index);
         }
+        if applied.iter().all(|&a| a == committed) {
+            return Ok(committed);
+        }
+        if Instant::now() >= until {
+            anyhow::bail!(
+                "the cluster did not converge within {deadline:?}: applied {applied:?}, commit {committed}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(())
 }
 
-/// Reads every node's replica of `pool` (`?consistency=local`) and [`judge`]s them.
-pub async fn check(
+/// Checks `acked` against every node's replica of `pool`.
+pub async fn verify(
     nodes: &[Client],
     pool: &str,
-    live: &[Allocation],
-    uncertain: &[String],
+    acked: &[Acked],
+    converge_deadline: Duration,
 ) -> anyhow::Result<Verdict> {
-    let mut replicas = Vec::with_capacity(nodes.len());
+    let started = Instant::now();
+    let mut violations = Vec::new();
+
+    // What the clients were told must itself be consistent.
+    let mut generations = HashSet::with_capacity(acked.len());
+    let mut held_by_ip: HashMap<u128, &Acked> = HashMap::with_capacity(acked.len());
+    let mut held = 0;
+    for a in acked {
+        if !generations.insert(a.allocation.generation) {
+            violations.push(format!(
+                "generation {} acknowledged twice",
+                a.allocation.generation
+            ));
+        }
+        if a.released.is_some() {
+            continue;
+        }
+        held += 1;
+        if let Some(other) = held_by_ip.insert(ip_key(&a.allocation.ip)?, a) {
+            violations.push(format!(
+                "{} acknowledged to {} and to {}",
+                a.allocation.ip, other.allocation.owner, a.allocation.owner
+            ));
+        }
+    }
+
+    let applied_index = converge(nodes, converge_deadline).await?;
+
+    let mut pool_sizes = Vec::new();
+    let mut first: Option<BTreeMap<u128, (String, u64)>> = None;
     for node in nodes {
         let local = node.clone().with_consistency(Consistency::Local);
         let query = AllocationQuery {
             limit: Some(1000),
             ..Default::default()
         };
-        let held = local
+        let list = local
             .list_all_allocations(pool, &query)
             .await
-            .with_context(|| format!("allocations of {pool} on {}", node.endpoint()))?;
-        replicas.push((node.endpoint().to_string(), held));
-    }
-    Ok(judge(&replicas, live, uncertain))
-}
-
-/// Checks each replica — (endpoint, its allocations of the pool) — against the acknowledged
-/// `live` allocations. Owners in `uncertain` (writes whose outcome is unknown) may be present
-/// or absent.
-pub fn judge(
-    replicas: &[(String, Vec<Allocation>)],
-    live: &[Allocation],
-    uncertain: &[String],
-) -> Verdict {
-    let mut verdict = Verdict {
-        nodes: replicas.len(),
-        acknowledged: live.len(),
-        ..Default::default()
-    };
-    let uncertain: HashSet<&str> = uncertain.iter().map(String::as_str).collect();
-
-    // Acknowledged and still held: each address at most once.
-    let mut acked_by_ip: HashMap<&str, &Allocation> = HashMap::new();
-    for a in live {
-        if let Some(other) = acked_by_ip.insert(&a.ip, a) {
-            verdict.problem(format!(
-                "{} acknowledged to both {} (generation {}) and {} (generation {})",
-                a.ip, other.owner, other.generation, a.owner, a.generation
-            ));
-        }
-    }
-
-    let mut first: Option<(&str, Replica)> = None;
-    for (endpoint, held) in replicas {
-        let endpoint = endpoint.as_str();
-        let mut by_ip = Replica::new();
-        let mut owners = HashSet::new();
-        for a in held {
+            .with_context(|| format!("listing {pool} on {}", node.endpoint()))?;
+        let mut by_ip: BTreeMap<u128, (String, u64)> = BTreeMap::new();
+        let mut owners = HashSet::with_capacity(list.len());
+        for a in &list {
             if by_ip
-                .insert(a.ip.clone(), (a.owner.clone(), a.generation))
+                .insert(ip_key(&a.ip)?, (a.owner.clone(), a.generation))
                 .is_some()
             {
-                verdict.problem(format!("{endpoint}: {} listed twice", a.ip));
+                violations.push(format!("{}: {} listed twice", node.endpoint(), a.ip));
             }
             if !owners.insert(a.owner.as_str()) {
-                verdict.problem(format!("{endpoint}: owner {} holds two addresses", a.owner));
-            }
-        }
-        for a in live {
-            match by_ip.get(&a.ip) {
-                Some((owner, generation)) if *owner == a.owner && *generation == a.generation => {}
-                _ if uncertain.contains(a.owner.as_str()) => {}
-                Some((owner, generation)) => verdict.problem(format!(
-                    "{endpoint}: acknowledged {} for {} (generation {}) is held by {owner} \
-                     (generation {generation})",
-                    a.ip, a.owner, a.generation
-                )),
-                None => verdict.problem(format!(
-                    "{endpoint}: acknowledged {} for {} (generation {}) is missing",
-                    a.ip, a.owner, a.generation
-                )),
-            }
-        }
-        for (ip, (owner, _)) in &by_ip {
-            if !acked_by_ip.contains_key(ip.as_str()) && !uncertain.contains(owner.as_str()) {
-                verdict.problem(format!(
-                    "{endpoint}: {ip} held by {owner}, which no acknowledged write explains"
+                violations.push(format!(
+                    "{}: owner {} holds two addresses",
+                    node.endpoint(),
+                    a.owner
                 ));
             }
         }
-        verdict.held = by_ip.len();
+        pool_sizes.push(by_ip.len());
+        let mut missing = 0;
+        for a in acked {
+            let key = ip_key(&a.allocation.ip)?;
+            let here = by_ip.get(&key);
+            let same = here
+                .is_some_and(|(o, g)| *o == a.allocation.owner && *g == a.allocation.generation);
+            match a.released {
+                None if !same => {
+                    missing += 1;
+                    if missing <= 5 {
+                        violations.push(format!(
+                            "{}: acknowledged {} (owner {}, generation {}) is {}",
+                            node.endpoint(),
+                            a.allocation.ip,
+                            a.allocation.owner,
+                            a.allocation.generation,
+                            match here {
+                                None => "missing".to_string(),
+                                Some((o, g)) => format!("held by {o} (generation {g})"),
+                            }
+                        ));
+                    }
+                }
+                Some(true) if same => violations.push(format!(
+                    "{}: released {} (generation {}) is still allocated",
+                    node.endpoint(),
+                    a.allocation.ip,
+                    a.allocation.generation
+                )),
+                _ => {}
+            }
+        }
+        if missing > 5 {
+            violations.push(format!(
+                "{}: {missing} acknowledged allocations missing or different in all",
+                node.endpoint()
+            ));
+        }
         match &first {
-            None => first = Some((endpoint, by_ip)),
-            Some((first_endpoint, first_map)) if *first_map != by_ip => {
-                verdict.problem(format!(
-                    "replicas differ: {first_endpoint} holds {}, {endpoint} holds {}",
-                    first_map.len(),
-                    by_ip.len()
-                ));
-            }
+            None => first = Some(by_ip),
+            Some(f) if *f != by_ip => violations.push(format!(
+                "{} and {} hold different allocations ({} vs {})",
+                nodes[0].endpoint(),
+                node.endpoint(),
+                f.len(),
+                by_ip.len()
+            )),
             Some(_) => {}
         }
     }
-    verdict
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn alloc(ip: &str, owner: &str, generation: u64) -> Allocation {
-        Allocation {
-            ip: ip.into(),
-            pool: "p".into(),
-            owner: owner.into(),
-            generation,
-            allocated_at: "2026-01-01T00:00:00Z".into(),
-            labels: Default::default(),
-        }
-    }
-
-    fn replicas(sets: &[&[Allocation]]) -> Vec<(String, Vec<Allocation>)> {
-        sets.iter()
-            .enumerate()
-            .map(|(i, s)| (format!("n{i}"), s.to_vec()))
-            .collect()
-    }
-
-    #[test]
-    fn equal_replicas_holding_every_acknowledged_allocation_pass() {
-        let live = [alloc("10.0.0.1", "a", 1), alloc("10.0.0.2", "b", 2)];
-        let v = judge(&replicas(&[&live, &live, &live]), &live, &[]);
-        assert!(v.problems.is_empty(), "{:?}", v.problems);
-        assert_eq!((v.nodes, v.held, v.acknowledged), (3, 2, 2));
-    }
-
-    #[test]
-    fn a_missing_acknowledged_allocation_fails() {
-        let live = [alloc("10.0.0.1", "a", 1), alloc("10.0.0.2", "b", 2)];
-        let v = judge(&replicas(&[&live, &live[..1]]), &live, &[]);
-        assert!(v
-            .problems
-            .iter()
-            .any(|p| p.contains("n1") && p.contains("missing")));
-        assert!(v.problems.iter().any(|p| p.contains("replicas differ")));
-    }
-
-    #[test]
-    fn an_address_acknowledged_twice_fails() {
-        let live = [alloc("10.0.0.1", "a", 1), alloc("10.0.0.1", "b", 2)];
-        let v = judge(&replicas(&[&live[1..]]), &live, &[]);
-        assert!(v
-            .problems
-            .iter()
-            .any(|p| p.contains("acknowledged to both")));
-        assert!(v.problems.iter().any(|p| p.contains("held by b")));
-    }
-
-    #[test]
-    fn unexplained_and_duplicate_holdings_fail() {
-        let held = [alloc("10.0.0.1", "a", 1), alloc("10.0.0.2", "a", 2)];
-        let v = judge(&replicas(&[&held]), &held[..1], &[]);
-        assert!(v.problems.iter().any(|p| p.contains("holds two addresses")));
-        assert!(v
-            .problems
-            .iter()
-            .any(|p| p.contains("no acknowledged write")));
-    }
-
-    #[test]
-    fn uncertain_owners_may_be_present_or_absent() {
-        let live = [alloc("10.0.0.1", "a", 1)];
-        let held = [alloc("10.0.0.2", "u", 2)];
-        let v = judge(&replicas(&[&held]), &live, &["a".into(), "u".into()]);
-        assert!(v.problems.is_empty(), "{:?}", v.problems);
-    }
+    Ok(Verdict {
+        acknowledged: acked.len(),
+        held,
+        pool_sizes,
+        applied_index,
+        violations,
+        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
 }
