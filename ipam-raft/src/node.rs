@@ -539,14 +539,11 @@ impl Core {
                         if *id != self.id {
                             self.check_newcomer(*id, addr).await?;
                         }
-                        let remaining = deadline.saturating_duration_since(Instant::now());
-                        tokio::time::timeout(
-                            remaining,
-                            self.raft.add_learner(*id, Node::new(addr), false),
-                        )
-                        .await
-                        .map_err(|_| self.membership_expired())?
-                        .map_err(wire_from_write)?;
+                        // Through `change`, so a concurrent join's change in progress is
+                        // waited out rather than refused.
+                        let nodes = std::collections::BTreeMap::from([(*id, Node::new(addr))]);
+                        self.change(ChangeMembers::AddNodes(nodes), true, deadline)
+                            .await?;
                     }
                 }
                 if *id == self.id {

@@ -135,3 +135,41 @@ async fn a_member_back_on_a_new_address_is_updated_in_place() {
     })
     .await
 }
+
+/// Nodes joining at the same moment (several `--join`s started together): one node's
+/// promotion and another's learner change overlap, and both succeed — the second change waits
+/// for the first instead of being refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_joins_all_succeed() {
+    bounded(Duration::from_secs(120), async {
+        let mut cluster = Cluster::builder(1).start().await;
+        let leader = cluster.wait_leader().await;
+        let addr2 = cluster.add_node(2).await;
+        let addr3 = cluster.add_node(3).await;
+        let addr4 = cluster.add_node(4).await;
+        cluster
+            .ipam(leader)
+            .add_learner(2, addr2)
+            .await
+            .expect("learner 2");
+        let (a, b, c) = tokio::join!(
+            cluster.ipam(leader).promote_voter(2),
+            cluster.ipam(leader).add_learner(3, addr3),
+            cluster.ipam(leader).add_learner(4, addr4),
+        );
+        a.expect("promote 2");
+        b.expect("learner 3");
+        c.expect("learner 4");
+        let (a, b) = tokio::join!(
+            cluster.ipam(leader).promote_voter(3),
+            cluster.ipam(leader).promote_voter(4),
+        );
+        a.expect("promote 3");
+        b.expect("promote 4");
+        for id in 2..=4 {
+            cluster.wait_role(id, Some(MemberRole::Voter)).await;
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}
