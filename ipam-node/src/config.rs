@@ -60,6 +60,12 @@ pub struct NodeConfig {
     /// Deadline of a whole HTTP request on `/api/v1/*` (above the write deadline, so a write
     /// times out in raft first and reports `deadline_exceeded` with its own timing).
     pub request_timeout: Duration,
+    /// Cap of operations coalesced into one log entry.
+    pub max_ops_per_entry: usize,
+    /// Log entries the proposer keeps in flight at once.
+    pub max_inflight_entries: usize,
+    /// Bound of the write queue (commands); beyond it writes answer `overloaded`.
+    pub queue_capacity: usize,
     /// `tracing` filter directive (`info`, `ipam_node=debug,info`, ...).
     pub log_level: String,
     /// Log output format.
@@ -84,6 +90,9 @@ impl Default for NodeConfig {
             write_deadline: Duration::from_secs(10),
             read_deadline: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            max_ops_per_entry: 1_000,
+            max_inflight_entries: 2,
+            queue_capacity: 100_000,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             log_format: LogFormat::Text,
         }
@@ -192,6 +201,16 @@ pub struct Args {
     /// Deadline of one HTTP API request in milliseconds (not /api/v1/cluster/*) [default: 30000]
     #[arg(long, env = "IPAM_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
+    /// Cap of operations coalesced into one log entry [default: 1000]
+    #[arg(long, env = "IPAM_MAX_OPS_PER_ENTRY")]
+    pub max_ops_per_entry: Option<usize>,
+    /// Log entries the proposer keeps in flight at once [default: 2]
+    #[arg(long, env = "IPAM_MAX_INFLIGHT_ENTRIES")]
+    pub max_inflight_entries: Option<usize>,
+    /// Bound of the write queue in commands; beyond it writes answer 503 overloaded
+    /// [default: 100000]
+    #[arg(long, env = "IPAM_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<usize>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
     /// `info,openraft=debug` [default: info,openraft=warn]
     #[arg(long, env = "IPAM_LOG_LEVEL")]
@@ -239,6 +258,12 @@ pub struct FileConfig {
     pub read_deadline_ms: Option<u64>,
     /// See [`Args::request_timeout_ms`].
     pub request_timeout_ms: Option<u64>,
+    /// See [`Args::max_ops_per_entry`].
+    pub max_ops_per_entry: Option<usize>,
+    /// See [`Args::max_inflight_entries`].
+    pub max_inflight_entries: Option<usize>,
+    /// See [`Args::queue_capacity`].
+    pub queue_capacity: Option<usize>,
     /// See [`Args::log_level`].
     pub log_level: Option<String>,
     /// See [`Args::log_format`].
@@ -335,6 +360,18 @@ impl Args {
                 .request_timeout_ms
                 .or(file.request_timeout_ms)
                 .map_or(d.request_timeout, ms),
+            max_ops_per_entry: self
+                .max_ops_per_entry
+                .or(file.max_ops_per_entry)
+                .unwrap_or(d.max_ops_per_entry),
+            max_inflight_entries: self
+                .max_inflight_entries
+                .or(file.max_inflight_entries)
+                .unwrap_or(d.max_inflight_entries),
+            queue_capacity: self
+                .queue_capacity
+                .or(file.queue_capacity)
+                .unwrap_or(d.queue_capacity),
             log_level: self.log_level.or(file.log_level).unwrap_or(d.log_level),
             log_format: self.log_format.or(file.log_format).unwrap_or(d.log_format),
         };
@@ -392,6 +429,13 @@ impl NodeConfig {
             || self.request_timeout.is_zero()
         {
             return invalid("deadlines and timeouts must be positive".into());
+        }
+        if self.max_ops_per_entry == 0 || self.max_inflight_entries == 0 || self.queue_capacity == 0
+        {
+            return invalid(
+                "--max-ops-per-entry, --max-inflight-entries and --queue-capacity must be at least 1"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -505,6 +549,36 @@ mod tests {
         })
         .unwrap();
         assert!(c.no_init);
+    }
+
+    #[test]
+    fn proposer_knobs_reach_the_raft_config() {
+        let file = FileConfig::parse("max_ops_per_entry = 500\nqueue_capacity = 10\n").unwrap();
+        let c = with_env(&[("IPAM_MAX_INFLIGHT_ENTRIES", "4")], || {
+            parse(&["--queue-capacity", "20"]).merge(file.clone())
+        })
+        .unwrap();
+        assert_eq!(
+            (
+                c.max_ops_per_entry,
+                c.max_inflight_entries,
+                c.queue_capacity
+            ),
+            (500, 4, 20)
+        );
+        let raft = crate::raft_config(&c, "127.0.0.1:1".into());
+        assert_eq!(
+            (
+                raft.max_ops_per_entry,
+                raft.max_inflight_entries,
+                raft.queue_capacity
+            ),
+            (500, 4, 20)
+        );
+        let zero = with_env(&[], || {
+            parse(&["--max-ops-per-entry", "0"]).merge(FileConfig::default())
+        });
+        assert!(zero.is_err());
     }
 
     #[test]

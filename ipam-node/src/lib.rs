@@ -85,6 +85,9 @@ pub fn raft_config(config: &NodeConfig, advertise: String) -> ipam_raft::Config 
     c.max_in_snapshot_log_to_keep = config.snapshot_keep_logs;
     c.write_deadline = config.write_deadline;
     c.read_deadline = config.read_deadline;
+    c.max_ops_per_entry = config.max_ops_per_entry;
+    c.max_inflight_entries = config.max_inflight_entries;
+    c.queue_capacity = config.queue_capacity;
     c
 }
 
