@@ -48,6 +48,35 @@ fn spec(name: &str, cidr: &str) -> PoolSpec {
     }
 }
 
+/// Three voters initialised through node `init_via` (0-based), with a leader elected and
+/// pool `vms` (10.0.0.0/24) created; returns the nodes and the status naming the leader.
+async fn three_voters_with_pool(
+    dir: &std::path::Path,
+    init_via: usize,
+    tweak: impl Fn(&mut Config),
+) -> (Vec<TestNode>, ipam_raft::ClusterStatus) {
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(start_with(id, dir, &tweak).await);
+    }
+    let members = nodes
+        .iter()
+        .map(|n| (n.ipam.id(), n.addr.clone()))
+        .collect();
+    nodes[init_via].ipam.init(members).await.expect("init");
+    let st = nodes[0]
+        .ipam
+        .wait_for(WAIT, |s| s.leader.is_some())
+        .await
+        .expect("leader");
+    nodes[0]
+        .ipam
+        .create_pool(spec("vms", "10.0.0.0/24"))
+        .await
+        .expect("pool");
+    (nodes, st)
+}
+
 async fn wait_converged(nodes: &[TestNode]) {
     let leader = nodes[0]
         .ipam
@@ -286,25 +315,7 @@ async fn joining_nodes_catch_up_through_a_snapshot_and_become_voters() {
 async fn writes_survive_leader_loss_and_a_restarted_node_catches_up() {
     let _serial = SERIAL.lock().await;
     let dir = TempDir::new().expect("tempdir");
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        nodes.push(start_node(id, dir.path()).await);
-    }
-    let members = nodes
-        .iter()
-        .map(|n| (n.ipam.id(), n.addr.clone()))
-        .collect();
-    nodes[1].ipam.init(members).await.expect("init");
-    let st = nodes[0]
-        .ipam
-        .wait_for(WAIT, |s| s.leader.is_some())
-        .await
-        .expect("leader");
-    nodes[0]
-        .ipam
-        .create_pool(spec("vms", "10.0.0.0/24"))
-        .await
-        .expect("pool");
+    let (mut nodes, st) = three_voters_with_pool(dir.path(), 1, |_| {}).await;
     let (a, _) = nodes[0]
         .ipam
         .allocate("vms", "before", None, BTreeMap::new())
@@ -381,30 +392,8 @@ async fn writes_survive_leader_loss_and_a_restarted_node_catches_up() {
 async fn an_isolated_leader_loses_its_writes_to_the_majority() {
     let _serial = SERIAL.lock().await;
     let dir = TempDir::new().expect("tempdir");
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        nodes.push(
-            start_with(id, dir.path(), |c| {
-                c.write_deadline = Duration::from_secs(3)
-            })
-            .await,
-        );
-    }
-    let members = nodes
-        .iter()
-        .map(|n| (n.ipam.id(), n.addr.clone()))
-        .collect();
-    nodes[0].ipam.init(members).await.expect("init");
-    let st = nodes[0]
-        .ipam
-        .wait_for(WAIT, |s| s.leader.is_some())
-        .await
-        .expect("leader");
-    nodes[0]
-        .ipam
-        .create_pool(spec("vms", "10.0.0.0/24"))
-        .await
-        .expect("pool");
+    let (nodes, st) =
+        three_voters_with_pool(dir.path(), 0, |c| c.write_deadline = Duration::from_secs(3)).await;
     let leader = nodes
         .iter()
         .find(|n| Some(n.ipam.id()) == st.leader)
