@@ -180,6 +180,14 @@ pub enum InputError {
         /// How many were given.
         count: usize,
     },
+    /// A page cursor (`after`) of the other address family than the pool's.
+    #[error("cursor {after} is not of the address family of {cidr}")]
+    CursorFamily {
+        /// The cursor given.
+        after: IpAddr,
+        /// The pool's CIDR.
+        cidr: Cidr,
+    },
 }
 
 /// Errors of pool creation.

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 use sha2::{Digest, Sha256};
 
-use crate::error::{QueryError, StorageError};
+use crate::error::{InputError, QueryError, StorageError};
 use crate::tables::{
     self, allocation_key, decode, decode_allocation_key, owner_key, pool_key, range_key,
     AllocationRecord, CoreTable, NameRecord, PoolRecord, RangeRecord,
@@ -193,11 +193,14 @@ impl<'r> Reader<'r> {
             allocations: Vec::new(),
             next: None,
         };
-        // `after` is a position; an IPv6 address after an IPv4 pool's positions ends it.
-        let after_pos = after.map(|a| match (Family::of(a), family) {
-            (Family::V6, Family::V4) => u128::MAX,
-            _ => addr_to_u128(a),
-        });
+        if let Some(a) = after.filter(|a| Family::of(*a) != family) {
+            return Err(InputError::CursorFamily {
+                after: a,
+                cidr: record.cidr,
+            }
+            .into());
+        }
+        let after_pos = after.map(addr_to_u128);
         if let Some(owner) = owner {
             // An owner holds at most one address per pool: the page is that one or nothing.
             let found = NameRecord { pool: id, family };

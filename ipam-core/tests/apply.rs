@@ -813,6 +813,13 @@ fn queries() {
     assert!(page.allocations.is_empty());
     let page = query::allocations(&rtx, "b-pool", None, Some(ip("9.0.0.0")), 1).unwrap();
     assert_eq!(page.allocations[0].ip, ip("10.0.1.2"));
+    // A cursor of the other family is a bad query value, not an empty page.
+    let err = query::allocations(&rtx, "b-pool", None, Some(ip("fd00::1")), 1).unwrap_err();
+    assert!(
+        matches!(err, QueryError::Input(InputError::CursorFamily { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), Some(ErrorCode::InvalidArgument));
     let page = query::allocations(&rtx, "b-pool", Some("o3"), None, 10).unwrap();
     assert_eq!(page.allocations.len(), 1);
     assert_eq!(page.allocations[0].ip, ip("10.0.1.5"));
