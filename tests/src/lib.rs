@@ -459,6 +459,16 @@ impl Cluster {
         self.wait_leader_where("an agreed leader", |_| true).await
     }
 
+    /// Waits for the leader and creates pool `name` (`cidr`) through it; returns the leader.
+    pub async fn leader_with_pool(&self, name: &str, cidr: &str) -> u64 {
+        let leader = self.wait_leader().await;
+        self.ipam(leader)
+            .create_pool(pool_spec(name, cidr))
+            .await
+            .expect("create pool");
+        leader
+    }
+
     /// Like [`Cluster::wait_leader`], for a leader other than `old`.
     pub async fn wait_new_leader(&self, old: u64) -> u64 {
         self.wait_leader_where(&format!("a leader other than {old}"), |id| id != old)

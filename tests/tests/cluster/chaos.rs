@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipam_raft::{Ipam, IpamError};
-use ipam_tests::{
-    allocate_retrying, assert_only_unavailable, bounded, pool_spec, wait_until, Cluster, WAIT,
-};
+use ipam_tests::{allocate_retrying, assert_only_unavailable, bounded, wait_until, Cluster, WAIT};
 
 const POOL: &str = "vms";
 const WRITERS_PER_NODE: usize = 2;
@@ -94,12 +92,7 @@ async fn writes_survive_repeated_isolation_of_leader_and_follower() {
             .config(|c| c.write_deadline = Duration::from_secs(2))
             .start()
             .await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec(POOL, "10.0.0.0/16"))
-            .await
-            .expect("create pool");
+        cluster.leader_with_pool(POOL, "10.0.0.0/16").await;
 
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicUsize::new(0));

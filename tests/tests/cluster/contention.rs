@@ -41,12 +41,7 @@ fn op_code(error: &IpamError) -> Option<ErrorCode> {
 async fn races_between_nodes_are_decided_once_and_identically() {
     bounded(Duration::from_secs(90), async {
         let cluster = Cluster::builder(3).start().await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec("vms", "10.0.0.0/24"))
-            .await
-            .expect("create pool");
+        let leader = cluster.leader_with_pool("vms", "10.0.0.0/24").await;
         // A /29: network .0, gateway .1, broadcast .7 leave five addresses.
         cluster
             .ipam(leader)
@@ -171,12 +166,7 @@ async fn an_overloaded_write_is_refused_and_never_applied() {
             .config(|c| c.queue_capacity = 2)
             .start()
             .await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec("vms", "10.0.0.0/16"))
-            .await
-            .expect("create pool");
+        cluster.leader_with_pool("vms", "10.0.0.0/16").await;
 
         let nodes = cluster.running();
         let tasks = (0..OWNERS).map(|i| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipam_raft::Consistency;
 use ipam_tests::child::{child_main, ChildNode};
-use ipam_tests::{bounded, owner_map, pool_spec, scan, Cluster, WAIT};
+use ipam_tests::{bounded, owner_map, scan, Cluster, WAIT};
 
 const POOL: &str = "vms";
 const CHILD: u64 = 3;
@@ -24,12 +24,7 @@ fn child_node() {
 async fn acknowledged_allocations_survive_a_sigkill_of_the_replica_that_holds_them() {
     bounded(Duration::from_secs(120), async {
         let mut cluster = Cluster::builder(2).start().await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec(POOL, "10.0.0.0/16"))
-            .await
-            .expect("create pool");
+        let leader = cluster.leader_with_pool(POOL, "10.0.0.0/16").await;
         let mut child = ChildNode::spawn(CHILD_ENTRY, CHILD, &cluster.scratch_dir("child-3")).await;
         cluster
             .ipam(leader)

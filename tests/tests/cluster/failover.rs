@@ -155,12 +155,7 @@ async fn whole_cluster_restart_recovers_the_same_state_from_files() {
             })
             .start()
             .await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec(POOL, "10.0.0.0/16"))
-            .await
-            .expect("create pool");
+        cluster.leader_with_pool(POOL, "10.0.0.0/16").await;
         let mut acked = cluster
             .allocate_many(&cluster.running(), POOL, "before", 500)
             .await;

@@ -195,12 +195,7 @@ async fn every_write_api_on_a_follower_is_forwarded_to_the_leader() {
 async fn cache_hit_returns_the_existing_allocation_without_a_log_entry() {
     bounded(Duration::from_secs(90), async {
         let cluster = Cluster::builder(3).start().await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec("vms", "10.0.0.0/24"))
-            .await
-            .expect("create pool");
+        let leader = cluster.leader_with_pool("vms", "10.0.0.0/24").await;
         let follower = cluster.followers(leader)[0];
         let (first, existing) = cluster
             .ipam(follower)
@@ -263,12 +258,7 @@ async fn a_follower_never_returns_what_it_just_released() {
     const ROUNDS: usize = 20;
     bounded(Duration::from_secs(90), async {
         let cluster = Cluster::builder(3).start().await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec("vms", "10.0.0.0/24"))
-            .await
-            .expect("create pool");
+        let leader = cluster.leader_with_pool("vms", "10.0.0.0/24").await;
         let follower = cluster.ipam(cluster.followers(leader)[0]);
         let (mut held, _) = follower
             .allocate("vms", "vm-a", None, Labels::new())
@@ -320,12 +310,7 @@ async fn stale_cache_never_returns_a_released_address(cut_leader: bool) {
             })
             .start()
             .await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec("vms", "10.0.0.0/24"))
-            .await
-            .expect("create pool");
+        let leader = cluster.leader_with_pool("vms", "10.0.0.0/24").await;
         let stale = if cut_leader {
             leader
         } else {

@@ -91,12 +91,7 @@ async fn the_leader_removes_itself_and_voters_change_while_allocating() {
 async fn a_member_back_on_a_new_address_is_updated_in_place() {
     bounded(Duration::from_secs(90), async {
         let mut cluster = Cluster::builder(3).start().await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec(POOL, "10.0.0.0/16"))
-            .await
-            .expect("create pool");
+        let leader = cluster.leader_with_pool(POOL, "10.0.0.0/16").await;
         let moved = cluster.followers(leader)[0];
         cluster.stop(moved).await;
         let mut acked = cluster

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipam_core::Labels;
 use ipam_raft::{Consistency, IpamError};
 use ipam_tests::{
-    allocate_retrying, assert_only_unavailable, bounded, owner_map, pool_spec, scan, Cluster, WAIT,
+    allocate_retrying, assert_only_unavailable, bounded, owner_map, scan, Cluster, WAIT,
 };
 
 const POOL: &str = "vms";
@@ -27,12 +27,7 @@ async fn partitioned_cluster() -> (Cluster, BTreeMap<String, IpAddr>) {
         })
         .start()
         .await;
-    let leader = cluster.wait_leader().await;
-    cluster
-        .ipam(leader)
-        .create_pool(pool_spec(POOL, "10.0.0.0/16"))
-        .await
-        .expect("create pool");
+    cluster.leader_with_pool(POOL, "10.0.0.0/16").await;
     let acked = cluster
         .allocate_many(&cluster.running(), POOL, "before", 100)
         .await;

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ipam_raft::Consistency;
-use ipam_tests::{bounded, pool_spec, scan, Cluster};
+use ipam_tests::{bounded, scan, Cluster};
 
 const POOL: &str = "vms";
 const ALLOCATIONS: usize = 2_000;
@@ -14,12 +14,7 @@ const ALLOCATIONS: usize = 2_000;
 async fn concurrent_allocations_on_every_node_are_distinct_and_replicated() {
     bounded(Duration::from_secs(120), async {
         let cluster = Cluster::builder(3).start().await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec(POOL, "10.0.0.0/16"))
-            .await
-            .expect("create pool");
+        let leader = cluster.leader_with_pool(POOL, "10.0.0.0/16").await;
 
         let acked = cluster
             .allocate_many(&cluster.running(), POOL, "vm", ALLOCATIONS)
@@ -64,12 +59,7 @@ async fn concurrent_ipv6_allocations_are_distinct_and_replicated() {
     const V6_ALLOCATIONS: usize = 500;
     bounded(Duration::from_secs(90), async {
         let cluster = Cluster::builder(3).start().await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec("v6", "fd00:1::/64"))
-            .await
-            .expect("create pool");
+        cluster.leader_with_pool("v6", "fd00:1::/64").await;
         let acked = cluster
             .allocate_many(&cluster.running(), "v6", "vm", V6_ALLOCATIONS)
             .await;

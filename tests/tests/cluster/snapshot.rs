@@ -10,7 +10,7 @@ use std::time::Duration;
 use ipam_core::{Labels, Op, OpOutput};
 use ipam_raft::MemberRole;
 use ipam_raft::{Consistency, Ipam};
-use ipam_tests::{bounded, pool_spec, wait_until, Cluster, WAIT};
+use ipam_tests::{bounded, wait_until, Cluster, WAIT};
 
 const POOL: &str = "vms";
 const BATCHES: usize = 20;
@@ -23,12 +23,7 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
         // The learner's logs are gone; it never builds a snapshot itself, so a snapshot it has
         // is one it installed.
         let mut cluster = snapshotting_cluster(LEARNER).await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec(POOL, "10.0.0.0/16"))
-            .await
-            .expect("create pool");
+        let leader = cluster.leader_with_pool(POOL, "10.0.0.0/16").await;
 
         let mut acked = allocate_batches(cluster.ipam(leader), "vm", BATCHES).await;
         assert_eq!(acked.len(), BATCHES * BATCH_OPS);
@@ -159,12 +154,7 @@ async fn restarted_node_installs_a_snapshot_over_its_old_state_while_serving_rea
         // Node 3 may be leader or follower: either way the others snapshot and purge while
         // it is down.
         let mut cluster = snapshotting_cluster(BEHIND).await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec(POOL, "10.0.0.0/16"))
-            .await
-            .expect("create pool");
+        cluster.leader_with_pool(POOL, "10.0.0.0/16").await;
         let mut acked = cluster
             .allocate_many(&cluster.running(), POOL, "before", 100)
             .await;

@@ -40,12 +40,7 @@ async fn refuse_outsider(outsider_token: &'static str, own_cluster: bool) {
             })
             .start()
             .await;
-        let leader = cluster.wait_leader().await;
-        cluster
-            .ipam(leader)
-            .create_pool(pool_spec("vms", "10.0.0.0/16"))
-            .await
-            .expect("create pool");
+        let leader = cluster.leader_with_pool("vms", "10.0.0.0/16").await;
 
         let addr = cluster.add_node(OUTSIDER).await;
         let outsider = cluster.ipam(OUTSIDER).clone();
