@@ -16,11 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use ipam_client::types as api;
-use ipam_core::validate::{
-    check_command, check_limit, check_name, check_op, check_owner, check_pool_spec, parse_addr,
-};
-use ipam_core::{Command, Labels, Op, OpError};
-use ipam_raft::{Ipam, IpamError};
+use ipam_core::validate::{check_limit, check_name, check_owner, parse_addr};
+use ipam_core::Labels;
+use ipam_raft::Ipam;
 use subtle::ConstantTimeEq;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
@@ -226,7 +224,6 @@ async fn create_pool(
 ) -> Result<Response, ApiError> {
     params.finish()?;
     let spec = wire::pool_spec(req)?;
-    check_pool_spec(&spec).map_err(OpError::from)?;
     let pool = state.ipam.create_pool(spec).await?;
     Ok(json_status(StatusCode::CREATED, wire::pool(&pool)))
 }
@@ -271,10 +268,6 @@ async fn delete_pool(
 ) -> Result<StatusCode, ApiError> {
     let force = params.take_bool("force")?;
     params.finish()?;
-    check_op(&Op::DeletePool {
-        pool: name.clone(),
-        force,
-    })?;
     state.ipam.delete_pool(&name, force).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -312,12 +305,7 @@ async fn allocate_inner(
 ) -> Result<Response, ApiError> {
     params.finish()?;
     let ip = wire::opt_addr(req.ip.as_deref())?;
-    check_op(&Op::Allocate {
-        pool: pool.clone(),
-        owner: req.owner.clone(),
-        ip,
-        labels: req.labels.clone(),
-    })?;
+    // `Ipam::allocate` validates the op before any lookup or proposal.
     let (allocation, existing) = state
         .ipam
         .allocate(&pool, &req.owner, ip, req.labels)
@@ -364,11 +352,6 @@ async fn release(
     let generation = params.take_u64("generation")?;
     params.finish()?;
     let ip = parse_addr(&ip)?;
-    check_op(&Op::Release {
-        pool: pool.clone(),
-        ip,
-        generation,
-    })?;
     state.ipam.release(&pool, ip, generation).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -380,10 +363,6 @@ async fn release_owner(
 ) -> Result<Json<api::Released>, ApiError> {
     let owner = params.require("owner")?;
     params.finish()?;
-    check_op(&Op::ReleaseOwner {
-        pool: pool.clone(),
-        owner: owner.clone(),
-    })?;
     let released = state.ipam.release_owner(&pool, &owner).await?;
     Ok(Json(wire::released(&released)))
 }
@@ -435,11 +414,6 @@ async fn batch(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let command = Command::Batch(ops);
-    check_command(&command)?;
-    let Command::Batch(ops) = command else {
-        return Err(IpamError::Internal("a batch command changed shape".to_string()).into());
-    };
     let outputs = state.ipam.batch(ops).await?;
     Ok(Json(api::BatchResponse {
         results: outputs.iter().map(wire::op_output).collect(),
