@@ -22,6 +22,9 @@ pub enum Mode {
     Mixed,
     /// `POST /batch` of `--batch-size` allocations for fresh owners.
     Batch,
+    /// `GET /healthz` and nothing else: no raft, no storage. The ceiling of the HTTP stack
+    /// (generator's client + node's server) on this machine, to read the other modes against.
+    Healthz,
 }
 
 /// Where the clients send.
@@ -233,6 +236,26 @@ async fn client_loop(
                             if measured {
                                 r.last_end = Some(ended);
                             }
+                        }
+                    }
+                }
+            }
+            Mode::Healthz => {
+                let started = Instant::now();
+                let res = client.healthz().await;
+                let ended = Instant::now();
+                match res {
+                    Ok(()) => {
+                        if measured {
+                            r.latency.record(micros(ended - started))?;
+                            r.ok_requests += 1;
+                            r.last_end = Some(ended);
+                        }
+                    }
+                    Err(e) => {
+                        r.error(measured, &e);
+                        if measured {
+                            r.last_end = Some(ended);
                         }
                     }
                 }

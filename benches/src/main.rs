@@ -241,11 +241,12 @@ async fn ensure_pool(client: &Client, args: &Args) -> anyhow::Result<()> {
 
 fn print_header() {
     println!(
-        "{:<8} {:<7} {:>7} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  {:<6} errors",
+        "{:<8} {:<7} {:>7} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  {:<6} errors",
         "mode",
         "targets",
         "clients",
         "requests",
+        "req/s",
         "allocs/s",
         "p50 ms",
         "p99 ms",
@@ -274,11 +275,12 @@ fn print_row(r: &Report) {
         None => format!("{:?}", r.mode).to_lowercase(),
     };
     println!(
-        "{:<8} {:<7} {:>7} {:>9} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>9} {:>9} {:>9}  {:<6} {}",
+        "{:<8} {:<7} {:>7} {:>9} {:>9.0} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>9} {:>9} {:>9}  {:<6} {}",
         mode,
         format!("{:?}", r.targets).to_lowercase(),
         r.clients,
         r.requests,
+        r.requests_per_s,
         r.allocations_per_s,
         r.p50_ms,
         r.p99_ms,
