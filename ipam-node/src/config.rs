@@ -64,8 +64,6 @@ pub struct NodeConfig {
     pub max_ops_per_entry: usize,
     /// Log entries the proposer keeps in flight at once.
     pub max_inflight_entries: usize,
-    /// `/raft/propose` calls a follower keeps in flight at once.
-    pub max_inflight_forwards: usize,
     /// Bound of the write queue (commands); beyond it writes answer `overloaded`.
     pub queue_capacity: usize,
     /// `tracing` filter directive (`info`, `ipam_node=debug,info`, ...).
@@ -94,7 +92,6 @@ impl Default for NodeConfig {
             request_timeout: Duration::from_secs(30),
             max_ops_per_entry: 1_000,
             max_inflight_entries: 2,
-            max_inflight_forwards: 16,
             queue_capacity: 100_000,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             log_format: LogFormat::Text,
@@ -210,10 +207,6 @@ pub struct Args {
     /// Log entries the proposer keeps in flight at once [default: 2]
     #[arg(long, env = "IPAM_MAX_INFLIGHT_ENTRIES")]
     pub max_inflight_entries: Option<usize>,
-    /// Batches a follower forwards to the leader at once (`/raft/propose` calls in flight)
-    /// [default: 16]
-    #[arg(long, env = "IPAM_MAX_INFLIGHT_FORWARDS")]
-    pub max_inflight_forwards: Option<usize>,
     /// Bound of the write queue in commands; beyond it writes answer 503 overloaded
     /// [default: 100000]
     #[arg(long, env = "IPAM_QUEUE_CAPACITY")]
@@ -269,8 +262,6 @@ pub struct FileConfig {
     pub max_ops_per_entry: Option<usize>,
     /// See [`Args::max_inflight_entries`].
     pub max_inflight_entries: Option<usize>,
-    /// See [`Args::max_inflight_forwards`].
-    pub max_inflight_forwards: Option<usize>,
     /// See [`Args::queue_capacity`].
     pub queue_capacity: Option<usize>,
     /// See [`Args::log_level`].
@@ -377,10 +368,6 @@ impl Args {
                 .max_inflight_entries
                 .or(file.max_inflight_entries)
                 .unwrap_or(d.max_inflight_entries),
-            max_inflight_forwards: self
-                .max_inflight_forwards
-                .or(file.max_inflight_forwards)
-                .unwrap_or(d.max_inflight_forwards),
             queue_capacity: self
                 .queue_capacity
                 .or(file.queue_capacity)
@@ -443,14 +430,10 @@ impl NodeConfig {
         {
             return invalid("deadlines and timeouts must be positive".into());
         }
-        if self.max_ops_per_entry == 0
-            || self.max_inflight_entries == 0
-            || self.max_inflight_forwards == 0
-            || self.queue_capacity == 0
+        if self.max_ops_per_entry == 0 || self.max_inflight_entries == 0 || self.queue_capacity == 0
         {
             return invalid(
-                "--max-ops-per-entry, --max-inflight-entries, --max-inflight-forwards and \
-                 --queue-capacity must be at least 1"
+                "--max-ops-per-entry, --max-inflight-entries and --queue-capacity must be at least 1"
                     .into(),
             );
         }
@@ -570,10 +553,7 @@ mod tests {
 
     #[test]
     fn proposer_knobs_reach_the_raft_config() {
-        let file = FileConfig::parse(
-            "max_ops_per_entry = 500\nqueue_capacity = 10\nmax_inflight_forwards = 3\n",
-        )
-        .unwrap();
+        let file = FileConfig::parse("max_ops_per_entry = 500\nqueue_capacity = 10\n").unwrap();
         let c = with_env(&[("IPAM_MAX_INFLIGHT_ENTRIES", "4")], || {
             parse(&["--queue-capacity", "20"]).merge(file.clone())
         })
@@ -582,32 +562,18 @@ mod tests {
             (
                 c.max_ops_per_entry,
                 c.max_inflight_entries,
-                c.max_inflight_forwards,
                 c.queue_capacity
             ),
-            (500, 4, 3, 20)
+            (500, 4, 20)
         );
         let raft = crate::raft_config(&c, "127.0.0.1:1".into());
         assert_eq!(
             (
                 raft.max_ops_per_entry,
                 raft.max_inflight_entries,
-                raft.max_inflight_forwards,
                 raft.queue_capacity
             ),
-            (500, 4, 3, 20)
-        );
-        let flag = with_env(&[], || {
-            parse(&["--max-inflight-forwards", "7"]).merge(FileConfig::default())
-        })
-        .unwrap();
-        assert_eq!(flag.max_inflight_forwards, 7);
-        let zero_forwards = with_env(&[], || {
-            parse(&["--max-inflight-forwards", "0"]).merge(FileConfig::default())
-        });
-        assert!(
-            zero_forwards.is_err(),
-            "zero forwards in flight must be refused"
+            (500, 4, 20)
         );
         let zero = with_env(&[], || {
             parse(&["--max-ops-per-entry", "0"]).merge(FileConfig::default())

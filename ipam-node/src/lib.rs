@@ -87,7 +87,6 @@ pub fn raft_config(config: &NodeConfig, advertise: String) -> ipam_raft::Config 
     c.read_deadline = config.read_deadline;
     c.max_ops_per_entry = config.max_ops_per_entry;
     c.max_inflight_entries = config.max_inflight_entries;
-    c.max_inflight_forwards = config.max_inflight_forwards;
     c.queue_capacity = config.queue_capacity;
     c
 }

@@ -6,8 +6,7 @@
 //! one task takes everything queued (up to the op and byte caps) and proposes it as one entry
 //! — with `client_write` on the leader, or as one `/raft/propose` call to the leader on a
 //! follower. A lone request goes out at once; requests arriving meanwhile wait for the next
-//! entry (up to `max_inflight_entries` entries are in flight on the leader, and up to
-//! `max_inflight_forwards` `/raft/propose` calls on a follower).
+//! entry (up to `max_inflight_entries` entries are in flight).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,8 +55,7 @@ pub(crate) async fn run_proposer(
     mut rx: mpsc::Receiver<Proposal>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let entries = Arc::new(Semaphore::new(core.config.max_inflight_entries.max(1)));
-    let forwards = Arc::new(Semaphore::new(core.config.max_inflight_forwards.max(1)));
+    let inflight = Arc::new(Semaphore::new(core.config.max_inflight_entries.max(1)));
     let max_ops = core.config.max_ops_per_entry.max(1);
     let max_bytes = core.config.max_entry_bytes.max(1);
     let mut carry: Option<Proposal> = None;
@@ -73,13 +71,8 @@ pub(crate) async fn run_proposer(
             },
         };
         // Wait for a free slot before draining, so everything queued meanwhile joins this entry.
-        // The leader may change before the batch goes out; the slot is only a bound.
-        let slots = match core.target() {
-            Target::Remote(..) => &forwards,
-            Target::Local | Target::Unknown => &entries,
-        };
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
+            p = inflight.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => return,
             },
