@@ -127,8 +127,8 @@ wait_ready() {
     done
 }
 
-# One join at a time: node 1 refuses (409 membership_change_refused) a learner while another
-# membership change is in flight, and ipam-node's --join treats that 409 as final.
+# One join at a time, so that node ids and roles come up in order (node 1 leads). Concurrent
+# joins also work: a learner join waits out a membership change in progress.
 start_node 1
 addr1=$addr
 wait_ready 1 "$addr1"
