@@ -128,6 +128,8 @@ pub(crate) enum PostError {
 pub(crate) struct NetShared {
     client: reqwest::Client,
     token: Option<String>,
+    /// `Bearer <token>`, built once: every RPC sends it.
+    authorization: Option<reqwest::header::HeaderValue>,
     cluster_id: RwLock<Option<String>>,
     cluster_id_path: PathBuf,
     isolated: AtomicBool,
@@ -145,6 +147,15 @@ impl NetShared {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| format!("http client: {e}"))?;
+        let authorization = match &token {
+            Some(t) => {
+                let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| "the token is not a valid HTTP header value".to_string())?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
         let cluster_id_path = data_dir.join(CLUSTER_ID_FILE);
         let cluster_id = match std::fs::read_to_string(&cluster_id_path) {
             Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
@@ -155,6 +166,7 @@ impl NetShared {
         Ok(NetShared {
             client,
             token,
+            authorization,
             cluster_id: RwLock::new(cluster_id),
             cluster_id_path,
             isolated: AtomicBool::new(false),
@@ -207,8 +219,8 @@ impl NetShared {
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .body(body);
-        if let Some(t) = &self.token {
-            builder = builder.bearer_auth(t);
+        if let Some(auth) = &self.authorization {
+            builder = builder.header(reqwest::header::AUTHORIZATION, auth.clone());
         }
         if let Some(c) = self.cluster_id() {
             builder = builder.header(CLUSTER_HEADER, c);
@@ -244,7 +256,14 @@ impl NetShared {
                 .get(axum::http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
-            if given != Some(token.as_str()) {
+            // Constant time: the comparison must not tell a prober how much of a guess matched.
+            let matches = given.is_some_and(|g| {
+                bool::from(subtle::ConstantTimeEq::ct_eq(
+                    g.as_bytes(),
+                    token.as_bytes(),
+                ))
+            });
+            if !matches {
                 return Err((
                     StatusCode::UNAUTHORIZED,
                     "unauthorized: missing or wrong bearer token",

@@ -45,6 +45,15 @@ async fn raft_routes_require_the_token() {
         .await
         .expect("call");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // A prefix or an extension of the token is as wrong as any other guess.
+    for guess in ["s3cre", "s3cret!", ""] {
+        let resp = r
+            .clone()
+            .oneshot(post("/raft/vote", Some(guess), None, vote_body()))
+            .await
+            .expect("call");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "guess {guess:?}");
+    }
     // Authentication comes before the body size check.
     let resp = r
         .clone()
