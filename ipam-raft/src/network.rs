@@ -124,6 +124,15 @@ pub(crate) enum PostError {
     Encode(postcard::Error),
 }
 
+/// The `Authorization` value carrying `token`; a token that cannot travel in a header (a line
+/// break, a control character) is refused here rather than failing every RPC later.
+pub(crate) fn bearer(token: &str) -> Result<reqwest::header::HeaderValue, String> {
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| "the token is not a valid HTTP header value".to_string())?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
 /// Transport state shared by the network factory, its clients and the routes.
 pub(crate) struct NetShared {
     client: reqwest::Client,
@@ -147,15 +156,7 @@ impl NetShared {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| format!("http client: {e}"))?;
-        let authorization = match &token {
-            Some(t) => {
-                let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
-                    .map_err(|_| "the token is not a valid HTTP header value".to_string())?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-            None => None,
-        };
+        let authorization = token.as_deref().map(bearer).transpose()?;
         let cluster_id_path = data_dir.join(CLUSTER_ID_FILE);
         let cluster_id = match std::fs::read_to_string(&cluster_id_path) {
             Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),

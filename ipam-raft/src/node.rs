@@ -710,6 +710,9 @@ impl Ipam {
         if config.advertise.is_empty() {
             return Err(StartError::Config("advertise address is empty".into()));
         }
+        if let Some(token) = &config.token {
+            crate::network::bearer(token).map_err(StartError::Config)?;
+        }
         if config.queue_capacity == 0 || config.max_ops_per_entry == 0 {
             return Err(StartError::Config(
                 "queue_capacity and max_ops_per_entry must be positive".into(),

@@ -136,3 +136,18 @@ async fn init_records_a_cluster_id_and_refuses_a_second_init() {
     ));
     ipam.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_token_that_cannot_be_sent_refuses_to_start() {
+    let dir = TempDir::new().expect("tmp");
+    let mut config = Config::new(1, dir.path().join("n1"), "127.0.0.1:9");
+    config.token = Some("line\nbreak".to_string());
+    let err = match Ipam::start(config).await {
+        Ok(ipam) => {
+            ipam.shutdown().await.expect("shutdown");
+            panic!("a token with a line break must not start a node");
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("token"), "the error names the token: {err}");
+}
