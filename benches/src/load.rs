@@ -141,9 +141,26 @@ struct ClientResult {
 }
 
 impl ClientResult {
-    fn error(&mut self, measured: bool, e: &ClientError) {
+    /// Counts a request answered with success; returns whether it was measured.
+    fn succeeded(
+        &mut self,
+        measured: bool,
+        started: Instant,
+        ended: Instant,
+    ) -> anyhow::Result<bool> {
+        if measured {
+            self.latency.record(micros(ended - started))?;
+            self.ok_requests += 1;
+            self.last_end = Some(ended);
+        }
+        Ok(measured)
+    }
+
+    /// Counts a failed request under its error code.
+    fn failed(&mut self, measured: bool, ended: Instant, e: &ClientError) {
         if measured {
             *self.errors.entry(error_code(e)).or_default() += 1;
+            self.last_end = Some(ended);
         }
     }
 }
@@ -185,10 +202,7 @@ async fn client_loop(
                 let ended = Instant::now();
                 let held = match res {
                     Ok((allocation, created)) => {
-                        if measured {
-                            r.latency.record(micros(ended - started))?;
-                            r.ok_requests += 1;
-                            r.last_end = Some(ended);
+                        if r.succeeded(measured, started, ended)? {
                             if created {
                                 r.allocations += 1;
                             } else {
@@ -202,10 +216,7 @@ async fn client_loop(
                         true
                     }
                     Err(e) => {
-                        r.error(measured, &e);
-                        if measured {
-                            r.last_end = Some(ended);
-                        }
+                        r.failed(measured, ended, &e);
                         false
                     }
                 };
@@ -223,19 +234,13 @@ async fn client_loop(
                     match res {
                         Ok(()) => {
                             acked.released = Some(true);
-                            if measured {
-                                r.latency.record(micros(ended - started))?;
-                                r.ok_requests += 1;
+                            if r.succeeded(measured, started, ended)? {
                                 r.releases += 1;
-                                r.last_end = Some(ended);
                             }
                         }
                         Err(e) => {
                             acked.released = e.may_have_committed().then_some(false);
-                            r.error(measured, &e);
-                            if measured {
-                                r.last_end = Some(ended);
-                            }
+                            r.failed(measured, ended, &e);
                         }
                     }
                 }
@@ -246,17 +251,10 @@ async fn client_loop(
                 let ended = Instant::now();
                 match res {
                     Ok(()) => {
-                        if measured {
-                            r.latency.record(micros(ended - started))?;
-                            r.ok_requests += 1;
-                            r.last_end = Some(ended);
-                        }
+                        r.succeeded(measured, started, ended)?;
                     }
                     Err(e) => {
-                        r.error(measured, &e);
-                        if measured {
-                            r.last_end = Some(ended);
-                        }
+                        r.failed(measured, ended, &e);
                     }
                 }
             }
@@ -284,18 +282,12 @@ async fn client_loop(
                             });
                             n += 1;
                         }
-                        if measured {
-                            r.latency.record(micros(ended - started))?;
-                            r.ok_requests += 1;
+                        if r.succeeded(measured, started, ended)? {
                             r.allocations += n;
-                            r.last_end = Some(ended);
                         }
                     }
                     Err(e) => {
-                        r.error(measured, &e);
-                        if measured {
-                            r.last_end = Some(ended);
-                        }
+                        r.failed(measured, ended, &e);
                     }
                 }
             }

@@ -8,9 +8,9 @@
 //!
 //! Commits do not ask for redb's quick repair: it writes the allocator state with every commit
 //! (a 20 kB append: 0.70 ms with it, 0.52 ms without; a lone write in a 3-node cluster on 2
-//! cores: p50 2.6 → 1.7 ms when only this changed). After a crash redb instead rebuilds that
-//! state by walking the file on open — 0.19 s for 285 MB — and the log is purged behind
-//! snapshots, so it stays a few thousand entries long.
+//! cores: p50 2.6 → 1.7 ms in the first run that changed only this). After a crash redb
+//! instead rebuilds that state by walking the file on open — 0.19 s for 285 MB — and the log
+//! is purged behind snapshots, so it stays a few thousand entries long.
 //!
 //! Small, cached operations (a `Durability::None` meta write, reading the few entries a
 //! replication round sends) run on the calling task: a `spawn_blocking` round trip costs more

@@ -145,8 +145,10 @@ pub(crate) struct NetShared {
 }
 
 impl NetShared {
+    /// `authorization` is [`bearer`] of `token`, built by the caller before anything opens.
     pub(crate) fn new(
         token: Option<String>,
+        authorization: Option<reqwest::header::HeaderValue>,
         data_dir: &std::path::Path,
         connect_timeout: Duration,
     ) -> Result<NetShared, String> {
@@ -156,7 +158,6 @@ impl NetShared {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| format!("http client: {e}"))?;
-        let authorization = token.as_deref().map(bearer).transpose()?;
         let cluster_id_path = data_dir.join(CLUSTER_ID_FILE);
         let cluster_id = match std::fs::read_to_string(&cluster_id_path) {
             Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),

@@ -710,9 +710,12 @@ impl Ipam {
         if config.advertise.is_empty() {
             return Err(StartError::Config("advertise address is empty".into()));
         }
-        if let Some(token) = &config.token {
-            crate::network::bearer(token).map_err(StartError::Config)?;
-        }
+        let authorization = config
+            .token
+            .as_deref()
+            .map(crate::network::bearer)
+            .transpose()
+            .map_err(StartError::Config)?;
         if config.queue_capacity == 0 || config.max_ops_per_entry == 0 {
             return Err(StartError::Config(
                 "queue_capacity and max_ops_per_entry must be positive".into(),
@@ -762,8 +765,13 @@ impl Ipam {
         let sm_shared = sm.shared();
 
         let net = Arc::new(
-            NetShared::new(config.token.clone(), &dir, config.rpc_timeout)
-                .map_err(StartError::Storage)?,
+            NetShared::new(
+                config.token.clone(),
+                authorization,
+                &dir,
+                config.rpc_timeout,
+            )
+            .map_err(StartError::Storage)?,
         );
         let network = NetworkFactory { net: net.clone() };
         let raft = Raft::new(config.id, raft_config, network, log, sm)
