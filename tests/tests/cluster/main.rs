@@ -23,6 +23,7 @@
 //!   a lagging follower and a deposed leader.
 //! - `reads` — linearizable reads across nodes.
 //! - `trust` — a node with another token, or of another cluster, is never joined.
+//! - `upgrade` — a data dir and snapshot written by release 0.1.0 open and keep serving.
 
 mod chaos;
 mod contention;
@@ -35,3 +36,4 @@ mod reads;
 mod replication;
 mod snapshot;
 mod trust;
+mod upgrade;
