@@ -119,7 +119,7 @@ pub fn batch_op(op: api::BatchOp) -> Result<Op, InputError> {
 /// One batch op's result: the pool, the allocation, `{"released": [...]}` or `{}`.
 pub fn op_output(out: &OpOutput) -> serde_json::Value {
     let value = match out {
-        OpOutput::PoolCreated(p) => serde_json::to_value(pool(p)),
+        OpOutput::PoolCreated(p) | OpOutput::PoolUpdated(p) => serde_json::to_value(pool(p)),
         OpOutput::Allocated { allocation: a, .. } => serde_json::to_value(allocation(a)),
         OpOutput::ReleasedOwner { released: ips } => serde_json::to_value(released(ips)),
         OpOutput::PoolDeleted { .. } | OpOutput::Released(_) => Ok(serde_json::json!({})),
