@@ -128,6 +128,7 @@ fn create_request(args: CreatePool) -> CreatePoolRequest {
         reserved: args.reserved,
         labels: args.labels.into_iter().collect(),
         description: args.description,
+        ..CreatePoolRequest::default()
     }
 }
 

@@ -266,6 +266,7 @@ mod tests {
                 free: "0".into(),
                 utilization,
             },
+            ..Pool::default()
         }
     }
 

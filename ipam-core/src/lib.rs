@@ -35,11 +35,11 @@ pub mod types;
 pub mod validate;
 
 pub use command::{BatchError, Command, CommandResult, Op, OpOutput};
+pub use error::UpdatePoolError;
 pub use error::{
     AllocateError, CreatePoolError, DeletePoolError, ErrorCode, InputError, OpError, QueryError,
     ReleaseError, StorageError, Unallocatable,
 };
-pub use error::UpdatePoolError;
 pub use pools::{NetworkConfig, PoolSettings, PoolSpecV2, PoolUpdate, RangeSpec, Route};
 pub use state::State;
 pub use types::{

@@ -226,7 +226,10 @@ pub fn check_settings(settings: &PoolSettings, family: Family) -> Result<(), Inp
     }
     if let Some(d) = &settings.domain {
         if d.is_empty() || d.len() > MAX_DOMAIN {
-            return Err(setting("domain", format!("must be 1 to {MAX_DOMAIN} bytes")));
+            return Err(setting(
+                "domain",
+                format!("must be 1 to {MAX_DOMAIN} bytes"),
+            ));
         }
     }
     if let Some(ttl) = settings.default_ttl_seconds {
@@ -278,7 +281,10 @@ fn entry_bounds(entry: &Reserved) -> (IpAddr, IpAddr) {
 impl PoolShape {
     /// Builds the shape of ranges `ranges` (first = the pool's CIDR) with `reserved` entries,
     /// each of which must lie inside one range.
-    pub fn build(ranges: &[RangeSpec], reserved: &[Reserved]) -> Result<PoolShape, CreatePoolError> {
+    pub fn build(
+        ranges: &[RangeSpec],
+        reserved: &[Reserved],
+    ) -> Result<PoolShape, CreatePoolError> {
         let Some(first) = ranges.first() else {
             return Err(InputError::InvalidSetting {
                 field: "ranges".into(),

@@ -12,6 +12,7 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 use sha2::{Digest, Sha256};
 
 use crate::error::{InputError, QueryError, StorageError};
+use crate::pools::PoolShape;
 use crate::tables::{
     self, allocation_key, decode, decode_allocation_key, owner_key, pool_key, range_key,
     AllocationRecord, CoreTable, NameRecord, PoolRecord, RangeRecord,
@@ -19,7 +20,6 @@ use crate::tables::{
 use crate::types::{
     addr_to_u128, AddressInfo, Allocation, AllocationPage, Family, Labels, PoolId, PoolInfo,
 };
-use crate::pools::PoolShape;
 use crate::validate::{check_limit, check_name, check_owner, MAX_PAGE};
 
 type Ro = ReadOnlyTable<&'static [u8], &'static [u8]>;
@@ -281,13 +281,11 @@ impl<'r> Reader<'r> {
             return Ok(none);
         }
         let record = self.pool_record(range.pool)?;
-        let allocation = self
-            .allocation_record(range.pool, pos)?
-            .map(|rec| {
-                let mut a = rec.into_allocation(&record.name, ip);
-                a.network = record.network_for(ip);
-                a
-            });
+        let allocation = self.allocation_record(range.pool, pos)?.map(|rec| {
+            let mut a = rec.into_allocation(&record.name, ip);
+            a.network = record.network_for(ip);
+            a
+        });
         Ok(AddressInfo {
             pool: Some(record.name),
             allocation,

@@ -21,12 +21,12 @@ use crate::error::{
     AllocateError, CreatePoolError, DeletePoolError, OpError, ReleaseError, StorageError,
 };
 use crate::pools::PoolShape;
+use crate::pools::{check_settings, PoolSettings};
 use crate::tables::{
     self, allocation_key, decode, decode_allocation_key, decode_pool_key, encode, encode_into,
     owner_key, pool_key, range_key, AllocationRecord, MetaRecord, NameRecord, PoolRecord,
     RangeRecord,
 };
-use crate::pools::{check_settings, PoolSettings};
 use crate::types::{addr_to_u128, Cidr, Labels, PoolId, PoolInfo, Stamp};
 use crate::validate::{check_command, check_op, pool_layout};
 
@@ -241,13 +241,12 @@ impl State {
             let (k, v) = row?;
             let id = decode_pool_key(k.value())?;
             let record: PoolRecord = decode("core_pools", v.value())?;
-            let layout =
-                PoolShape::build(&record.all_ranges(), &record.reserved).map_err(|e| {
-                    StorageError::Corrupt {
-                        table: "core_pools",
-                        reason: format!("pool {:?}: {e}", record.name),
-                    }
-                })?;
+            let layout = PoolShape::build(&record.all_ranges(), &record.reserved).map_err(|e| {
+                StorageError::Corrupt {
+                    table: "core_pools",
+                    reason: format!("pool {:?}: {e}", record.name),
+                }
+            })?;
             let mut free = layout.initial_free();
             let mut count: u128 = 0;
             let lo = allocation_key(id, 0);

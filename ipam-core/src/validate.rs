@@ -9,8 +9,8 @@ use crate::command::{Command, Op};
 use crate::error::{
     AllocateError, CreatePoolError, InputError, OpError, ReleaseError, UpdatePoolError,
 };
-use crate::pools::{check_settings, PoolSettings, PoolUpdate};
 use crate::layout::{resolve_gateway, PoolLayout};
+use crate::pools::{check_settings, PoolSettings, PoolUpdate};
 use crate::types::{addr_to_u128, Cidr, Family, Labels, PoolSpec, Reserved};
 
 /// Most labels on a pool or allocation.
@@ -269,15 +269,17 @@ pub fn check_op(op: &Op) -> Result<(), OpError> {
             .map_err(ReleaseError::Input)?,
         Op::CreatePoolV2(spec) => {
             check_pool_spec(&spec.base)?;
-            check_settings(&spec.settings, spec.base.cidr.family()).map_err(CreatePoolError::from)?
+            check_settings(&spec.settings, spec.base.cidr.family())
+                .map_err(CreatePoolError::from)?
         }
         Op::UpdatePool { pool, update, .. } => check_update(pool, update)
             .map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?,
         Op::AddRange { pool, cidr, .. } => check_name(pool)
             .and_then(|()| Cidr::new(cidr.network, cidr.prefix).map(|_| ()))
             .map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?,
-        Op::RemoveRange { pool, .. } => check_name(pool)
-            .map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?,
+        Op::RemoveRange { pool, .. } => {
+            check_name(pool).map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?
+        }
     }
     Ok(())
 }

@@ -12,8 +12,7 @@ use std::net::IpAddr;
 use common::Db;
 use ipam_core::command::{Command, CommandResult, Op, OpOutput};
 use ipam_core::{
-    query, Cidr, ErrorCode, Family, GatewayChoice, Labels, OpError, PoolSpec, PoolUpdate,
-    Reserved,
+    query, Cidr, ErrorCode, Family, GatewayChoice, Labels, OpError, PoolSpec, PoolUpdate, Reserved,
 };
 use proptest::prelude::*;
 
@@ -154,7 +153,9 @@ struct MPool {
 /// The allocatable sets of a pool with `base`'s first range and `extra` ranges (default
 /// gateways), reserved entries each inside one range; `None` when that is not a valid pool.
 fn shape(base: &PoolSpec, extra: &[Cidr]) -> Option<Vec<BTreeSet<IpAddr>>> {
-    let cidrs: Vec<Cidr> = std::iter::once(base.cidr).chain(extra.iter().copied()).collect();
+    let cidrs: Vec<Cidr> = std::iter::once(base.cidr)
+        .chain(extra.iter().copied())
+        .collect();
     let mut per: Vec<Vec<Reserved>> = vec![Vec::new(); cidrs.len()];
     for r in &base.reserved {
         let (lo, hi) = match r {
@@ -165,7 +166,9 @@ fn shape(base: &PoolSpec, extra: &[Cidr]) -> Option<Vec<BTreeSet<IpAddr>>> {
                 (v[0], *v.last().unwrap())
             }
         };
-        let i = cidrs.iter().position(|c| c.contains(lo) && c.contains(hi))?;
+        let i = cidrs
+            .iter()
+            .position(|c| c.contains(lo) && c.contains(hi))?;
         per[i].push(*r);
     }
     cidrs
@@ -175,7 +178,11 @@ fn shape(base: &PoolSpec, extra: &[Cidr]) -> Option<Vec<BTreeSet<IpAddr>>> {
         .map(|(i, (c, reserved))| {
             let spec = PoolSpec {
                 cidr: *c,
-                gateway: if i == 0 { base.gateway } else { GatewayChoice::Default },
+                gateway: if i == 0 {
+                    base.gateway
+                } else {
+                    GatewayChoice::Default
+                },
                 reserved,
                 ..base.clone()
             };
@@ -213,10 +220,16 @@ impl MPool {
 
 /// Extra ranges the generator adds: some overlap candidates, one is IPv6.
 fn extra_ranges() -> Vec<Cidr> {
-    ["10.0.1.8/30", "10.0.1.12/32", "10.0.0.8/29", "fd00::40/127", "10.0.1.0/31"]
-        .iter()
-        .map(|c| c.parse().unwrap())
-        .collect()
+    [
+        "10.0.1.8/30",
+        "10.0.1.12/32",
+        "10.0.0.8/29",
+        "fd00::40/127",
+        "10.0.1.0/31",
+    ]
+    .iter()
+    .map(|c| c.parse().unwrap())
+    .collect()
 }
 
 #[derive(Clone, Debug, Default)]
@@ -229,7 +242,10 @@ struct Model {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Outcome {
     Created(u128),
-    Updated { revision: u64, capacity: u128 },
+    Updated {
+        revision: u64,
+        capacity: u128,
+    },
     Deleted(u64),
     Allocated {
         ip: IpAddr,
@@ -406,7 +422,11 @@ impl Model {
                     let Some(sets) = shape(&next.spec, &next.extra) else {
                         return Outcome::Err(InvalidArgument);
                     };
-                    if next.allocs.keys().any(|a| !sets.iter().any(|s| s.contains(a))) {
+                    if next
+                        .allocs
+                        .keys()
+                        .any(|a| !sets.iter().any(|s| s.contains(a)))
+                    {
                         return Outcome::Err(AddressInUse);
                     }
                     next.sets = sets;
@@ -651,7 +671,11 @@ impl World {
                 pool: self.name(*p),
                 revision: self.fence(model, *p, *fence),
                 update: PoolUpdate {
-                    reserved: Some(a.map(|a| Reserved::Addr(self.addrs[a])).into_iter().collect()),
+                    reserved: Some(
+                        a.map(|a| Reserved::Addr(self.addrs[a]))
+                            .into_iter()
+                            .collect(),
+                    ),
                     ..PoolUpdate::default()
                 },
             },
@@ -694,7 +718,9 @@ fn check_tables(db: &Db, model: &Model) -> Result<(), TestCaseError> {
         prop_assert_eq!(p.settings.frozen, mp.frozen);
         prop_assert_eq!(
             p.ranges.iter().map(|r| r.cidr).collect::<Vec<_>>(),
-            std::iter::once(mp.spec.cidr).chain(mp.extra.iter().copied()).collect::<Vec<_>>()
+            std::iter::once(mp.spec.cidr)
+                .chain(mp.extra.iter().copied())
+                .collect::<Vec<_>>()
         );
         // The preview is what the next allocations by new owners get.
         prop_assert_eq!(query::next_free(&rtx, &p.name, 16).unwrap(), mp.preview(16));
@@ -716,11 +742,7 @@ fn check_tables(db: &Db, model: &Model) -> Result<(), TestCaseError> {
         let want: Vec<_> = mp.allocs.iter().map(|(k, v)| (*k, v.clone())).collect();
         prop_assert_eq!(&listed, &want);
         for (ip, (owner, _)) in &mp.allocs {
-            prop_assert!(
-                mp.allocatable(ip),
-                "unallocatable {} handed out",
-                ip
-            );
+            prop_assert!(mp.allocatable(ip), "unallocatable {} handed out", ip);
             let info = query::address(&rtx, *ip).unwrap();
             prop_assert_eq!(info.pool.as_deref(), Some(p.name.as_str()));
             prop_assert_eq!(info.allocation.map(|a| a.owner), Some(owner.clone()));

@@ -29,6 +29,7 @@ pub mod error;
 pub mod extract;
 pub mod join;
 pub mod metrics;
+pub mod pools;
 pub mod wire;
 
 pub use api::{router, AppState};

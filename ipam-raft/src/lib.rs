@@ -19,6 +19,7 @@
 //!   barriers into one leadership check, on the leader or forwarded to it.
 //! - [`node`] — [`Ipam`], the embeddable handle: config, start/shutdown, typed reads and
 //!   writes, read-through cache, leader forwarding, membership, status.
+//! - `pools` — pool updates, ranges and the next-free preview on [`Ipam`].
 //! - [`error`] — [`IpamError`], [`StartError`].
 //!
 //! The `testing` feature adds `Ipam::set_isolated` (fault injection for partition tests).
@@ -31,6 +32,7 @@ pub mod error;
 pub mod log_store;
 mod network;
 pub mod node;
+mod pools;
 mod proposer;
 pub mod state_machine;
 pub mod types;

@@ -144,12 +144,13 @@ impl State {
                 .reserved
                 .clone()
                 .unwrap_or_else(|| record.reserved.clone());
-            let shape =
-                match PoolShape::build(&all_ranges(record.cidr, gateway, &record.ranges), &reserved)
-                {
-                    Ok(s) => s,
-                    Err(e) => return Ok(Err(e.into())),
-                };
+            let shape = match PoolShape::build(
+                &all_ranges(record.cidr, gateway, &record.ranges),
+                &reserved,
+            ) {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(e.into())),
+            };
             let family = record.cidr.family();
             let covered = gateway
                 .filter(|g| Some(*g) != record.gateway)
@@ -243,7 +244,10 @@ impl State {
             Err(e) => return Ok(Err(e.into())),
         };
         let Some(added) = shape.ranges().last() else {
-            return Ok(Err(CreatePoolError::NoAllocatableAddress { cidr: range.cidr }.into()));
+            return Ok(Err(CreatePoolError::NoAllocatableAddress {
+                cidr: range.cidr,
+            }
+            .into()));
         };
         for (s, e) in added.initial_free().intervals() {
             next.free.insert_interval(s, e);
