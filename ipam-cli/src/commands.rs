@@ -112,6 +112,7 @@ async fn pool(client: &Client, out: Output, cmd: PoolCommand) -> anyhow::Result<
                 text
             })
         }
+        other => crate::pool_cmds::run(client, out, other).await,
     }
 }
 
@@ -128,7 +129,7 @@ fn create_request(args: CreatePool) -> CreatePoolRequest {
         reserved: args.reserved,
         labels: args.labels.into_iter().collect(),
         description: args.description,
-        ..CreatePoolRequest::default()
+        ..args.settings.create_fields()
     }
 }
 
@@ -287,7 +288,7 @@ fn changed(out: Output, text: &str, status: &ClusterStatus) -> anyhow::Result<()
 }
 
 /// Prints `value` as pretty JSON or `table()` as text.
-fn emit<T: Serialize>(
+pub(crate) fn emit<T: Serialize>(
     out: Output,
     value: &T,
     table: impl FnOnce() -> String,

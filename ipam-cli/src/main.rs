@@ -11,6 +11,8 @@
 //!
 //! - [`args`] — the clap command line.
 //! - [`commands`] — `run`: one command → client calls → output.
+//! - [`pool_args`], [`pool_cmds`] — `ip-pool update`, `add-range`, `remove-range`,
+//!   `freeze`, `unfreeze`, `next-free` and the settings shared with `create`.
 //! - [`render`] — tables, key/value listings, number formatting.
 //! - [`exit`] — exit statuses and the one-line error message.
 
@@ -21,6 +23,8 @@ use clap::Parser;
 mod args;
 mod commands;
 mod exit;
+mod pool_args;
+mod pool_cmds;
 mod render;
 
 fn main() -> ExitCode {
