@@ -21,6 +21,8 @@
 //!   back on a new address.
 //! - `forwarding` — every write API on a follower; the cache hit path and its read barrier on
 //!   a lagging follower and a deposed leader.
+//! - `ranges` — a range added on one node feeds allocations through the others; pool updates
+//!   and the preview agree on every replica.
 //! - `reads` — linearizable reads across nodes.
 //! - `trust` — a node with another token, or of another cluster, is never joined.
 //! - `upgrade` — a data dir and snapshot written by release 0.1.0 open and keep serving.
@@ -32,6 +34,7 @@ mod failover;
 mod forwarding;
 mod membership;
 mod partition;
+mod ranges;
 mod reads;
 mod replication;
 mod snapshot;
