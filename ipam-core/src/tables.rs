@@ -476,6 +476,32 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_pool_record_reads_as_version_2_with_defaults() {
+        let v1 = PoolRecordV1 {
+            name: "vms".into(),
+            cidr: "10.0.0.0/24".parse().unwrap(),
+            gateway: Some("10.0.0.1".parse().unwrap()),
+            reserved: vec!["10.0.0.9".parse().unwrap()],
+            labels: Labels::from([("env".into(), "prod".into())]),
+            description: "d".into(),
+            created_at: Stamp(7),
+            capacity: 252,
+            allocated: 3,
+        };
+        let mut bytes = vec![1u8];
+        bytes.extend(postcard::to_allocvec(&v1).unwrap());
+        let read: PoolRecord = decode("core_pools", &bytes).unwrap();
+        assert_eq!(read, PoolRecord::from_v1(v1.clone()));
+        assert_eq!((read.name.as_str(), read.allocated), ("vms", 3));
+        assert_eq!((read.revision, read.weight), (1, 100));
+        assert_eq!(read.max_utilization_ppm, 1_000_000);
+        assert!(read.ranges.is_empty() && !read.frozen && read.dns.is_empty());
+        let again = encode(&read).unwrap();
+        assert_eq!(again[0], 2);
+        assert_eq!(decode::<PoolRecord>("core_pools", &again).unwrap(), read);
+    }
+
+    #[test]
     fn a_version_from_the_future_is_refused_naming_both() {
         let new = encode(&V2 { a: 8, b: None }).unwrap();
         let err = decode::<V1>("t", &new).unwrap_err().to_string();

@@ -25,6 +25,8 @@ pub struct Metrics {
     raft_applied_index: IntGauge,
     raft_last_log_index: IntGauge,
     http_duration: HistogramVec,
+    /// `ipam_pool_ranges{pool}` and `ipam_pool_frozen{pool}`.
+    pool_shape: crate::pools::PoolGauges,
     // Scrapes reset and refill the per-pool gauges; one at a time so none sees a half-filled set.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -102,7 +104,9 @@ impl Metrics {
         registry.register(Box::new(raft_applied_index.clone()))?;
         registry.register(Box::new(raft_last_log_index.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
+        let pool_shape = crate::pools::PoolGauges::register(&registry)?;
         Ok(Metrics {
+            pool_shape,
             registry,
             pool_capacity,
             pool_allocated,
@@ -161,6 +165,7 @@ impl Metrics {
             Ok(pools) => {
                 self.pool_capacity.reset();
                 self.pool_allocated.reset();
+                self.pool_shape.fill(&pools);
                 for p in pools {
                     self.pool_capacity
                         .with_label_values(&[&p.name])

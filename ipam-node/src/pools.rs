@@ -261,3 +261,41 @@ pub async fn next_free(
         addresses: addresses.iter().map(ToString::to_string).collect(),
     }))
 }
+
+/// Per-pool gauges of the second round: how many ranges a pool has and whether it is frozen
+/// (an operator alerting on a full pool wants to know both).
+pub struct PoolGauges {
+    ranges: prometheus::GaugeVec,
+    frozen: prometheus::GaugeVec,
+}
+
+impl PoolGauges {
+    /// Creates and registers the gauges.
+    pub fn register(registry: &prometheus::Registry) -> Result<PoolGauges, prometheus::Error> {
+        let ranges = prometheus::GaugeVec::new(
+            prometheus::Opts::new("ipam_pool_ranges", "Ranges of the pool, the first included"),
+            &["pool"],
+        )?;
+        let frozen = prometheus::GaugeVec::new(
+            prometheus::Opts::new("ipam_pool_frozen", "1 while the pool is frozen, else 0"),
+            &["pool"],
+        )?;
+        registry.register(Box::new(ranges.clone()))?;
+        registry.register(Box::new(frozen.clone()))?;
+        Ok(PoolGauges { ranges, frozen })
+    }
+
+    /// Replaces every value with those of `pools`.
+    pub fn fill(&self, pools: &[ipam_core::PoolInfo]) {
+        self.ranges.reset();
+        self.frozen.reset();
+        for p in pools {
+            self.ranges
+                .with_label_values(&[&p.name])
+                .set(p.ranges.len() as f64);
+            self.frozen
+                .with_label_values(&[&p.name])
+                .set(if p.settings.frozen { 1.0 } else { 0.0 });
+        }
+    }
+}

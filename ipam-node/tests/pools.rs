@@ -269,6 +269,15 @@ async fn frozen_pools_take_only_named_addresses() {
     .await
     .status_is(201);
     alloc(&n, "p", "a").await.expect(409, "pool_frozen");
+    let metrics = n.get("/metrics").await.text;
+    assert!(
+        metrics.contains("ipam_pool_frozen{pool=\"p\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ipam_pool_ranges{pool=\"p\"} 1"),
+        "{metrics}"
+    );
     let r = n
         .post(
             "/api/v1/pools/p/allocations",
