@@ -161,34 +161,6 @@ impl UpdatePool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("90"), Ok(90));
-        assert_eq!(parse_duration("90s"), Ok(90));
-        assert_eq!(parse_duration("10m"), Ok(600));
-        assert_eq!(parse_duration("1h"), Ok(3600));
-        assert_eq!(parse_duration("2d"), Ok(172_800));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5w").is_err());
-        assert!(parse_duration("m").is_err());
-        assert!(parse_duration("99999999999d").is_err());
-    }
-
-    #[test]
-    fn routes_need_both_sides() {
-        assert_eq!(
-            parse_route("10.9.0.0/16=10.0.0.1"),
-            Ok(("10.9.0.0/16".into(), "10.0.0.1".into()))
-        );
-        assert!(parse_route("10.9.0.0/16").is_err());
-        assert!(parse_route("=10.0.0.1").is_err());
-    }
-}
-
 /// The second-round lines of `ip-pool show`: revision, ranges, freeze, network, lease and
 /// selection settings.
 pub fn detail_pairs(p: &ipam_client::types::Pool) -> Vec<(&'static str, String)> {
@@ -251,4 +223,32 @@ pub fn network_details(n: Option<&ipam_client::types::Network>) -> String {
     }
     pairs.push(("domain", dash(n.domain.clone())));
     crate::render::key_values(&pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("10m"), Ok(600));
+        assert_eq!(parse_duration("1h"), Ok(3600));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("99999999999d").is_err());
+    }
+
+    #[test]
+    fn routes_need_both_sides() {
+        assert_eq!(
+            parse_route("10.9.0.0/16=10.0.0.1"),
+            Ok(("10.9.0.0/16".into(), "10.0.0.1".into()))
+        );
+        assert!(parse_route("10.9.0.0/16").is_err());
+        assert!(parse_route("=10.0.0.1").is_err());
+    }
 }

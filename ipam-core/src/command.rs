@@ -53,7 +53,7 @@ pub enum Op {
         owner: String,
     },
     /// Create a pool with the second-round settings.
-    CreatePoolV2(PoolSpecV2),
+    CreatePoolV2(Box<PoolSpecV2>),
     /// Change a pool's fields, optionally fenced by its revision.
     UpdatePool {
         /// Pool name.
@@ -61,7 +61,7 @@ pub enum Op {
         /// When given, update only if the pool's revision equals it.
         revision: Option<u64>,
         /// The fields to change.
-        update: PoolUpdate,
+        update: Box<PoolUpdate>,
     },
     /// Add a range to a pool.
     AddRange {

@@ -316,7 +316,7 @@ impl PoolRecord {
             },
             revision: self.revision,
             ranges: self.all_ranges(),
-            settings: self.settings(),
+            settings: Box::new(self.settings()),
         }
     }
 }
@@ -399,14 +399,14 @@ impl PoolRecord {
 
     /// The interface configuration of `ip` in this pool as it is now; `None` when `ip` lies
     /// in none of its ranges.
-    pub fn network_for(&self, ip: IpAddr) -> Option<NetworkConfig> {
+    pub fn network_for(&self, ip: IpAddr) -> Option<Box<NetworkConfig>> {
         let range = std::iter::once(RangeSpec {
             cidr: self.cidr,
             gateway: self.gateway,
         })
         .chain(self.ranges.iter().copied())
         .find(|r| r.cidr.contains(ip))?;
-        Some(NetworkConfig {
+        Some(Box::new(NetworkConfig {
             ip,
             prefix_len: range.cidr.prefix(),
             gateway: range.gateway,
@@ -414,7 +414,7 @@ impl PoolRecord {
             mtu: self.mtu,
             routes: self.routes.clone(),
             domain: self.domain.clone(),
-        })
+        }))
     }
 }
 impl Record for NameRecord {}

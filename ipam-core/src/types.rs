@@ -137,7 +137,7 @@ pub struct PoolInfo {
     /// Every range, the first being `cidr` and `gateway`.
     pub ranges: Vec<crate::pools::RangeSpec>,
     /// Second-round settings.
-    pub settings: crate::pools::PoolSettings,
+    pub settings: Box<crate::pools::PoolSettings>,
 }
 
 /// One allocation instance.
@@ -157,7 +157,7 @@ pub struct Allocation {
     pub labels: Labels,
     /// Interface configuration from the pool as it is now (filled in by whoever read the
     /// pool; `None` only for a pool that has none).
-    pub network: Option<crate::pools::NetworkConfig>,
+    pub network: Option<Box<crate::pools::NetworkConfig>>,
 }
 
 /// One page of a pool's allocations in address order.

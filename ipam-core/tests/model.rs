@@ -662,22 +662,22 @@ impl World {
             GenOp::Freeze(p, frozen, fence) => Op::UpdatePool {
                 pool: self.name(*p),
                 revision: self.fence(model, *p, *fence),
-                update: PoolUpdate {
+                update: Box::new(PoolUpdate {
                     frozen: Some(*frozen),
                     ..PoolUpdate::default()
-                },
+                }),
             },
             GenOp::Reserve(p, a, fence) => Op::UpdatePool {
                 pool: self.name(*p),
                 revision: self.fence(model, *p, *fence),
-                update: PoolUpdate {
+                update: Box::new(PoolUpdate {
                     reserved: Some(
                         a.map(|a| Reserved::Addr(self.addrs[a]))
                             .into_iter()
                             .collect(),
                     ),
                     ..PoolUpdate::default()
-                },
+                }),
             },
         }
     }

@@ -93,7 +93,7 @@ pub fn create_op(req: api::CreatePoolRequest) -> Result<Op, InputError> {
     Ok(if first_round {
         Op::CreatePool(base)
     } else {
-        Op::CreatePoolV2(PoolSpecV2 { base, settings })
+        Op::CreatePoolV2(Box::new(PoolSpecV2 { base, settings }))
     })
 }
 
@@ -189,7 +189,7 @@ pub async fn create_pool(
     params.finish()?;
     let pool = match create_op(req)? {
         Op::CreatePool(spec) => state.ipam.create_pool(spec).await?,
-        Op::CreatePoolV2(spec) => state.ipam.create_pool_v2(spec).await?,
+        Op::CreatePoolV2(spec) => state.ipam.create_pool_v2(*spec).await?,
         other => {
             return Err(ApiError::InvalidArgument(format!(
                 "unexpected op {other:?}"

@@ -85,7 +85,7 @@ pub fn allocation(a: &Allocation) -> api::Allocation {
         generation: a.generation,
         allocated_at: rfc3339(a.allocated_at),
         labels: a.labels.clone(),
-        network: a.network.as_ref().map(crate::pools::network),
+        network: a.network.as_deref().map(crate::pools::network),
     }
 }
 

@@ -28,7 +28,7 @@ impl Ipam {
     /// Creates a pool with the second-round settings (network config, freeze, lease and
     /// selection fields).
     pub async fn create_pool_v2(&self, spec: PoolSpecV2) -> Result<PoolInfo, IpamError> {
-        self.pool_op(Op::CreatePoolV2(spec)).await
+        self.pool_op(Op::CreatePoolV2(Box::new(spec))).await
     }
 
     /// Changes a pool's fields; with `revision`, only if the pool is at that revision.
@@ -41,7 +41,7 @@ impl Ipam {
         self.pool_op(Op::UpdatePool {
             pool: pool.to_string(),
             revision,
-            update,
+            update: Box::new(update),
         })
         .await
     }
