@@ -844,3 +844,32 @@ proptest! {
         run(&cmds, &[3, 1, 7], &[])?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Pools that grow by ranges, some below their first range, so allocation order across
+    /// ranges (first range first, in the order added) and the preview are exercised densely.
+    #[test]
+    fn pools_growing_by_ranges_match_reference_model(
+        creates in proptest::collection::vec(proptest::sample::select(vec![0usize, 1, 3, 4]), 2..5),
+        ops in proptest::collection::vec(
+            {
+                let pool = || proptest::sample::select(vec![0usize, 1, 3, 4]);
+                prop_oneof![
+                    4 => (pool(), 0..6usize).prop_map(|(p, o)| GenOp::Alloc(p, o, None)),
+                    3 => (pool(), 0..5usize).prop_map(|(p, r)| GenOp::AddRange(p, r)),
+                    1 => (pool(), 0..6usize).prop_map(|(p, r)| GenOp::RemoveRange(p, r)),
+                    2 => (pool(), 0..6usize).prop_map(|(p, o)| GenOp::ReleaseOwner(p, o)),
+                    1 => (pool(), any::<bool>(), 0..3u8)
+                        .prop_map(|(p, f, x)| GenOp::Freeze(p, f, x)),
+                ]
+            },
+            1..60,
+        ),
+    ) {
+        let mut cmds: Vec<GenCmd> = creates.into_iter().map(|p| GenCmd::Op(GenOp::Create(p))).collect();
+        cmds.extend(ops.into_iter().map(GenCmd::Op));
+        run(&cmds, &[1, 2, 5], &[])?;
+    }
+}
