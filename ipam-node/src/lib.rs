@@ -8,8 +8,9 @@
 //!
 //! # Layout
 //!
-//! - [`config`] — [`NodeConfig`], the clap [`config::Args`] and the TOML
-//!   [`config::FileConfig`]; precedence flags > `IPAM_*` environment > file > defaults.
+//! - [`config`] — [`config::Args`], the settings as flags, environment and TOML file (one
+//!   struct), resolved over the defaults into [`NodeConfig`]; precedence flags > `IPAM_*`
+//!   environment > file > defaults.
 //! - [`api`] — [`router`]: every endpoint, the middleware (request id, tracing, metrics,
 //!   authentication, request timeout), [`AppState`].
 //! - [`extract`] — JSON, path and query extractors whose rejections are contract errors.
