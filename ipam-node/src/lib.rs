@@ -167,9 +167,7 @@ async fn serve(
         let addr = advertise.to_string();
         let timeout = config.join_timeout;
         Some(tokio::spawn(async move {
-            let http = reqwest::Client::new();
             let joined = join::Join {
-                http: &http,
                 url: &url,
                 token: token.as_deref(),
                 id: me,
