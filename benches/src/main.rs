@@ -41,7 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use clap::Parser;
 use ipam_client::types::{CreatePoolRequest, GatewayField};
-use ipam_client::Client;
+use ipam_client::{Client, ErrorCode};
 use reqwest::Url;
 use serde::Serialize;
 
@@ -230,7 +230,7 @@ async fn ensure_pool(client: &Client, args: &Args) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Err(e) if e.code() == Some("pool_not_found") => {
+        Err(e) if e.code() == Some(&ErrorCode::PoolNotFound) => {
             let cidr = args.cidr.clone().unwrap_or_else(|| {
                 if args.ipv6 {
                     "fd00:be::/64".to_string()

@@ -292,7 +292,9 @@ async fn allocate(
         } else {
             ""
         };
-        state.metrics.allocation_error(pool_label, parts.code);
+        state
+            .metrics
+            .allocation_error(pool_label, parts.code.as_str());
     }
     result
 }

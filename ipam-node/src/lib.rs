@@ -8,8 +8,9 @@
 //!
 //! # Layout
 //!
-//! - [`config`] — [`NodeConfig`], the clap [`config::Args`] and the TOML
-//!   [`config::FileConfig`]; precedence flags > `IPAM_*` environment > file > defaults.
+//! - [`config`] — [`config::Args`], the settings as flags, environment and TOML file (one
+//!   struct), resolved over the defaults into [`NodeConfig`]; precedence flags > `IPAM_*`
+//!   environment > file > defaults.
 //! - [`api`] — [`router`]: every endpoint, the middleware (request id, tracing, metrics,
 //!   authentication, request timeout), [`AppState`].
 //! - [`extract`] — JSON, path and query extractors whose rejections are contract errors.
@@ -166,9 +167,7 @@ async fn serve(
         let addr = advertise.to_string();
         let timeout = config.join_timeout;
         Some(tokio::spawn(async move {
-            let http = reqwest::Client::new();
             let joined = join::Join {
-                http: &http,
                 url: &url,
                 token: token.as_deref(),
                 id: me,
