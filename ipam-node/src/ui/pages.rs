@@ -31,7 +31,7 @@ table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #eceff3;vertical-align:top}
 th{font-weight:600;color:#555}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-.bar{background:#e6e9ee;border-radius:3px;height:.9em;width:12em;overflow:hidden}
+.bar{display:inline-block;vertical-align:middle;background:#e6e9ee;border-radius:3px;height:.9em;width:12em;overflow:hidden}
 .bar>div{background:#3b82f6;height:100%}
 .bar>div.warm{background:#f59e0b}.bar>div.hot{background:#dc2626}
 .tag{display:inline-block;background:#eef1f5;border-radius:3px;padding:0 .4em;margin:0 .2em .1em 0;font-size:.9em}
