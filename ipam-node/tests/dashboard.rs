@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use common::start;
 
 fn repo_file(path: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -123,8 +125,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
                         lower.as_str(),
                         "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
                     );
-                } else if chars.get(j) != Some(&'(') && !AGGREGATIONS.contains(&lower.as_str())
-                {
+                } else if chars.get(j) != Some(&'(') && !AGGREGATIONS.contains(&lower.as_str()) {
                     names.insert(word);
                 }
             }
@@ -242,7 +243,10 @@ async fn every_metric_of_the_dashboard_and_the_alerts_is_exported() {
             named.insert(name);
         }
     }
-    assert!(missing.is_empty(), "not exported: {missing:#?}\nexported: {exported:#?}");
+    assert!(
+        missing.is_empty(),
+        "not exported: {missing:#?}\nexported: {exported:#?}"
+    );
     // The tokenizer found the metrics the panels are about.
     for m in [
         "ipam_pool_allocated",

@@ -66,12 +66,29 @@ async fn pages_render_the_cluster_and_the_data() {
 
     let r = browse(&n, "/ui", None).await;
     assert_html(&r);
-    assert!(r.text.contains(r#"<dd id="leader">node 1 (127.0.0.1:1)</dd>"#), "{}", r.text);
-    assert!(r.text.contains(r#"<span id="pool-count">2</span>"#), "{}", r.text);
+    assert!(
+        r.text
+            .contains(r#"<dd id="leader">node 1 (127.0.0.1:1)</dd>"#),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains(r#"<span id="pool-count">2</span>"#),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains(r#"href="/ui/pools/vms""#), "{}", r.text);
-    assert!(r.text.contains(r#"<td class="num allocated">3</td>"#), "{}", r.text);
+    assert!(
+        r.text.contains(r#"<td class="num allocated">3</td>"#),
+        "{}",
+        r.text
+    );
     // /28: 16 - network - broadcast - gateway.
-    assert!(r.text.contains(r#"<td class="num capacity">13</td>"#), "{}", r.text);
+    assert!(
+        r.text.contains(r#"<td class="num capacity">13</td>"#),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("voter"), "{}", r.text);
     // The leader tracks its own progress: matched index and lag 0.
     assert!(r.text.contains("(this node)"), "{}", r.text);
@@ -79,12 +96,24 @@ async fn pages_render_the_cluster_and_the_data() {
 
     let r = browse(&n, "/ui/pools/vms", None).await;
     assert_html(&r);
-    assert!(r.text.contains(r#"<dd id="cidr">10.0.0.0/28</dd>"#), "{}", r.text);
-    assert!(r.text.contains(r#"<dd id="allocated">3</dd>"#), "{}", r.text);
+    assert!(
+        r.text.contains(r#"<dd id="cidr">10.0.0.0/28</dd>"#),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains(r#"<dd id="allocated">3</dd>"#),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("VM network"), "{}", r.text);
     assert!(r.text.contains("env=prod"), "{}", r.text);
     assert!(r.text.contains("vm-0/eth0"), "{}", r.text);
-    assert!(r.text.contains(r#"href="/ui/owners?owner=vm-0%2Feth0""#), "{}", r.text);
+    assert!(
+        r.text.contains(r#"href="/ui/owners?owner=vm-0%2Feth0""#),
+        "{}",
+        r.text
+    );
     assert!(!r.text.contains("<script>"), "only the overview reloads");
 
     let r = browse(&n, "/ui/addresses/10.0.0.2", None).await;
@@ -110,7 +139,10 @@ async fn pages_render_the_cluster_and_the_data() {
 async fn allocations_are_paged() {
     let n = start(None, true).await;
     let r = n
-        .post("/api/v1/pools", json!({"name": "big", "cidr": "10.1.0.0/24"}))
+        .post(
+            "/api/v1/pools",
+            json!({"name": "big", "cidr": "10.1.0.0/24"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let ops: Vec<_> = (0..60)
@@ -121,7 +153,10 @@ async fn allocations_are_paged() {
 
     let r = browse(&n, "/ui/pools/big", None).await;
     assert_html(&r);
-    assert_eq!(r.text.matches("<tr><td><a href=\"/ui/addresses/").count(), 50);
+    assert_eq!(
+        r.text.matches("<tr><td><a href=\"/ui/addresses/").count(),
+        50
+    );
     // The 50th allocated address is 10.1.0.51 (10.1.0.1 is the gateway).
     assert!(
         r.text.contains(r#"href="/ui/pools/big?after=10.1.0.51""#),
@@ -130,7 +165,10 @@ async fn allocations_are_paged() {
     );
     let r = browse(&n, "/ui/pools/big?after=10.1.0.51", None).await;
     assert_html(&r);
-    assert_eq!(r.text.matches("<tr><td><a href=\"/ui/addresses/").count(), 10);
+    assert_eq!(
+        r.text.matches("<tr><td><a href=\"/ui/addresses/").count(),
+        10
+    );
     assert!(!r.text.contains(r#"id="next""#), "{}", r.text);
 }
 
@@ -191,10 +229,15 @@ async fn owner_strings_and_labels_are_escaped() {
         r.text
     );
     let r = browse(&n, "/ui/pools/x", None).await;
-    assert!(r.text.contains("&lt;img src=x onerror=alert(2)&gt;"), "{}", r.text);
+    assert!(
+        r.text.contains("&lt;img src=x onerror=alert(2)&gt;"),
+        "{}",
+        r.text
+    );
     // In an attribute the owner is percent-encoded.
     assert!(
-        r.text.contains("owner=%3Cscript%3Ealert%281%29%3C%2Fscript%3E"),
+        r.text
+            .contains("owner=%3Cscript%3Ealert%281%29%3C%2Fscript%3E"),
         "{}",
         r.text
     );
@@ -206,7 +249,12 @@ async fn a_token_node_asks_for_the_token_and_keeps_it_in_a_ui_cookie() {
     seed(&n).await;
 
     // Without the cookie: the login form, with 401, and no data.
-    for uri in ["/ui", "/ui/pools/vms", "/ui/addresses/10.0.0.2", "/ui/search?q=vms"] {
+    for uri in [
+        "/ui",
+        "/ui/pools/vms",
+        "/ui/addresses/10.0.0.2",
+        "/ui/search?q=vms",
+    ] {
         let r = browse(&n, uri, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}: {}", r.text);
         assert!(r.text.contains(r#"action="/ui/login""#), "{}", r.text);
@@ -234,12 +282,19 @@ async fn a_token_node_asks_for_the_token_and_keeps_it_in_a_ui_cookie() {
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
         assert!(set.contains(attr), "{set}");
     }
-    assert!(!set.contains("s3cret"), "the cookie is not the token: {set}");
+    assert!(
+        !set.contains("s3cret"),
+        "the cookie is not the token: {set}"
+    );
     let cookie = set.split(';').next().unwrap().to_string();
 
     let r = browse(&n, "/ui", Some(&cookie)).await;
     assert_html(&r);
-    assert!(r.text.contains(r#"<span id="pool-count">2</span>"#), "{}", r.text);
+    assert!(
+        r.text.contains(r#"<span id="pool-count">2</span>"#),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains(r#"action="/ui/logout""#), "{}", r.text);
     let r = browse(&n, "/ui/pools/vms", Some(&cookie)).await;
     assert_html(&r);

@@ -70,18 +70,13 @@ pub struct Session {
 impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Session, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Session, Response> {
         match &state.token {
             None => Ok(Session { protected: false }),
             Some(token) if has_session(&parts.headers, token) => Ok(Session { protected: true }),
-            Some(_) => Err(super::html(
-                StatusCode::UNAUTHORIZED,
-                super::pages::login(None),
-            )
-            .into_response()),
+            Some(_) => Err(
+                super::html(StatusCode::UNAUTHORIZED, super::pages::login(None)).into_response(),
+            ),
         }
     }
 }

@@ -125,7 +125,10 @@ async fn overview(session: Session, State(state): State<AppState>) -> Response {
         .members
         .iter()
         .map(|m| {
-            let matched = progress.iter().find(|r| r.id == m.id).and_then(|r| r.matched);
+            let matched = progress
+                .iter()
+                .find(|r| r.id == m.id)
+                .and_then(|r| r.matched);
             MemberView {
                 id: m.id,
                 addr: m.addr.clone(),
@@ -235,9 +238,11 @@ async fn owner(
         )
     };
     match read.await {
-        Ok(allocations) => {
-            html(StatusCode::OK, pages::owner(&session, &q.owner, &allocations)).into_response()
-        }
+        Ok(allocations) => html(
+            StatusCode::OK,
+            pages::owner(&session, &q.owner, &allocations),
+        )
+        .into_response(),
         Err(e) => error_page(&session, e),
     }
 }
@@ -270,7 +275,11 @@ async fn search(
     if let Err(e) = check_owner(text) {
         return error_page(&session, e.into());
     }
-    Redirect::to(&format!("/ui/owners?owner={}", pages::encode_component(text))).into_response()
+    Redirect::to(&format!(
+        "/ui/owners?owner={}",
+        pages::encode_component(text)
+    ))
+    .into_response()
 }
 
 async fn login_form(State(state): State<AppState>) -> Response {
@@ -292,11 +301,7 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
         return Redirect::to("/ui").into_response();
     };
     if !auth::token_matches(&form.token, token) {
-        return html(
-            StatusCode::UNAUTHORIZED,
-            pages::login(Some("wrong token")),
-        )
-        .into_response();
+        return html(StatusCode::UNAUTHORIZED, pages::login(Some("wrong token"))).into_response();
     }
     let mut response = Redirect::to("/ui").into_response();
     if let Ok(v) = HeaderValue::from_str(&auth::login_cookie(token)) {
