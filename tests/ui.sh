@@ -49,7 +49,7 @@ wait_for() {
 wait_for "the listening line" grep -q '^listening on ' "$work/stdout"
 addr=$(sed -n 's/^listening on //p' "$work/stdout" | head -1)
 base="http://$addr"
-wait_for "readiness" curl -fsS -o /dev/null "$base/readyz"
+wait_for "readiness" curl -fs -o /dev/null "$base/readyz"
 
 api() {
     local method=$1 path=$2 body=${3:-}
@@ -117,6 +117,23 @@ page escaped /ui/pools/v6
 check escaped "$dom" '&lt;b&gt;not bold&lt;/b&gt;'
 if grep -qF '<b>not bold' <<<"$dom"; then
     echo "FAIL escaped: an owner string became markup" >&2
+    failures=$((failures + 1))
+fi
+
+# A node with a token shows the login form, and nothing of its data, to a browser without
+# the session cookie.
+kill "$node_pid"; wait "$node_pid" 2>/dev/null || true
+IPAM_TOKEN=ui-test-token target/debug/ipam-node --id 1 --listen 127.0.0.1:0 \
+    --data-dir "$work/data" >"$work/stdout" 2>"$work/stderr" &
+node_pid=$!
+wait_for "the listening line (token)" grep -q '^listening on ' "$work/stdout"
+base="http://$(sed -n 's/^listening on //p' "$work/stdout" | head -1)"
+wait_for "readiness (token)" curl -fs -o /dev/null "$base/readyz"
+page login /ui
+check login "$dom" 'action="/ui/login"'
+check login "$dom" 'type="password"'
+if grep -qF 'vm-1/eth0' <<<"$dom" || grep -qF 'pool-count' <<<"$dom"; then
+    echo "FAIL login: data shown without the token" >&2
     failures=$((failures + 1))
 fi
 
