@@ -299,7 +299,10 @@ async fn a_token_node_asks_for_the_token_and_keeps_it_in_a_ui_cookie() {
     let r = browse(&n, "/ui/pools/vms", Some(&cookie)).await;
     assert_html(&r);
 
-    // The cookie opens /ui only: the API still needs the bearer token.
+    // The bearer header works on /ui too (scripts); the cookie opens /ui only: the API still
+    // needs the bearer token.
+    let r = n.get("/ui/pools/vms").await;
+    assert_html(&r);
     let r = browse(&n, "/api/v1/pools", Some(&cookie)).await;
     r.expect(401, "unauthorized");
     let r = browse(&n, "/metrics", None).await;

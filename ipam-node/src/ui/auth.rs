@@ -61,7 +61,7 @@ pub fn token_matches(given: &str, token: &str) -> bool {
 }
 
 /// Proof that a dashboard request may see the page: the node has no token, or the request
-/// carries the session cookie. Its rejection is the login page (401).
+/// carries the session cookie (or the bearer token). Its rejection is the login page (401).
 pub struct Session {
     /// Whether the node has a token (pages then offer a logout button).
     pub protected: bool,
@@ -73,7 +73,16 @@ impl FromRequestParts<AppState> for Session {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Session, Response> {
         match &state.token {
             None => Ok(Session { protected: false }),
-            Some(token) if has_session(&parts.headers, token) => Ok(Session { protected: true }),
+            // A script may use the bearer header, as on the API.
+            Some(token)
+                if has_session(&parts.headers, token)
+                    || crate::api::bearer_matches(
+                        parts.headers.get(header::AUTHORIZATION),
+                        token,
+                    ) =>
+            {
+                Ok(Session { protected: true })
+            }
             Some(_) => Err(
                 super::html(StatusCode::UNAUTHORIZED, super::pages::login(None)).into_response(),
             ),
