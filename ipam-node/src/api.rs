@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1)
         .merge(ops)
+        .merge(crate::ui::routes())
         .with_state(state.clone())
         .merge(raft)
         .fallback(not_found)

@@ -17,6 +17,7 @@
 //! - [`error`] — [`ApiError`] and its one `IntoResponse`: status, code and body per failure.
 //! - [`wire`] — translation between the API's JSON types and the domain's types.
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
+//! - [`ui`] — the `/ui` dashboard: server-rendered pages and its login cookie.
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
 //! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
 
@@ -30,6 +31,7 @@ pub mod error;
 pub mod extract;
 pub mod join;
 pub mod metrics;
+pub mod ui;
 pub mod wire;
 
 pub use api::{router, AppState};

@@ -20,6 +20,7 @@
 //! - [`node`] — [`Ipam`], the embeddable handle: config, start/shutdown, typed reads and
 //!   writes, read-through cache, leader forwarding, membership, status.
 //! - [`error`] — [`IpamError`], [`StartError`].
+//! - [`replication`] — `Ipam::replication`: the leader's view of each member's matched index.
 //!
 //! The `testing` feature adds `Ipam::set_isolated` (fault injection for partition tests).
 
@@ -32,6 +33,7 @@ pub mod log_store;
 mod network;
 pub mod node;
 mod proposer;
+pub mod replication;
 pub mod state_machine;
 pub mod types;
 

@@ -839,6 +839,11 @@ impl Ipam {
         self.core.id
     }
 
+    /// The raft instance, for read-only views in other modules of this crate.
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.core.raft
+    }
+
     /// Whether this node currently leads.
     pub fn is_leader(&self) -> bool {
         matches!(self.core.target(), Target::Local)

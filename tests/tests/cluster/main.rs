@@ -22,12 +22,14 @@
 //! - `forwarding` — every write API on a follower; the cache hit path and its read barrier on
 //!   a lagging follower and a deposed leader.
 //! - `reads` — linearizable reads across nodes.
+//! - `dashboard` — the leader's per-member replication progress and the `/ui` overview.
 //! - `trust` — a node with another token, or of another cluster, is never joined.
 //! - `upgrade` — a data dir and snapshot written by release 0.1.0 open and keep serving.
 
 mod chaos;
 mod contention;
 mod crash;
+mod dashboard;
 mod failover;
 mod forwarding;
 mod membership;
