@@ -60,8 +60,37 @@ pub enum StartError {
     },
     /// Invalid configuration.
     #[error("invalid configuration: {0}")]
-    Config(String),
-    /// Opening or recovering storage failed.
-    #[error("storage: {0}")]
-    Storage(String),
+    Config(&'static str),
+    /// openraft refused the derived raft configuration.
+    #[error("invalid raft configuration")]
+    RaftConfig(#[source] openraft::ConfigError),
+    /// A file of the data dir could not be read or written.
+    #[error("{}", path.display())]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file of the data dir holds something this release cannot read.
+    #[error("{} is corrupt: {content:?}", path.display())]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What it holds.
+        content: String,
+    },
+    /// Opening or recovering the raft stores failed.
+    #[error("opening the raft stores")]
+    Storage(#[source] crate::types::StorageError),
+    /// openraft failed to start on the opened stores.
+    #[error("starting raft")]
+    Raft(#[source] openraft::error::Fatal<crate::types::NodeId>),
+    /// The transport's HTTP client could not be built.
+    #[error("building the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    /// A blocking start-up task panicked or was cancelled.
+    #[error("a start-up task failed")]
+    Task(#[source] tokio::task::JoinError),
 }

@@ -9,15 +9,82 @@
 //! entry (up to `max_inflight_entries` entries are in flight).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ipam_core::{Command, CommandResult};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use crate::network::{PostError, ProposeRequest, WireError};
-use crate::node::{Core, Target};
+use crate::route::{Target, RETRY_PAUSE};
+use crate::shared::Shared;
+use crate::transport::client::PostError;
+use crate::transport::rpc::{ProposeRequest, WireError, PROPOSE, READ_INDEX};
 use crate::types::Request;
+
+/// The queues of the proposer and barrier tasks. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Proposer {
+    queue: mpsc::Sender<Proposal>,
+    barrier: mpsc::Sender<BarrierRequest>,
+}
+
+impl Proposer {
+    /// Starts the proposer and barrier tasks; they stop at `shutdown`.
+    pub(crate) fn spawn(shared: Arc<Shared>, shutdown: &watch::Receiver<bool>) -> Proposer {
+        let capacity = shared.config.queue_capacity;
+        let (queue, queue_rx) = mpsc::channel(capacity);
+        let (barrier, barrier_rx) = mpsc::channel(capacity);
+        tokio::spawn(run_proposer(shared.clone(), queue_rx, shutdown.clone()));
+        tokio::spawn(run_barrier(shared, barrier_rx, shutdown.clone()));
+        Proposer { queue, barrier }
+    }
+
+    /// Queues `commands` for the next entry and waits for their results.
+    pub(crate) async fn propose(
+        &self,
+        commands: Vec<Command>,
+        forwarded: bool,
+    ) -> Result<Vec<CommandResult>, WireError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ops = commands.iter().map(Command::op_count).sum();
+        let bytes = commands
+            .iter()
+            .map(|c| {
+                postcard::serialize_with_flavor(c, postcard::ser_flavors::Size::default())
+                    .unwrap_or(0)
+            })
+            .sum();
+        let (tx, rx) = oneshot::channel();
+        let proposal = Proposal {
+            commands,
+            ops,
+            bytes,
+            forwarded,
+            reply: tx,
+        };
+        match self.queue.try_send(proposal) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(WireError::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(WireError::ShuttingDown),
+        }
+        rx.await.unwrap_or(Err(WireError::ShuttingDown))
+    }
+
+    /// The log index a linearizable read must wait for (coalesced with concurrent callers).
+    pub(crate) async fn read_index(&self, forwarded: bool) -> Result<Option<u64>, WireError> {
+        let (tx, rx) = oneshot::channel();
+        self.barrier
+            .send(BarrierRequest {
+                forwarded,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| WireError::ShuttingDown)?;
+        rx.await.unwrap_or(Err(WireError::ShuttingDown))
+    }
+}
 
 /// A caller's commands waiting in the proposer queue.
 pub(crate) struct Proposal {
@@ -35,9 +102,6 @@ pub(crate) struct BarrierRequest {
     pub(crate) reply: oneshot::Sender<Result<Option<u64>, WireError>>,
 }
 
-/// Pause between retries against a leader that is changing.
-const RETRY_PAUSE: Duration = Duration::from_millis(50);
-
 fn waited(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -50,8 +114,8 @@ async fn pause_until(deadline: Instant) {
 }
 
 /// The proposer task: drains the queue into entries until shutdown.
-pub(crate) async fn run_proposer(
-    core: Arc<Core>,
+async fn run_proposer(
+    core: Arc<Shared>,
     mut rx: mpsc::Receiver<Proposal>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -142,7 +206,7 @@ fn commands_of(batch: &[Proposal]) -> Vec<Command> {
 
 /// Proposes `batch` as one entry, through whichever node leads, retrying across leader
 /// changes until the write deadline.
-async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
+async fn replicate(core: &Shared, mut batch: Vec<Proposal>) {
     let start = Instant::now();
     let deadline = start + core.config.write_deadline;
     loop {
@@ -161,7 +225,7 @@ async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
         match core.target() {
             Target::Local => {
                 let req = Request {
-                    stamp: core.next_stamp(),
+                    stamp: core.clock.next(),
                     commands: commands_of(&batch),
                 };
                 let remaining = deadline.saturating_duration_since(Instant::now());
@@ -212,7 +276,7 @@ async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
                 };
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let res: Result<Result<Vec<CommandResult>, WireError>, PostError> =
-                    core.net.post(&addr, "/raft/propose", &req, remaining).await;
+                    core.net.post(&addr, PROPOSE, &req, remaining).await;
                 match res {
                     Ok(Ok(results)) => {
                         distribute(batch, results);
@@ -258,8 +322,8 @@ async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
 }
 
 /// The barrier task: one leadership check serves every barrier request queued before it.
-pub(crate) async fn run_barrier(
-    core: Arc<Core>,
+async fn run_barrier(
+    core: Arc<Shared>,
     mut rx: mpsc::Receiver<BarrierRequest>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -294,7 +358,7 @@ fn bounce_barriers(
     local
 }
 
-async fn fetch_read_index(core: &Core, mut group: Vec<BarrierRequest>) {
+async fn fetch_read_index(core: &Shared, mut group: Vec<BarrierRequest>) {
     let deadline = Instant::now() + core.config.read_deadline;
     loop {
         if group.is_empty() {
@@ -333,10 +397,8 @@ async fn fetch_read_index(core: &Core, mut group: Vec<BarrierRequest>) {
                     return;
                 }
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                let res: Result<Result<Option<u64>, WireError>, PostError> = core
-                    .net
-                    .post(&addr, "/raft/read-index", &(), remaining)
-                    .await;
+                let res: Result<Result<Option<u64>, WireError>, PostError> =
+                    core.net.post(&addr, READ_INDEX, &(), remaining).await;
                 match res {
                     Ok(Ok(index)) => {
                         answer(group, Ok(index));
