@@ -3,12 +3,12 @@
 //! and retries across leader changes until the membership deadline.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 
-use crate::route::Target;
+use crate::route::{self, Attempt, Step, RETRY_PAUSE};
 use crate::shared::Shared;
 use crate::transport::client::PostError;
 use crate::transport::rpc::{AdminRequest, WireError, ADMIN, HELLO};
@@ -30,19 +30,24 @@ fn wire_from_write(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> Wire
 }
 
 impl Shared {
-    /// Runs a membership change on the leader, forwarding it there from any other node.
+    /// Runs a membership change on the leader, forwarding it there from any other node
+    /// (retrying as [`route::decide`] says until the membership deadline).
     pub(crate) async fn admin(&self, req: AdminRequest, forwarded: bool) -> Result<(), WireError> {
         let start = Instant::now();
         let deadline = start + self.config.membership_deadline;
+        let mut last = Attempt::Fresh;
         loop {
-            match self.target() {
-                Target::Local => match self.admin_local(&req, deadline).await {
-                    Err(WireError::NotLeader { .. }) if !forwarded && Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+            match route::decide(self.target(), Instant::now(), deadline, last) {
+                Step::Expired => return Err(WireError::NoLeader),
+                Step::Pause(d) => {
+                    tokio::time::sleep(d).await;
+                    last = Attempt::Fresh;
+                }
+                Step::Local => match self.admin_local(&req, deadline).await {
+                    Err(WireError::NotLeader { .. }) if !forwarded => last = Attempt::Failed,
                     other => return other,
                 },
-                Target::Remote(id, addr) => {
+                Step::Forward(id, addr) => {
                     if forwarded {
                         return Err(WireError::NotLeader {
                             leader: Some((id, addr)),
@@ -54,10 +59,7 @@ impl Shared {
                     match res {
                         Ok(Err(WireError::NotLeader { .. } | WireError::NoLeader))
                         | Err(PostError::Connect { .. } | PostError::Status { .. }) => {
-                            if Instant::now() >= deadline {
-                                return Err(WireError::NoLeader);
-                            }
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            last = Attempt::Failed;
                         }
                         Ok(other) => return other,
                         Err(PostError::Isolated) => return Err(WireError::NoLeader),
@@ -69,7 +71,7 @@ impl Shared {
                         }
                     }
                 }
-                Target::Unknown => {
+                Step::WaitForLeader => {
                     if forwarded || !self.wait_for_leader(deadline).await {
                         return Err(WireError::NoLeader);
                     }
@@ -98,7 +100,7 @@ impl Shared {
                 Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
                     ChangeMembershipError::InProgress(_),
                 )))) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(RETRY_PAUSE).await;
                 }
                 Ok(Err(e)) => return Err(wire_from_write(e)),
             }

@@ -15,7 +15,7 @@ use ipam_core::{Command, CommandResult};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use crate::route::{Target, RETRY_PAUSE};
+use crate::route::{self, Attempt, Step};
 use crate::shared::Shared;
 use crate::transport::client::PostError;
 use crate::transport::rpc::{ProposeRequest, WireError, PROPOSE, READ_INDEX};
@@ -106,22 +106,15 @@ fn waited(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-async fn pause_until(deadline: Instant) {
-    let now = Instant::now();
-    if now < deadline {
-        tokio::time::sleep(RETRY_PAUSE.min(deadline - now)).await;
-    }
-}
-
 /// The proposer task: drains the queue into entries until shutdown.
 async fn run_proposer(
-    core: Arc<Shared>,
+    shared: Arc<Shared>,
     mut rx: mpsc::Receiver<Proposal>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let inflight = Arc::new(Semaphore::new(core.config.max_inflight_entries.max(1)));
-    let max_ops = core.config.max_ops_per_entry.max(1);
-    let max_bytes = core.config.max_entry_bytes.max(1);
+    let inflight = Arc::new(Semaphore::new(shared.config.max_inflight_entries.max(1)));
+    let max_ops = shared.config.max_ops_per_entry.max(1);
+    let max_bytes = shared.config.max_entry_bytes.max(1);
     let mut carry: Option<Proposal> = None;
     loop {
         let first = match carry.take() {
@@ -158,9 +151,9 @@ async fn run_proposer(
                 Err(_) => break,
             }
         }
-        let core = core.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
-            replicate(&core, batch).await;
+            replicate(&shared, batch).await;
             drop(permit);
         });
     }
@@ -205,68 +198,50 @@ fn commands_of(batch: &[Proposal]) -> Vec<Command> {
 }
 
 /// Proposes `batch` as one entry, through whichever node leads, retrying across leader
-/// changes until the write deadline.
-async fn replicate(core: &Shared, mut batch: Vec<Proposal>) {
+/// changes until the write deadline ([`route::decide`]).
+async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
     let start = Instant::now();
-    let deadline = start + core.config.write_deadline;
+    let deadline = start + shared.config.write_deadline;
+    let expired = || WireError::DeadlineExceeded {
+        waited_ms: waited(start),
+    };
+    let mut last = Attempt::Fresh;
     loop {
         if batch.is_empty() {
             return;
         }
-        if Instant::now() >= deadline {
-            fail_all(
-                batch,
-                WireError::DeadlineExceeded {
-                    waited_ms: waited(start),
-                },
-            );
-            return;
-        }
-        match core.target() {
-            Target::Local => {
+        match route::decide(shared.target(), Instant::now(), deadline, last) {
+            Step::Expired => return fail_all(batch, expired()),
+            Step::Pause(d) => {
+                tokio::time::sleep(d).await;
+                last = Attempt::Fresh;
+            }
+            Step::Local => {
                 let req = Request {
-                    stamp: core.clock.next(),
+                    stamp: shared.clock.next(),
                     commands: commands_of(&batch),
                 };
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(remaining, core.raft.client_write(req)).await {
-                    Err(_) => {
-                        fail_all(
-                            batch,
-                            WireError::DeadlineExceeded {
-                                waited_ms: waited(start),
-                            },
-                        );
-                        return;
-                    }
-                    Ok(Ok(resp)) => {
-                        distribute(batch, resp.data);
-                        return;
-                    }
+                match tokio::time::timeout(remaining, shared.raft.client_write(req)).await {
+                    Err(_) => return fail_all(batch, expired()),
+                    Ok(Ok(resp)) => return distribute(batch, resp.data),
                     Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                        pause_until(deadline).await;
+                        last = Attempt::Failed;
                     }
                     Ok(Err(RaftError::APIError(e))) => {
-                        fail_all(batch, WireError::Internal(e.to_string()));
-                        return;
+                        return fail_all(batch, WireError::Internal(e.to_string()));
                     }
                     Ok(Err(RaftError::Fatal(_))) => {
                         // This node stops; the entry may already be in the log and commit
                         // under the next leader, so a forwarding node must not retry it.
                         let (fwd, local): (Vec<_>, Vec<_>) =
                             batch.into_iter().partition(|p| p.forwarded);
-                        fail_all(
-                            fwd,
-                            WireError::DeadlineExceeded {
-                                waited_ms: waited(start),
-                            },
-                        );
-                        fail_all(local, WireError::ShuttingDown);
-                        return;
+                        fail_all(fwd, expired());
+                        return fail_all(local, WireError::ShuttingDown);
                     }
                 }
             }
-            Target::Remote(id, addr) => {
+            Step::Forward(id, addr) => {
                 batch = bounce_forwarded(batch, Some((id, addr.clone())));
                 if batch.is_empty() {
                     return;
@@ -276,45 +251,28 @@ async fn replicate(core: &Shared, mut batch: Vec<Proposal>) {
                 };
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let res: Result<Result<Vec<CommandResult>, WireError>, PostError> =
-                    core.net.post(&addr, PROPOSE, &req, remaining).await;
+                    shared.net.post(&addr, PROPOSE, &req, remaining).await;
                 match res {
-                    Ok(Ok(results)) => {
-                        distribute(batch, results);
-                        return;
-                    }
+                    Ok(Ok(results)) => return distribute(batch, results),
                     Ok(Err(WireError::NotLeader { .. } | WireError::NoLeader)) => {
-                        pause_until(deadline).await;
+                        last = Attempt::Failed;
                     }
-                    Ok(Err(e)) => {
-                        fail_all(batch, e);
-                        return;
-                    }
+                    Ok(Err(e)) => return fail_all(batch, e),
                     // Never delivered: safe to retry, the leader may be changing.
                     Err(
                         PostError::Connect { .. } | PostError::Isolated | PostError::Status { .. },
-                    ) => {
-                        pause_until(deadline).await;
-                    }
+                    ) => last = Attempt::Failed,
                     // Delivered or not, unknown: the write may still apply.
-                    Err(_) => {
-                        fail_all(
-                            batch,
-                            WireError::DeadlineExceeded {
-                                waited_ms: waited(start),
-                            },
-                        );
-                        return;
-                    }
+                    Err(_) => return fail_all(batch, expired()),
                 }
             }
-            Target::Unknown => {
+            Step::WaitForLeader => {
                 batch = bounce_forwarded(batch, None);
                 if batch.is_empty() {
                     return;
                 }
-                if !core.wait_for_leader(deadline).await {
-                    fail_all(batch, WireError::NoLeader);
-                    return;
+                if !shared.wait_for_leader(deadline).await {
+                    return fail_all(batch, WireError::NoLeader);
                 }
             }
         }
@@ -323,7 +281,7 @@ async fn replicate(core: &Shared, mut batch: Vec<Proposal>) {
 
 /// The barrier task: one leadership check serves every barrier request queued before it.
 async fn run_barrier(
-    core: Arc<Shared>,
+    shared: Arc<Shared>,
     mut rx: mpsc::Receiver<BarrierRequest>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -339,7 +297,7 @@ async fn run_barrier(
         while let Ok(r) = rx.try_recv() {
             group.push(r);
         }
-        fetch_read_index(&core, group).await;
+        fetch_read_index(&shared, group).await;
     }
 }
 
@@ -358,69 +316,58 @@ fn bounce_barriers(
     local
 }
 
-async fn fetch_read_index(core: &Shared, mut group: Vec<BarrierRequest>) {
-    let deadline = Instant::now() + core.config.read_deadline;
+async fn fetch_read_index(shared: &Shared, mut group: Vec<BarrierRequest>) {
+    let deadline = Instant::now() + shared.config.read_deadline;
+    let mut last = Attempt::Fresh;
     loop {
         if group.is_empty() {
             return;
         }
-        if Instant::now() >= deadline {
+        match route::decide(shared.target(), Instant::now(), deadline, last) {
             // No quorum confirmed this node's (or anyone's) leadership in time.
-            answer(group, Err(WireError::NoLeader));
-            return;
-        }
-        match core.target() {
-            Target::Local => {
+            Step::Expired => return answer(group, Err(WireError::NoLeader)),
+            Step::Pause(d) => {
+                tokio::time::sleep(d).await;
+                last = Attempt::Fresh;
+            }
+            Step::Local => {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(remaining, core.raft.get_read_log_id()).await {
-                    Err(_) => {
-                        answer(group, Err(WireError::NoLeader));
-                        return;
-                    }
-                    Ok(Ok((read, _applied))) => {
-                        answer(group, Ok(read.map(|l| l.index)));
-                        return;
-                    }
+                match tokio::time::timeout(remaining, shared.raft.get_read_log_id()).await {
+                    Err(_) => return answer(group, Err(WireError::NoLeader)),
+                    Ok(Ok((read, _applied))) => return answer(group, Ok(read.map(|l| l.index))),
                     Ok(Err(RaftError::APIError(
                         CheckIsLeaderError::ForwardToLeader(_)
                         | CheckIsLeaderError::QuorumNotEnough(_),
-                    ))) => pause_until(deadline).await,
+                    ))) => last = Attempt::Failed,
                     Ok(Err(RaftError::Fatal(_))) => {
-                        answer(group, Err(WireError::ShuttingDown));
-                        return;
+                        return answer(group, Err(WireError::ShuttingDown));
                     }
                 }
             }
-            Target::Remote(id, addr) => {
+            Step::Forward(id, addr) => {
                 group = bounce_barriers(group, Some((id, addr.clone())));
                 if group.is_empty() {
                     return;
                 }
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let res: Result<Result<Option<u64>, WireError>, PostError> =
-                    core.net.post(&addr, READ_INDEX, &(), remaining).await;
+                    shared.net.post(&addr, READ_INDEX, &(), remaining).await;
                 match res {
-                    Ok(Ok(index)) => {
-                        answer(group, Ok(index));
-                        return;
-                    }
+                    Ok(Ok(index)) => return answer(group, Ok(index)),
+                    // A read changes nothing: every failure to reach the leader is retried.
                     Ok(Err(WireError::NotLeader { .. } | WireError::NoLeader)) | Err(_) => {
-                        pause_until(deadline).await
+                        last = Attempt::Failed;
                     }
-                    Ok(Err(e)) => {
-                        answer(group, Err(e));
-                        return;
-                    }
+                    Ok(Err(e)) => return answer(group, Err(e)),
                 }
             }
-            Target::Unknown => {
+            Step::WaitForLeader => {
                 group = bounce_barriers(group, None);
                 if group.is_empty() {
                     return;
                 }
-                if !core.wait_for_leader(deadline).await {
-                    answer(group, Err(WireError::NoLeader));
-                    return;
+                if !shared.wait_for_leader(deadline).await {
+                    return answer(group, Err(WireError::NoLeader));
                 }
             }
         }
