@@ -41,7 +41,55 @@ pub enum IpamError {
     ShuttingDown,
     /// Storage or another internal failure (a bug or a broken disk, never bad input).
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] InternalError),
+}
+
+impl From<InternalError> for IpamError {
+    fn from(e: InternalError) -> Self {
+        IpamError::Internal(e)
+    }
+}
+
+/// What went wrong inside a node (a bug or a broken disk, never bad input): the source of
+/// [`IpamError::Internal`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InternalError {
+    /// The state machine answered an operation with another operation's result.
+    #[error("{op} got the result of another operation")]
+    WrongResult {
+        /// The operation asked for.
+        op: &'static str,
+    },
+    /// The proposer answered a different number of results than commands were sent.
+    #[error("{results} results for {commands} commands")]
+    ResultCount {
+        /// Results received.
+        results: usize,
+        /// Commands sent.
+        commands: usize,
+    },
+    /// A read transaction on the local replica could not start.
+    #[error("reading the local replica")]
+    StateRead(#[source] redb::TransactionError),
+    /// A blocking task panicked or was cancelled.
+    #[error("a blocking task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// Recording the cluster id in the data dir failed.
+    #[error("recording the cluster id")]
+    ClusterId(#[source] std::io::Error),
+    /// openraft failed while shutting down.
+    #[error("shutting raft down")]
+    RaftShutdown(#[source] tokio::task::JoinError),
+    /// The stores were still open some time after shutdown.
+    #[error("the stores were not closed within {secs} s of shutdown")]
+    CloseTimeout {
+        /// How long shutdown waited.
+        secs: u64,
+    },
+    /// The node that ran the request (the leader) failed internally; its description.
+    #[error("on the leader: {0}")]
+    Remote(String),
 }
 
 /// Error of [`crate::Ipam::start`].

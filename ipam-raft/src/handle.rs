@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::StampClock;
 use crate::config::Config;
-use crate::error::{IpamError, StartError};
+use crate::error::{InternalError, IpamError, StartError};
 use crate::files;
 use crate::proposer::Proposer;
 use crate::route::Target;
@@ -27,6 +27,8 @@ use crate::transport::server::{self, ServerState};
 use crate::types::{Node, NodeId, Raft};
 
 const LOG_FILE: &str = "log.redb";
+/// How long shutdown waits for openraft to drop the stores.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// What a handle holds: the node's shared state (reached through `Deref`, so `self.core.raft`
 /// and friends read as before), its proposer, the cache counters and the shutdown machinery.
@@ -176,16 +178,17 @@ impl Ipam {
             .raft
             .shutdown()
             .await
-            .map_err(|e| IpamError::Internal(format!("raft shutdown: {e}")))?;
+            .map_err(InternalError::RaftShutdown)?;
         // Closing may run the final durable commit: keep it off the async threads.
         let sm = self.core.sm.clone();
         let _ = tokio::task::spawn_blocking(move || sm.close()).await;
         // openraft's state machine worker exits after its core: wait for the stores' drop.
-        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+        match tokio::time::timeout(CLOSE_WAIT, rx.recv()).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(IpamError::Internal(
-                "the stores were not closed within 10 s of shutdown".into(),
-            )),
+            Err(_) => Err(InternalError::CloseTimeout {
+                secs: CLOSE_WAIT.as_secs(),
+            }
+            .into()),
         }
     }
 
@@ -240,7 +243,7 @@ impl Ipam {
         if core.net.cluster_id().is_none() {
             core.net
                 .set_cluster_id(&files::new_cluster_id(core.id))
-                .map_err(|e| IpamError::Internal(format!("recording the cluster id: {e}")))?;
+                .map_err(InternalError::ClusterId)?;
         }
         match core.raft.initialize(nodes).await {
             Ok(()) => Ok(()),

@@ -60,7 +60,7 @@ mod reads;
 mod status;
 
 pub use config::{Config, Consistency};
-pub use error::{IpamError, StartError};
+pub use error::{InternalError, IpamError, StartError};
 pub use handle::Ipam;
 pub use status::{ClusterStatus, Member, MemberRole};
 pub use storage::log as log_store;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ipam_core::{AddressInfo, Allocation, AllocationPage, Labels, PoolInfo};
 
 use crate::config::Consistency;
-use crate::error::IpamError;
+use crate::error::{InternalError, IpamError};
 use crate::handle::Ipam;
 
 impl Ipam {
@@ -46,12 +46,12 @@ impl Ipam {
     {
         let db = self.core.sm.db().map_err(|_| IpamError::ShuttingDown)?;
         tokio::task::spawn_blocking(move || {
-            let rtx = redb::ReadableDatabase::begin_read(&db.db)
-                .map_err(|e| IpamError::Internal(format!("state read: {e}")))?;
+            let rtx =
+                redb::ReadableDatabase::begin_read(&db.db).map_err(InternalError::StateRead)?;
             f(&rtx)
         })
         .await
-        .map_err(|e| IpamError::Internal(format!("read task: {e}")))?
+        .map_err(InternalError::Task)?
     }
 
     async fn read<T, F>(&self, consistency: Consistency, f: F) -> Result<T, IpamError>

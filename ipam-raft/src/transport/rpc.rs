@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::IpamError;
+use crate::error::{InternalError, IpamError};
 use crate::types::NodeId;
 
 /// Header carrying the sender's cluster id.
@@ -66,7 +66,7 @@ impl From<WireError> for IpamError {
             WireError::Membership(m) => IpamError::Membership(m),
             WireError::UnknownNode(id) => IpamError::UnknownNode(id),
             WireError::ShuttingDown => IpamError::ShuttingDown,
-            WireError::Internal(m) => IpamError::Internal(m),
+            WireError::Internal(m) => IpamError::Internal(InternalError::Remote(m)),
         }
     }
 }
