@@ -285,7 +285,7 @@ impl Ipam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ipam_core::InputError;
+    use ipam_core::{AllocateError, InputError};
 
     #[test]
     fn bad_input_is_refused_before_it_is_proposed() {
@@ -297,7 +297,9 @@ mod tests {
         };
         assert!(matches!(
             Valid::new(op),
-            Err(OpError::Input(InputError::InvalidOwner { .. }))
+            Err(OpError::Allocate(AllocateError::Input(
+                InputError::InvalidOwner { len: 0 }
+            )))
         ));
     }
 
