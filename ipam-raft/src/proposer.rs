@@ -6,7 +6,8 @@
 //! one task takes everything queued (up to the op and byte caps) and proposes it as one entry
 //! — with `client_write` on the leader, or as one `/raft/propose` call to the leader on a
 //! follower. A lone request goes out at once; requests arriving meanwhile wait for the next
-//! entry (up to `max_inflight_entries` entries are in flight).
+//! entry (up to `max_inflight_entries` entries are in flight). On the leader, a follower's
+//! forwarded list becomes an entry as it is: it was sized and coalesced on the follower.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,7 +40,8 @@ impl Proposer {
         Proposer { queue, barrier }
     }
 
-    /// Queues `commands` for the next entry and waits for their results.
+    /// Queues `commands` for the next entry and waits for their results. `forwarded` commands
+    /// (a follower's `/raft/propose`) are proposed as one entry of their own.
     pub(crate) async fn propose(
         &self,
         commands: Vec<Command>,
@@ -48,14 +50,20 @@ impl Proposer {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
-        let ops = commands.iter().map(Command::op_count).sum();
-        let bytes = commands
-            .iter()
-            .map(|c| {
-                postcard::serialize_with_flavor(c, postcard::ser_flavors::Size::default())
-                    .unwrap_or(0)
-            })
-            .sum();
+        // A forwarded list is never merged with others, so its size is not needed.
+        let (ops, bytes) = if forwarded {
+            (0, 0)
+        } else {
+            let ops = commands.iter().map(Command::op_count).sum();
+            let bytes = commands
+                .iter()
+                .map(|c| {
+                    postcard::serialize_with_flavor(c, postcard::ser_flavors::Size::default())
+                        .unwrap_or(0)
+                })
+                .sum();
+            (ops, bytes)
+        };
         let (tx, rx) = oneshot::channel();
         let proposal = Proposal {
             commands,
@@ -135,28 +143,39 @@ async fn run_proposer(
             },
             _ = shutdown.changed() => return,
         };
-        let (mut ops, mut bytes) = (first.ops, first.bytes);
-        let mut batch = vec![first];
-        while ops < max_ops && bytes < max_bytes {
-            match rx.try_recv() {
-                Ok(p) => {
-                    if ops + p.ops > max_ops || bytes + p.bytes > max_bytes {
-                        carry = Some(p);
-                        break;
-                    }
-                    ops += p.ops;
-                    bytes += p.bytes;
-                    batch.push(p);
-                }
-                Err(_) => break,
-            }
-        }
+        let (batch, rest) = fill_entry(first, &mut rx, max_ops, max_bytes);
+        carry = rest;
         let shared = shared.clone();
         tokio::spawn(async move {
             replicate(&shared, batch).await;
             drop(permit);
         });
     }
+}
+
+/// The proposals of one entry: `first` and whatever is queued behind it, up to the caps; the
+/// first proposal that does not fit is returned to start the next entry. A follower's
+/// forwarded list was sized and coalesced on the follower: it becomes an entry as it is,
+/// alone.
+fn fill_entry(
+    first: Proposal,
+    rx: &mut mpsc::Receiver<Proposal>,
+    max_ops: usize,
+    max_bytes: usize,
+) -> (Vec<Proposal>, Option<Proposal>) {
+    let (mut ops, mut bytes) = (first.ops, first.bytes);
+    let alone = first.forwarded;
+    let mut batch = vec![first];
+    while !alone && ops < max_ops && bytes < max_bytes {
+        let Ok(p) = rx.try_recv() else { break };
+        if p.forwarded || ops + p.ops > max_ops || bytes + p.bytes > max_bytes {
+            return (batch, Some(p));
+        }
+        ops += p.ops;
+        bytes += p.bytes;
+        batch.push(p);
+    }
+    (batch, None)
 }
 
 fn fail_all(batch: Vec<Proposal>, err: WireError) {
@@ -402,6 +421,46 @@ mod tests {
             reply: tx,
         };
         (p, rx)
+    }
+
+    fn sizes(batch: &[Proposal]) -> Vec<(usize, bool)> {
+        batch.iter().map(|p| (p.ops, p.forwarded)).collect()
+    }
+
+    #[test]
+    fn local_proposals_join_an_entry_up_to_the_op_cap() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let (first, _r0) = proposal(2, false);
+        let mut receivers = Vec::new();
+        for n in [3, 4, 1] {
+            let (p, r) = proposal(n, false);
+            receivers.push(r);
+            let _ = tx.try_send(p);
+        }
+        let (batch, carry) = fill_entry(first, &mut rx, 6, usize::MAX);
+        assert_eq!(sizes(&batch), vec![(2, false), (3, false)]);
+        assert_eq!(carry.map(|p| p.ops), Some(4));
+    }
+
+    #[test]
+    fn a_forwarded_list_is_an_entry_of_its_own() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let (local, _r0) = proposal(1, false);
+        let (fwd, _r1) = proposal(0, true);
+        let (after, _r2) = proposal(1, false);
+        let _ = tx.try_send(fwd);
+        let _ = tx.try_send(after);
+        let (batch, carry) = fill_entry(local, &mut rx, 100, usize::MAX);
+        assert_eq!(
+            sizes(&batch),
+            vec![(1, false)],
+            "not merged into a local entry"
+        );
+        let fwd = carry.expect("the forwarded list starts the next entry");
+        let (batch, carry) = fill_entry(fwd, &mut rx, 100, usize::MAX);
+        assert_eq!(sizes(&batch), vec![(0, true)], "nothing merged into it");
+        assert!(carry.is_none());
+        assert_eq!(rx.try_recv().map(|p| p.ops).ok(), Some(1));
     }
 
     #[test]
