@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use ipam_core::tables::{decode, encode};
 use openraft::RaftSnapshotBuilder;
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
@@ -15,8 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::state_db::{applied_of, write_meta, SmShared, KEY_APPLIED, KEY_MEMBERSHIP};
 use crate::files::{sync_dir, write_atomic};
 use crate::types::{
-    decode, encode, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
-    TypeConfig,
+    LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership, TypeConfig,
 };
 
 pub(super) const SNAP_DIR: &str = "snapshots";
@@ -79,7 +79,7 @@ impl SmShared {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(snap_read(e)),
         };
-        let current: CurrentSnapshot = decode(&bytes).map_err(snap_read)?;
+        let current: CurrentSnapshot = decode(SNAP_META, &bytes).map_err(snap_read)?;
         let file = File::open(self.snap_dir().join(&current.file)).map_err(snap_read)?;
         Ok(Some((current.meta, file)))
     }

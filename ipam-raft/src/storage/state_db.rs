@@ -17,7 +17,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::log::DropSignal;
-use crate::types::{decode, encode, LogId, StorageError, StorageIOError, StoredMembership};
+use ipam_core::tables::{decode, encode};
+
+use crate::types::{LogId, StorageError, StorageIOError, StoredMembership};
 
 /// The raft layer's own rows in `state.redb`: last applied log id and membership.
 pub(crate) const SM_META: TableDefinition<'static, &'static str, &'static [u8]> =
@@ -99,7 +101,7 @@ pub(super) fn read_meta<T: serde::de::DeserializeOwned>(
         Err(e) => return Err(sm_read(e)),
     };
     match table.get(key).map_err(sm_read)? {
-        Some(v) => Ok(Some(decode(v.value()).map_err(sm_read)?)),
+        Some(v) => Ok(Some(decode("raft_sm_meta", v.value()).map_err(sm_read)?)),
         None => Ok(None),
     }
 }
@@ -169,7 +171,7 @@ impl SmShared {
             let table = txn.open_table(SM_META).map_err(sm_write)?;
             let v = table.get(KEY_APPLIED).map_err(sm_read)?;
             match v {
-                Some(v) => decode::<Option<LogId>>(v.value()).map_err(sm_read)?,
+                Some(v) => decode::<Option<LogId>>("raft_sm_meta", v.value()).map_err(sm_read)?,
                 None => None,
             }
         };
