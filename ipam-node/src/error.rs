@@ -179,7 +179,11 @@ mod tests {
             (IpamError::ShuttingDown, 503, "shutting_down"),
             (IpamError::AlreadyInitialized, 409, "already_initialized"),
             (IpamError::UnknownNode(4), 404, "node_not_found"),
-            (IpamError::Internal("disk".into()), 500, "internal"),
+            (
+                IpamError::Internal(ipam_raft::InternalError::CloseTimeout { secs: 10 }),
+                500,
+                "internal",
+            ),
         ];
         for (e, status, code) in cases {
             let p = ApiError::Ipam(e).parts();

@@ -17,7 +17,7 @@ impl Ipam {
     /// Replication progress of every member (the leader included), by id. `None` unless this
     /// node currently leads: only the leader tracks it.
     pub fn replication(&self) -> Option<Vec<Replication>> {
-        let metrics = self.raft().metrics();
+        let metrics = self.core.raft.metrics();
         let m = metrics.borrow();
         let progress = m.replication.as_ref()?;
         Some(

@@ -59,6 +59,7 @@ impl From<VmError> for ApiError {
             VmError::PoolExhausted(_) => (StatusCode::CONFLICT, "pool_exhausted"),
             VmError::Backend(_) => (StatusCode::BAD_GATEWAY, "backend_failed"),
             VmError::Ipam(e) => return ipam_error(e),
+            VmError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError(status, code, e.to_string())
     }

@@ -77,6 +77,9 @@ pub enum VmError {
     /// The backend failed; every address the VM was given has been released.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// An allocate op of the batch answered another op's result (a bug, never expected).
+    #[error("an allocate op answered {0}")]
+    Unexpected(String),
     /// IPAM refused or could not answer in time.
     #[error("ipam: {0}")]
     Ipam(#[from] IpamError),
@@ -181,11 +184,7 @@ impl Orchestrator {
         for output in outputs {
             match output {
                 OpOutput::Allocated { allocation, .. } => allocations.push(allocation),
-                other => {
-                    return Err(VmError::Ipam(IpamError::Internal(format!(
-                        "an allocate op answered {other:?}"
-                    ))))
-                }
+                other => return Err(VmError::Unexpected(format!("{other:?}"))),
             }
         }
         let configs = self.configs(nics, &allocations).await?;

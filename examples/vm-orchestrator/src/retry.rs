@@ -86,10 +86,7 @@ mod tests {
     #[test]
     fn answers_and_spent_budgets_fail() {
         assert_eq!(decide(&IpamError::ShuttingDown, 1, LOTS), Decision::Fail);
-        assert_eq!(
-            decide(&IpamError::Internal("x".into()), 1, LOTS),
-            Decision::Fail
-        );
+        assert_eq!(decide(&IpamError::UnknownNode(7), 1, LOTS), Decision::Fail);
         assert_eq!(
             decide(&IpamError::NoLeader, 1, Duration::from_millis(10)),
             Decision::Fail
