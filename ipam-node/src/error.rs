@@ -92,6 +92,8 @@ impl ApiError {
                 IpamError::Membership(_) => ApiCode::MembershipChangeRefused,
                 IpamError::UnknownNode(_) => ApiCode::NodeNotFound,
                 IpamError::Internal(_) => ApiCode::Internal,
+                IpamError::NodeIdInUse { .. } => ApiCode::NodeIdInUse,
+                IpamError::LearnerNotCaughtUp { .. } => ApiCode::LearnerNotCaughtUp,
                 _ => ApiCode::Internal,
             },
             ApiError::Op(e) => domain(e.code()),
