@@ -51,6 +51,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::IpPool(cmd) => pool(&connect()?, output, cmd).await,
         Command::Ip(cmd) => ip(&connect()?, output, cmd).await,
         Command::Cluster(cmd) => cluster(&connect()?, output, cmd).await,
+        Command::Export { pool } => crate::transfer_cmd::export(&connect()?, output, pool).await,
+        Command::Import {
+            file,
+            dry_run,
+            skip_conflicts,
+        } => {
+            let opts = crate::transfer_cmd::ImportOptions {
+                file,
+                dry_run,
+                skip_conflicts,
+            };
+            crate::transfer_cmd::import(&connect()?, output, opts).await
+        }
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ipam-cli", &mut buf);
@@ -297,7 +310,7 @@ fn emit<T: Serialize>(
             text.push('\n');
             write_stdout(&text)
         }
-        Output::Table => write_stdout(&table()),
+        Output::Table | Output::Csv => write_stdout(&table()),
     }
 }
 
@@ -306,7 +319,7 @@ fn emit<T: Serialize>(
 fn done(out: Output, text: &str) -> anyhow::Result<()> {
     match out {
         Output::Json => Ok(()),
-        Output::Table => write_stdout(&format!("{text}\n")),
+        Output::Table | Output::Csv => write_stdout(&format!("{text}\n")),
     }
 }
 

@@ -13,6 +13,8 @@
 //! - [`commands`] — `run`: one command → client calls → output.
 //! - [`render`] — tables, key/value listings, number formatting.
 //! - [`exit`] — exit statuses and the one-line error message.
+//! - [`transfer`] — import/export file formats; [`plan`] — checking an import's rows;
+//!   [`transfer_cmd`] — `export` and `import` (batches, progress, report).
 
 use std::process::ExitCode;
 
@@ -21,7 +23,10 @@ use clap::Parser;
 mod args;
 mod commands;
 mod exit;
+mod plan;
 mod render;
+mod transfer;
+mod transfer_cmd;
 
 fn main() -> ExitCode {
     // Usage errors exit here with clap's status 2.
