@@ -11,14 +11,16 @@
 //! - [`log_store`] — the raft log on `log.redb`: durable appends, vote, committed id, purge
 //!   bounded by the state machine's durable applied index.
 //! - [`state_machine`] — the state machine on `state.redb` (one redb transaction per applied
-//!   batch), streamed file snapshots, snapshot install by file swap.
+//!   batch), streamed file snapshots, snapshot install by file swap; `state_machine/check.rs`
+//!   runs the integrity check under the index lock.
 //! - `network` — the HTTP transport (one shared `reqwest::Client`, postcard bodies) and the
 //!   `/raft/*` routes: append, vote, snapshot, propose, read-index, admin, hello; token and
 //!   cluster-id checks.
 //! - `proposer` — coalesces concurrent commands into one log entry and concurrent read
 //!   barriers into one leadership check, on the leader or forwarded to it.
 //! - [`node`] — [`Ipam`], the embeddable handle: config, start/shutdown, typed reads and
-//!   writes, read-through cache, leader forwarding, membership, status.
+//!   writes, read-through cache, leader forwarding, membership, status; `node/integrity.rs`
+//!   is [`Ipam::check`].
 //! - [`error`] — [`IpamError`], [`StartError`].
 //!
 //! The `testing` feature adds `Ipam::set_isolated` (fault injection for partition tests).
@@ -37,3 +39,4 @@ pub mod types;
 
 pub use error::{IpamError, StartError};
 pub use node::{ClusterStatus, Config, Consistency, Ipam, Member, MemberRole};
+pub use state_machine::CheckReport;

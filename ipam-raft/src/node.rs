@@ -160,6 +160,8 @@ pub(crate) enum Target {
     Unknown,
 }
 
+mod integrity;
+
 const NODE_ID_FILE: &str = "node_id";
 const LOG_FILE: &str = "log.redb";
 

@@ -40,6 +40,9 @@ pub(crate) const SM_META: TableDefinition<'static, &'static str, &'static [u8]> 
 const KEY_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "membership";
 
+mod check;
+pub use check::CheckReport;
+
 const STATE_FILE: &str = "state.redb";
 const STATE_TMP: &str = "state.redb.tmp";
 const SNAP_DIR: &str = "snapshots";
@@ -113,6 +116,10 @@ pub(crate) struct SmShared {
     pending: Mutex<Pending>,
     snapshot_lock: Mutex<()>,
     snapshot_seq: AtomicU64,
+    /// The core's derived index. Applies hold it for their whole transaction, so whoever
+    /// holds it sees it and the committed tables at the same log position (the integrity
+    /// check, `check.rs`).
+    index: Mutex<State>,
 }
 
 #[derive(Default)]
@@ -124,8 +131,6 @@ struct Pending {
 /// The state machine store handed to openraft.
 pub struct StateMachineStore {
     shared: Arc<SmShared>,
-    /// The core's derived index; only openraft's state machine worker touches it.
-    state: State,
 }
 
 /// Builds a snapshot from the read transaction taken when openraft asked for the builder.
@@ -389,8 +394,9 @@ impl StateMachineStore {
                     .map(|d| u64::try_from(d.as_micros()).unwrap_or(0))
                     .unwrap_or(0),
             ),
+            index: Mutex::new(state),
         });
-        Ok(StateMachineStore { shared, state })
+        Ok(StateMachineStore { shared })
     }
 
     /// A read transaction on the current `state.redb` (for the core's queries).
@@ -408,15 +414,15 @@ impl StateMachineStore {
         F: FnOnce(&SmShared, &mut State) -> Result<T, StorageError> + Send + 'static,
     {
         let shared = self.shared.clone();
-        let mut state = std::mem::take(&mut self.state);
-        let (state, res) = tokio::task::spawn_blocking(move || {
-            let res = f(&shared, &mut state);
-            (state, res)
+        tokio::task::spawn_blocking(move || {
+            let mut state = shared
+                .index
+                .lock()
+                .map_err(|_| sm_write(std::io::Error::other("poisoned index lock")))?;
+            f(&shared, &mut state)
         })
         .await
-        .map_err(sm_write)?;
-        self.state = state;
-        res
+        .map_err(sm_write)?
     }
 }
 
