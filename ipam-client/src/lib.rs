@@ -18,6 +18,8 @@
 //! - [`types`] — request and response bodies, the error body: the wire format, written once.
 //! - [`client`] — [`Client`], one method per endpoint over one pooled `reqwest::Client`;
 //!   [`Consistency`] and [`AllocationQuery`] for reads.
+//! - [`ops`] (`src/ops.rs`, a child of `client`) — operations endpoints: integrity check,
+//!   backup; their types and calls.
 //! - [`error`] — [`ClientError`]: API errors with the node's code, unreachable node, timeout,
 //!   undecodable answer.
 #![deny(missing_docs)]
@@ -26,7 +28,7 @@ pub mod client;
 pub mod error;
 pub mod types;
 
-pub use client::{AllocationQuery, Client, Consistency};
+pub use client::{ops, AllocationQuery, Client, Consistency};
 pub use error::ClientError;
 /// HTTP status codes, as [`ClientError::Api`] carries them.
 pub use reqwest::StatusCode;

@@ -70,6 +70,8 @@ pub struct NodeConfig {
     pub log_level: String,
     /// Log output format.
     pub log_format: LogFormat,
+    /// How often the node runs its integrity check (and repairs its free index); `None`: never.
+    pub check_interval: Option<Duration>,
 }
 
 impl Default for NodeConfig {
@@ -95,6 +97,7 @@ impl Default for NodeConfig {
             queue_capacity: 100_000,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             log_format: LogFormat::Text,
+            check_interval: Some(Duration::from_secs(3600)),
         }
     }
 }
@@ -211,6 +214,9 @@ pub struct Args {
     /// [default: 100000]
     #[arg(long, env = "IPAM_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
+    /// Seconds between integrity checks of this node's state (0: never) [default: 3600]
+    #[arg(long, env = "IPAM_CHECK_INTERVAL", value_name = "SECONDS")]
+    pub check_interval: Option<u64>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
     /// `info,openraft=debug` [default: info,openraft=warn]
     #[arg(long, env = "IPAM_LOG_LEVEL")]
@@ -264,6 +270,8 @@ pub struct FileConfig {
     pub max_inflight_entries: Option<usize>,
     /// See [`Args::queue_capacity`].
     pub queue_capacity: Option<usize>,
+    /// See [`Args::check_interval`].
+    pub check_interval: Option<u64>,
     /// See [`Args::log_level`].
     pub log_level: Option<String>,
     /// See [`Args::log_format`].
@@ -374,6 +382,11 @@ impl Args {
                 .unwrap_or(d.queue_capacity),
             log_level: self.log_level.or(file.log_level).unwrap_or(d.log_level),
             log_format: self.log_format.or(file.log_format).unwrap_or(d.log_format),
+            check_interval: match self.check_interval.or(file.check_interval) {
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+                None => d.check_interval,
+            },
         };
         config.check()?;
         Ok(config)

@@ -17,6 +17,7 @@
 //! - [`wire`] — translation between the API's JSON types and the domain's types.
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
+//! - [`check`] — `GET /api/v1/check` and the periodic integrity check.
 //! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
 
 use std::future::{Future, IntoFuture};
@@ -24,6 +25,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 pub mod api;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -147,6 +149,9 @@ async fn serve(
     }
     let state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
         .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
+    let checker = config
+        .check_interval
+        .map(|every| tokio::spawn(check::run_timer(state.clone(), every)));
     let app = router(state);
 
     // A failed join stops the node: it would otherwise serve as a member of no cluster.
@@ -216,6 +221,9 @@ async fn serve(
         }
     };
     if let Some(task) = join_task {
+        task.abort();
+    }
+    if let Some(task) = checker {
         task.abort();
     }
     served?;
