@@ -89,6 +89,10 @@ pub enum Command {
         #[arg(long)]
         skip_conflicts: bool,
     },
+    /// Check every member's state (allocation rows, owner index, free index, counters) and
+    /// compare their digests at one common applied index; exit 0 only when all agree and
+    /// nothing is wrong. Retries until the applied indexes meet, up to --timeout (default 60 s).
+    Check,
     /// Print a shell completion script.
     Completions {
         /// Shell to generate for.

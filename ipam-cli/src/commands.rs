@@ -64,6 +64,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             crate::transfer_cmd::import(&connect()?, output, opts).await
         }
+        Command::Check => {
+            let deadline = timeout.unwrap_or(DEFAULT_TIMEOUT);
+            crate::check_cmd::check(&connect()?, token.clone(), output, deadline).await
+        }
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ipam-cli", &mut buf);

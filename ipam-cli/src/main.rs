@@ -15,12 +15,14 @@
 //! - [`exit`] — exit statuses and the one-line error message.
 //! - [`transfer`] — import/export file formats; [`plan`] — checking an import's rows;
 //!   [`transfer_cmd`] — `export` and `import` (batches, progress, report).
+//! - [`check_cmd`] — `check`: every member's integrity check at one common applied index.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 mod args;
+mod check_cmd;
 mod commands;
 mod exit;
 mod plan;

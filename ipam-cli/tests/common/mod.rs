@@ -118,6 +118,19 @@ impl TestNode {
         self.wait_for("ready", |c| block_on(c.readyz()).unwrap_or(false));
     }
 
+    /// Until this node's membership counts `n` voters.
+    pub fn wait_for_voters(&mut self, n: usize) {
+        self.wait_for("showing all voters", |c| {
+            block_on(c.cluster_status()).is_ok_and(|s| {
+                s.members
+                    .iter()
+                    .filter(|m| m.role == ipam_client::types::MemberRole::Voter)
+                    .count()
+                    == n
+            })
+        });
+    }
+
     /// Until `/healthz` answers 200 (a node waiting to be added is never ready).
     pub fn wait_serving(&mut self) {
         self.wait_for("serving", |c| block_on(c.healthz()).is_ok());
