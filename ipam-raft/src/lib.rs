@@ -12,7 +12,8 @@
 //!   bounded by the state machine's durable applied index.
 //! - [`state_machine`] — the state machine on `state.redb` (one redb transaction per applied
 //!   batch), streamed file snapshots, snapshot install by file swap; `state_machine/check.rs`
-//!   runs the integrity check under the index lock.
+//!   runs the integrity check under the index lock; `state_machine/backup.rs` writes backups
+//!   from one read transaction and restores one as a new single-voter cluster.
 //! - `network` — the HTTP transport (one shared `reqwest::Client`, postcard bodies) and the
 //!   `/raft/*` routes: append, vote, snapshot, propose, read-index, admin, hello; token and
 //!   cluster-id checks.
@@ -38,5 +39,6 @@ pub mod state_machine;
 pub mod types;
 
 pub use error::{IpamError, StartError};
+pub use node::restore;
 pub use node::{ClusterStatus, Config, Consistency, Ipam, Member, MemberRole};
-pub use state_machine::CheckReport;
+pub use state_machine::{BackupHeader, CheckReport, RestoreError, Restored};

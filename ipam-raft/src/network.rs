@@ -35,7 +35,7 @@ pub const CLUSTER_HEADER: &str = "x-ipam-cluster";
 /// Largest `/raft/*` body accepted.
 pub const RAFT_BODY_LIMIT: usize = 64 << 20;
 const CONTENT_TYPE: &str = "application/x-postcard";
-const CLUSTER_ID_FILE: &str = "cluster_id";
+pub(crate) const CLUSTER_ID_FILE: &str = "cluster_id";
 
 /// Cluster-level errors as they travel between nodes. Domain errors travel inside the
 /// command results.

@@ -160,6 +160,8 @@ pub(crate) enum Target {
     Unknown,
 }
 
+mod backup;
+pub use backup::restore;
 mod integrity;
 
 const NODE_ID_FILE: &str = "node_id";
@@ -240,7 +242,7 @@ fn check_node_id(dir: &Path, id: NodeId) -> Result<(), StartError> {
 }
 
 /// A fresh cluster id: 128 bits from the process's randomly keyed hasher, time and node id.
-fn new_cluster_id(node: NodeId) -> String {
+pub(crate) fn new_cluster_id(node: NodeId) -> String {
     use std::hash::{BuildHasher, Hasher};
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

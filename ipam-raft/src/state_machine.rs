@@ -40,7 +40,9 @@ pub(crate) const SM_META: TableDefinition<'static, &'static str, &'static [u8]> 
 const KEY_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "membership";
 
+pub(crate) mod backup;
 mod check;
+pub use backup::{verify_backup, BackupHeader, RestoreError, Restored, BACKUP_FORMAT};
 pub use check::CheckReport;
 
 const STATE_FILE: &str = "state.redb";
