@@ -35,6 +35,24 @@ pub struct CheckProblem {
 }
 
 impl Client {
+    /// `GET /api/v1/backup`: streams the node's backup into `out`; returns the bytes written.
+    /// The file carries its own checksum; a transfer cut short fails here or at restore.
+    pub async fn backup_to<W: std::io::Write>(&self, out: &mut W) -> Result<u64, ClientError> {
+        let rb = self.request(Method::GET, &["api", "v1", "backup"]);
+        let mut resp = self.checked(rb).await?;
+        let status = resp.status();
+        let mut written = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.body_error(status, e))? {
+            out.write_all(&chunk).map_err(|e| ClientError::Decode {
+                endpoint: self.endpoint.clone(),
+                status,
+                detail: format!("writing the backup: {e}"),
+            })?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    }
+
     /// `GET /api/v1/check`: the contacted node's own integrity check and state digest.
     pub async fn check(&self) -> Result<CheckResponse, ClientError> {
         let rb = self.request(Method::GET, &["api", "v1", "check"]);

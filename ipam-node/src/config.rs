@@ -72,6 +72,8 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     /// How often the node runs its integrity check (and repairs its free index); `None`: never.
     pub check_interval: Option<Duration>,
+    /// A backup to restore into the (empty) data dir as a new single-voter cluster.
+    pub restore: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -98,6 +100,7 @@ impl Default for NodeConfig {
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             log_format: LogFormat::Text,
             check_interval: Some(Duration::from_secs(3600)),
+            restore: None,
         }
     }
 }
@@ -217,6 +220,12 @@ pub struct Args {
     /// Seconds between integrity checks of this node's state (0: never) [default: 3600]
     #[arg(long, env = "IPAM_CHECK_INTERVAL", value_name = "SECONDS")]
     pub check_interval: Option<u64>,
+    /// Restore this backup (`ipam-cli backup`) into the empty --data-dir as a new single-voter
+    /// cluster with a new cluster id, then serve; other nodes --join it. Refuses a non-empty
+    /// data dir or a damaged file, writing nothing. Flag only (no environment twin), so a
+    /// restart does not try again.
+    #[arg(long, value_name = "FILE")]
+    pub restore: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
     /// `info,openraft=debug` [default: info,openraft=warn]
     #[arg(long, env = "IPAM_LOG_LEVEL")]
@@ -387,6 +396,7 @@ impl Args {
                 Some(secs) => Some(Duration::from_secs(secs)),
                 None => d.check_interval,
             },
+            restore: self.restore,
         };
         config.check()?;
         Ok(config)

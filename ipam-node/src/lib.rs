@@ -18,6 +18,7 @@
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
 //! - [`check`] — `GET /api/v1/check` and the periodic integrity check.
+//! - [`backup`] — `GET /api/v1/backup`, streamed; `--restore` is in [`run`].
 //! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
 
 use std::future::{Future, IntoFuture};
@@ -25,6 +26,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 pub mod api;
+pub mod backup;
 pub mod check;
 pub mod config;
 pub mod error;
@@ -69,6 +71,9 @@ pub enum NodeError {
     /// Setting up metrics or logging failed.
     #[error("setup: {0}")]
     Setup(String),
+    /// `--restore` refused the backup or the data dir.
+    #[error(transparent)]
+    Restore(#[from] ipam_raft::RestoreError),
 }
 
 impl From<config::ConfigError> for NodeError {
@@ -124,6 +129,16 @@ pub async fn run(
         .advertise
         .clone()
         .unwrap_or_else(|| bound.to_string());
+    if let Some(file) = &config.restore {
+        let restored = ipam_raft::restore(file, &config.data_dir, config.id, &advertise)?;
+        tracing::info!(
+            backup = %file.display(),
+            applied_index = restored.header.applied_index(),
+            from_cluster = %restored.header.cluster_id,
+            cluster_id = %restored.cluster_id,
+            "restored a backup as a new single-voter cluster"
+        );
+    }
     let ipam = Ipam::start(raft_config(&config, advertise.clone())).await?;
     tracing::info!(id = config.id, %bound, %advertise, data_dir = %config.data_dir.display(), "node started");
 
