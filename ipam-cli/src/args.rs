@@ -93,6 +93,12 @@ pub enum Command {
     /// compare their digests at one common applied index; exit 0 only when all agree and
     /// nothing is wrong. Retries until the applied indexes meet, up to --timeout (default 60 s).
     Check,
+    /// Download a consistent backup of the contacted node's state into FILE (checksum
+    /// verified); `ipam-node --restore FILE` starts a new cluster from it.
+    Backup {
+        /// Where to write the backup (via FILE.part, renamed once verified).
+        file: std::path::PathBuf,
+    },
     /// Print a shell completion script.
     Completions {
         /// Shell to generate for.

@@ -34,7 +34,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // `IPAM_TOKEN=` (set but empty) means no token, not an empty one.
     let token = token.filter(|t| !t.is_empty());
     // Adding a learner waits for it to catch up, which takes as long as the log is big.
-    let waits_for_catch_up = matches!(command, Command::Cluster(ClusterCommand::AddLearner { .. }));
+    let waits_for_catch_up = matches!(
+        command,
+        Command::Cluster(ClusterCommand::AddLearner { .. }) | Command::Backup { .. }
+    );
     let timeout = timeout.or((!waits_for_catch_up).then_some(DEFAULT_TIMEOUT));
     let connect = || -> anyhow::Result<Client> {
         let consistency = match consistency {
@@ -68,6 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let deadline = timeout.unwrap_or(DEFAULT_TIMEOUT);
             crate::check_cmd::check(&connect()?, token.clone(), output, deadline).await
         }
+        Command::Backup { file } => crate::backup_cmd::backup(&connect()?, output, &file).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ipam-cli", &mut buf);
