@@ -31,10 +31,25 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// Conflicts the CLI found itself before writing (an import's rows; exit [`CONFLICT`]).
+#[derive(Debug)]
+pub struct ConflictError(pub String);
+
+impl std::fmt::Display for ConflictError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConflictError {}
+
 /// The exit status for an error of `run`.
 pub fn code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<UsageError>().is_some() {
         return USAGE;
+    }
+    if err.downcast_ref::<ConflictError>().is_some() {
+        return CONFLICT;
     }
     let Some(err) = err.downcast_ref::<ClientError>() else {
         return OTHER;

@@ -3,6 +3,9 @@
 //! One `Client` holds one `reqwest::Client`, so connections are pooled and reused across
 //! calls; clone it freely (clones share the pool).
 
+#[path = "ops.rs"]
+pub mod ops;
+
 use std::time::Duration;
 
 use reqwest::{header, Method, RequestBuilder, Response, StatusCode, Url};

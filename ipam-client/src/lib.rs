@@ -20,6 +20,8 @@
 //!   [`Consistency`] and [`AllocationQuery`] for reads.
 //! - [`code`] — [`ErrorCode`]: every error code of the contract with its HTTP status, the one
 //!   list the node, the CLI and the bench share.
+//! - [`ops`] (`src/ops.rs`, a child of `client`) — operations endpoints: integrity check,
+//!   backup; their types and calls.
 //! - [`error`] — [`ClientError`]: API errors with the node's code, unreachable node, timeout,
 //!   undecodable answer.
 #![deny(missing_docs)]
@@ -29,7 +31,7 @@ pub mod code;
 pub mod error;
 pub mod types;
 
-pub use client::{AllocationQuery, Client, Consistency};
+pub use client::{ops, AllocationQuery, Client, Consistency};
 pub use code::ErrorCode;
 pub use error::ClientError;
 /// HTTP status codes, as [`ClientError::Api`] carries them.

@@ -82,6 +82,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cluster/voters", post(change_voters))
         .route("/api/v1/cluster/voters/{id}", post(promote_voter))
         .route("/api/v1/cluster/members/{id}", delete(remove_member))
+        .route("/api/v1/check", get(crate::check::check))
+        .route("/api/v1/backup", get(crate::backup::backup))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let ops = Router::new()
         .route("/healthz", get(healthz))

@@ -77,6 +77,10 @@ pub struct NodeConfig {
     pub log_level: String,
     /// Log output format.
     pub log_format: LogFormat,
+    /// How often the node runs its integrity check (and repairs its free index); `None`: never.
+    pub check_interval: Option<Duration>,
+    /// A backup to restore into the (empty) data dir as a new single-voter cluster.
+    pub restore: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -104,6 +108,8 @@ impl Default for NodeConfig {
             queue_capacity: raft.queue_capacity,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             log_format: LogFormat::Text,
+            check_interval: Some(Duration::from_secs(3600)),
+            restore: None,
         }
     }
 }
@@ -223,6 +229,16 @@ pub struct Args {
     /// [default: 100000]
     #[arg(long, env = "IPAM_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
+    /// Seconds between integrity checks of this node's state (0: never) [default: 3600]
+    #[arg(long, env = "IPAM_CHECK_INTERVAL", value_name = "SECONDS")]
+    pub check_interval: Option<u64>,
+    /// Restore this backup (`ipam-cli backup`) into the empty --data-dir as a new single-voter
+    /// cluster with a new cluster id, then serve; other nodes --join it. Refuses a non-empty
+    /// data dir or a damaged file, writing nothing. Flag only (no environment twin, not in the
+    /// config file), so a restart does not try again.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub restore: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
     /// `info,openraft=debug` [default: info,openraft=warn]
     #[arg(long, env = "IPAM_LOG_LEVEL")]
@@ -294,6 +310,8 @@ impl Args {
             max_ops_per_entry: self.max_ops_per_entry.or(lower.max_ops_per_entry),
             max_inflight_entries: self.max_inflight_entries.or(lower.max_inflight_entries),
             queue_capacity: self.queue_capacity.or(lower.queue_capacity),
+            check_interval: self.check_interval.or(lower.check_interval),
+            restore: self.restore.or(lower.restore),
             log_level: self.log_level.or(lower.log_level),
             log_format: self.log_format.or(lower.log_format),
         }
@@ -335,6 +353,12 @@ impl Args {
             queue_capacity: a.queue_capacity.unwrap_or(d.queue_capacity),
             log_level: a.log_level.unwrap_or(d.log_level),
             log_format: a.log_format.unwrap_or(d.log_format),
+            check_interval: match a.check_interval {
+                Some(0) => None,
+                Some(v) => Some(secs(Some(v), Duration::ZERO)?),
+                None => d.check_interval,
+            },
+            restore: a.restore,
         };
         config.check()?;
         Ok(config)

@@ -19,6 +19,8 @@
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
 //! - [`ui`] — the `/ui` dashboard: server-rendered pages and its login cookie.
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
+//! - [`check`] — `GET /api/v1/check` and the periodic integrity check.
+//! - [`backup`] — `GET /api/v1/backup`, streamed; `--restore` is in [`run`].
 //! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
 
 use std::future::{Future, IntoFuture};
@@ -26,6 +28,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 pub mod api;
+pub mod backup;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -70,6 +74,9 @@ pub enum NodeError {
     /// Setting up metrics or logging failed.
     #[error("setup: {0}")]
     Setup(String),
+    /// `--restore` refused the backup or the data dir.
+    #[error(transparent)]
+    Restore(#[from] ipam_raft::RestoreError),
 }
 
 impl From<config::ConfigError> for NodeError {
@@ -125,6 +132,16 @@ pub async fn run(
         .advertise
         .clone()
         .unwrap_or_else(|| bound.to_string());
+    if let Some(file) = &config.restore {
+        let restored = ipam_raft::restore(file, &config.data_dir, config.id, &advertise)?;
+        tracing::info!(
+            backup = %file.display(),
+            applied_index = restored.header.applied_index(),
+            from_cluster = %restored.header.cluster_id,
+            cluster_id = %restored.cluster_id,
+            "restored a backup as a new single-voter cluster"
+        );
+    }
     let ipam = Ipam::start(raft_config(&config, advertise.clone())).await?;
     tracing::info!(id = config.id, %bound, %advertise, data_dir = %config.data_dir.display(), "node started");
 
@@ -150,6 +167,9 @@ async fn serve(
     }
     let state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
         .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
+    let checker = config
+        .check_interval
+        .map(|every| tokio::spawn(check::run_timer(state.clone(), every)));
     let app = router(state);
 
     // A failed join stops the node: it would otherwise serve as a member of no cluster.
@@ -217,6 +237,9 @@ async fn serve(
         }
     };
     if let Some(task) = join_task {
+        task.abort();
+    }
+    if let Some(task) = checker {
         task.abort();
     }
     served?;

@@ -112,6 +112,9 @@ pub enum InternalError {
     /// The node that ran the request (the leader) failed internally; its description.
     #[error("on the leader: {0}")]
     Remote(String),
+    /// The state machine's storage failed (a check, a backup).
+    #[error("state machine storage")]
+    Storage(#[source] crate::types::StorageError),
 }
 
 /// Error of [`crate::Ipam::start`].

@@ -30,6 +30,9 @@
 //! - `handle` — [`Ipam`]: start, shutdown, identity, init and membership calls.
 //! - `ops` — the typed writes; `reads` — the typed reads; `status` — [`ClusterStatus`].
 //! - [`replication`] — `Ipam::replication`: the leader's view of each member's matched index.
+//! - `integrity` — [`Ipam::check`], the replica's integrity check
+//!   (`storage/state_machine/check.rs`); `backup` — [`Ipam::backup`] and [`restore`]
+//!   (`storage/state_machine/backup.rs`).
 //!
 //! The `testing` feature adds `Ipam::set_isolated` (fault injection for partition tests).
 
@@ -55,15 +58,19 @@ mod proposer;
 mod membership;
 mod tasks;
 
+mod backup;
 mod handle;
+mod integrity;
 mod ops;
 mod reads;
 pub mod replication;
 mod status;
 
+pub use backup::restore;
 pub use config::{Config, Consistency};
 pub use error::{InternalError, IpamError, StartError};
 pub use handle::Ipam;
 pub use status::{ClusterStatus, Member, MemberRole};
 pub use storage::log as log_store;
 pub use storage::state_machine;
+pub use storage::state_machine::{BackupHeader, CheckReport, RestoreError, Restored};

@@ -30,7 +30,7 @@ const MAX_RECORD: usize = 64 << 20;
 
 /// One record of a snapshot stream.
 #[derive(Serialize, Deserialize)]
-enum SnapRecord<'a> {
+pub(super) enum SnapRecord<'a> {
     /// First record.
     Header {
         last_applied: Option<LogId>,
@@ -135,7 +135,7 @@ struct CurrentSnapshot {
     file: String,
 }
 
-fn write_record<W: Write>(
+pub(super) fn write_record<W: Write>(
     w: &mut W,
     rec: &SnapRecord<'_>,
     buf: &mut Vec<u8>,
@@ -150,7 +150,7 @@ fn write_record<W: Write>(
 }
 
 /// Reads one record's bytes into `buf`; `false` at a clean end of file.
-fn read_record<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<bool, StorageError> {
+pub(super) fn read_record<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<bool, StorageError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}

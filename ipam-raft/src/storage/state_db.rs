@@ -76,6 +76,10 @@ pub(crate) struct SmShared {
     pub(super) pending: Mutex<Pending>,
     pub(super) snapshot_lock: Mutex<()>,
     pub(super) snapshot_seq: AtomicU64,
+    /// The core's derived index. Applies hold it for their whole transaction, so whoever
+    /// holds it sees it and the committed tables at the same log position (the integrity
+    /// check, `state_machine/check.rs`).
+    pub(super) index: Mutex<ipam_core::State>,
 }
 
 #[derive(Default)]

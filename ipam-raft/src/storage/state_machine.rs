@@ -8,7 +8,8 @@
 //! crash loses, and the durable applied index is published for the log store's purge limit so
 //! the log always holds what a restart must re-apply.
 //!//! Snapshots live in [`super::snapshot`], the shared database handle and durability in
-//! [`super::state_db`].
+//! [`super::state_db`]; the integrity check in `state_machine/check.rs`, backups and restore in
+//! `state_machine/backup.rs`.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
@@ -23,6 +24,12 @@ use openraft::storage::RaftStateMachine;
 use openraft::EntryPayload;
 use redb::{Durability, ReadTransaction, ReadableDatabase};
 use tokio::sync::watch;
+
+mod backup;
+mod check;
+pub(crate) use backup::restore_backup;
+pub use backup::{verify_backup, BackupHeader, RestoreError, Restored, BACKUP_FORMAT};
+pub use check::CheckReport;
 
 use super::log::DropSignal;
 use super::snapshot::{load_snapshot, snap_read, snap_write, SnapshotBuilder, SNAP_DIR};
@@ -40,8 +47,6 @@ use crate::types::{
 /// The state machine store handed to openraft.
 pub struct StateMachineStore {
     shared: Arc<SmShared>,
-    /// The core's derived index; only openraft's state machine worker touches it.
-    state: State,
 }
 
 impl StateMachineStore {
@@ -101,8 +106,9 @@ impl StateMachineStore {
                     .map(|d| u64::try_from(d.as_micros()).unwrap_or(0))
                     .unwrap_or(0),
             ),
+            index: Mutex::new(state),
         });
-        Ok(StateMachineStore { shared, state })
+        Ok(StateMachineStore { shared })
     }
 
     /// A read transaction on the current `state.redb` (for the core's queries).
@@ -120,15 +126,15 @@ impl StateMachineStore {
         F: FnOnce(&SmShared, &mut State) -> Result<T, StorageError> + Send + 'static,
     {
         let shared = self.shared.clone();
-        let mut state = std::mem::take(&mut self.state);
-        let (state, res) = tokio::task::spawn_blocking(move || {
-            let res = f(&shared, &mut state);
-            (state, res)
+        tokio::task::spawn_blocking(move || {
+            let mut state = shared
+                .index
+                .lock()
+                .map_err(|_| sm_write(std::io::Error::other("poisoned index lock")))?;
+            f(&shared, &mut state)
         })
         .await
-        .map_err(sm_write)?;
-        self.state = state;
-        res
+        .map_err(sm_write)?
     }
 }
 
