@@ -14,7 +14,7 @@ use tokio::time::Instant;
 pub enum JoinError {
     /// The URL is not one a client can call.
     #[error("invalid --join URL: {0}")]
-    InvalidUrl(#[source] ClientError),
+    InvalidUrl(#[source] Box<ClientError>),
     /// The node at the URL answered with an error that retrying will not fix.
     #[error("{url} refused to {what}: {source}")]
     Refused {
@@ -24,7 +24,7 @@ pub enum JoinError {
         what: &'static str,
         /// The answer (its code and message).
         #[source]
-        source: ClientError,
+        source: Box<ClientError>,
     },
     /// The deadline passed while the node was unreachable or busy.
     #[error("gave up joining through {url} after {waited_s} s: {last}")]
@@ -56,8 +56,8 @@ impl Join<'_> {
     /// Adds this node as a learner (returns once it caught up), then promotes it.
     pub async fn run(&self) -> Result<(), JoinError> {
         let deadline = Instant::now() + self.timeout;
-        let client =
-            Client::new(self.url, self.token.map(str::to_string)).map_err(JoinError::InvalidUrl)?;
+        let client = Client::new(self.url, self.token.map(str::to_string))
+            .map_err(|e| JoinError::InvalidUrl(Box::new(e)))?;
         let url = client.endpoint().to_string();
         until(
             &client,
@@ -106,7 +106,7 @@ where
                 return Err(JoinError::Refused {
                     url: url.to_string(),
                     what,
-                    source,
+                    source: Box::new(source),
                 })
             }
         };
