@@ -565,7 +565,7 @@ mod tests {
                 retry_after,
             } => {
                 assert_eq!(*status, StatusCode::CONFLICT);
-                assert_eq!(code, "pool_exhausted");
+                assert_eq!(*code, crate::ErrorCode::PoolExhausted);
                 assert_eq!(message, "pool vms is full");
                 assert_eq!(*index, Some(3));
                 assert!(*may_have_committed);

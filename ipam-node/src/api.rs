@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1)
         .merge(ops)
+        .merge(crate::ui::routes())
         .with_state(state.clone())
         .merge(raft)
         .fallback(not_found)
@@ -292,7 +293,9 @@ async fn allocate(
         } else {
             ""
         };
-        state.metrics.allocation_error(pool_label, parts.code);
+        state
+            .metrics
+            .allocation_error(pool_label, parts.code.as_str());
     }
     result
 }

@@ -8,14 +8,16 @@
 //!
 //! # Layout
 //!
-//! - [`config`] — [`NodeConfig`], the clap [`config::Args`] and the TOML
-//!   [`config::FileConfig`]; precedence flags > `IPAM_*` environment > file > defaults.
+//! - [`config`] — [`config::Args`], the settings as flags, environment and TOML file (one
+//!   struct), resolved over the defaults into [`NodeConfig`]; precedence flags > `IPAM_*`
+//!   environment > file > defaults.
 //! - [`api`] — [`router`]: every endpoint, the middleware (request id, tracing, metrics,
 //!   authentication, request timeout), [`AppState`].
 //! - [`extract`] — JSON, path and query extractors whose rejections are contract errors.
 //! - [`error`] — [`ApiError`] and its one `IntoResponse`: status, code and body per failure.
 //! - [`wire`] — translation between the API's JSON types and the domain's types.
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
+//! - [`ui`] — the `/ui` dashboard: server-rendered pages and its login cookie.
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
 //! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
 
@@ -29,6 +31,7 @@ pub mod error;
 pub mod extract;
 pub mod join;
 pub mod metrics;
+pub mod ui;
 pub mod wire;
 
 pub use api::{router, AppState};
@@ -166,9 +169,7 @@ async fn serve(
         let addr = advertise.to_string();
         let timeout = config.join_timeout;
         Some(tokio::spawn(async move {
-            let http = reqwest::Client::new();
             let joined = join::Join {
-                http: &http,
                 url: &url,
                 token: token.as_deref(),
                 id: me,

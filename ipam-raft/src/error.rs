@@ -42,6 +42,28 @@ pub enum IpamError {
     /// Storage or another internal failure (a bug or a broken disk, never bad input).
     #[error("internal error: {0}")]
     Internal(#[source] InternalError),
+    /// A learner was to be added with an id that a live member already uses at another
+    /// address; adding it would evict that member.
+    #[error("node id {id} is in use by the member at {addr}")]
+    NodeIdInUse {
+        /// The id.
+        id: u64,
+        /// The address the member answers at.
+        addr: String,
+    },
+    /// A learner to promote has not replicated the log up to the commit index of the call
+    /// within the wait; promoting it would stall every write until it answers.
+    #[error(
+        "learner {id} has not caught up (matched {matched:?}, needs {target}); nothing changed"
+    )]
+    LearnerNotCaughtUp {
+        /// The learner.
+        id: u64,
+        /// Its matched log index as the leader last saw it.
+        matched: Option<u64>,
+        /// The commit index it had to reach.
+        target: u64,
+    },
 }
 
 impl From<InternalError> for IpamError {

@@ -29,6 +29,7 @@
 //! - `tasks` — background tasks: commit-index tracking, periodic state flush.
 //! - `handle` — [`Ipam`]: start, shutdown, identity, init and membership calls.
 //! - `ops` — the typed writes; `reads` — the typed reads; `status` — [`ClusterStatus`].
+//! - [`replication`] — `Ipam::replication`: the leader's view of each member's matched index.
 //!
 //! The `testing` feature adds `Ipam::set_isolated` (fault injection for partition tests).
 
@@ -57,6 +58,7 @@ mod tasks;
 mod handle;
 mod ops;
 mod reads;
+pub mod replication;
 mod status;
 
 pub use config::{Config, Consistency};

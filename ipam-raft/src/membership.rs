@@ -3,7 +3,7 @@
 //! and retries across leader changes until the membership deadline.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
@@ -13,6 +13,9 @@ use crate::shared::Shared;
 use crate::transport::client::PostError;
 use crate::transport::rpc::{AdminRequest, WireError, ADMIN, HELLO};
 use crate::types::{Node, NodeId};
+
+/// How long a promotion waits for the learner to catch up (the contract's 5 s).
+const PROMOTE_CATCH_UP: Duration = Duration::from_secs(5);
 
 fn wire_from_write(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> WireError {
     match e {
@@ -132,6 +135,44 @@ impl Shared {
         }
     }
 
+    /// Whether a node answers at `addr` as node `id` (a live member there).
+    async fn answers_as(&self, id: NodeId, addr: &str) -> bool {
+        let res: Result<NodeId, PostError> = self
+            .net
+            .post(addr, HELLO, &(), self.config.rpc_timeout)
+            .await;
+        matches!(res, Ok(answered) if answered == id)
+    }
+
+    /// Waits up to `wait` until learner `id`'s matched log index reaches the commit index as
+    /// of the call, as this (leading) node's replication progress shows.
+    async fn wait_caught_up(&self, id: NodeId, wait: Duration) -> Result<(), WireError> {
+        let target = self.committed_index().await;
+        let matched = |m: &openraft::RaftMetrics<NodeId, Node>| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&id))
+                .and_then(|l| l.as_ref())
+                .map(|l| l.index)
+        };
+        let res = self
+            .raft
+            .wait(Some(wait))
+            .metrics(
+                move |m| matched(m).is_some_and(|i| i >= target),
+                "learner caught up before promotion",
+            )
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(_) => Err(WireError::LearnerNotCaughtUp {
+                id,
+                matched: matched(&self.metrics.borrow()),
+                target,
+            }),
+        }
+    }
+
     /// The error of a membership change whose deadline passed (it may still complete).
     fn membership_expired(&self) -> WireError {
         WireError::DeadlineExceeded {
@@ -161,8 +202,13 @@ impl Shared {
                 };
                 match known_addr {
                     // A member that comes back on another address: update it in place (a
-                    // plain add would keep the old address).
+                    // plain add would keep the old address) — but only when no live node
+                    // answers as that id at the old address, else this would evict it.
                     Some(old) if old != *addr => {
+                        if self.answers_as(*id, &old).await {
+                            return Err(WireError::NodeIdInUse { id: *id, addr: old });
+                        }
+                        self.check_newcomer(*id, addr).await?;
                         let nodes = BTreeMap::from([(*id, Node::new(addr))]);
                         self.change(ChangeMembers::SetNodes(nodes), true, deadline)
                             .await?;
@@ -211,6 +257,9 @@ impl Shared {
                 if voters.contains(id) {
                     return Ok(());
                 }
+                // A voter that does not answer would be needed by the joint configuration:
+                // promote only a learner that has the log up to the commit index of the call.
+                self.wait_caught_up(*id, PROMOTE_CATCH_UP).await?;
                 // Adding one id to whatever the voter set is when the change runs keeps
                 // concurrent joins from overwriting each other.
                 self.change(
@@ -239,15 +288,19 @@ impl Shared {
                     return Err(WireError::UnknownNode(*id));
                 }
                 if voters.contains(id) {
-                    let rest: BTreeSet<NodeId> =
-                        voters.iter().copied().filter(|v| v != id).collect();
-                    if rest.is_empty() {
+                    if voters.len() == 1 {
                         return Err(WireError::Membership(format!(
                             "removing node {id} would leave no voter"
                         )));
                     }
-                    self.change(ChangeMembers::ReplaceAllVoters(rest), false, deadline)
-                        .await?;
+                    // By id, resolved against the configuration when the change runs: a set
+                    // computed from a snapshot here would undo a join that committed since.
+                    self.change(
+                        ChangeMembers::RemoveVoters(BTreeSet::from([*id])),
+                        false,
+                        deadline,
+                    )
+                    .await?;
                 }
                 let (_, nodes) = self.membership();
                 if nodes.contains(id) {

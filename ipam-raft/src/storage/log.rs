@@ -25,7 +25,7 @@ use openraft::{LogState, RaftLogReader};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
 
-use ipam_core::tables::{decode, encode};
+use ipam_core::tables::{decode_value as decode, encode_value as encode};
 
 use crate::types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use ipam_core::tables::{decode, encode};
+use ipam_core::tables::{decode_value as decode, encode_value as encode};
 use openraft::RaftSnapshotBuilder;
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::log::DropSignal;
-use ipam_core::tables::{decode, encode};
+use ipam_core::tables::{decode_value as decode, encode_value as encode};
 
 use crate::types::{LogId, StorageError, StorageIOError, StoredMembership};
 

@@ -53,6 +53,15 @@ pub(crate) enum WireError {
     ShuttingDown,
     #[error("internal: {0}")]
     Internal(String),
+    // New variants go last: this enum travels between nodes of different releases.
+    #[error("node {id} is a member at {addr}")]
+    NodeIdInUse { id: u64, addr: String },
+    #[error("learner {id} matched {matched:?}, not {target}")]
+    LearnerNotCaughtUp {
+        id: u64,
+        matched: Option<u64>,
+        target: u64,
+    },
 }
 
 impl From<WireError> for IpamError {
@@ -67,6 +76,16 @@ impl From<WireError> for IpamError {
             WireError::UnknownNode(id) => IpamError::UnknownNode(id),
             WireError::ShuttingDown => IpamError::ShuttingDown,
             WireError::Internal(m) => IpamError::Internal(InternalError::Remote(m)),
+            WireError::NodeIdInUse { id, addr } => IpamError::NodeIdInUse { id, addr },
+            WireError::LearnerNotCaughtUp {
+                id,
+                matched,
+                target,
+            } => IpamError::LearnerNotCaughtUp {
+                id,
+                matched,
+                target,
+            },
         }
     }
 }
