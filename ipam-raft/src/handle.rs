@@ -102,7 +102,11 @@ impl Ipam {
             max_payload_entries: 32,
             ..Default::default()
         };
-        let raft_config = Arc::new(raft_config.validate().map_err(StartError::RaftConfig)?);
+        let raft_config = Arc::new(
+            raft_config
+                .validate()
+                .map_err(|e| StartError::RaftConfig(Box::new(e)))?,
+        );
 
         let (closing_tx, closed_rx) = mpsc::channel::<()>(1);
         let (durable_tx, purge_limit) = watch::channel(None);
@@ -120,7 +124,7 @@ impl Ipam {
         })
         .await
         .map_err(StartError::Task)?
-        .map_err(StartError::Storage)?;
+        .map_err(|e| StartError::Storage(Box::new(e)))?;
         let sm_shared = sm.shared();
 
         let net = Arc::new(NetShared::new(
@@ -132,7 +136,7 @@ impl Ipam {
         let network = NetworkFactory { net: net.clone() };
         let raft = Raft::new(config.id, raft_config, network, log, sm)
             .await
-            .map_err(StartError::Raft)?;
+            .map_err(|e| StartError::Raft(Box::new(e)))?;
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
