@@ -7,8 +7,9 @@
 //! (background flusher), before each snapshot build and when the store is dropped bounds what a
 //! crash loses, and the durable applied index is published for the log store's purge limit so
 //! the log always holds what a restart must re-apply.
-//!//! Snapshots live in [`super::snapshot`], the shared database handle and durability in
-//! [`super::state_db`]; the integrity check in `state_machine/check.rs`, backups and restore in
+//!
+//! Snapshots live in `storage/snapshot.rs`, the shared database handle and durability in
+//! `storage/state_db.rs`; the integrity check in `state_machine/check.rs`, backups and restore in
 //! `state_machine/backup.rs`.
 
 use std::fs::File;
