@@ -78,7 +78,8 @@ impl std::ops::Deref for Core {
 /// let ipam = Ipam::start(Config::new(1, dir.path().join("node-1"), advertise)).await?;
 /// // Peers (and this node's own forwarding) reach it through these routes; an orchestrator
 /// // merges them into the router of its own API.
-/// let server = tokio::spawn(axum::serve(listener, ipam.raft_router()).into_future());
+/// let router = ipam.raft_router();
+/// let server = tokio::spawn(async move { axum::serve(listener, router).await });
 ///
 /// // No members = this node alone. Writes issued before a leader is elected retry until
 /// // `write_deadline`; waiting first only makes the example's timing explicit.
@@ -97,7 +98,9 @@ impl std::ops::Deref for Core {
 ///
 /// // The owner is the idempotency key: asking again for `vm/web-1/eth0` returns the same
 /// // address with `existing == true` instead of allocating a second one.
-/// let (allocation, existing) = ipam.allocate("vms", "vm/web-1/eth0", None, BTreeMap::new()).await?;
+/// let (allocation, existing) = ipam
+///     .allocate("vms", "vm/web-1/eth0", None, BTreeMap::new())
+///     .await?;
 /// assert_eq!(allocation.ip.to_string(), "10.0.0.2");
 /// assert!(!existing);
 ///
