@@ -130,6 +130,13 @@ impl std::fmt::Debug for Ipam {
 impl Ipam {
     /// Opens the stores in `config.data_dir` and starts raft. Binds nothing: mount
     /// [`Ipam::raft_router`] on a listener that `config.advertise` reaches.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::NodeIdMismatch`] when the data dir was written by another node id (a
+    /// reused id would corrupt raft's votes), [`StartError::Config`] for an unusable setting,
+    /// and the I/O, corrupt-file and store variants when the data dir cannot be opened or
+    /// recovered; none of them is worth retrying without an operator.
     pub async fn start(config: Config) -> Result<Ipam, StartError> {
         if config.advertise.is_empty() {
             return Err(StartError::Config("advertise address is empty"));
@@ -227,6 +234,12 @@ impl Ipam {
 
     /// Stops raft and closes the stores. Returns once the redb files are closed (or after a
     /// deadline), so the data dir can be reopened in-process. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`IpamError::Internal`] when openraft failed while stopping or the stores were still
+    /// open after a deadline; the node is stopped either way, but reopening the data dir in
+    /// this process may then fail on the lock.
     pub async fn shutdown(&self) -> Result<(), IpamError> {
         let mut closed = self.core.closed_rx.lock().await;
         let Some(mut rx) = closed.take() else {
@@ -275,6 +288,15 @@ impl Ipam {
     }
 
     /// Initializes a cluster of `members` (id, addr); empty = this node alone.
+    ///
+    /// Call it once, on one node, when the cluster is first created; the other members learn
+    /// the membership from the leader.
+    ///
+    /// # Errors
+    ///
+    /// [`IpamError::AlreadyInitialized`] on a node that already has a membership (safe to
+    /// ignore when an orchestrator calls `init` on every start), [`IpamError::Membership`]
+    /// when `members` does not include this node.
     pub async fn init(&self, members: Vec<(u64, String)>) -> Result<(), IpamError> {
         let core = &self.core;
         if core
