@@ -30,6 +30,8 @@ use crate::tables::{
 use crate::types::{addr_to_u128, Cidr, Labels, PoolId, PoolInfo, Stamp};
 use crate::validate::{check_command, check_op, pool_layout};
 
+#[path = "check.rs"]
+pub mod check;
 mod update;
 
 /// One pool in memory.

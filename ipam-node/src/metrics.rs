@@ -27,6 +27,8 @@ pub struct Metrics {
     http_duration: HistogramVec,
     /// `ipam_pool_ranges{pool}` and `ipam_pool_frozen{pool}`.
     pool_shape: crate::pools::PoolGauges,
+    /// Problems the last integrity check found (set by `check.rs`).
+    pub integrity_problems: IntGauge,
     // Scrapes reset and refill the per-pool gauges; one at a time so none sees a half-filled set.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -105,6 +107,11 @@ impl Metrics {
         registry.register(Box::new(raft_last_log_index.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         let pool_shape = crate::pools::PoolGauges::register(&registry)?;
+        let integrity_problems = IntGauge::new(
+            "ipam_integrity_problems",
+            "Problems the last integrity check of this node's state found (0: consistent)",
+        )?;
+        registry.register(Box::new(integrity_problems.clone()))?;
         Ok(Metrics {
             pool_shape,
             registry,
@@ -120,6 +127,7 @@ impl Metrics {
             raft_applied_index,
             raft_last_log_index,
             http_duration,
+            integrity_problems,
             scrape: tokio::sync::Mutex::new(()),
         })
     }
