@@ -258,14 +258,15 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
             None => problems.push(mismatch("no name table row".into())),
         }
         // Every range of a pool (the first and those added later) owns its range table row.
-        let cidrs = std::iter::once(row.record.cidr).chain(row.record.ranges.iter().map(|r| r.cidr));
+        let cidrs =
+            std::iter::once(row.record.cidr).chain(row.record.ranges.iter().map(|r| r.cidr));
         for cidr in cidrs {
             match ranges.get(range_key(cidr.family().tag(), cidr.first()).as_slice())? {
                 Some(v) => match decode::<RangeRecord>("core_ranges", v.value()) {
                     Ok(r) if r.pool == *id && r.last == cidr.last() => {}
-                    Ok(_) => problems.push(mismatch(format!(
-                        "the range table row of {cidr} differs"
-                    ))),
+                    Ok(_) => {
+                        problems.push(mismatch(format!("the range table row of {cidr} differs")))
+                    }
                     Err(e) => undecodable(&mut problems, e),
                 },
                 None => problems.push(mismatch(format!("no range table row for {cidr}"))),
