@@ -30,4 +30,10 @@ impl Ipam {
                 .collect(),
         )
     }
+
+    /// Highest log index this node has purged from its log (covered by its snapshot), if any:
+    /// a member that is behind it can only catch up from a snapshot.
+    pub fn purged_index(&self) -> Option<u64> {
+        self.core.raft.metrics().borrow().purged.map(|l| l.index)
+    }
 }

@@ -30,6 +30,14 @@ async fn learner_catches_up_from_a_snapshot_is_promoted_and_a_voter_is_removed()
         cluster.converge().await;
 
         wait_snapshot(&cluster, leader).await;
+        let ipam = cluster.ipam(leader).clone();
+        wait_until("the leader to purge its first logs", WAIT, || async {
+            match ipam.purged_index() {
+                Some(p) if p > 0 => Ok(()),
+                other => Err(format!("purged {other:?}")),
+            }
+        })
+        .await;
 
         let addr = cluster.add_node(LEARNER).await;
         cluster
@@ -161,10 +169,26 @@ async fn restarted_node_installs_a_snapshot_over_its_old_state_while_serving_rea
         cluster.converge().await;
         assert!(!has_snapshot(&cluster, BEHIND));
 
-        cluster.stop(BEHIND).await;
+        let behind_at = cluster.stop(BEHIND).await.last_log_index;
         let leader = cluster.wait_leader().await;
         acked.extend(allocate_batches(cluster.ipam(leader), "while-down", 12).await);
         wait_snapshot(&cluster, leader).await;
+        // The leader purges behind its snapshot once the state it covers is durable (at most
+        // `durable_interval` later): only then can the stopped node not catch up from the log.
+        let ipam = cluster.ipam(leader).clone();
+        wait_until(
+            "the leader to purge past the stopped node's log",
+            WAIT,
+            || async {
+                match ipam.purged_index() {
+                    Some(p) if p > behind_at => Ok(()),
+                    other => Err(format!(
+                        "purged {other:?}, the stopped node has {behind_at}"
+                    )),
+                }
+            },
+        )
+        .await;
 
         cluster.restart(BEHIND).await;
         let reader = {
