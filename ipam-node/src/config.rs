@@ -27,7 +27,7 @@ pub enum LogFormat {
 }
 
 /// Everything a node needs to start. `Default` is a node started with no flags.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeConfig {
     /// Raft node id.
     pub id: u64,
@@ -70,6 +70,12 @@ pub struct NodeConfig {
     pub log_level: String,
     /// Log output format.
     pub log_format: LogFormat,
+    /// Serve HTTPS and reach peers over TLS with these files; `None`: plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// The token was given on the command line (`ps` shows it): `run` warns.
+    pub token_on_command_line: bool,
 }
 
 impl Default for NodeConfig {
@@ -95,6 +101,9 @@ impl Default for NodeConfig {
             queue_capacity: 100_000,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             log_format: LogFormat::Text,
+            tls: None,
+            max_connections: crate::serve::DEFAULT_MAX_CONNECTIONS,
+            token_on_command_line: false,
         }
     }
 }
@@ -134,7 +143,7 @@ pub enum ConfigError {
 
 /// The `ipam-node` command line. Every flag has an `IPAM_*` environment twin; a flag wins over
 /// its twin, and both win over the `--config` file.
-#[derive(Clone, Debug, Default, Parser)]
+#[derive(Clone, Default, Parser)]
 #[command(
     name = "ipam-node",
     version,
@@ -218,10 +227,30 @@ pub struct Args {
     /// Log format [default: text]
     #[arg(long, env = "IPAM_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// PEM certificate chain: serve HTTPS only and reach peers with https:// (needs --tls-key)
+    #[arg(long, env = "IPAM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "IPAM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle peers' certificates (and with --tls-client-auth clients') are verified
+    /// against
+    #[arg(long, env = "IPAM_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Require client certificates signed by --tls-ca (mTLS), peers included
+    #[arg(long, env = "IPAM_TLS_CLIENT_AUTH", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub tls_client_auth: Option<bool>,
+    /// Connections open at once; beyond it new connections are closed at once [default: 10000]
+    #[arg(long, env = "IPAM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// A subcommand instead of running a node.
+    #[command(subcommand)]
+    pub command: Option<crate::certs::Command>,
 }
 
 /// The TOML config file: the same settings as [`Args`], keys with `_` for `-`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// See [`Args::id`].
@@ -268,6 +297,16 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// See [`Args::log_format`].
     pub log_format: Option<LogFormat>,
+    /// See [`Args::tls_cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`Args::tls_key`].
+    pub tls_key: Option<PathBuf>,
+    /// See [`Args::tls_ca`].
+    pub tls_ca: Option<PathBuf>,
+    /// See [`Args::tls_client_auth`].
+    pub tls_client_auth: Option<bool>,
+    /// See [`Args::max_connections`].
+    pub max_connections: Option<usize>,
 }
 
 impl FileConfig {
@@ -307,6 +346,17 @@ impl Args {
     pub fn merge(self, file: FileConfig) -> Result<NodeConfig, ConfigError> {
         let d = NodeConfig::default();
         let ms = Duration::from_millis;
+        let token_on_command_line =
+            self.token.is_some() && std::env::var_os("IPAM_TOKEN").is_none();
+        let tls = crate::tls::files_from(
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+            self.tls_ca.or(file.tls_ca),
+            self.tls_client_auth
+                .or(file.tls_client_auth)
+                .unwrap_or(false),
+        )
+        .map_err(ConfigError::Invalid)?;
         let token = match (self.token, self.token_file) {
             (Some(t), _) => Some(t),
             (None, Some(f)) => Some(read_token_file(&f)?),
@@ -374,6 +424,12 @@ impl Args {
                 .unwrap_or(d.queue_capacity),
             log_level: self.log_level.or(file.log_level).unwrap_or(d.log_level),
             log_format: self.log_format.or(file.log_format).unwrap_or(d.log_format),
+            tls,
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            token_on_command_line,
         };
         config.check()?;
         Ok(config)
@@ -429,6 +485,9 @@ impl NodeConfig {
             || self.request_timeout.is_zero()
         {
             return invalid("deadlines and timeouts must be positive".into());
+        }
+        if self.max_connections == 0 {
+            return invalid("--max-connections must be at least 1".into());
         }
         if self.max_ops_per_entry == 0 || self.max_inflight_entries == 0 || self.queue_capacity == 0
         {
@@ -487,6 +546,11 @@ mod tests {
         "IPAM_REQUEST_TIMEOUT_MS",
         "IPAM_LOG_LEVEL",
         "IPAM_LOG_FORMAT",
+        "IPAM_TLS_CERT",
+        "IPAM_TLS_KEY",
+        "IPAM_TLS_CA",
+        "IPAM_TLS_CLIENT_AUTH",
+        "IPAM_MAX_CONNECTIONS",
     ];
 
     fn with_env<R>(vars: &[(&str, &str)], f: impl FnOnce() -> R) -> R {

@@ -33,6 +33,9 @@ pub enum JoinError {
         /// The last failure.
         last: String,
     },
+    /// The HTTP client for the join could not be built (TLS material).
+    #[error("cannot set up the join client: {0}")]
+    Setup(String),
 }
 
 /// Where and how to join.

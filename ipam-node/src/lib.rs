@@ -17,25 +17,33 @@
 //! - [`wire`] — translation between the API's JSON types and the domain's types.
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
+//! - [`serve`] — the accept loop: header-read timeout, `--max-connections`, TLS, graceful
+//!   shutdown.
+//! - [`tls`] — rustls server and peer-client configuration, certificate reload (SIGHUP).
+//! - [`certs`] — `ipam-node certs`: a CA and per-node certificates (rcgen).
+//! - `redact` — `Debug` of the configuration types without the token.
 //! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io::IsTerminal;
 use std::time::Duration;
 
 pub mod api;
+pub mod certs;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod join;
 pub mod metrics;
+mod redact;
+pub mod serve;
+pub mod tls;
 pub mod wire;
 
 pub use api::{router, AppState};
 pub use config::{LogFormat, NodeConfig};
 pub use error::ApiError;
 
-use axum::serve::ListenerExt;
 use ipam_raft::{Ipam, IpamError, MemberRole};
 
 /// How long in-flight requests may take to finish once shutdown began, beyond the request
@@ -118,24 +126,52 @@ pub async fn run(
     config.check()?;
     let bound = listener.local_addr()?;
     config.check_listener(bound)?;
+    if config.token_on_command_line {
+        tracing::warn!("the token was given with --token, so `ps` shows it to every local user; prefer --token-file or IPAM_TOKEN");
+    }
+    let tls = config
+        .tls
+        .clone()
+        .map(tls::Tls::load)
+        .transpose()
+        .map_err(|e| NodeError::Config(format!("TLS: {e}")))?
+        .map(std::sync::Arc::new);
     let advertise = config
         .advertise
         .clone()
         .unwrap_or_else(|| bound.to_string());
-    let ipam = Ipam::start(raft_config(&config, advertise.clone())).await?;
-    tracing::info!(id = config.id, %bound, %advertise, data_dir = %config.data_dir.display(), "node started");
+    let mut raft = raft_config(&config, advertise.clone());
+    if let Some(tls) = &tls {
+        raft.http_client = Some(
+            tls.peer_client(raft.rpc_timeout)
+                .map_err(|e| NodeError::Config(format!("TLS: {e}")))?,
+        );
+        raft.peer_scheme = "https";
+    }
+    let ipam = Ipam::start(raft).await?;
+    tracing::info!(id = config.id, %bound, %advertise, tls = tls.is_some(), data_dir = %config.data_dir.display(), "node started");
 
-    let result = serve(listener, &config, &advertise, ipam.clone(), shutdown).await;
+    #[cfg(unix)]
+    let reloader = match &tls {
+        Some(tls) => Some(serve::reload_on_sighup(tls.clone())?),
+        None => None,
+    };
+    let result = serve_node(listener, &config, &advertise, ipam.clone(), tls, shutdown).await;
+    #[cfg(unix)]
+    if let Some(task) = reloader {
+        task.abort();
+    }
     let closed = ipam.shutdown().await.map_err(NodeError::Shutdown);
     tracing::info!("node stopped");
     result.and(closed)
 }
 
-async fn serve(
+async fn serve_node(
     listener: tokio::net::TcpListener,
     config: &NodeConfig,
     advertise: &str,
     ipam: Ipam,
+    tls: Option<std::sync::Arc<tls::Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     if config.join.is_none() && !config.no_init && !ipam.status().initialized {
@@ -165,8 +201,17 @@ async fn serve(
         let token = config.token.clone();
         let addr = advertise.to_string();
         let timeout = config.join_timeout;
+        let http = match &tls {
+            Some(tls) => match tls.peer_client(Duration::from_secs(5)) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = stop_tx.send(join::JoinError::Setup(e.to_string()));
+                    return None;
+                }
+            },
+            None => reqwest::Client::new(),
+        };
         Some(tokio::spawn(async move {
-            let http = reqwest::Client::new();
             let joined = join::Join {
                 http: &http,
                 url: &url,
@@ -184,41 +229,23 @@ async fn serve(
         }))
     });
 
-    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let (join_failed_tx, join_failed_rx) = tokio::sync::oneshot::channel();
     let signal = async move {
         tokio::select! {
             () = shutdown => tracing::info!("shutdown requested; draining requests"),
             Ok(e) = stop_rx => { let _ = join_failed_tx.send(e); }
         }
-        let _ = draining_tx.send(());
     };
-    // Small request/response pairs: without TCP_NODELAY, Nagle plus delayed ACKs add tens of
-    // milliseconds to a keep-alive client's next request.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    let drain_limit = config.request_timeout + DRAIN_GRACE;
-    let served = tokio::select! {
-        served = server.into_future() => served,
-        () = async move {
-            if draining_rx.await.is_ok() {
-                tokio::time::sleep(drain_limit).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
-            tracing::warn!("requests still running after {} s; stopping anyway", drain_limit.as_secs());
-            Ok(())
-        }
+    let options = serve::ServeOptions {
+        max_connections: config.max_connections,
+        header_read_timeout: serve::HEADER_READ_TIMEOUT,
+        tls,
+        drain_limit: config.request_timeout + DRAIN_GRACE,
     };
+    serve::serve(listener, app, options, signal).await;
     if let Some(task) = join_task {
         task.abort();
     }
-    served?;
     match join_failed_rx.await {
         Ok(e) => Err(NodeError::Join(e)),
         Err(_) => Ok(()),

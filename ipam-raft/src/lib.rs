@@ -27,6 +27,7 @@
 // `Response` is the natural rejection of a route guard: boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+mod config_debug;
 pub mod error;
 pub mod log_store;
 mod network;

@@ -136,6 +136,7 @@ pub(crate) fn bearer(token: &str) -> Result<reqwest::header::HeaderValue, String
 /// Transport state shared by the network factory, its clients and the routes.
 pub(crate) struct NetShared {
     client: reqwest::Client,
+    scheme: &'static str,
     token: Option<String>,
     /// `Bearer <token>`, built once: every RPC sends it.
     authorization: Option<reqwest::header::HeaderValue>,
@@ -151,13 +152,18 @@ impl NetShared {
         authorization: Option<reqwest::header::HeaderValue>,
         data_dir: &std::path::Path,
         connect_timeout: Duration,
+        client: Option<reqwest::Client>,
+        scheme: &'static str,
     ) -> Result<NetShared, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| format!("http client: {e}"))?;
+        let client = match client {
+            Some(c) => c,
+            None => reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .map_err(|e| format!("http client: {e}"))?,
+        };
         let cluster_id_path = data_dir.join(CLUSTER_ID_FILE);
         let cluster_id = match std::fs::read_to_string(&cluster_id_path) {
             Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
@@ -167,6 +173,7 @@ impl NetShared {
         };
         Ok(NetShared {
             client,
+            scheme,
             token,
             authorization,
             cluster_id: RwLock::new(cluster_id),
@@ -203,7 +210,7 @@ impl NetShared {
         self.isolated.load(Ordering::SeqCst)
     }
 
-    /// POSTs `req` to `http://{addr}{path}` and decodes the postcard answer.
+    /// POSTs `req` to `{scheme}://{addr}{path}` and decodes the postcard answer.
     pub(crate) async fn post<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         addr: &str,
@@ -217,7 +224,7 @@ impl NetShared {
         let body = postcard::to_allocvec(req).map_err(PostError::Encode)?;
         let mut builder = self
             .client
-            .post(format!("http://{addr}{path}"))
+            .post(format!("{}://{addr}{path}", self.scheme))
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .body(body);

@@ -36,8 +36,8 @@ pub enum Consistency {
     Local,
 }
 
-/// Configuration of a node.
-#[derive(Clone, Debug)]
+/// Configuration of a node. Its `Debug` redacts the token.
+#[derive(Clone)]
 pub struct Config {
     /// Raft node id; never reuse one of a removed node.
     pub id: u64,
@@ -79,6 +79,11 @@ pub struct Config {
     pub durable_every_entries: u64,
     /// ...and at least this often while any are pending.
     pub durable_interval: Duration,
+    /// HTTP client for peers (TLS roots, client certificate); `None`: a plain client with
+    /// `rpc_timeout` as connect timeout.
+    pub http_client: Option<reqwest::Client>,
+    /// Scheme peers are reached with: `"http"` or `"https"`.
+    pub peer_scheme: &'static str,
 }
 
 impl Config {
@@ -105,6 +110,8 @@ impl Config {
             membership_deadline: Duration::from_secs(120),
             durable_every_entries: 1_000,
             durable_interval: Duration::from_secs(1),
+            http_client: None,
+            peer_scheme: "http",
         }
     }
 }
@@ -770,6 +777,8 @@ impl Ipam {
                 authorization,
                 &dir,
                 config.rpc_timeout,
+                config.http_client.clone(),
+                config.peer_scheme,
             )
             .map_err(StartError::Storage)?,
         );
