@@ -29,10 +29,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         output,
         consistency,
         timeout,
+        ca_cert,
+        client_cert,
+        client_key,
         command,
     } = cli;
     // `IPAM_TOKEN=` (set but empty) means no token, not an empty one.
     let token = token.filter(|t| !t.is_empty());
+    if token.is_some() && std::env::var("IPAM_TOKEN").ok() != token {
+        eprintln!("warning: --token on the command line is visible to every local user in `ps`; prefer the IPAM_TOKEN environment variable");
+    }
+    let tls = ipam_client::TlsOptions::from_files(
+        ca_cert.as_deref(),
+        client_cert.as_deref(),
+        client_key.as_deref(),
+    );
     // Adding a learner waits for it to catch up, which takes as long as the log is big.
     let waits_for_catch_up = matches!(command, Command::Cluster(ClusterCommand::AddLearner { .. }));
     let timeout = timeout.or((!waits_for_catch_up).then_some(DEFAULT_TIMEOUT));
@@ -41,7 +52,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ReadConsistency::Linearizable => Consistency::Linearizable,
             ReadConsistency::Local => Consistency::Local,
         };
-        let client = Client::new(&endpoint, token.clone())?.with_consistency(consistency);
+        let tls = tls.as_ref().map_err(|e| match e {
+            ipam_client::ClientError::TlsSetup(m) => ipam_client::ClientError::TlsSetup(m.clone()),
+            other => ipam_client::ClientError::TlsSetup(other.to_string()),
+        })?;
+        let client = Client::with_tls(&endpoint, token.clone(), tls)?.with_consistency(consistency);
         Ok(match timeout {
             Some(t) => client.with_timeout(t),
             None => client,

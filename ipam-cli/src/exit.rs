@@ -43,7 +43,7 @@ pub fn code(err: &anyhow::Error) -> u8 {
         return UNAVAILABLE;
     }
     match err {
-        ClientError::InvalidEndpoint { .. } => USAGE,
+        ClientError::InvalidEndpoint { .. } | ClientError::TlsSetup(_) => USAGE,
         _ => match err.status() {
             Some(StatusCode::NOT_FOUND) => NOT_FOUND,
             Some(StatusCode::CONFLICT) => CONFLICT,

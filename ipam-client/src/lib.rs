@@ -19,14 +19,18 @@
 //! - [`client`] — [`Client`], one method per endpoint over one pooled `reqwest::Client`;
 //!   [`Consistency`] and [`AllocationQuery`] for reads.
 //! - [`error`] — [`ClientError`]: API errors with the node's code, unreachable node, timeout,
-//!   undecodable answer.
+//!   undecodable answer, TLS failures.
+//! - [`tls`] — [`TlsOptions`]: CA and client certificate for `https://` endpoints, and a
+//!   failed handshake as one readable reason.
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod error;
+pub mod tls;
 pub mod types;
 
 pub use client::{AllocationQuery, Client, Consistency};
 pub use error::ClientError;
 /// HTTP status codes, as [`ClientError::Api`] carries them.
 pub use reqwest::StatusCode;
+pub use tls::TlsOptions;
