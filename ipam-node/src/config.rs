@@ -346,8 +346,10 @@ impl Args {
     pub fn merge(self, file: FileConfig) -> Result<NodeConfig, ConfigError> {
         let d = NodeConfig::default();
         let ms = Duration::from_millis;
+        // clap fills `token` from the flag or from IPAM_TOKEN: only a value other than the
+        // environment's came from the command line.
         let token_on_command_line =
-            self.token.is_some() && std::env::var_os("IPAM_TOKEN").is_none();
+            self.token.is_some() && std::env::var("IPAM_TOKEN").ok() != self.token;
         let tls = crate::tls::files_from(
             self.tls_cert.or(file.tls_cert),
             self.tls_key.or(file.tls_key),
