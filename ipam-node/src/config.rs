@@ -464,6 +464,11 @@ impl NodeConfig {
             }
         }
         if let Some(join) = &self.join {
+            if self.tls.is_some() && !join.starts_with("https://") {
+                return invalid(format!(
+                    "--join {join:?}: a node with --tls-cert reaches its peers with https://"
+                ));
+            }
             if !(join.starts_with("http://") || join.starts_with("https://")) {
                 return invalid(format!(
                     "--join {join:?} is not a URL; expected for example http://127.0.0.1:7471"

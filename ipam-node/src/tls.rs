@@ -294,3 +294,39 @@ pub fn files_from(
         (None, Some(_)) => Err("--tls-key needs --tls-cert".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_settings_come_as_a_whole() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(files_from(None, None, None, false), Ok(None));
+        let f = files_from(p("c.pem"), p("k.pem"), p("ca.pem"), true)
+            .unwrap()
+            .unwrap();
+        assert!(f.client_auth && f.ca.is_some());
+        assert!(files_from(p("c.pem"), None, None, false).is_err());
+        assert!(files_from(None, p("k.pem"), None, false).is_err());
+        assert!(files_from(None, None, p("ca.pem"), false).is_err());
+        assert!(files_from(p("c.pem"), p("k.pem"), None, true).is_err());
+    }
+
+    #[test]
+    fn a_missing_or_empty_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = read_certs(&empty).unwrap_err();
+        assert!(e.to_string().contains("empty.pem"), "{e}");
+        let files = TlsFiles {
+            cert: dir.path().join("absent.pem"),
+            key: empty,
+            ca: None,
+            client_auth: false,
+        };
+        let e = Tls::load(files).unwrap_err();
+        assert!(e.to_string().contains("absent.pem"), "{e}");
+    }
+}
