@@ -82,8 +82,10 @@ mod tests {
 
     #[test]
     fn tokens_never_print() {
-        let mut c = NodeConfig::default();
-        c.token = Some("hunter2-secret".into());
+        let c = NodeConfig {
+            token: Some("hunter2-secret".into()),
+            ..NodeConfig::default()
+        };
         let printed = format!("{c:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(printed.contains("<redacted>"), "{printed}");

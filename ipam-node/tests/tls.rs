@@ -55,16 +55,14 @@ async fn get_raw<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, path: &str) -> St
 /// Whether the peer closed `s` (EOF or reset) before `deadline`, without sending anything.
 async fn closed_without_answer(s: &mut TcpStream, deadline: Instant) -> bool {
     let mut chunk = [0u8; 256];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut chunk)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(n)) => panic!(
-                "unexpected answer {:?}",
-                String::from_utf8_lossy(&chunk[..n])
-            ),
-        }
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(left, s.read(&mut chunk)).await {
+        Err(_) => false,
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(n)) => panic!(
+            "unexpected answer {:?}",
+            String::from_utf8_lossy(&chunk[..n])
+        ),
     }
 }
 
