@@ -183,6 +183,8 @@ async fn serve_node(
     }
     let state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
         .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
+    let conn_metrics = serve::ConnMetrics::new(state.metrics.registry())
+        .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
     let app = router(state);
 
     // A failed join stops the node: it would otherwise serve as a member of no cluster.
@@ -241,6 +243,7 @@ async fn serve_node(
         header_read_timeout: serve::HEADER_READ_TIMEOUT,
         tls,
         drain_limit: config.request_timeout + DRAIN_GRACE,
+        metrics: Some(conn_metrics),
     };
     serve::serve(listener, app, options, signal).await;
     if let Some(task) = join_task {

@@ -17,6 +17,77 @@ use tokio::sync::Semaphore;
 
 use crate::tls::Tls;
 
+/// The accept loop's metrics.
+#[derive(Clone)]
+pub struct ConnMetrics {
+    open: prometheus::IntGauge,
+    refused: prometheus::IntCounter,
+    handshake_failures: prometheus::IntCounter,
+}
+
+impl std::fmt::Debug for ConnMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnMetrics")
+            .field("open", &self.open.get())
+            .field("refused", &self.refused.get())
+            .field("handshake_failures", &self.handshake_failures.get())
+            .finish()
+    }
+}
+
+impl ConnMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &prometheus::Registry) -> Result<ConnMetrics, prometheus::Error> {
+        let m = ConnMetrics::unregistered()?;
+        registry.register(Box::new(m.open.clone()))?;
+        registry.register(Box::new(m.refused.clone()))?;
+        registry.register(Box::new(m.handshake_failures.clone()))?;
+        Ok(m)
+    }
+
+    /// Metrics that no registry exports (a server in a test).
+    pub fn unregistered() -> Result<ConnMetrics, prometheus::Error> {
+        Ok(ConnMetrics {
+            open: prometheus::IntGauge::new(
+                "ipam_http_connections_open",
+                "Connections open on the listener",
+            )?,
+            refused: prometheus::IntCounter::new(
+                "ipam_http_connections_refused_total",
+                "Connections closed at accept because --max-connections were open",
+            )?,
+            handshake_failures: prometheus::IntCounter::new(
+                "ipam_tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out",
+            )?,
+        })
+    }
+
+    /// Open connections now.
+    pub fn open(&self) -> i64 {
+        self.open.get()
+    }
+
+    /// Connections refused at the limit so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.get()
+    }
+
+    /// TLS handshakes that failed so far.
+    pub fn handshake_failures(&self) -> u64 {
+        self.handshake_failures.get()
+    }
+}
+
+/// Decrements the open-connections gauge when the connection's task ends.
+struct OpenGuard(prometheus::IntGauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Default `--max-connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// How long a request's headers (and a TLS handshake) may take to arrive, counted from the
@@ -34,6 +105,8 @@ pub struct ServeOptions {
     pub tls: Option<Arc<Tls>>,
     /// Once `shutdown` resolved, how long in-flight requests may still run.
     pub drain_limit: Duration,
+    /// Where connection counts go; `None`: nowhere.
+    pub metrics: Option<ConnMetrics>,
 }
 
 impl ServeOptions {
@@ -44,6 +117,7 @@ impl ServeOptions {
             header_read_timeout: HEADER_READ_TIMEOUT,
             tls: None,
             drain_limit,
+            metrics: None,
         }
     }
 }
@@ -57,6 +131,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let permits = Arc::new(Semaphore::new(options.max_connections));
+    let metrics = match options.metrics.clone() {
+        Some(m) => m,
+        // Unregistered metrics cannot fail to build (fixed names), but never panic here.
+        None => match ConnMetrics::unregistered() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create connection metrics");
+                return;
+            }
+        },
+    };
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -80,6 +165,7 @@ pub async fn serve(
         // is one accept and one close.
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             drop(tcp);
+            metrics.refused.inc();
             refused += 1;
             if refused.is_power_of_two() {
                 tracing::warn!(
@@ -100,8 +186,12 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let tls = options.tls.clone();
         let handshake_timeout = options.header_read_timeout;
+        metrics.open.inc();
+        let open = OpenGuard(metrics.open.clone());
+        let handshake_failures = metrics.handshake_failures.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = open;
             let result = match tls {
                 None => {
                     let conn = http.serve_connection(TokioIo::new(tcp), service);
@@ -109,6 +199,7 @@ pub async fn serve(
                 }
                 Some(tls) => {
                     let Some(stream) = handshake(&tls, tcp, handshake_timeout, peer).await else {
+                        handshake_failures.inc();
                         return;
                     };
                     let conn = http.serve_connection(TokioIo::new(stream), service);

@@ -183,6 +183,25 @@ async fn mtls_node_refuses_bad_clients_at_the_handshake_and_keeps_serving() {
         other => panic!("expected a TLS error, got {other:?}"),
     }
 
+    // Counted: at least the three refused handshakes above.
+    let text = good
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ipam_tls_handshake_failures_total "))
+        .expect("handshake failure counter exported")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(failures >= 3.0, "{failures}");
+    assert!(text.contains("ipam_http_connections_open "), "{text}");
+
     // Still serving.
     let r = good
         .post(format!("{base}/api/v1/pools"))
@@ -325,6 +344,8 @@ async fn closed_without_answer_or_408(s: &mut TcpStream, deadline: Instant) -> b
 async fn connections_over_the_limit_are_closed_at_once() {
     let mut options = ServeOptions::new(Duration::from_secs(5));
     options.max_connections = 4;
+    let metrics = serve::ConnMetrics::unregistered().unwrap();
+    options.metrics = Some(metrics.clone());
     let server = start_server(options).await;
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -340,6 +361,8 @@ async fn connections_over_the_limit_are_closed_at_once() {
         closed_without_answer(&mut over, Instant::now() + Duration::from_secs(30)).await,
         "a connection over the limit is closed unanswered"
     );
+    assert_eq!(metrics.refused(), 1);
+    assert_eq!(metrics.open(), 4);
     // The held ones still work.
     assert!(get_raw(&mut held[0], "/x")
         .await
