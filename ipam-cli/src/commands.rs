@@ -45,7 +45,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         client_key.as_deref(),
     );
     // Adding a learner waits for it to catch up, which takes as long as the log is big.
-    let waits_for_catch_up = matches!(command, Command::Cluster(ClusterCommand::AddLearner { .. }));
+    let waits_for_catch_up = matches!(
+        command,
+        Command::Cluster(ClusterCommand::AddLearner { .. }) | Command::Backup { .. }
+    );
     let timeout = timeout.or((!waits_for_catch_up).then_some(DEFAULT_TIMEOUT));
     let connect = || -> anyhow::Result<Client> {
         let consistency = match consistency {
@@ -66,6 +69,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::IpPool(cmd) => pool(&connect()?, output, cmd).await,
         Command::Ip(cmd) => ip(&connect()?, output, cmd).await,
         Command::Cluster(cmd) => cluster(&connect()?, output, cmd).await,
+        Command::Export { pool } => crate::transfer_cmd::export(&connect()?, output, pool).await,
+        Command::Import {
+            file,
+            dry_run,
+            skip_conflicts,
+        } => {
+            let opts = crate::transfer_cmd::ImportOptions {
+                file,
+                dry_run,
+                skip_conflicts,
+            };
+            crate::transfer_cmd::import(&connect()?, output, opts).await
+        }
+        Command::Check => {
+            let deadline = timeout.unwrap_or(DEFAULT_TIMEOUT);
+            crate::check_cmd::check(&connect()?, token.clone(), output, deadline).await
+        }
+        Command::Backup { file } => crate::backup_cmd::backup(&connect()?, output, &file).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ipam-cli", &mut buf);
@@ -312,7 +333,7 @@ fn emit<T: Serialize>(
             text.push('\n');
             write_stdout(&text)
         }
-        Output::Table => write_stdout(&table()),
+        Output::Table | Output::Csv => write_stdout(&table()),
     }
 }
 
@@ -321,7 +342,7 @@ fn emit<T: Serialize>(
 fn done(out: Output, text: &str) -> anyhow::Result<()> {
     match out {
         Output::Json => Ok(()),
-        Output::Table => write_stdout(&format!("{text}\n")),
+        Output::Table | Output::Csv => write_stdout(&format!("{text}\n")),
     }
 }
 

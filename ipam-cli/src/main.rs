@@ -14,15 +14,24 @@
 //! - [`commands`] — `run`: one command → client calls → output.
 //! - [`render`] — tables, key/value listings, number formatting.
 //! - [`exit`] — exit statuses and the one-line error message.
+//! - [`transfer`] — import/export file formats; [`plan`] — checking an import's rows;
+//!   [`transfer_cmd`] — `export` and `import` (batches, progress, report).
+//! - [`backup_cmd`] — `backup`: download and verify a backup.
+//! - [`check_cmd`] — `check`: every member's integrity check at one common applied index.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 mod args;
+mod backup_cmd;
+mod check_cmd;
 mod commands;
 mod exit;
+mod plan;
 mod render;
+mod transfer;
+mod transfer_cmd;
 
 fn main() -> ExitCode {
     // Usage errors exit here with clap's status 2.

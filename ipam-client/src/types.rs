@@ -313,8 +313,8 @@ pub struct ErrorBody {
 /// `{"code", "message", ...}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// snake_case code of the contract.
-    pub code: String,
+    /// The contract's code.
+    pub code: crate::ErrorCode,
     /// Human text.
     pub message: String,
     /// The failing op of a batch.

@@ -19,6 +19,8 @@
 //! - [`state`] — [`State`]: the derived in-memory index plus `apply` over redb tables.
 //! - [`query`] — read-only queries over a redb read transaction, and the state digest.
 //! - [`tables`] — redb table definitions and key/value encodings.
+//! - [`check`] — the integrity check of the tables and the in-memory index (`src/check.rs`,
+//!   a child of `state` so it can read the index).
 #![deny(missing_docs)]
 
 pub mod alloc;
@@ -36,6 +38,7 @@ pub use error::{
     AllocateError, CreatePoolError, DeletePoolError, ErrorCode, InputError, OpError, QueryError,
     ReleaseError, StorageError, Unallocatable,
 };
+pub use state::check;
 pub use state::State;
 pub use types::{
     AddressInfo, Allocation, AllocationPage, Cidr, Family, GatewayChoice, Labels, PoolId, PoolInfo,

@@ -29,6 +29,9 @@ use crate::tables::{
 use crate::types::{addr_to_u128, Labels, PoolId, PoolInfo, Stamp};
 use crate::validate::{check_command, check_op, pool_layout};
 
+#[path = "check.rs"]
+pub mod check;
+
 /// One pool in memory.
 #[derive(Clone, Debug)]
 struct PoolEntry {

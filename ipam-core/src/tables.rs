@@ -46,8 +46,34 @@ pub const TABLES: &[redb::TableDefinition<'static, &'static [u8], &'static [u8]>
 /// The only key of [`META`].
 pub const META_KEY: &[u8] = b"state";
 
-/// Format version written in front of every value.
+/// Format version of the records that never changed shape (and of every record written by
+/// release 0.1.0). A record that changes shape bumps its own [`Record::VERSION`].
 pub const FORMAT_VERSION: u8 = 1;
+
+/// A value stored in a core table, with its own format version.
+///
+/// Rules (see `docs/architecture.md`, "Formats"): every value is the version byte ++ postcard.
+/// A record whose struct changes gets `VERSION + 1` and a [`Record::decode_older`] that turns
+/// the older bytes into the new struct, so a data dir of an earlier release opens; bytes of a
+/// version newer than this release knows are refused naming both versions, never misread.
+pub trait Record: Serialize + DeserializeOwned {
+    /// Version written in front of this record's values.
+    const VERSION: u8 = FORMAT_VERSION;
+
+    /// Decodes the postcard `body` of an older `version` (1..VERSION) of this record.
+    fn decode_older(table: &'static str, version: u8, body: &[u8]) -> Result<Self, StorageError> {
+        let _ = body;
+        Err(StorageError::Corrupt {
+            table,
+            reason: format!(
+                "format version {version} is not readable by this release (it writes {})",
+                Self::VERSION
+            ),
+        })
+    }
+}
+
+impl Record for u128 {}
 
 /// The state-wide counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,10 +139,10 @@ pub struct AllocationRecord {
     pub labels: Labels,
 }
 
-/// Encodes `value` as version byte ++ postcard into `buf` (cleared first).
-pub fn encode_into<T: Serialize>(buf: &mut Vec<u8>, value: &T) -> Result<(), StorageError> {
+/// Encodes `value` as its version byte ++ postcard into `buf` (cleared first).
+pub fn encode_into<T: Record>(buf: &mut Vec<u8>, value: &T) -> Result<(), StorageError> {
     buf.clear();
-    buf.push(FORMAT_VERSION);
+    buf.push(T::VERSION);
     // postcard's std writer appends to the Vec; encoding plain data cannot fail, but a
     // failure is reported rather than assumed away.
     let taken = std::mem::take(buf);
@@ -127,39 +153,80 @@ pub fn encode_into<T: Serialize>(buf: &mut Vec<u8>, value: &T) -> Result<(), Sto
     Ok(())
 }
 
-/// Encodes `value` as version byte ++ postcard.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+/// Encodes `value` as its version byte ++ postcard.
+pub fn encode<T: Record>(value: &T) -> Result<Vec<u8>, StorageError> {
     let mut buf = Vec::new();
     encode_into(&mut buf, value)?;
     Ok(buf)
 }
 
-/// Decodes a value of `table`, checking the version byte and that nothing trails.
-pub fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StorageError> {
+/// Decodes a value of `table`: its own version directly, an older one through
+/// [`Record::decode_older`], a newer one is refused naming both versions.
+pub fn decode<T: Record>(table: &'static str, bytes: &[u8]) -> Result<T, StorageError> {
     match bytes.split_first() {
-        Some((&FORMAT_VERSION, rest)) => {
-            let (value, trailing) =
-                postcard::take_from_bytes(rest).map_err(|e| StorageError::Corrupt {
-                    table,
-                    reason: e.to_string(),
-                })?;
-            if trailing.is_empty() {
-                Ok(value)
-            } else {
-                Err(StorageError::Corrupt {
-                    table,
-                    reason: format!("{} trailing bytes", trailing.len()),
-                })
-            }
-        }
+        Some((&v, rest)) if v == T::VERSION => decode_body(table, rest),
+        Some((&v, rest)) if v >= 1 && v < T::VERSION => T::decode_older(table, v, rest),
         Some((v, _)) => Err(StorageError::Corrupt {
             table,
-            reason: format!("unknown format version {v}"),
+            reason: format!(
+                "format version {v} is newer than this release understands (at most {})",
+                T::VERSION
+            ),
         }),
         None => Err(StorageError::Corrupt {
             table,
             reason: "empty value".to_string(),
         }),
+    }
+}
+
+/// Encodes a value that is not a core table's record (raft's log entries, vote, snapshot
+/// metadata) as [`FORMAT_VERSION`] ++ postcard. Such values evolve only by the append-only enum
+/// rule, so they keep version 1; a shape change would need a [`Record`] of its own.
+pub fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+    postcard::to_extend(value, vec![FORMAT_VERSION]).map_err(|e| StorageError::Corrupt {
+        table: "encode",
+        reason: e.to_string(),
+    })
+}
+
+/// Decodes what [`encode_value`] wrote; another version byte is refused naming both.
+pub fn decode_value<T: DeserializeOwned>(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<T, StorageError> {
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, rest)) => decode_body(table, rest),
+        Some((v, _)) => Err(StorageError::Corrupt {
+            table,
+            reason: format!(
+                "format version {v} is not readable by this release (it reads {FORMAT_VERSION})"
+            ),
+        }),
+        None => Err(StorageError::Corrupt {
+            table,
+            reason: "empty value".to_string(),
+        }),
+    }
+}
+
+/// Decodes a postcard body (no version byte), checking that nothing trails. For
+/// [`Record::decode_older`] implementations.
+pub fn decode_body<T: DeserializeOwned>(
+    table: &'static str,
+    body: &[u8],
+) -> Result<T, StorageError> {
+    let (value, trailing) = postcard::take_from_bytes(body).map_err(|e| StorageError::Corrupt {
+        table,
+        reason: e.to_string(),
+    })?;
+    if trailing.is_empty() {
+        Ok(value)
+    } else {
+        Err(StorageError::Corrupt {
+            table,
+            reason: format!("{} trailing bytes", trailing.len()),
+        })
     }
 }
 
@@ -235,6 +302,12 @@ impl PoolRecord {
     }
 }
 
+impl Record for MetaRecord {}
+impl Record for PoolRecord {}
+impl Record for NameRecord {}
+impl Record for RangeRecord {}
+impl Record for AllocationRecord {}
+
 impl AllocationRecord {
     /// The allocation as queries return it.
     pub fn into_allocation(self, pool: &str, ip: IpAddr) -> crate::types::Allocation {
@@ -246,5 +319,60 @@ impl AllocationRecord {
             allocated_at: self.allocated_at,
             labels: self.labels,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct V1 {
+        a: u32,
+    }
+    impl Record for V1 {}
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct V2 {
+        a: u32,
+        b: Option<String>,
+    }
+    impl Record for V2 {
+        const VERSION: u8 = 2;
+        fn decode_older(table: &'static str, version: u8, body: &[u8]) -> Result<V2, StorageError> {
+            match version {
+                1 => decode_body::<V1>(table, body).map(|old| V2 { a: old.a, b: None }),
+                _ => unreachable!("decode only passes older versions"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_newer_record_reads_its_own_and_older_versions() {
+        let old = encode(&V1 { a: 7 }).unwrap();
+        assert_eq!(old[0], 1);
+        assert_eq!(decode::<V2>("t", &old).unwrap(), V2 { a: 7, b: None });
+        let new = encode(&V2 {
+            a: 8,
+            b: Some("x".into()),
+        })
+        .unwrap();
+        assert_eq!(new[0], 2);
+        assert_eq!(decode::<V2>("t", &new).unwrap().b.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn a_version_from_the_future_is_refused_naming_both() {
+        let new = encode(&V2 { a: 8, b: None }).unwrap();
+        let err = decode::<V1>("t", &new).unwrap_err().to_string();
+        assert!(
+            err.contains("format version 2") && err.contains("at most 1"),
+            "{err}"
+        );
+        assert!(decode::<V1>("t", &[]).is_err());
+        assert!(decode::<V1>("t", &[0, 1]).is_err());
+        let mut trailing = encode(&V1 { a: 1 }).unwrap();
+        trailing.push(0);
+        assert!(decode::<V1>("t", &trailing).is_err());
     }
 }

@@ -8,15 +8,19 @@
 //!
 //! # Layout
 //!
-//! - [`config`] — [`NodeConfig`], the clap [`config::Args`] and the TOML
-//!   [`config::FileConfig`]; precedence flags > `IPAM_*` environment > file > defaults.
+//! - [`config`] — [`config::Args`], the settings as flags, environment and TOML file (one
+//!   struct), resolved over the defaults into [`NodeConfig`]; precedence flags > `IPAM_*`
+//!   environment > file > defaults.
 //! - [`api`] — [`router`]: every endpoint, the middleware (request id, tracing, metrics,
 //!   authentication, request timeout), [`AppState`].
 //! - [`extract`] — JSON, path and query extractors whose rejections are contract errors.
 //! - [`error`] — [`ApiError`] and its one `IntoResponse`: status, code and body per failure.
 //! - [`wire`] — translation between the API's JSON types and the domain's types.
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
+//! - [`ui`] — the `/ui` dashboard: server-rendered pages and its login cookie.
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
+//! - [`check`] — `GET /api/v1/check` and the periodic integrity check.
+//! - [`backup`] — `GET /api/v1/backup`, streamed; `--restore` is in [`run`].
 //! - [`serve`] — the accept loop: header-read timeout, `--max-connections`, TLS, graceful
 //!   shutdown.
 //! - [`tls`] — rustls server and peer-client configuration, certificate reload (SIGHUP).
@@ -29,7 +33,9 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 pub mod api;
+pub mod backup;
 pub mod certs;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -38,6 +44,7 @@ pub mod metrics;
 mod redact;
 pub mod serve;
 pub mod tls;
+pub mod ui;
 pub mod wire;
 
 pub use api::{router, AppState};
@@ -75,6 +82,9 @@ pub enum NodeError {
     /// Setting up metrics or logging failed.
     #[error("setup: {0}")]
     Setup(String),
+    /// `--restore` refused the backup or the data dir.
+    #[error(transparent)]
+    Restore(#[from] ipam_raft::RestoreError),
 }
 
 impl From<config::ConfigError> for NodeError {
@@ -140,6 +150,16 @@ pub async fn run(
         .advertise
         .clone()
         .unwrap_or_else(|| bound.to_string());
+    if let Some(file) = &config.restore {
+        let restored = ipam_raft::restore(file, &config.data_dir, config.id, &advertise)?;
+        tracing::info!(
+            backup = %file.display(),
+            applied_index = restored.header.applied_index(),
+            from_cluster = %restored.header.cluster_id,
+            cluster_id = %restored.cluster_id,
+            "restored a backup as a new single-voter cluster"
+        );
+    }
     let mut raft = raft_config(&config, advertise.clone());
     if let Some(tls) = &tls {
         raft.http_client = Some(
@@ -185,6 +205,9 @@ async fn serve_node(
         .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
     let conn_metrics = serve::ConnMetrics::new(state.metrics.registry())
         .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
+    let checker = config
+        .check_interval
+        .map(|every| tokio::spawn(check::run_timer(state.clone(), every)));
     let app = router(state);
 
     // A failed join stops the node: it would otherwise serve as a member of no cluster.
@@ -205,17 +228,17 @@ async fn serve_node(
         let timeout = config.join_timeout;
         let http = match &tls {
             Some(tls) => match tls.peer_client(Duration::from_secs(5)) {
-                Ok(c) => c,
+                Ok(c) => Some(c),
                 Err(e) => {
                     let _ = stop_tx.send(join::JoinError::Setup(e.to_string()));
                     return None;
                 }
             },
-            None => reqwest::Client::new(),
+            None => None,
         };
         Some(tokio::spawn(async move {
             let joined = join::Join {
-                http: &http,
+                http,
                 url: &url,
                 token: token.as_deref(),
                 id: me,
@@ -247,6 +270,9 @@ async fn serve_node(
     };
     serve::serve(listener, app, options, signal).await;
     if let Some(task) = join_task {
+        task.abort();
+    }
+    if let Some(task) = checker {
         task.abort();
     }
     match join_failed_rx.await {

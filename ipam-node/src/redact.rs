@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::config::{Args, FileConfig, NodeConfig};
+use crate::config::{Args, NodeConfig};
 
 /// Prints `Some(<redacted>)` or `None`.
 pub(crate) struct Redacted<'a, T>(pub(crate) &'a Option<T>);
@@ -42,6 +42,8 @@ impl fmt::Debug for NodeConfig {
             .field("log_format", &self.log_format)
             .field("tls", &self.tls)
             .field("max_connections", &self.max_connections)
+            .field("check_interval", &self.check_interval)
+            .field("restore", &self.restore)
             .finish_non_exhaustive()
     }
 }
@@ -57,21 +59,13 @@ impl fmt::Debug for Args {
             .field("join", &self.join)
             .field("config", &self.config)
             .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_client_auth", &self.tls_client_auth)
+            .field("max_connections", &self.max_connections)
+            .field("check_interval", &self.check_interval)
+            .field("restore", &self.restore)
             .field("command", &self.command)
-            .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Debug for FileConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FileConfig")
-            .field("id", &self.id)
-            .field("listen", &self.listen)
-            .field("data_dir", &self.data_dir)
-            .field("token", &Redacted(&self.token))
-            .field("token_file", &self.token_file)
-            .field("join", &self.join)
-            .field("tls_cert", &self.tls_cert)
             .finish_non_exhaustive()
     }
 }
@@ -94,7 +88,7 @@ mod tests {
             ..Args::default()
         };
         assert!(!format!("{a:?}").contains("hunter2"));
-        let file = FileConfig::parse("token = \"hunter2-secret\"").unwrap();
+        let file = Args::from_toml("token = \"hunter2-secret\"").unwrap();
         assert!(!format!("{file:?}").contains("hunter2"));
     }
 }

@@ -194,8 +194,12 @@ async fn join_gives_up_or_is_refused_with_a_clear_error() {
         .unwrap()
         .unwrap_err();
     match &e {
-        NodeError::Join(ipam_node::join::JoinError::Refused { status, .. }) => {
-            assert_eq!(*status, 401, "{e}")
+        NodeError::Join(ipam_node::join::JoinError::Refused { source, .. }) => {
+            assert_eq!(
+                source.code(),
+                Some(&ipam_client::ErrorCode::Unauthorized),
+                "{e}"
+            )
         }
         other => panic!("{other}"),
     }

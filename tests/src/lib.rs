@@ -224,9 +224,12 @@ impl ClusterBuilder {
         for id in 1..=self.voters {
             cluster.add_node(id).await;
         }
-        let members = (1..=self.voters).map(|id| (id, cluster.addr(id))).collect();
-        cluster.ipam(1).init(members).await.expect("init cluster");
-        cluster.wait_leader().await;
+        // Zero voters: an empty cluster whose nodes come from elsewhere (`adopt_stopped`).
+        if self.voters > 0 {
+            let members = (1..=self.voters).map(|id| (id, cluster.addr(id))).collect();
+            cluster.ipam(1).init(members).await.expect("init cluster");
+            cluster.wait_leader().await;
+        }
         cluster
     }
 }

@@ -22,9 +22,19 @@ pub struct TestNode {
 /// Starts a node; `init`: as an initialised single-node cluster, waiting (with a deadline)
 /// until it leads.
 pub async fn start(token: Option<&str>, init: bool) -> TestNode {
+    start_with(token, init, |_| {}).await
+}
+
+/// [`start`] with `configure` applied to the raft settings first.
+pub async fn start_with(
+    token: Option<&str>,
+    init: bool,
+    configure: impl FnOnce(&mut ipam_raft::Config),
+) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ipam_raft::Config::new(1, dir.path(), "127.0.0.1:1");
     config.token = token.map(str::to_string);
+    configure(&mut config);
     let ipam = Ipam::start(config).await.unwrap();
     if init {
         ipam.init(Vec::new()).await.unwrap();

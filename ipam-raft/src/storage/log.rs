@@ -26,7 +26,9 @@ use openraft::{LogState, RaftLogReader};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
 
-use crate::types::{decode, encode, Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
+use ipam_core::tables::{decode_value as decode, encode_value as encode};
+
+use crate::types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
 
 /// Log entries by index.
 const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("raft_log");
@@ -136,7 +138,7 @@ impl LogInner {
         let rtx = self.db.begin_read().map_err(read_err)?;
         let table = rtx.open_table(META).map_err(read_err)?;
         match table.get(key).map_err(read_err)? {
-            Some(v) => Ok(Some(decode(v.value()).map_err(read_err)?)),
+            Some(v) => Ok(Some(decode("raft_log_meta", v.value()).map_err(read_err)?)),
             None => Ok(None),
         }
     }
@@ -163,7 +165,7 @@ impl LogInner {
         let mut out = Vec::new();
         for row in table.range::<u64>(bounds).map_err(read_err)? {
             let (_, v) = row.map_err(read_err)?;
-            out.push(decode::<Entry>(v.value()).map_err(read_err)?);
+            out.push(decode::<Entry>("raft_log", v.value()).map_err(read_err)?);
         }
         Ok(out)
     }
@@ -181,13 +183,17 @@ impl LogInner {
         } else {
             // Only part of the request is allowed: record the id of the entry actually purged.
             match log.get(limit).map_err(read_err)? {
-                Some(v) => decode::<Entry>(v.value()).map_err(read_err)?.log_id,
+                Some(v) => {
+                    decode::<Entry>("raft_log", v.value())
+                        .map_err(read_err)?
+                        .log_id
+                }
                 None => return Ok(false),
             }
         };
         let mut meta = txn.open_table(META).map_err(write_err)?;
         let previous: Option<LogId> = match meta.get(KEY_PURGED).map_err(read_err)? {
-            Some(v) => decode(v.value()).map_err(read_err)?,
+            Some(v) => decode("raft_log_meta", v.value()).map_err(read_err)?,
             None => None,
         };
         if previous.is_some_and(|p| p.index >= upto.index) {
@@ -244,7 +250,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let rtx = inner.db.begin_read().map_err(read_err)?;
             let table = rtx.open_table(LOG).map_err(read_err)?;
             let last = match table.last().map_err(read_err)? {
-                Some((_, v)) => Some(decode::<Entry>(v.value()).map_err(read_err)?.log_id),
+                Some((_, v)) => Some(
+                    decode::<Entry>("raft_log", v.value())
+                        .map_err(read_err)?
+                        .log_id,
+                ),
                 None => last_purged,
             };
             Ok(LogState {
