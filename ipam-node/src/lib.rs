@@ -201,8 +201,9 @@ async fn serve_node(
             Err(e) => return Err(NodeError::Init(e)),
         }
     }
-    let state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
+    let mut state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
         .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
+    state.secure_cookies = tls.is_some();
     let conn_metrics = serve::ConnMetrics::new(state.metrics.registry())
         .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
     let checker = config
