@@ -50,16 +50,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::AddLearner { .. }) | Command::Backup { .. }
     );
     let timeout = timeout.or((!waits_for_catch_up).then_some(DEFAULT_TIMEOUT));
+    let tls_options = || {
+        tls.as_ref().map_err(|e| match e {
+            ipam_client::ClientError::TlsSetup(m) => ipam_client::ClientError::TlsSetup(m.clone()),
+            other => ipam_client::ClientError::TlsSetup(other.to_string()),
+        })
+    };
     let connect = || -> anyhow::Result<Client> {
         let consistency = match consistency {
             ReadConsistency::Linearizable => Consistency::Linearizable,
             ReadConsistency::Local => Consistency::Local,
         };
-        let tls = tls.as_ref().map_err(|e| match e {
-            ipam_client::ClientError::TlsSetup(m) => ipam_client::ClientError::TlsSetup(m.clone()),
-            other => ipam_client::ClientError::TlsSetup(other.to_string()),
-        })?;
-        let client = Client::with_tls(&endpoint, token.clone(), tls)?.with_consistency(consistency);
+        let client =
+            Client::with_tls(&endpoint, token.clone(), tls_options()?)?.with_consistency(consistency);
         Ok(match timeout {
             Some(t) => client.with_timeout(t),
             None => client,
@@ -84,7 +87,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check => {
             let deadline = timeout.unwrap_or(DEFAULT_TIMEOUT);
-            crate::check_cmd::check(&connect()?, token.clone(), output, deadline).await
+            let client = connect()?;
+            crate::check_cmd::check(&client, token.clone(), tls_options()?, output, deadline).await
         }
         Command::Backup { file } => crate::backup_cmd::backup(&connect()?, output, &file).await,
         Command::Completions { shell } => {

@@ -740,7 +740,8 @@ mod tests {
         let mut keys = Vec::new();
         for arg in <Args as clap::CommandFactory>::command().get_arguments() {
             let id = arg.get_id().as_str();
-            if id == "config" || id == "help" || id == "version" {
+            // `--restore` is a one-shot flag: a file key would restore again on every restart.
+            if matches!(id, "config" | "restore" | "help" | "version") {
                 continue;
             }
             keys.push(id.to_string());
@@ -758,6 +759,7 @@ mod tests {
             assert!(Args::from_toml(&text).is_ok(), "{text}");
         }
         assert!(Args::from_toml("config = \"x.toml\"").is_err());
+        assert!(Args::from_toml("restore = \"backup.bin\"").is_err());
     }
 
     #[test]
