@@ -1,6 +1,6 @@
 //! `ipam-cli` is the operator's command line for raft-ipam: it manages pools, allocates and
 //! releases addresses and changes cluster membership through any node's HTTP API
-//! (`../shared/api.md`), printing aligned tables for people or the API's JSON (`-o json`) for
+//! (`docs/api.md`), printing aligned tables for people or the API's JSON (`-o json`) for
 //! scripts. It is thin: it parses, calls `ipam-client`, and prints.
 //!
 //! Exit statuses: 0 success, 1 other failure (including 400 `invalid_argument`), 2 usage,

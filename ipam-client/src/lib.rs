@@ -1,4 +1,4 @@
-//! `ipam-client` holds the JSON types of the raft-ipam HTTP API v1 (`../shared/api.md`) and a
+//! `ipam-client` holds the JSON types of the raft-ipam HTTP API v1 (`docs/api.md`) and a
 //! typed async HTTP client of it, shared by `ipam-node` (server side of the types), `ipam-cli`,
 //! the integration tests and the benchmarks.
 //!

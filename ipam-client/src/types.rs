@@ -1,4 +1,4 @@
-//! JSON bodies of the HTTP API v1 (`../shared/api.md`), shared by the node, the CLI, the tests
+//! JSON bodies of the HTTP API v1 (`docs/api.md`), shared by the node, the CLI, the tests
 //! and the benchmarks so the wire format is written down once.
 //!
 //! Addresses are strings, pool counts are decimal strings (an IPv6 pool exceeds 2^53), times

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 pub enum JoinError {
     /// The URL is not one a client can call.
     #[error("invalid --join URL: {0}")]
-    InvalidUrl(#[source] ClientError),
+    InvalidUrl(#[source] Box<ClientError>),
     /// The node at the URL answered with an error that retrying will not fix.
     #[error("{url} refused to {what}: {source}")]
     Refused {
@@ -24,7 +24,7 @@ pub enum JoinError {
         what: &'static str,
         /// The answer (its code and message).
         #[source]
-        source: ClientError,
+        source: Box<ClientError>,
     },
     /// The deadline passed while the node was unreachable or busy.
     #[error("gave up joining through {url} after {waited_s} s: {last}")]
@@ -66,7 +66,7 @@ impl Join<'_> {
             Some(http) => Client::with_http_client(self.url, token, http.clone()),
             None => Client::new(self.url, token),
         }
-        .map_err(JoinError::InvalidUrl)?;
+        .map_err(|e| JoinError::InvalidUrl(Box::new(e)))?;
         let url = client.endpoint().to_string();
         until(
             &client,
@@ -115,7 +115,7 @@ where
                 return Err(JoinError::Refused {
                     url: url.to_string(),
                     what,
-                    source,
+                    source: Box::new(source),
                 })
             }
         };

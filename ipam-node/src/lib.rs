@@ -1,5 +1,5 @@
 //! `ipam-node` is the raft-ipam node that operators run: the HTTP admin API of
-//! `shared/api.md`, the inter-node `/raft/*` routes (mounted from `ipam-raft`) on the same
+//! `docs/api.md`, the inter-node `/raft/*` routes (mounted from `ipam-raft`) on the same
 //! listener, Prometheus metrics, bearer-token authentication, configuration from flags,
 //! environment and a TOML file, self-initialisation and `--join`, and graceful shutdown.
 //!

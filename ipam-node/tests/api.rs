@@ -776,14 +776,7 @@ async fn uninitialised_node_has_no_leader() {
     // Initialising through the API makes it a working single-node cluster.
     let r = n.call(Method::POST, "/api/v1/cluster/init", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while n.get("/readyz").await.status != StatusCode::OK {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not ready within 20 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    n.wait_ready().await;
     let r = n.post("/api/v1/pools", pool_body("a", "10.0.0.0/24")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
@@ -967,17 +960,16 @@ async fn request_timeout_is_deadline_exceeded() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     // The timed-out write was queued and may still apply; a retry of the same request is
     // answered by the domain.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let retry = || async {
         let r = n
             .post("/api/v1/pools", pool_body("late", "10.0.0.0/24"))
             .await;
-        if r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT {
-            break;
+        match r.status {
+            StatusCode::CREATED | StatusCode::CONFLICT => Ok(()),
+            _ => Err(r.text),
         }
-        assert!(std::time::Instant::now() < deadline, "{}", r.text);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    };
+    ipam_tests::wait_until("a domain answer", std::time::Duration::from_secs(20), retry).await;
 }
 
 #[tokio::test]

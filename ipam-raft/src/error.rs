@@ -117,7 +117,8 @@ pub enum InternalError {
     Storage(#[source] crate::types::StorageError),
 }
 
-/// Error of [`crate::Ipam::start`].
+/// Error of [`crate::Ipam::start`]. openraft's errors are boxed: they are large, and this
+/// error travels up through the node's own error type.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
@@ -136,7 +137,7 @@ pub enum StartError {
     Config(&'static str),
     /// openraft refused the derived raft configuration.
     #[error("invalid raft configuration")]
-    RaftConfig(#[source] openraft::ConfigError),
+    RaftConfig(#[source] Box<openraft::ConfigError>),
     /// A file of the data dir could not be read or written.
     #[error("{}", path.display())]
     Io {
@@ -156,10 +157,10 @@ pub enum StartError {
     },
     /// Opening or recovering the raft stores failed.
     #[error("opening the raft stores")]
-    Storage(#[source] crate::types::StorageError),
+    Storage(#[source] Box<crate::types::StorageError>),
     /// openraft failed to start on the opened stores.
     #[error("starting raft")]
-    Raft(#[source] openraft::error::Fatal<crate::types::NodeId>),
+    Raft(#[source] Box<openraft::error::Fatal<crate::types::NodeId>>),
     /// The transport's HTTP client could not be built.
     #[error("building the HTTP client")]
     HttpClient(#[source] reqwest::Error),

@@ -55,6 +55,65 @@ impl std::ops::Deref for Core {
 ///
 /// The node runs until [`Ipam::shutdown`]: dropping the handles does not stop it (its
 /// background tasks hold it), and only `shutdown` closes the data dir for reopening.
+///
+/// # Example
+///
+/// A one-node cluster on a temporary data dir: the raft routes go on the embedder's own
+/// listener (port 0 here; `advertise` must be the address peers reach), `init` makes the node
+/// its own leader, then the typed writes work as on any cluster.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::time::Duration;
+///
+/// use ipam_core::{GatewayChoice, PoolSpec};
+/// use ipam_raft::{Config, Ipam};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let advertise = listener.local_addr()?.to_string();
+///
+/// let ipam = Ipam::start(Config::new(1, dir.path().join("node-1"), advertise)).await?;
+/// // Peers (and this node's own forwarding) reach it through these routes; an orchestrator
+/// // merges them into the router of its own API.
+/// let router = ipam.raft_router();
+/// let server = tokio::spawn(async move { axum::serve(listener, router).await });
+///
+/// // No members = this node alone. Writes issued before a leader is elected retry until
+/// // `write_deadline`; waiting first only makes the example's timing explicit.
+/// ipam.init(Vec::new()).await?;
+/// ipam.wait_for(Duration::from_secs(20), |s| s.leader == Some(1)).await?;
+///
+/// ipam.create_pool(PoolSpec {
+///     name: "vms".to_string(),
+///     cidr: "10.0.0.0/24".parse()?,
+///     gateway: GatewayChoice::Default, // 10.0.0.1
+///     reserved: Vec::new(),
+///     labels: BTreeMap::new(),
+///     description: "VM NICs".to_string(),
+/// })
+/// .await?;
+///
+/// // The owner is the idempotency key: asking again for `vm/web-1/eth0` returns the same
+/// // address with `existing == true` instead of allocating a second one.
+/// let (allocation, existing) = ipam
+///     .allocate("vms", "vm/web-1/eth0", None, BTreeMap::new())
+///     .await?;
+/// assert_eq!(allocation.ip.to_string(), "10.0.0.2");
+/// assert!(!existing);
+///
+/// // Fencing by generation: a stale release (of an address re-allocated since) is refused.
+/// let released = ipam.release("vms", allocation.ip, Some(allocation.generation)).await?;
+/// assert_eq!(released.owner, "vm/web-1/eth0");
+///
+/// // Closes the redb files; the data dir can then be reopened by a new `Ipam::start`.
+/// ipam.shutdown().await?;
+/// server.abort();
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Ipam {
     pub(crate) core: Arc<Core>,
@@ -71,6 +130,13 @@ impl std::fmt::Debug for Ipam {
 impl Ipam {
     /// Opens the stores in `config.data_dir` and starts raft. Binds nothing: mount
     /// [`Ipam::raft_router`] on a listener that `config.advertise` reaches.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::NodeIdMismatch`] when the data dir was written by another node id (a
+    /// reused id would corrupt raft's votes), [`StartError::Config`] for an unusable setting,
+    /// and the I/O, corrupt-file and store variants when the data dir cannot be opened or
+    /// recovered; none of them is worth retrying without an operator.
     pub async fn start(config: Config) -> Result<Ipam, StartError> {
         if config.advertise.is_empty() {
             return Err(StartError::Config("advertise address is empty"));
@@ -102,7 +168,11 @@ impl Ipam {
             max_payload_entries: 32,
             ..Default::default()
         };
-        let raft_config = Arc::new(raft_config.validate().map_err(StartError::RaftConfig)?);
+        let raft_config = Arc::new(
+            raft_config
+                .validate()
+                .map_err(|e| StartError::RaftConfig(Box::new(e)))?,
+        );
 
         let (closing_tx, closed_rx) = mpsc::channel::<()>(1);
         let (durable_tx, purge_limit) = watch::channel(None);
@@ -120,7 +190,7 @@ impl Ipam {
         })
         .await
         .map_err(StartError::Task)?
-        .map_err(StartError::Storage)?;
+        .map_err(|e| StartError::Storage(Box::new(e)))?;
         let sm_shared = sm.shared();
 
         let net = Arc::new(NetShared::new(
@@ -134,7 +204,7 @@ impl Ipam {
         let network = NetworkFactory { net: net.clone() };
         let raft = Raft::new(config.id, raft_config, network, log, sm)
             .await
-            .map_err(StartError::Raft)?;
+            .map_err(|e| StartError::Raft(Box::new(e)))?;
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -170,6 +240,12 @@ impl Ipam {
 
     /// Stops raft and closes the stores. Returns once the redb files are closed (or after a
     /// deadline), so the data dir can be reopened in-process. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`IpamError::Internal`] when openraft failed while stopping or the stores were still
+    /// open after a deadline; the node is stopped either way, but reopening the data dir in
+    /// this process may then fail on the lock.
     pub async fn shutdown(&self) -> Result<(), IpamError> {
         let mut closed = self.core.closed_rx.lock().await;
         let Some(mut rx) = closed.take() else {
@@ -218,6 +294,15 @@ impl Ipam {
     }
 
     /// Initializes a cluster of `members` (id, addr); empty = this node alone.
+    ///
+    /// Call it once, on one node, when the cluster is first created; the other members learn
+    /// the membership from the leader.
+    ///
+    /// # Errors
+    ///
+    /// [`IpamError::AlreadyInitialized`] on a node that already has a membership (safe to
+    /// ignore when an orchestrator calls `init` on every start), [`IpamError::Membership`]
+    /// when `members` does not include this node.
     pub async fn init(&self, members: Vec<(u64, String)>) -> Result<(), IpamError> {
         let core = &self.core;
         if core

@@ -39,6 +39,8 @@
 // openraft fixes its (large) error types in the traits this crate implements, and axum's
 // `Response` is the natural rejection of a route guard: boxing them would only add noise.
 #![allow(clippy::result_large_err)]
+// The crate is embedded by orchestrators: every public item says what it is for.
+#![warn(missing_docs)]
 
 pub mod error;
 pub mod types;

@@ -161,6 +161,19 @@ impl OpKind for ReleaseOwner {
 
 impl Ipam {
     /// Proposes one command (coalesced with concurrent ones) and returns its result.
+    ///
+    /// # Errors
+    ///
+    /// Every write (this and the typed methods) fails with a domain error ([`IpamError::Op`],
+    /// [`IpamError::Batch`]; nothing applied, retrying gives the same answer) or a cluster
+    /// error, which tells whether a retry is safe:
+    ///
+    /// - [`IpamError::NoLeader`], [`IpamError::Overloaded`]: the write was not applied;
+    ///   retry after a pause.
+    /// - [`IpamError::DeadlineExceeded`], [`IpamError::ShuttingDown`]: the write may still
+    ///   apply. Retry only in an idempotent form — an allocation by the same owner (which
+    ///   answers the existing address), a release fenced by its generation.
+    /// - [`IpamError::Internal`]: a bug or a broken disk; do not retry blindly.
     pub async fn submit(&self, command: Command) -> Result<CommandResult, IpamError> {
         // Bad input never reaches the log.
         if let Err(e) = ipam_core::validate::check_command(&command) {
@@ -208,6 +221,11 @@ impl Ipam {
 
     /// Allocates for `owner`; returns the allocation and whether it is the owner's existing
     /// one. A cache hit answers after a read barrier without a log entry.
+    ///
+    /// The owner is the idempotency key: retrying after an ambiguous error
+    /// ([`IpamError::DeadlineExceeded`]) returns the address the first attempt got, with
+    /// `true`, so a retry never leaks a second address. See [`Ipam::submit`] for which
+    /// errors to retry.
     pub async fn allocate(
         &self,
         pool: &str,
@@ -249,6 +267,11 @@ impl Ipam {
     }
 
     /// Releases an address, optionally fenced by generation.
+    ///
+    /// With `generation`, a release meant for an allocation that was already released and
+    /// the address handed to someone else is refused instead of freeing the new holder's
+    /// address; retrying after an ambiguous error is then safe (a `NotAllocated` or
+    /// generation-mismatch answer means the first attempt applied).
     pub async fn release(
         &self,
         pool: &str,

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
@@ -158,14 +158,13 @@ impl TestNode {
     /// Waits (with a deadline) until `/readyz` answers 200: readiness is momentary (an entry
     /// committed but not yet applied makes it 503), so tests wait for it instead of assuming.
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        ipam_tests::wait_until("/readyz to answer 200", Duration::from_secs(20), || async {
             let req = Request::get("/readyz").body(Body::empty()).unwrap();
-            if self.send(req).await.status == StatusCode::OK {
-                return;
+            match self.send(req).await {
+                r if r.status == StatusCode::OK => Ok(()),
+                r => Err(format!("{}: {}", r.status, r.text)),
             }
-            assert!(Instant::now() < deadline, "not ready within 20 s");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await
     }
 }

@@ -6,11 +6,10 @@
 //! state machine may commit applies without fsync, and after a crash it re-applies from its
 //! durable point, which needs those log entries.
 //!
-//! Commits do not ask for redb's quick repair: it writes the allocator state with every commit
-//! (a 20 kB append: 0.70 ms with it, 0.52 ms without; a lone write in a 3-node cluster on 2
-//! cores: p50 2.6 → 1.7 ms in the first run that changed only this). After a crash redb
-//! instead rebuilds that state by walking the file on open — 0.19 s for 285 MB — and the log
-//! is purged behind snapshots, so it stays a few thousand entries long.
+//! Commits do not ask for redb's quick repair: it writes the allocator state with every commit,
+//! which made each append markedly dearer and was the largest single latency gain when dropped
+//! (figures in `docs/performance.md`). After a crash redb instead rebuilds that state by
+//! walking the file on open, which stays short because the log is purged behind snapshots.
 //!
 //! Small, cached operations (a `Durability::None` meta write, reading the few entries a
 //! replication round sends) run on the calling task: a `spawn_blocking` round trip costs more

@@ -7,9 +7,11 @@
 //! (background flusher), before each snapshot build and when the store is dropped bounds what a
 //! crash loses, and the durable applied index is published for the log store's purge limit so
 //! the log always holds what a restart must re-apply.
-//!//! Snapshots live in [`super::snapshot`], the shared database handle and durability in
-//! [`super::state_db`]; the integrity check in `state_machine/check.rs`, backups and restore in
-//! `state_machine/backup.rs`.
+//!
+//! Snapshot files are built and loaded in `storage/snapshot.rs`; the shared database handle
+//! and the durability bookkeeping are in `storage/state_db.rs`.
+//! The integrity check is in `storage/state_machine/check.rs`, backups and restore in
+//! `storage/state_machine/backup.rs`.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
