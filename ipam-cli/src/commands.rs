@@ -61,8 +61,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ReadConsistency::Linearizable => Consistency::Linearizable,
             ReadConsistency::Local => Consistency::Local,
         };
-        let client =
-            Client::with_tls(&endpoint, token.clone(), tls_options()?)?.with_consistency(consistency);
+        let client = Client::with_tls(&endpoint, token.clone(), tls_options()?)?
+            .with_consistency(consistency);
         Ok(match timeout {
             Some(t) => client.with_timeout(t),
             None => client,

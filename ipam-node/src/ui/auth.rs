@@ -137,8 +137,14 @@ mod tests {
     fn over_https_the_cookies_are_secure() {
         let c = login_cookie("t", true);
         assert!(c.contains("; Secure"), "{c}");
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+            "{c}"
+        );
         let out = logout_cookie(true);
-        assert!(out.contains("; Secure") && out.contains("Max-Age=0"), "{out}");
+        assert!(
+            out.contains("; Secure") && out.contains("Max-Age=0"),
+            "{out}"
+        );
     }
 }
