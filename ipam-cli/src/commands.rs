@@ -152,6 +152,7 @@ async fn pool(client: &Client, out: Output, cmd: PoolCommand) -> anyhow::Result<
                 text
             })
         }
+        other => crate::pool_cmds::run(client, out, other).await,
     }
 }
 
@@ -168,6 +169,7 @@ fn create_request(args: CreatePool) -> CreatePoolRequest {
         reserved: args.reserved,
         labels: args.labels.into_iter().collect(),
         description: args.description,
+        ..args.settings.create_fields()
     }
 }
 
@@ -326,7 +328,7 @@ fn changed(out: Output, text: &str, status: &ClusterStatus) -> anyhow::Result<()
 }
 
 /// Prints `value` as pretty JSON or `table()` as text.
-fn emit<T: Serialize>(
+pub(crate) fn emit<T: Serialize>(
     out: Output,
     value: &T,
     table: impl FnOnce() -> String,

@@ -13,6 +13,8 @@
 //!
 //! - [`args`] — the clap command line.
 //! - [`commands`] — `run`: one command → client calls → output.
+//! - [`pool_args`], [`pool_cmds`] — `ip-pool update`, `add-range`, `remove-range`,
+//!   `freeze`, `unfreeze`, `next-free` and the settings shared with `create`.
 //! - [`render`] — tables, key/value listings, number formatting.
 //! - [`exit`] — exit statuses and the one-line error message.
 //! - [`transfer`] — import/export file formats; [`plan`] — checking an import's rows;
@@ -30,6 +32,8 @@ mod check_cmd;
 mod commands;
 mod exit;
 mod plan;
+mod pool_args;
+mod pool_cmds;
 mod render;
 mod transfer;
 mod transfer_cmd;

@@ -384,6 +384,7 @@ mod tests {
             generation: 7,
             allocated_at: "2026-01-01T00:00:00Z".into(),
             labels: labels(&[("a;b", "c=d")]),
+            network: None,
         };
         let mut w = csv_writer(Vec::new()).unwrap();
         write_csv(&mut w, &a).unwrap();

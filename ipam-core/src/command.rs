@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::OpError;
-use crate::types::{Allocation, Labels, PoolInfo, PoolSpec};
+use crate::pools::{PoolSpecV2, PoolUpdate};
+use crate::types::{Allocation, Cidr, GatewayChoice, Labels, PoolInfo, PoolSpec};
 
 /// One operation on the state. Every operation is also a batch op.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +52,33 @@ pub enum Op {
         /// Owner.
         owner: String,
     },
+    /// Create a pool with the second-round settings.
+    CreatePoolV2(Box<PoolSpecV2>),
+    /// Change a pool's fields, optionally fenced by its revision.
+    UpdatePool {
+        /// Pool name.
+        pool: String,
+        /// When given, update only if the pool's revision equals it.
+        revision: Option<u64>,
+        /// The fields to change.
+        update: Box<PoolUpdate>,
+    },
+    /// Add a range to a pool.
+    AddRange {
+        /// Pool name.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
+        /// Its gateway.
+        gateway: GatewayChoice,
+    },
+    /// Remove an empty range (not the first) from a pool.
+    RemoveRange {
+        /// Pool name.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
+    },
 }
 
 /// One entry of a log entry's command list.
@@ -86,6 +114,8 @@ pub enum OpOutput {
         /// Released addresses.
         released: Vec<IpAddr>,
     },
+    /// The pool after an update or a range change.
+    PoolUpdated(PoolInfo),
 }
 
 /// A failed op of an atomic batch: its 0-based position and its error. Nothing of the batch

@@ -35,6 +35,12 @@ pub enum ErrorCode {
     GenerationMismatch,
     /// 409 `pool_exhausted`.
     PoolExhausted,
+    /// 409 `revision_mismatch`.
+    RevisionMismatch,
+    /// 409 `range_not_empty`.
+    RangeNotEmpty,
+    /// 409 `pool_frozen`.
+    PoolFrozen,
 }
 
 impl ErrorCode {
@@ -51,6 +57,9 @@ impl ErrorCode {
             ErrorCode::PoolNotEmpty => "pool_not_empty",
             ErrorCode::GenerationMismatch => "generation_mismatch",
             ErrorCode::PoolExhausted => "pool_exhausted",
+            ErrorCode::RevisionMismatch => "revision_mismatch",
+            ErrorCode::RangeNotEmpty => "range_not_empty",
+            ErrorCode::PoolFrozen => "pool_frozen",
         }
     }
 }
@@ -188,6 +197,14 @@ pub enum InputError {
         /// The pool's CIDR.
         cidr: Cidr,
     },
+    /// A pool setting out of its bounds.
+    #[error("invalid {field}: {reason}")]
+    InvalidSetting {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Errors of pool creation.
@@ -260,6 +277,12 @@ pub enum DeletePoolError {
         /// How many allocations it holds.
         allocated: u128,
     },
+    /// The pool is frozen.
+    #[error("pool {pool:?} is frozen; unfreeze it before deleting it")]
+    Frozen {
+        /// The name.
+        pool: String,
+    },
 }
 
 /// Errors of allocation.
@@ -312,6 +335,94 @@ pub enum AllocateError {
     Exhausted {
         /// The pool.
         pool: String,
+    },
+    /// The pool is frozen: only allocations naming their address are accepted.
+    #[error("pool {pool:?} is frozen: only allocations that name an address are accepted")]
+    Frozen {
+        /// The pool.
+        pool: String,
+    },
+}
+
+/// Errors of pool updates (fields, ranges).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdatePoolError {
+    /// A malformed field, or a range, gateway or reserved entry refused by the layout rules
+    /// (overlap with another pool included).
+    #[error(transparent)]
+    Layout(#[from] CreatePoolError),
+    /// No such pool.
+    #[error("pool {pool:?} not found")]
+    PoolNotFound {
+        /// The name.
+        pool: String,
+    },
+    /// The pool's revision differs from the fence.
+    #[error("pool {pool:?} is at revision {actual}, not {expected}")]
+    RevisionMismatch {
+        /// The pool.
+        pool: String,
+        /// The revision the caller gave.
+        expected: u64,
+        /// The pool's revision.
+        actual: u64,
+    },
+    /// The new gateway or a reserved entry covers an allocated address.
+    #[error("{ip} in pool {pool:?} is allocated to {owner:?}; it cannot become {what}")]
+    AddressInUse {
+        /// The pool.
+        pool: String,
+        /// The address.
+        ip: IpAddr,
+        /// Its owner.
+        owner: String,
+        /// `"the gateway"` or `"reserved"`.
+        what: String,
+    },
+    /// A range to add is of the other family than the pool.
+    #[error("range {cidr} is not of the address family of pool {pool:?}")]
+    RangeFamily {
+        /// The pool.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
+    },
+    /// The pool already has the most ranges.
+    #[error("pool {pool:?} already has {max} ranges")]
+    TooManyRanges {
+        /// The pool.
+        pool: String,
+        /// The limit.
+        max: usize,
+    },
+    /// The pool has no such range.
+    #[error("pool {pool:?} has no range {cidr}")]
+    NoSuchRange {
+        /// The pool.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
+    },
+    /// The first range is the pool's CIDR and cannot be removed.
+    #[error("{cidr} is the first range of pool {pool:?} and cannot be removed")]
+    FirstRange {
+        /// The pool.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
+    },
+    /// An allocation lies in the range to remove.
+    #[error("range {cidr} of pool {pool:?} still holds {ip} ({owner:?})")]
+    RangeNotEmpty {
+        /// The pool.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
+        /// The lowest allocated address in it.
+        ip: IpAddr,
+        /// Its owner.
+        owner: String,
     },
 }
 
@@ -397,6 +508,9 @@ pub enum OpError {
     /// The command itself is malformed (for example a batch size out of range).
     #[error(transparent)]
     Input(#[from] InputError),
+    /// Updating a pool (fields or ranges) failed.
+    #[error(transparent)]
+    UpdatePool(#[from] UpdatePoolError),
 }
 
 /// Storage failure: the only error that stops the state machine. Never caused by input.
@@ -457,6 +571,7 @@ impl DeletePoolError {
         match self {
             DeletePoolError::PoolNotFound { .. } => ErrorCode::PoolNotFound,
             DeletePoolError::NotEmpty { .. } => ErrorCode::PoolNotEmpty,
+            DeletePoolError::Frozen { .. } => ErrorCode::PoolFrozen,
         }
     }
 }
@@ -472,6 +587,7 @@ impl AllocateError {
             AllocateError::AddressInUse { .. } => ErrorCode::AddressInUse,
             AllocateError::OwnerConflict { .. } => ErrorCode::OwnerConflict,
             AllocateError::Exhausted { .. } => ErrorCode::PoolExhausted,
+            AllocateError::Frozen { .. } => ErrorCode::PoolFrozen,
         }
     }
 }
@@ -508,6 +624,24 @@ impl OpError {
             OpError::Allocate(e) => e.code(),
             OpError::Release(e) => e.code(),
             OpError::Input(e) => e.code(),
+            OpError::UpdatePool(e) => e.code(),
+        }
+    }
+}
+
+impl UpdatePoolError {
+    /// The contract's code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            UpdatePoolError::Layout(e) => e.code(),
+            UpdatePoolError::PoolNotFound { .. } => ErrorCode::PoolNotFound,
+            UpdatePoolError::RevisionMismatch { .. } => ErrorCode::RevisionMismatch,
+            UpdatePoolError::AddressInUse { .. } => ErrorCode::AddressInUse,
+            UpdatePoolError::RangeNotEmpty { .. } => ErrorCode::RangeNotEmpty,
+            UpdatePoolError::RangeFamily { .. }
+            | UpdatePoolError::TooManyRanges { .. }
+            | UpdatePoolError::NoSuchRange { .. }
+            | UpdatePoolError::FirstRange { .. } => ErrorCode::InvalidArgument,
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod error;
 pub mod extract;
 pub mod join;
 pub mod metrics;
+pub mod pools;
 mod redact;
 pub mod serve;
 pub mod tls;

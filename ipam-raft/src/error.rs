@@ -112,8 +112,8 @@ pub enum InternalError {
     /// The node that ran the request (the leader) failed internally; its description.
     #[error("on the leader: {0}")]
     Remote(String),
-    /// The state machine's storage failed (a check, a backup). Boxed: openraft's error is
-    /// large, and every `Result<_, IpamError>` would carry its size.
+    /// The state machine's storage failed (a check, a backup). Boxed: openraft's storage
+    /// error would make every `IpamError` several times larger.
     #[error("state machine storage")]
     Storage(#[source] Box<crate::types::StorageError>),
 }

@@ -29,6 +29,7 @@
 //! - `tasks` — background tasks: commit-index tracking, periodic state flush.
 //! - `handle` — [`Ipam`]: start, shutdown, identity, init and membership calls.
 //! - `ops` — the typed writes; `reads` — the typed reads; `status` — [`ClusterStatus`].
+//! - `pools` — pool updates, ranges and the next-free preview on [`Ipam`].
 //! - [`replication`] — `Ipam::replication`: the leader's view of each member's matched index.
 //! - `integrity` — [`Ipam::check`], the replica's integrity check
 //!   (`storage/state_machine/check.rs`); `backup` — [`Ipam::backup`] and [`restore`]
@@ -64,6 +65,7 @@ mod backup;
 mod handle;
 mod integrity;
 mod ops;
+mod pools;
 mod reads;
 pub mod replication;
 mod status;

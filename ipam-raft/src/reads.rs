@@ -54,7 +54,7 @@ impl Ipam {
         .map_err(InternalError::Task)?
     }
 
-    async fn read<T, F>(&self, consistency: Consistency, f: F) -> Result<T, IpamError>
+    pub(crate) async fn read<T, F>(&self, consistency: Consistency, f: F) -> Result<T, IpamError>
     where
         T: Send + 'static,
         F: FnOnce(&redb::ReadTransaction) -> Result<T, IpamError> + Send + 'static,
