@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Operate a raft-ipam cluster through a node's HTTP API.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "ipam-cli", version, about, propagate_version = true)]
 pub struct Cli {
     /// Node to talk to; any node of the cluster accepts any call.
@@ -32,6 +32,18 @@ pub struct Cli {
     /// `cluster add-learner`, which waits until the learner has caught up.
     #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_timeout)]
     pub timeout: Option<std::time::Duration>,
+
+    /// PEM CA bundle the node's certificate is verified against (https:// endpoints)
+    #[arg(long, global = true, env = "IPAM_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
+
+    /// PEM client certificate for a node that requires one (mTLS)
+    #[arg(long, global = true, env = "IPAM_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --client-cert
+    #[arg(long, global = true, env = "IPAM_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<std::path::PathBuf>,
 
     /// What to do.
     #[command(subcommand)]

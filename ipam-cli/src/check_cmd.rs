@@ -39,9 +39,11 @@ struct Report {
 
 /// Asks every member (from the contacted node's membership) for its check until they agree on
 /// an applied index or `deadline` passes; fails unless the digests agree and nothing is wrong.
+/// Members are reached with the contacted endpoint's scheme and `tls`.
 pub async fn check(
     client: &Client,
     token: Option<String>,
+    tls: &ipam_client::TlsOptions,
     out: Output,
     deadline: Duration,
 ) -> anyhow::Result<()> {
@@ -54,7 +56,7 @@ pub async fn check(
         .members
         .iter()
         .map(|m| {
-            let c = Client::new(&format!("{scheme}://{}", m.addr), token.clone())
+            let c = Client::with_tls(&format!("{scheme}://{}", m.addr), token.clone(), tls)
                 .with_context(|| format!("member {} at {}", m.id, m.addr))?;
             Ok((m.addr.clone(), c.with_timeout(deadline)))
         })

@@ -29,22 +29,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         output,
         consistency,
         timeout,
+        ca_cert,
+        client_cert,
+        client_key,
         command,
     } = cli;
     // `IPAM_TOKEN=` (set but empty) means no token, not an empty one.
     let token = token.filter(|t| !t.is_empty());
+    if token.is_some() && std::env::var("IPAM_TOKEN").ok() != token {
+        eprintln!("warning: --token on the command line is visible to every local user in `ps`; prefer the IPAM_TOKEN environment variable");
+    }
+    let tls = ipam_client::TlsOptions::from_files(
+        ca_cert.as_deref(),
+        client_cert.as_deref(),
+        client_key.as_deref(),
+    );
     // Adding a learner waits for it to catch up, which takes as long as the log is big.
     let waits_for_catch_up = matches!(
         command,
         Command::Cluster(ClusterCommand::AddLearner { .. }) | Command::Backup { .. }
     );
     let timeout = timeout.or((!waits_for_catch_up).then_some(DEFAULT_TIMEOUT));
+    let tls_options = || {
+        tls.as_ref().map_err(|e| match e {
+            ipam_client::ClientError::TlsSetup(m) => ipam_client::ClientError::TlsSetup(m.clone()),
+            other => ipam_client::ClientError::TlsSetup(other.to_string()),
+        })
+    };
     let connect = || -> anyhow::Result<Client> {
         let consistency = match consistency {
             ReadConsistency::Linearizable => Consistency::Linearizable,
             ReadConsistency::Local => Consistency::Local,
         };
-        let client = Client::new(&endpoint, token.clone())?.with_consistency(consistency);
+        let client = Client::with_tls(&endpoint, token.clone(), tls_options()?)?
+            .with_consistency(consistency);
         Ok(match timeout {
             Some(t) => client.with_timeout(t),
             None => client,
@@ -69,7 +87,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check => {
             let deadline = timeout.unwrap_or(DEFAULT_TIMEOUT);
-            crate::check_cmd::check(&connect()?, token.clone(), output, deadline).await
+            let client = connect()?;
+            crate::check_cmd::check(&client, token.clone(), tls_options()?, output, deadline).await
         }
         Command::Backup { file } => crate::backup_cmd::backup(&connect()?, output, &file).await,
         Command::Completions { shell } => {

@@ -55,7 +55,7 @@ pub fn code(err: &anyhow::Error) -> u8 {
         return OTHER;
     };
     match err {
-        ClientError::InvalidEndpoint { .. } => USAGE,
+        ClientError::InvalidEndpoint { .. } | ClientError::TlsSetup(_) => USAGE,
         ClientError::Api { code, status, .. } => api_code(code, *status),
         _ if err.is_unavailable() => UNAVAILABLE,
         _ => OTHER,

@@ -5,7 +5,9 @@
 //!
 //! Exit statuses: 0 success, 1 other failure (including 400 `invalid_argument`), 2 usage,
 //! 3 not found (404), 4 conflict (409), 5 node unreachable, timed out or unavailable (503),
-//! 6 unauthorized (401). `README.md` beside this crate is the user's guide.
+//! 6 unauthorized (401). A TLS handshake failure (untrusted, expired or misnamed certificate,
+//! client certificate refused) exits 1 with one line naming the cause; unusable TLS files
+//! exit 2. `README.md` beside this crate is the user's guide.
 //!
 //! # Layout
 //!

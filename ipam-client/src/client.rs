@@ -43,10 +43,10 @@ pub struct AllocationQuery {
 }
 
 /// The default timeout for establishing a TCP connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A typed client of one node's HTTP API.
-#[derive(Clone, Debug)]
+/// A typed client of one node's HTTP API. Its `Debug` leaves out the token.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: Url,
@@ -54,6 +54,17 @@ pub struct Client {
     token: Option<String>,
     consistency: Consistency,
     timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("consistency", &self.consistency)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {

@@ -70,6 +70,21 @@ pub enum ClientError {
     /// header value).
     #[error("cannot build request: {0}")]
     Request(#[source] reqwest::Error),
+    /// The TLS handshake failed: the node's certificate is not trusted, expired or names
+    /// another host, or the node refused this client's certificate.
+    #[error("TLS error with {endpoint}: {reason}")]
+    Tls {
+        /// The endpoint the client was built with.
+        endpoint: String,
+        /// What went wrong and what to do, in one line.
+        reason: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The TLS settings cannot be used (an unreadable or invalid certificate or key file).
+    #[error("TLS setup: {0}")]
+    TlsSetup(String),
 }
 
 impl ClientError {
@@ -131,6 +146,13 @@ impl ClientError {
         }
         if source.is_builder() {
             return ClientError::Request(source);
+        }
+        if let Some(reason) = crate::tls::tls_reason(&source) {
+            return ClientError::Tls {
+                endpoint: endpoint.to_string(),
+                reason,
+                source,
+            };
         }
         ClientError::Unreachable {
             endpoint: endpoint.to_string(),

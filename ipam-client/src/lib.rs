@@ -23,12 +23,15 @@
 //! - [`ops`] (`src/ops.rs`, a child of `client`) — operations endpoints: integrity check,
 //!   backup; their types and calls.
 //! - [`error`] — [`ClientError`]: API errors with the node's code, unreachable node, timeout,
-//!   undecodable answer.
+//!   undecodable answer, TLS failures.
+//! - [`tls`] — [`TlsOptions`]: CA and client certificate for `https://` endpoints, and a
+//!   failed handshake as one readable reason.
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod code;
 pub mod error;
+pub mod tls;
 pub mod types;
 
 pub use client::{ops, AllocationQuery, Client, Consistency};
@@ -36,3 +39,4 @@ pub use code::ErrorCode;
 pub use error::ClientError;
 /// HTTP status codes, as [`ClientError::Api`] carries them.
 pub use reqwest::StatusCode;
+pub use tls::TlsOptions;

@@ -45,6 +45,8 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// Deadline of a whole `/api/v1/*` request.
     pub request_timeout: Duration,
+    /// The node serves HTTPS: the `/ui` session cookie is `Secure`. `false` from [`AppState::new`].
+    pub secure_cookies: bool,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()?),
             token: token.map(Arc::from),
             request_timeout,
+            secure_cookies: false,
         })
     }
 }

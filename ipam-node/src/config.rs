@@ -34,7 +34,7 @@ pub enum LogFormat {
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything a node needs to start. `Default` is a node started with no flags.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeConfig {
     /// Raft node id.
     pub id: u64,
@@ -81,6 +81,12 @@ pub struct NodeConfig {
     pub check_interval: Option<Duration>,
     /// A backup to restore into the (empty) data dir as a new single-voter cluster.
     pub restore: Option<PathBuf>,
+    /// Serve HTTPS and reach peers over TLS with these files; `None`: plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// The token was given on the command line (`ps` shows it): `run` warns.
+    pub token_on_command_line: bool,
 }
 
 impl Default for NodeConfig {
@@ -110,6 +116,9 @@ impl Default for NodeConfig {
             log_format: LogFormat::Text,
             check_interval: Some(Duration::from_secs(3600)),
             restore: None,
+            tls: None,
+            max_connections: crate::serve::DEFAULT_MAX_CONNECTIONS,
+            token_on_command_line: false,
         }
     }
 }
@@ -150,7 +159,7 @@ pub enum ConfigError {
 /// The node's settings as given: the `ipam-node` command line, and also the TOML file's keys
 /// (the field names). Every flag has an `IPAM_*` environment twin; a flag wins over its twin,
 /// and both win over the `--config` file. `None`: not given at this layer.
-#[derive(Clone, Debug, Default, Parser, Deserialize)]
+#[derive(Clone, Default, Parser, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[command(
     name = "ipam-node",
@@ -246,6 +255,27 @@ pub struct Args {
     /// Log format [default: text]
     #[arg(long, env = "IPAM_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// PEM certificate chain: serve HTTPS only and reach peers with https:// (needs --tls-key)
+    #[arg(long, env = "IPAM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "IPAM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle peers' certificates (and with --tls-client-auth clients') are verified
+    /// against
+    #[arg(long, env = "IPAM_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Require client certificates signed by --tls-ca (mTLS), peers included
+    #[arg(long, env = "IPAM_TLS_CLIENT_AUTH", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub tls_client_auth: Option<bool>,
+    /// Connections open at once; beyond it new connections are closed at once [default: 10000]
+    #[arg(long, env = "IPAM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// A subcommand instead of running a node.
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub command: Option<crate::certs::Command>,
 }
 
 impl Args {
@@ -314,14 +344,31 @@ impl Args {
             restore: self.restore.or(lower.restore),
             log_level: self.log_level.or(lower.log_level),
             log_format: self.log_format.or(lower.log_format),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+            tls_ca: self.tls_ca.or(lower.tls_ca),
+            tls_client_auth: self.tls_client_auth.or(lower.tls_client_auth),
+            max_connections: self.max_connections.or(lower.max_connections),
+            command: self.command.or(lower.command),
         }
     }
 
     /// Layers these args over `file`, resolves the result over the defaults, reads the token
     /// file and checks the result.
     pub fn merge(self, file: Args) -> Result<NodeConfig, ConfigError> {
+        // clap fills `token` from the flag or from IPAM_TOKEN: only a value other than the
+        // environment's came from the command line (the file layer is `file`, not `self`).
+        let token_on_command_line =
+            self.token.is_some() && std::env::var("IPAM_TOKEN").ok() != self.token;
         let a = self.over(file);
         let d = NodeConfig::default();
+        let tls = crate::tls::files_from(
+            a.tls_cert,
+            a.tls_key,
+            a.tls_ca,
+            a.tls_client_auth.unwrap_or(false),
+        )
+        .map_err(ConfigError::Invalid)?;
         let secs = |v: Option<u64>, default| duration(v, 1000, default);
         let ms = |v: Option<u64>, default| duration(v, 1, default);
         let token = match (a.token, a.token_file) {
@@ -359,6 +406,9 @@ impl Args {
                 None => d.check_interval,
             },
             restore: a.restore,
+            tls,
+            max_connections: a.max_connections.unwrap_or(d.max_connections),
+            token_on_command_line,
         };
         config.check()?;
         Ok(config)
@@ -410,6 +460,11 @@ impl NodeConfig {
             }
         }
         if let Some(join) = &self.join {
+            if self.tls.is_some() && !join.starts_with("https://") {
+                return invalid(format!(
+                    "--join {join:?}: a node with --tls-cert reaches its peers with https://"
+                ));
+            }
             if !(join.starts_with("http://") || join.starts_with("https://")) {
                 return invalid(format!(
                     "--join {join:?} is not a URL; expected for example http://127.0.0.1:7471"
@@ -445,6 +500,9 @@ impl NodeConfig {
             || self.request_timeout.is_zero()
         {
             return invalid("deadlines and timeouts must be positive".into());
+        }
+        if self.max_connections == 0 {
+            return invalid("--max-connections must be at least 1".into());
         }
         if self.max_ops_per_entry == 0 || self.max_inflight_entries == 0 || self.queue_capacity == 0
         {
@@ -503,6 +561,11 @@ mod tests {
         "IPAM_REQUEST_TIMEOUT_MS",
         "IPAM_LOG_LEVEL",
         "IPAM_LOG_FORMAT",
+        "IPAM_TLS_CERT",
+        "IPAM_TLS_KEY",
+        "IPAM_TLS_CA",
+        "IPAM_TLS_CLIENT_AUTH",
+        "IPAM_MAX_CONNECTIONS",
     ];
 
     fn with_env<R>(vars: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
@@ -687,8 +750,8 @@ mod tests {
         for key in keys {
             let value = match key.as_str() {
                 "listen" | "advertise" | "token" | "join" | "log_level" => "\"x\"",
-                "data_dir" | "token_file" => "\"/x\"",
-                "no_init" => "true",
+                "data_dir" | "token_file" | "tls_cert" | "tls_key" | "tls_ca" => "\"/x\"",
+                "no_init" | "tls_client_auth" => "true",
                 "log_format" => "\"json\"",
                 _ => "5",
             };

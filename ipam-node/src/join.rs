@@ -36,10 +36,15 @@ pub enum JoinError {
         /// The last failure.
         last: String,
     },
+    /// The HTTP client for the join could not be built (TLS material).
+    #[error("cannot set up the join client: {0}")]
+    Setup(String),
 }
 
 /// Where and how to join.
 pub struct Join<'a> {
+    /// HTTP client to reach `url` with (TLS roots, client certificate); `None`: a plain one.
+    pub http: Option<reqwest::Client>,
     /// Base URL of a cluster node, `http://host:port`.
     pub url: &'a str,
     /// Cluster token.
@@ -56,8 +61,12 @@ impl Join<'_> {
     /// Adds this node as a learner (returns once it caught up), then promotes it.
     pub async fn run(&self) -> Result<(), JoinError> {
         let deadline = Instant::now() + self.timeout;
-        let client = Client::new(self.url, self.token.map(str::to_string))
-            .map_err(|e| JoinError::InvalidUrl(Box::new(e)))?;
+        let token = self.token.map(str::to_string);
+        let client = match &self.http {
+            Some(http) => Client::with_http_client(self.url, token, http.clone()),
+            None => Client::new(self.url, token),
+        }
+        .map_err(|e| JoinError::InvalidUrl(Box::new(e)))?;
         let url = client.endpoint().to_string();
         until(
             &client,

@@ -21,14 +21,20 @@
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
 //! - [`check`] — `GET /api/v1/check` and the periodic integrity check.
 //! - [`backup`] — `GET /api/v1/backup`, streamed; `--restore` is in [`run`].
+//! - [`serve`] — the accept loop: header-read timeout, `--max-connections`, TLS, graceful
+//!   shutdown.
+//! - [`tls`] — rustls server and peer-client configuration, certificate reload (SIGHUP).
+//! - [`certs`] — `ipam-node certs`: a CA and per-node certificates (rcgen).
+//! - `redact` — `Debug` of the configuration types without the token.
 //! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io::IsTerminal;
 use std::time::Duration;
 
 pub mod api;
 pub mod backup;
+pub mod certs;
 pub mod check;
 pub mod config;
 pub mod error;
@@ -36,6 +42,9 @@ pub mod extract;
 pub mod join;
 pub mod metrics;
 pub mod pools;
+mod redact;
+pub mod serve;
+pub mod tls;
 pub mod ui;
 pub mod wire;
 
@@ -43,7 +52,6 @@ pub use api::{router, AppState};
 pub use config::{LogFormat, NodeConfig};
 pub use error::ApiError;
 
-use axum::serve::ListenerExt;
 use ipam_raft::{Ipam, IpamError, MemberRole};
 
 /// How long in-flight requests may take to finish once shutdown began, beyond the request
@@ -129,6 +137,16 @@ pub async fn run(
     config.check()?;
     let bound = listener.local_addr()?;
     config.check_listener(bound)?;
+    if config.token_on_command_line {
+        tracing::warn!("the token was given with --token, so `ps` shows it to every local user; prefer --token-file or IPAM_TOKEN");
+    }
+    let tls = config
+        .tls
+        .clone()
+        .map(tls::Tls::load)
+        .transpose()
+        .map_err(|e| NodeError::Config(format!("TLS: {e}")))?
+        .map(std::sync::Arc::new);
     let advertise = config
         .advertise
         .clone()
@@ -143,20 +161,38 @@ pub async fn run(
             "restored a backup as a new single-voter cluster"
         );
     }
-    let ipam = Ipam::start(raft_config(&config, advertise.clone())).await?;
-    tracing::info!(id = config.id, %bound, %advertise, data_dir = %config.data_dir.display(), "node started");
+    let mut raft = raft_config(&config, advertise.clone());
+    if let Some(tls) = &tls {
+        raft.http_client = Some(
+            tls.peer_client(raft.rpc_timeout)
+                .map_err(|e| NodeError::Config(format!("TLS: {e}")))?,
+        );
+        raft.peer_scheme = "https";
+    }
+    let ipam = Ipam::start(raft).await?;
+    tracing::info!(id = config.id, %bound, %advertise, tls = tls.is_some(), data_dir = %config.data_dir.display(), "node started");
 
-    let result = serve(listener, &config, &advertise, ipam.clone(), shutdown).await;
+    #[cfg(unix)]
+    let reloader = match &tls {
+        Some(tls) => Some(serve::reload_on_sighup(tls.clone())?),
+        None => None,
+    };
+    let result = serve_node(listener, &config, &advertise, ipam.clone(), tls, shutdown).await;
+    #[cfg(unix)]
+    if let Some(task) = reloader {
+        task.abort();
+    }
     let closed = ipam.shutdown().await.map_err(NodeError::Shutdown);
     tracing::info!("node stopped");
     result.and(closed)
 }
 
-async fn serve(
+async fn serve_node(
     listener: tokio::net::TcpListener,
     config: &NodeConfig,
     advertise: &str,
     ipam: Ipam,
+    tls: Option<std::sync::Arc<tls::Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     if config.join.is_none() && !config.no_init && !ipam.status().initialized {
@@ -166,7 +202,10 @@ async fn serve(
             Err(e) => return Err(NodeError::Init(e)),
         }
     }
-    let state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
+    let mut state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
+        .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
+    state.secure_cookies = tls.is_some();
+    let conn_metrics = serve::ConnMetrics::new(state.metrics.registry())
         .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
     let checker = config
         .check_interval
@@ -189,8 +228,19 @@ async fn serve(
         let token = config.token.clone();
         let addr = advertise.to_string();
         let timeout = config.join_timeout;
+        let http = match &tls {
+            Some(tls) => match tls.peer_client(Duration::from_secs(5)) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let _ = stop_tx.send(join::JoinError::Setup(e.to_string()));
+                    return None;
+                }
+            },
+            None => None,
+        };
         Some(tokio::spawn(async move {
             let joined = join::Join {
+                http,
                 url: &url,
                 token: token.as_deref(),
                 id: me,
@@ -206,44 +256,27 @@ async fn serve(
         }))
     });
 
-    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let (join_failed_tx, join_failed_rx) = tokio::sync::oneshot::channel();
     let signal = async move {
         tokio::select! {
             () = shutdown => tracing::info!("shutdown requested; draining requests"),
             Ok(e) = stop_rx => { let _ = join_failed_tx.send(e); }
         }
-        let _ = draining_tx.send(());
     };
-    // Small request/response pairs: without TCP_NODELAY, Nagle plus delayed ACKs add tens of
-    // milliseconds to a keep-alive client's next request.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    let drain_limit = config.request_timeout + DRAIN_GRACE;
-    let served = tokio::select! {
-        served = server.into_future() => served,
-        () = async move {
-            if draining_rx.await.is_ok() {
-                tokio::time::sleep(drain_limit).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
-            tracing::warn!("requests still running after {} s; stopping anyway", drain_limit.as_secs());
-            Ok(())
-        }
+    let options = serve::ServeOptions {
+        max_connections: config.max_connections,
+        header_read_timeout: serve::HEADER_READ_TIMEOUT,
+        tls,
+        drain_limit: config.request_timeout + DRAIN_GRACE,
+        metrics: Some(conn_metrics),
     };
+    serve::serve(listener, app, options, signal).await;
     if let Some(task) = join_task {
         task.abort();
     }
     if let Some(task) = checker {
         task.abort();
     }
-    served?;
     match join_failed_rx.await {
         Ok(e) => Err(NodeError::Join(e)),
         Err(_) => Ok(()),

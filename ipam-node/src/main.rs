@@ -1,5 +1,6 @@
 //! `ipam-node`: parses flags, binds, prints `listening on <addr>`, and runs the node until
-//! SIGTERM or ctrl-c.
+//! SIGTERM or ctrl-c (SIGHUP reloads the TLS certificate); `ipam-node certs` writes a CA and
+//! node certificates instead.
 
 use anyhow::Context;
 use clap::Parser;
@@ -7,7 +8,15 @@ use ipam_node::config::Args;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Args::parse().resolve()?;
+    let mut args = Args::parse();
+    if let Some(ipam_node::certs::Command::Certs(certs)) = args.command.take() {
+        let now = time::OffsetDateTime::now_utc();
+        for path in ipam_node::certs::write(&certs, now)? {
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
+    let config = args.resolve()?;
     ipam_node::init_logging(&config.log_level, config.log_format)?;
     // Refuse an unprotected public listener before binding it, not after.
     let addrs = tokio::net::lookup_host(&config.listen)

@@ -37,6 +37,11 @@ pub struct Metrics {
 pub type MetricsError = prometheus::Error;
 
 impl Metrics {
+    /// The registry, for metrics kept by other modules (the accept loop's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Creates and registers every metric.
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();

@@ -1,5 +1,7 @@
 //! [`Config`]: every setting of a node with its default, and the read [`Consistency`].
+//! `Config`'s `Debug` is written by hand so the token never prints.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,8 +15,8 @@ pub enum Consistency {
     Local,
 }
 
-/// Configuration of a node.
-#[derive(Clone, Debug)]
+/// Configuration of a node. Its `Debug` redacts the token.
+#[derive(Clone)]
 pub struct Config {
     /// Raft node id; never reuse one of a removed node.
     pub id: u64,
@@ -56,6 +58,11 @@ pub struct Config {
     pub durable_every_entries: u64,
     /// ...and at least this often while any are pending.
     pub durable_interval: Duration,
+    /// HTTP client for peers (TLS roots, client certificate); `None`: a plain client with
+    /// `rpc_timeout` as connect timeout.
+    pub http_client: Option<reqwest::Client>,
+    /// Scheme peers are reached with: `"http"` or `"https"`.
+    pub peer_scheme: &'static str,
 }
 
 impl Config {
@@ -82,6 +89,52 @@ impl Config {
             membership_deadline: Duration::from_secs(120),
             durable_every_entries: 1_000,
             durable_interval: Duration::from_secs(1),
+            http_client: None,
+            peer_scheme: "http",
         }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = self.token.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("id", &self.id)
+            .field("data_dir", &self.data_dir)
+            .field("advertise", &self.advertise)
+            .field("token", &token)
+            .field("heartbeat", &self.heartbeat)
+            .field("election_timeout", &self.election_timeout)
+            .field("snapshot_logs", &self.snapshot_logs)
+            .field(
+                "max_in_snapshot_log_to_keep",
+                &self.max_in_snapshot_log_to_keep,
+            )
+            .field("install_snapshot_timeout", &self.install_snapshot_timeout)
+            .field("write_deadline", &self.write_deadline)
+            .field("read_deadline", &self.read_deadline)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_ops_per_entry", &self.max_ops_per_entry)
+            .field("max_entry_bytes", &self.max_entry_bytes)
+            .field("max_inflight_entries", &self.max_inflight_entries)
+            .field("snapshot_max_chunk_size", &self.snapshot_max_chunk_size)
+            .field("rpc_timeout", &self.rpc_timeout)
+            .field("membership_deadline", &self.membership_deadline)
+            .field("durable_every_entries", &self.durable_every_entries)
+            .field("durable_interval", &self.durable_interval)
+            .field("peer_scheme", &self.peer_scheme)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_token_never_prints() {
+        let mut c = super::Config::new(1, "/tmp/x", "127.0.0.1:1");
+        c.token = Some("hunter2-secret".into());
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
     }
 }

@@ -198,6 +198,8 @@ impl Ipam {
             authorization,
             &dir,
             config.rpc_timeout,
+            config.http_client.clone(),
+            config.peer_scheme,
         )?);
         let network = NetworkFactory { net: net.clone() };
         let raft = Raft::new(config.id, raft_config, network, log, sm)

@@ -4,7 +4,8 @@
 //! The cookie holds a digest of the token, not the token: a leaked cookie opens the read-only
 //! dashboard but is no bearer token for `/api/v1/*` or `/raft/*`. It is `HttpOnly` (no script
 //! reads it), `SameSite=Strict` (no other site's page sends it) and `Path=/ui` (the browser sends
-//! it nowhere else); the API's authentication only looks at the `Authorization` header, so the
+//! it nowhere else), and `Secure` when the node serves HTTPS (never sent over plain HTTP); the
+//! API's authentication only looks at the `Authorization` header, so the
 //! cookie is accepted on `/ui` paths only.
 
 use axum::extract::FromRequestParts;
@@ -28,17 +29,23 @@ pub fn cookie_value(token: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `Set-Cookie` that logs in with `token`.
-pub fn login_cookie(token: &str) -> String {
-    format!(
-        "{COOKIE}={}; Path=/ui; HttpOnly; SameSite=Strict",
-        cookie_value(token)
-    )
+/// The attributes every session cookie carries; `secure` on a node serving HTTPS.
+fn attributes(secure: bool) -> &'static str {
+    if secure {
+        "Path=/ui; HttpOnly; SameSite=Strict; Secure"
+    } else {
+        "Path=/ui; HttpOnly; SameSite=Strict"
+    }
+}
+
+/// `Set-Cookie` that logs in with `token`; `secure` on a node serving HTTPS.
+pub fn login_cookie(token: &str, secure: bool) -> String {
+    format!("{COOKIE}={}; {}", cookie_value(token), attributes(secure))
 }
 
 /// `Set-Cookie` that logs out.
-pub fn logout_cookie() -> String {
-    format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0")
+pub fn logout_cookie(secure: bool) -> String {
+    format!("{COOKIE}=; {}; Max-Age=0", attributes(secure))
 }
 
 /// Whether the request carries the session cookie for `token`, compared in constant time.
@@ -118,10 +125,26 @@ mod tests {
 
     #[test]
     fn the_login_cookie_has_the_contract_attributes() {
-        let c = login_cookie("t");
+        let c = login_cookie("t", false);
         assert!(c.contains("HttpOnly"));
         assert!(c.contains("SameSite=Strict"));
         assert!(c.contains("Path=/ui"));
-        assert!(logout_cookie().contains("Max-Age=0"));
+        assert!(!c.contains("Secure"));
+        assert!(logout_cookie(false).contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn over_https_the_cookies_are_secure() {
+        let c = login_cookie("t", true);
+        assert!(c.contains("; Secure"), "{c}");
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+            "{c}"
+        );
+        let out = logout_cookie(true);
+        assert!(
+            out.contains("; Secure") && out.contains("Max-Age=0"),
+            "{out}"
+        );
     }
 }

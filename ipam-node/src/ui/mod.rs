@@ -304,15 +304,15 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
         return html(StatusCode::UNAUTHORIZED, pages::login(Some("wrong token"))).into_response();
     }
     let mut response = Redirect::to("/ui").into_response();
-    if let Ok(v) = HeaderValue::from_str(&auth::login_cookie(token)) {
+    if let Ok(v) = HeaderValue::from_str(&auth::login_cookie(token, state.secure_cookies)) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
 }
 
-async fn logout() -> Response {
+async fn logout(State(state): State<AppState>) -> Response {
     let mut response = Redirect::to("/ui/login").into_response();
-    if let Ok(v) = HeaderValue::from_str(&auth::logout_cookie()) {
+    if let Ok(v) = HeaderValue::from_str(&auth::logout_cookie(state.secure_cookies)) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response

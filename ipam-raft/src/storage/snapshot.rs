@@ -99,7 +99,8 @@ impl SmShared {
         // Each snapshot keeps its own file name and the meta names it, so a crash at any step
         // leaves a meta that matches its data.
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        let file_name = format!("{}-{seq}{SNAP_EXT}", meta.snapshot_id);
+        // Never the snapshot id: an installed snapshot's id comes from a peer.
+        let file_name = format!("snapshot-{seq}{SNAP_EXT}");
         std::fs::rename(tmp, dir.join(&file_name)).map_err(snap_write)?;
         sync_dir(&dir).map_err(snap_write)?;
         let current = CurrentSnapshot {

@@ -65,6 +65,8 @@ pub(crate) fn bearer(token: &str) -> Result<reqwest::header::HeaderValue, StartE
 /// Transport state shared by the network factory, its clients and the routes.
 pub(crate) struct NetShared {
     client: reqwest::Client,
+    /// `http` or `https`.
+    scheme: &'static str,
     /// Required on incoming `/raft/*` requests (checked by the server).
     pub(crate) token: Option<String>,
     /// `Bearer <token>`, built once: every RPC sends it.
@@ -81,13 +83,18 @@ impl NetShared {
         authorization: Option<reqwest::header::HeaderValue>,
         data_dir: &Path,
         connect_timeout: Duration,
+        client: Option<reqwest::Client>,
+        scheme: &'static str,
     ) -> Result<NetShared, StartError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(StartError::HttpClient)?;
+        let client = match client {
+            Some(c) => c,
+            None => reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .map_err(StartError::HttpClient)?,
+        };
         let cluster_id_path = files::cluster_id_path(data_dir);
         let cluster_id =
             files::read_cluster_id(&cluster_id_path).map_err(|source| StartError::Io {
@@ -96,6 +103,7 @@ impl NetShared {
             })?;
         Ok(NetShared {
             client,
+            scheme,
             token,
             authorization,
             cluster_id: RwLock::new(cluster_id),
@@ -126,7 +134,7 @@ impl NetShared {
         self.isolated.load(Ordering::SeqCst)
     }
 
-    /// POSTs `req` to `http://{addr}{path}` and decodes the postcard answer.
+    /// POSTs `req` to `{scheme}://{addr}{path}` and decodes the postcard answer.
     pub(crate) async fn post<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         addr: &str,
@@ -140,7 +148,7 @@ impl NetShared {
         let body = postcard::to_allocvec(req).map_err(PostError::Encode)?;
         let mut builder = self
             .client
-            .post(format!("http://{addr}{path}"))
+            .post(format!("{}://{addr}{path}", self.scheme))
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .body(body);
