@@ -51,6 +51,43 @@ pub enum Op {
         /// Owner.
         owner: String,
     },
+    /// [`Op::Allocate`] with a lease: `ttl_seconds` `None` = the pool's default, `Some(0)` =
+    /// permanent. Answered by [`OpOutput::AllocatedV2`].
+    AllocateV2 {
+        /// Pool name.
+        pool: String,
+        /// Opaque owner, 1..=253 bytes.
+        owner: String,
+        /// A specific address, or `None` for the lowest free one.
+        ip: Option<IpAddr>,
+        /// Labels of the allocation.
+        labels: Labels,
+        /// Lease length (10..=31,536,000 s, or 0 for permanent).
+        ttl_seconds: Option<u32>,
+    },
+    /// Renew one allocation: `expires_at` = now + ttl (default: its own).
+    Renew {
+        /// Pool name.
+        pool: String,
+        /// The allocated address.
+        ip: IpAddr,
+        /// When given, renew only if the allocation's generation equals it.
+        generation: Option<u64>,
+        /// New lease length (0 makes it permanent).
+        ttl_seconds: Option<u32>,
+    },
+    /// Renew every lease `owner` holds, in every pool (an agent's heartbeat).
+    RenewOwner {
+        /// Owner.
+        owner: String,
+    },
+    /// Set a pool's lease and cooldown settings (until the pool record carries them).
+    SetPoolLifecycle {
+        /// Pool name.
+        pool: String,
+        /// The settings.
+        lifecycle: crate::lease::PoolLifecycle,
+    },
 }
 
 /// One entry of a log entry's command list.
@@ -73,19 +110,84 @@ pub enum OpOutput {
         released: u64,
     },
     /// An allocation. `existing` is true when the owner already held it (HTTP 200, not 201).
+    /// Encoded in release 0.1.0's shape (no lease fields): use [`OpOutput::AllocatedV2`].
     Allocated {
         /// The allocation.
+        #[serde(with = "v1_allocation")]
         allocation: Allocation,
         /// True when this is the owner's existing allocation, not a new one.
         existing: bool,
     },
-    /// The allocation that was released.
-    Released(Allocation),
+    /// The allocation that was released (encoded in release 0.1.0's shape).
+    Released(#[serde(with = "v1_allocation")] Allocation),
     /// Addresses released for an owner (empty when it held none).
     ReleasedOwner {
         /// Released addresses.
         released: Vec<IpAddr>,
     },
+    /// Answer of [`Op::AllocateV2`]: the allocation with its lease.
+    AllocatedV2 {
+        /// The allocation.
+        allocation: Allocation,
+        /// True when this is the owner's existing allocation (renewed if a lease).
+        existing: bool,
+    },
+    /// The renewed allocation.
+    Renewed(Allocation),
+    /// Every lease of an owner, renewed.
+    RenewedOwner {
+        /// The renewed allocations.
+        renewed: Vec<Allocation>,
+    },
+    /// A pool's settings were set.
+    LifecycleSet,
+}
+
+/// [`Allocation`] in release 0.1.0's wire shape, for the variants that shipped with it:
+/// postcard is positional, so their payload cannot grow.
+mod v1_allocation {
+    use std::net::IpAddr;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::types::{Allocation, Labels, Stamp};
+
+    #[derive(Serialize, Deserialize)]
+    struct V1 {
+        ip: IpAddr,
+        pool: String,
+        owner: String,
+        generation: u64,
+        allocated_at: Stamp,
+        labels: Labels,
+    }
+
+    pub(super) fn serialize<S: Serializer>(a: &Allocation, s: S) -> Result<S::Ok, S::Error> {
+        V1 {
+            ip: a.ip,
+            pool: a.pool.clone(),
+            owner: a.owner.clone(),
+            generation: a.generation,
+            allocated_at: a.allocated_at,
+            labels: a.labels.clone(),
+        }
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Allocation, D::Error> {
+        let v = V1::deserialize(d)?;
+        Ok(Allocation {
+            ip: v.ip,
+            pool: v.pool,
+            owner: v.owner,
+            generation: v.generation,
+            allocated_at: v.allocated_at,
+            labels: v.labels,
+            ttl_seconds: None,
+            expires_at: None,
+            renewed_at: v.allocated_at,
+        })
+    }
 }
 
 /// A failed op of an atomic batch: its 0-based position and its error. Nothing of the batch

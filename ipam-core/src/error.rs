@@ -35,6 +35,8 @@ pub enum ErrorCode {
     GenerationMismatch,
     /// 409 `pool_exhausted`.
     PoolExhausted,
+    /// 409 `address_cooling_down`.
+    AddressCoolingDown,
 }
 
 impl ErrorCode {
@@ -51,6 +53,7 @@ impl ErrorCode {
             ErrorCode::PoolNotEmpty => "pool_not_empty",
             ErrorCode::GenerationMismatch => "generation_mismatch",
             ErrorCode::PoolExhausted => "pool_exhausted",
+            ErrorCode::AddressCoolingDown => "address_cooling_down",
         }
     }
 }
@@ -188,6 +191,18 @@ pub enum InputError {
         /// The pool's CIDR.
         cidr: Cidr,
     },
+    /// A lease length outside 0 and 10..=31,536,000 seconds.
+    #[error("ttl_seconds must be 0 (permanent) or 10 to 31536000, got {ttl}")]
+    InvalidTtl {
+        /// The value given.
+        ttl: u32,
+    },
+    /// A cooldown over 31,536,000 seconds.
+    #[error("reuse_cooldown_seconds must be 0 to 31536000, got {seconds}")]
+    InvalidCooldown {
+        /// The value given.
+        seconds: u32,
+    },
 }
 
 /// Errors of pool creation.
@@ -312,6 +327,16 @@ pub enum AllocateError {
     Exhausted {
         /// The pool.
         pool: String,
+    },
+    /// The requested address cools down after its release and is kept for its last owner.
+    #[error("{ip} in pool {pool:?} is cooling down after its release (kept for {last_owner:?})")]
+    CoolingDown {
+        /// The pool.
+        pool: String,
+        /// The address.
+        ip: IpAddr,
+        /// Who held it last.
+        last_owner: String,
     },
 }
 
@@ -472,6 +497,7 @@ impl AllocateError {
             AllocateError::AddressInUse { .. } => ErrorCode::AddressInUse,
             AllocateError::OwnerConflict { .. } => ErrorCode::OwnerConflict,
             AllocateError::Exhausted { .. } => ErrorCode::PoolExhausted,
+            AllocateError::CoolingDown { .. } => ErrorCode::AddressCoolingDown,
         }
     }
 }

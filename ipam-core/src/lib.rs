@@ -19,12 +19,15 @@
 //! - [`state`] — [`State`]: the derived in-memory index plus `apply` over redb tables.
 //! - [`query`] — read-only queries over a redb read transaction, and the state digest.
 //! - [`tables`] — redb table definitions and key/value encodings.
+//! - [`lease`] — lease and cooldown settings of a pool, TTL rules, the cooling index.
+//! - `expire` — log time, expiry of due leases and end of cooldowns at the start of each entry.
 #![deny(missing_docs)]
 
 pub mod alloc;
 pub mod command;
 pub mod error;
 pub mod layout;
+pub mod lease;
 pub mod query;
 pub mod state;
 pub mod tables;
@@ -36,6 +39,7 @@ pub use error::{
     AllocateError, CreatePoolError, DeletePoolError, ErrorCode, InputError, OpError, QueryError,
     ReleaseError, StorageError, Unallocatable,
 };
+pub use lease::PoolLifecycle;
 pub use state::State;
 pub use types::{
     AddressInfo, Allocation, AllocationPage, Cidr, Family, GatewayChoice, Labels, PoolId, PoolInfo,

@@ -21,11 +21,13 @@ use crate::error::{
     AllocateError, CreatePoolError, DeletePoolError, OpError, ReleaseError, StorageError,
 };
 use crate::layout::PoolLayout;
+use crate::lease::{Cooling, PoolLifecycle};
 use crate::tables::{
     self, allocation_key, decode, decode_allocation_key, decode_pool_key, encode, encode_into,
     owner_key, pool_key, range_key, AllocationRecord, MetaRecord, NameRecord, PoolRecord,
     RangeRecord,
 };
+use crate::tables::{cooling_key, expiry_key, CoolingRecord};
 use crate::types::{addr_to_u128, Labels, PoolId, PoolInfo, Stamp};
 use crate::validate::{check_command, check_op, pool_layout};
 
@@ -38,7 +40,14 @@ struct PoolEntry {
     free: FreeIndex,
     /// The record changed in this `apply` and is written once at its end.
     dirty: bool,
+    /// Lease and cooldown settings (read through [`expire::lifecycle`]).
+    lifecycle: PoolLifecycle,
+    /// Released addresses still cooling; they are not in `free`.
+    cooling: Cooling,
 }
+
+mod expire;
+pub use expire::{cooling_count, log_now, next_expiry, Expired};
 
 /// The in-memory index derived from the core's redb tables (pools by name, free intervals per
 /// pool). Rebuilt from redb on open; never persisted.
@@ -49,6 +58,8 @@ pub struct State {
     /// (family tag, first position) → pool: disjoint CIDRs in address order.
     ranges: BTreeMap<(u8, u128), PoolId>,
     meta: MetaRecord,
+    /// Leases ended at the start of the last `apply`.
+    expired: Vec<expire::Expired>,
 }
 
 /// Which core table a journaled row belongs to.
@@ -59,6 +70,9 @@ enum TableId {
     Ranges,
     Allocations,
     Owners,
+    Expiry,
+    Cooling,
+    Lifecycle,
 }
 
 /// How to revert one change made inside an atomic batch.
@@ -78,6 +92,17 @@ enum Undo {
     Created { pool: PoolId },
     /// The pool was deleted.
     Deleted { entry: Box<PoolEntry> },
+    /// A cooling `pos` was allocated again in `pool`.
+    TookCooling {
+        pool: PoolId,
+        pos: u128,
+        at: u64,
+        owner: String,
+    },
+    /// `pos` was released in `pool` and started cooling.
+    Cooled { pool: PoolId, pos: u128 },
+    /// The pool's settings were `old` before.
+    Lifecycle { pool: PoolId, old: PoolLifecycle },
 }
 
 /// The open tables of one `apply` call, the batch journal and scratch buffers.
@@ -88,6 +113,9 @@ struct Tx<'t> {
     allocations: redb::Table<'t, &'static [u8], &'static [u8]>,
     owners: redb::Table<'t, &'static [u8], &'static [u8]>,
     meta: redb::Table<'t, &'static [u8], &'static [u8]>,
+    expiry: redb::Table<'t, &'static [u8], &'static [u8]>,
+    cooling: redb::Table<'t, &'static [u8], &'static [u8]>,
+    lifecycle: redb::Table<'t, &'static [u8], &'static [u8]>,
     /// Record undo entries (inside an atomic batch).
     journaling: bool,
     journal: Vec<Undo>,
@@ -105,6 +133,9 @@ impl<'t> Tx<'t> {
             allocations: txn.open_table(tables::ALLOCATIONS)?,
             owners: txn.open_table(tables::OWNERS)?,
             meta: txn.open_table(tables::META)?,
+            expiry: txn.open_table(tables::EXPIRY)?,
+            cooling: txn.open_table(tables::COOLING)?,
+            lifecycle: txn.open_table(tables::LIFECYCLE)?,
             journaling: false,
             journal: Vec::new(),
             dirty: Vec::new(),
@@ -119,6 +150,9 @@ impl<'t> Tx<'t> {
             TableId::Ranges => &mut self.ranges,
             TableId::Allocations => &mut self.allocations,
             TableId::Owners => &mut self.owners,
+            TableId::Expiry => &mut self.expiry,
+            TableId::Cooling => &mut self.cooling,
+            TableId::Lifecycle => &mut self.lifecycle,
         }
     }
 
@@ -244,6 +278,7 @@ impl State {
                     }
                 })?;
             let mut free = layout.initial_free();
+            let (lifecycle, cooling) = expire::load_pool(rtx, id, &mut free, &record.name)?;
             let mut count: u128 = 0;
             let lo = allocation_key(id, 0);
             let hi = allocation_key(id, u128::MAX);
@@ -282,6 +317,8 @@ impl State {
                     layout,
                     free,
                     dirty: false,
+                    lifecycle,
+                    cooling,
                 },
             );
         }
@@ -291,6 +328,11 @@ impl State {
     /// Generation of the last allocation made (0 when none has been made).
     pub fn generation(&self) -> u64 {
         self.meta.generation
+    }
+
+    /// Log time: the largest entry stamp applied so far.
+    pub fn now(&self) -> Stamp {
+        self.meta.now
     }
 
     /// Number of pools.
@@ -324,6 +366,9 @@ impl State {
     ) -> Result<Vec<CommandResult>, StorageError> {
         let mut tx = Tx::open(txn)?;
         let meta_before = self.meta;
+        self.meta.now = self.meta.now.max(stamp);
+        self.end_leases_and_cooldowns(&mut tx)?;
+        let stamp = self.meta.now;
         let mut results = Vec::with_capacity(commands.len());
         for command in commands {
             let result = match command {
@@ -432,6 +477,28 @@ impl State {
                     );
                     self.pools.insert(entry.id, *entry);
                 }
+                Undo::TookCooling {
+                    pool,
+                    pos,
+                    at,
+                    owner,
+                } => {
+                    if let Some(e) = self.pools.get_mut(&pool) {
+                        e.cooling.insert(at, pos, owner);
+                        e.record.allocated = e.record.allocated.saturating_sub(1);
+                    }
+                }
+                Undo::Cooled { pool, pos } => {
+                    if let Some(e) = self.pools.get_mut(&pool) {
+                        e.cooling.remove(pos);
+                        e.record.allocated += 1;
+                    }
+                }
+                Undo::Lifecycle { pool, old } => {
+                    if let Some(e) = self.pools.get_mut(&pool) {
+                        e.lifecycle = old;
+                    }
+                }
             }
         }
         Ok(())
@@ -461,7 +528,38 @@ impl State {
                 ip,
                 labels,
             } => self
-                .allocate(tx, stamp, pool, owner, *ip, labels)?
+                .allocate(tx, stamp, pool, owner, *ip, labels, None)?
+                .map_err(OpError::from),
+            Op::AllocateV2 {
+                pool,
+                owner,
+                ip,
+                labels,
+                ttl_seconds,
+            } => self
+                .allocate(tx, stamp, pool, owner, *ip, labels, *ttl_seconds)?
+                .map(|out| match out {
+                    OpOutput::Allocated {
+                        allocation,
+                        existing,
+                    } => OpOutput::AllocatedV2 {
+                        allocation,
+                        existing,
+                    },
+                    other => other,
+                })
+                .map_err(OpError::from),
+            Op::Renew {
+                pool,
+                ip,
+                generation,
+                ttl_seconds,
+            } => self
+                .renew(tx, pool, *ip, *generation, *ttl_seconds)?
+                .map_err(OpError::from),
+            Op::RenewOwner { owner } => Ok(self.renew_owner(tx, owner)?),
+            Op::SetPoolLifecycle { pool, lifecycle } => self
+                .set_lifecycle(tx, pool, *lifecycle)?
                 .map_err(OpError::from),
             Op::Release {
                 pool,
@@ -557,6 +655,8 @@ impl State {
                 layout,
                 free,
                 dirty: true,
+                lifecycle: PoolLifecycle::default(),
+                cooling: Cooling::default(),
             },
         );
         tx.dirty.push(id);
@@ -590,6 +690,7 @@ impl State {
                 allocated,
             }));
         }
+        State::drop_lifecycle_rows(tx, id)?;
         if allocated > 0 {
             let lo = allocation_key(id, 0);
             let hi = allocation_key(id, u128::MAX);
@@ -625,6 +726,7 @@ impl State {
         }))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn allocate(
         &mut self,
         tx: &mut Tx<'_>,
@@ -633,6 +735,7 @@ impl State {
         owner: &str,
         ip: Option<IpAddr>,
         labels: &Labels,
+        ttl_seconds: Option<u32>,
     ) -> Result<Result<OpOutput, AllocateError>, StorageError> {
         let Some(entry) = self.names.get(pool).and_then(|id| self.pools.get_mut(id)) else {
             return Ok(Err(AllocateError::PoolNotFound {
@@ -665,16 +768,31 @@ impl State {
                     requested,
                 }));
             }
-            let record = tx
+            let mut record = tx
                 .allocation(id, held)?
                 .ok_or_else(|| missing_allocation(pool, held))?;
+            if record.expires_at.is_some() {
+                // The holder asking again is a heartbeat: it renews the lease.
+                expire::renew_record(tx, stamp, id, held, &mut record, ttl_seconds)?;
+            }
             return Ok(Ok(OpOutput::Allocated {
                 allocation: record.into_allocation(pool, held_ip),
                 existing: true,
             }));
         }
-        let pos = match ip {
-            Some(ip) => {
+        let cooling = match expire::cooling_choice(entry, owner, ip) {
+            Ok(c) => c,
+            Err((ip, last_owner)) => {
+                return Ok(Err(AllocateError::CoolingDown {
+                    pool: pool.to_string(),
+                    ip,
+                    last_owner,
+                }))
+            }
+        };
+        let pos = match (cooling, ip) {
+            (Some(pos), _) => pos,
+            (None, Some(ip)) => {
                 let pos = addr_to_u128(ip);
                 if !entry.free.is_free(pos) {
                     let holder = tx
@@ -688,7 +806,7 @@ impl State {
                 }
                 pos
             }
-            None => match entry.free.lowest() {
+            (None, None) => match entry.free.lowest().or_else(|| entry.cooling.oldest()) {
                 Some(pos) => pos,
                 None => {
                     return Ok(Err(AllocateError::Exhausted {
@@ -698,7 +816,26 @@ impl State {
             },
         };
         // Every check passed: from here on only storage can fail.
-        entry.free.take(pos);
+        let ttl = crate::lease::resolve_ttl(ttl_seconds, &expire::lifecycle(entry));
+        if let Some((at, last)) = entry.cooling.remove(pos) {
+            tx.del(
+                TableId::Cooling,
+                &cooling_key(id, Stamp(at), pos),
+            )?;
+            if tx.journaling {
+                tx.journal.push(Undo::TookCooling {
+                    pool: id,
+                    pos,
+                    at,
+                    owner: last,
+                });
+            }
+        } else {
+            entry.free.take(pos);
+            if tx.journaling {
+                tx.journal.push(Undo::Took { pool: id, pos });
+            }
+        }
         entry.record.allocated += 1;
         if !entry.dirty {
             entry.dirty = true;
@@ -706,47 +843,69 @@ impl State {
         }
         // Saturating: 2^64 allocations cannot happen, and wrapping would repeat generations.
         self.meta.generation = self.meta.generation.saturating_add(1);
+        let expires_at = ttl.map(|t| crate::lease::expiry(stamp, t));
         let record = AllocationRecord {
             owner: owner.to_string(),
             generation: self.meta.generation,
             allocated_at: stamp,
             labels: labels.clone(),
+            ttl_seconds: ttl,
+            expires_at,
+            renewed_at: stamp,
         };
         let mut buf = std::mem::take(&mut tx.buf);
         encode_into(&mut buf, &record)?;
         tx.put(TableId::Allocations, &allocation_key(id, pos), &buf)?;
         encode_into(&mut buf, &pos)?;
         tx.put(TableId::Owners, &okey, &buf)?;
-        tx.buf = buf;
-        if tx.journaling {
-            tx.journal.push(Undo::Took { pool: id, pos });
+        if let Some(at) = expires_at {
+            encode_into(&mut buf, &())?;
+            tx.put(TableId::Expiry, &expiry_key(at, id, pos), &buf)?;
         }
+        tx.buf = buf;
         Ok(Ok(OpOutput::Allocated {
             allocation: record.into_allocation(pool, family.addr(pos)),
             existing: false,
         }))
     }
 
-    /// Removes the allocation at `pos`, held by `owner`, from the rows and the index.
+    /// Removes the allocation `record` at `pos` from the rows and the index; the address
+    /// becomes free, or starts cooling when the pool has a cooldown.
     fn remove_allocation(
         &mut self,
         tx: &mut Tx<'_>,
         id: PoolId,
         pos: u128,
-        owner: &str,
+        record: &AllocationRecord,
     ) -> Result<(), StorageError> {
+        let now = self.meta.now;
         tx.del(TableId::Allocations, &allocation_key(id, pos))?;
-        tx.del(TableId::Owners, &owner_key(id, owner))?;
-        if let Some(entry) = self.pools.get_mut(&id) {
-            entry.free.release(pos);
-            entry.record.allocated = entry.record.allocated.saturating_sub(1);
-            if !entry.dirty {
-                entry.dirty = true;
-                tx.dirty.push(id);
-            }
+        tx.del(TableId::Owners, &owner_key(id, &record.owner))?;
+        if let Some(at) = record.expires_at {
+            tx.del(TableId::Expiry, &expiry_key(at, id, pos))?;
         }
-        if tx.journaling {
-            tx.journal.push(Undo::Freed { pool: id, pos });
+        let Some(entry) = self.pools.get_mut(&id) else {
+            return Ok(());
+        };
+        entry.record.allocated = entry.record.allocated.saturating_sub(1);
+        if !entry.dirty {
+            entry.dirty = true;
+            tx.dirty.push(id);
+        }
+        if expire::lifecycle(entry).reuse_cooldown_seconds > 0 {
+            entry.cooling.insert(now.0, pos, record.owner.clone());
+            let row = encode(&CoolingRecord {
+                owner: record.owner.clone(),
+            })?;
+            tx.put(TableId::Cooling, &cooling_key(id, now, pos), &row)?;
+            if tx.journaling {
+                tx.journal.push(Undo::Cooled { pool: id, pos });
+            }
+        } else {
+            entry.free.release(pos);
+            if tx.journaling {
+                tx.journal.push(Undo::Freed { pool: id, pos });
+            }
         }
         Ok(())
     }
@@ -786,7 +945,7 @@ impl State {
                 actual: record.generation,
             }));
         }
-        self.remove_allocation(tx, id, pos, &record.owner)?;
+        self.remove_allocation(tx, id, pos, &record)?;
         Ok(Ok(OpOutput::Released(record.into_allocation(pool, ip))))
     }
 
@@ -807,10 +966,10 @@ impl State {
             Some(v) => decode::<u128>("core_owners", v.value())?,
             None => return Ok(Ok(OpOutput::ReleasedOwner { released: vec![] })),
         };
-        if tx.allocation(id, held)?.is_none() {
+        let Some(record) = tx.allocation(id, held)? else {
             return Err(missing_allocation(pool, held));
-        }
-        self.remove_allocation(tx, id, held, owner)?;
+        };
+        self.remove_allocation(tx, id, held, &record)?;
         Ok(Ok(OpOutput::ReleasedOwner {
             released: vec![family.addr(held)],
         }))

@@ -149,6 +149,12 @@ pub struct Allocation {
     pub allocated_at: Stamp,
     /// Labels given at allocation.
     pub labels: Labels,
+    /// Lease length in seconds; `None` for a permanent allocation.
+    pub ttl_seconds: Option<u32>,
+    /// Log time at which the lease ends; `None` for a permanent allocation.
+    pub expires_at: Option<Stamp>,
+    /// Log time of the last renewal (`allocated_at` until the first one).
+    pub renewed_at: Stamp,
 }
 
 /// One page of a pool's allocations in address order.

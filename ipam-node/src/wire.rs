@@ -120,9 +120,16 @@ pub fn batch_op(op: api::BatchOp) -> Result<Op, InputError> {
 pub fn op_output(out: &OpOutput) -> serde_json::Value {
     let value = match out {
         OpOutput::PoolCreated(p) => serde_json::to_value(pool(p)),
-        OpOutput::Allocated { allocation: a, .. } => serde_json::to_value(allocation(a)),
+        OpOutput::Allocated { allocation: a, .. }
+        | OpOutput::AllocatedV2 { allocation: a, .. }
+        | OpOutput::Renewed(a) => serde_json::to_value(allocation(a)),
+        OpOutput::RenewedOwner { renewed } => Ok(serde_json::json!({
+            "renewed": renewed.iter().map(allocation).collect::<Vec<_>>()
+        })),
         OpOutput::ReleasedOwner { released: ips } => serde_json::to_value(released(ips)),
-        OpOutput::PoolDeleted { .. } | OpOutput::Released(_) => Ok(serde_json::json!({})),
+        OpOutput::PoolDeleted { .. } | OpOutput::Released(_) | OpOutput::LifecycleSet => {
+            Ok(serde_json::json!({}))
+        }
     };
     // Serialising these plain structs cannot fail (string keys, no non-finite floats except a
     // utilization the core keeps in [0, 1]).
