@@ -20,6 +20,10 @@
 //! - [`node`] — [`Ipam`], the embeddable handle: config, start/shutdown, typed reads and
 //!   writes, read-through cache, leader forwarding, membership, status.
 //! - [`error`] — [`IpamError`], [`StartError`].
+//! - [`clock`] — [`StampClock`], the leader's stamp source, and [`ManualClock`] for tests.
+//! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner, pool
+//!   lease settings, cooling counts, log time.
+//! - `tick` — the leader's expiry tick: an entry with no command when a lease is due.
 //!
 //! The `testing` feature adds `Ipam::set_isolated` (fault injection for partition tests).
 
@@ -27,13 +31,17 @@
 // `Response` is the natural rejection of a route guard: boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod clock;
 pub mod error;
+mod leases;
 pub mod log_store;
 mod network;
 pub mod node;
 mod proposer;
 pub mod state_machine;
+mod tick;
 pub mod types;
 
+pub use clock::{ManualClock, StampClock};
 pub use error::{IpamError, StartError};
 pub use node::{ClusterStatus, Config, Consistency, Ipam, Member, MemberRole};

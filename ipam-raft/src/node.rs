@@ -79,6 +79,8 @@ pub struct Config {
     pub durable_every_entries: u64,
     /// ...and at least this often while any are pending.
     pub durable_interval: Duration,
+    /// Source of the leader's stamps (log time); tests inject a [`crate::ManualClock`].
+    pub clock: crate::clock::StampClock,
 }
 
 impl Config {
@@ -105,6 +107,7 @@ impl Config {
             membership_deadline: Duration::from_secs(120),
             durable_every_entries: 1_000,
             durable_interval: Duration::from_secs(1),
+            clock: crate::clock::StampClock::system(),
         }
     }
 }
@@ -169,12 +172,12 @@ pub(crate) struct Core {
     pub(crate) config: Config,
     pub(crate) raft: Raft,
     pub(crate) net: Arc<NetShared>,
-    sm: Arc<SmShared>,
+    pub(crate) sm: Arc<SmShared>,
     metrics: watch::Receiver<RaftMetrics<NodeId, Node>>,
     queue: mpsc::Sender<Proposal>,
     barrier: mpsc::Sender<BarrierRequest>,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
     committed: AtomicU64,
     last_stamp: AtomicU64,
     shutdown_tx: watch::Sender<bool>,
@@ -320,10 +323,7 @@ impl Core {
 
     /// The leader's stamp: wall-clock milliseconds, never going backwards on this node.
     pub(crate) fn next_stamp(&self) -> ipam_core::Stamp {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
+        let now = self.config.clock.now_ms();
         let prev = self.last_stamp.fetch_max(now, Ordering::Relaxed);
         ipam_core::Stamp(prev.max(now))
     }
@@ -375,7 +375,7 @@ impl Core {
     }
 
     /// Waits until this node has applied everything acknowledged before the call.
-    async fn linearize(&self) -> Result<(), IpamError> {
+    pub(crate) async fn linearize(&self) -> Result<(), IpamError> {
         let start = Instant::now();
         let index = self.read_index(false).await.map_err(IpamError::from)?;
         let Some(index) = index else {
@@ -800,6 +800,7 @@ impl Ipam {
         tokio::spawn(run_proposer(core.clone(), queue_rx, shutdown_rx.clone()));
         tokio::spawn(run_barrier(core.clone(), barrier_rx, shutdown_rx.clone()));
         tokio::spawn(track_committed(Arc::downgrade(&core), shutdown_rx.clone()));
+        tokio::spawn(crate::tick::run_expiry_tick(Arc::downgrade(&core), shutdown_rx.clone()));
         tokio::spawn(flush_state(sm_shared, shutdown_rx));
         Ok(Ipam { core })
     }
@@ -903,7 +904,7 @@ impl Ipam {
         }
     }
 
-    async fn submit_op(&self, op: Op) -> Result<OpOutput, IpamError> {
+    pub(crate) async fn submit_op(&self, op: Op) -> Result<OpOutput, IpamError> {
         op_output(self.submit(Command::Op(op)).await?)
     }
 
@@ -936,14 +937,21 @@ impl Ipam {
         ip: Option<IpAddr>,
         labels: Labels,
     ) -> Result<(Allocation, bool), IpamError> {
-        let op = Op::Allocate {
-            pool: pool.to_string(),
-            owner: owner.to_string(),
-            ip,
-            labels,
-        };
+        self.allocate_lease(pool, owner, ip, labels, None).await
+    }
+
+    /// The v1 allocate: only the read-through cache hit needs it apart from leases.
+    pub(crate) async fn allocate_op(
+        &self,
+        op: Op,
+        pool: &str,
+        owner: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(Allocation, bool), IpamError> {
         ipam_core::validate::check_op(&op)?;
-        let hit = |a: &Allocation| ip.is_none_or(|want| want == a.ip);
+        // A lease is renewed by a repeated allocate: only a permanent one may be answered
+        // without a log entry.
+        let hit = |a: &Allocation| ip.is_none_or(|want| want == a.ip) && a.expires_at.is_none();
         if matches!(self.cached_owner(pool, owner), Some(a) if hit(&a)) {
             // The local replica may lag or the owner may have released since: confirm behind a
             // barrier before answering from it.
@@ -956,6 +964,10 @@ impl Ipam {
         self.core.misses.fetch_add(1, Ordering::Relaxed);
         match self.submit_op(op).await? {
             OpOutput::Allocated {
+                allocation,
+                existing,
+            }
+            | OpOutput::AllocatedV2 {
                 allocation,
                 existing,
             } => Ok((allocation, existing)),
@@ -1033,7 +1045,7 @@ impl Ipam {
         .map_err(|e| IpamError::Internal(format!("read task: {e}")))?
     }
 
-    async fn read<T, F>(&self, consistency: Consistency, f: F) -> Result<T, IpamError>
+    pub(crate) async fn read<T, F>(&self, consistency: Consistency, f: F) -> Result<T, IpamError>
     where
         T: Send + 'static,
         F: FnOnce(&redb::ReadTransaction) -> Result<T, IpamError> + Send + 'static,
