@@ -818,10 +818,7 @@ impl State {
         // Every check passed: from here on only storage can fail.
         let ttl = crate::lease::resolve_ttl(ttl_seconds, &expire::lifecycle(entry));
         if let Some((at, last)) = entry.cooling.remove(pos) {
-            tx.del(
-                TableId::Cooling,
-                &cooling_key(id, Stamp(at), pos),
-            )?;
+            tx.del(TableId::Cooling, &cooling_key(id, Stamp(at), pos))?;
             if tx.journaling {
                 tx.journal.push(Undo::TookCooling {
                     pool: id,

@@ -115,7 +115,10 @@ fn log_time_never_goes_back_and_survives_reopen() {
     assert_eq!(now, Stamp(db.stamp));
     db.stamp -= 3 * S; // a new leader whose clock is behind
     let (a, _) = got(&mut db, lease("p", "vm", None, Some(10)));
-    assert_eq!(a.allocated_at, now, "an older stamp does not move log time back");
+    assert_eq!(
+        a.allocated_at, now,
+        "an older stamp does not move log time back"
+    );
     assert_eq!(a.expires_at, Some(Stamp(now.0 + 10 * S)));
     db.reopen();
     assert_eq!(db.state.now(), now);
@@ -225,7 +228,11 @@ fn renew_owner_renews_every_lease_in_every_pool_and_leaves_permanent_ones() {
     db.advance(10 * S);
     tick(&mut db);
     assert_eq!(holder(&db, "a", "10.0.0.2").as_deref(), Some("agent"));
-    assert_eq!(holder(&db, "a", "10.0.0.3"), None, "the other owner's lease ended");
+    assert_eq!(
+        holder(&db, "a", "10.0.0.3"),
+        None,
+        "the other owner's lease ended"
+    );
     match db.op(Op::RenewOwner {
         owner: "nobody".into(),
     }) {
@@ -242,7 +249,11 @@ fn the_pool_default_ttl_applies_unless_the_request_names_one() {
     let (a, _) = got(&mut db, lease("p", "x", None, None));
     assert_eq!(a.ttl_seconds, Some(3600));
     let (b, _) = got(&mut db, common::allocate("p", "y", None));
-    assert_eq!(b.ttl_seconds, Some(3600), "a v1 allocate gets the default too");
+    assert_eq!(
+        b.ttl_seconds,
+        Some(3600),
+        "a v1 allocate gets the default too"
+    );
     let (c, _) = got(&mut db, lease("p", "z", None, Some(0)));
     assert_eq!(c.expires_at, None);
     let (d, _) = got(&mut db, lease("p", "w", None, Some(10)));
@@ -277,10 +288,7 @@ fn cooling_addresses_wait_for_their_last_owner() {
     let b = db.alloc("p", "b"); // .3
     db.op(release("p", &a.to_string(), None)).unwrap();
     assert_eq!(db.state.cooling("p"), Some(1));
-    assert_eq!(
-        ipam_core::state::cooling_count(&db.rtx(), "p").unwrap(),
-        1
-    );
+    assert_eq!(ipam_core::state::cooling_count(&db.rtx(), "p").unwrap(), 1);
     // Another owner skips it while anything else is free.
     let c = db.alloc("p", "c");
     assert_eq!(c.to_string(), "10.0.0.4");
@@ -314,7 +322,11 @@ fn the_oldest_cooling_address_is_used_only_when_nothing_else_is_free() {
     db.advance(S);
     db.op(release("p", &ips[1].to_string(), None)).unwrap();
     assert_eq!(
-        err(&mut db, common::allocate("p", "n1", Some(&ips[1].to_string()))).code(),
+        err(
+            &mut db,
+            common::allocate("p", "n1", Some(&ips[1].to_string()))
+        )
+        .code(),
         ErrorCode::AddressCoolingDown
     );
     assert_eq!(db.alloc("p", "n1"), ips[3], "released earliest goes first");

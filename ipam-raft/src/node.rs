@@ -800,7 +800,10 @@ impl Ipam {
         tokio::spawn(run_proposer(core.clone(), queue_rx, shutdown_rx.clone()));
         tokio::spawn(run_barrier(core.clone(), barrier_rx, shutdown_rx.clone()));
         tokio::spawn(track_committed(Arc::downgrade(&core), shutdown_rx.clone()));
-        tokio::spawn(crate::tick::run_expiry_tick(Arc::downgrade(&core), shutdown_rx.clone()));
+        tokio::spawn(crate::tick::run_expiry_tick(
+            Arc::downgrade(&core),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(flush_state(sm_shared, shutdown_rx));
         Ok(Ipam { core })
     }

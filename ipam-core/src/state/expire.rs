@@ -290,7 +290,10 @@ impl State {
         let lo = allocation_key(id, 0);
         let hi = allocation_key(id, u128::MAX);
         let mut leases = Vec::new();
-        for row in tx.allocations.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+        for row in tx
+            .allocations
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+        {
             let (k, v) = row?;
             let rec: AllocationRecord = decode("core_allocations", v.value())?;
             if let Some(at) = rec.expires_at {
