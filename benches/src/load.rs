@@ -265,6 +265,7 @@ async fn client_loop(
                         owner: owner(&mut seq),
                         ip: None,
                         labels: Default::default(),
+                        ttl_seconds: None,
                     })
                     .collect();
                 let started = Instant::now();

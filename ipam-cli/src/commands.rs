@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::IpPool(cmd) => pool(&connect()?, output, cmd).await,
         Command::Ip(cmd) => ip(&connect()?, output, cmd).await,
         Command::Cluster(cmd) => cluster(&connect()?, output, cmd).await,
+        Command::Lease(cmd) => crate::leases::lease(&connect()?, output, cmd).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ipam-cli", &mut buf);
@@ -168,11 +169,13 @@ async fn ip(client: &Client, out: Output, cmd: IpCommand) -> anyhow::Result<()> 
             owner,
             ip,
             labels,
+            ttl,
         } => {
             let req = AllocateRequest {
                 owner,
                 ip,
                 labels: labels.into_iter().collect(),
+                ttl_seconds: ttl,
             };
             let (allocation, created) = client.allocate(&pool, &req).await?;
             emit(out, &allocation, || {
@@ -184,6 +187,12 @@ async fn ip(client: &Client, out: Output, cmd: IpCommand) -> anyhow::Result<()> 
                 format!("{what}\n{}", render::allocation_details(&allocation))
             })
         }
+        IpCommand::Renew {
+            pool,
+            ip,
+            generation,
+            ttl,
+        } => crate::leases::renew(client, out, &pool, &ip, generation, ttl).await,
         IpCommand::Release {
             pool,
             ip: Some(ip),
@@ -286,7 +295,7 @@ fn changed(out: Output, text: &str, status: &ClusterStatus) -> anyhow::Result<()
 }
 
 /// Prints `value` as pretty JSON or `table()` as text.
-fn emit<T: Serialize>(
+pub(crate) fn emit<T: Serialize>(
     out: Output,
     value: &T,
     table: impl FnOnce() -> String,
@@ -303,7 +312,7 @@ fn emit<T: Serialize>(
 
 /// A call whose answer carries nothing: a confirmation line for people, nothing for scripts
 /// (the exit status says it).
-fn done(out: Output, text: &str) -> anyhow::Result<()> {
+pub(crate) fn done(out: Output, text: &str) -> anyhow::Result<()> {
     match out {
         Output::Json => Ok(()),
         Output::Table => write_stdout(&format!("{text}\n")),

@@ -21,6 +21,7 @@ use clap::Parser;
 mod args;
 mod commands;
 mod exit;
+mod leases;
 mod render;
 
 fn main() -> ExitCode {

@@ -90,7 +90,8 @@ fn domain(code: ErrorCode) -> ErrorParts {
         | ErrorCode::OwnerConflict
         | ErrorCode::PoolNotEmpty
         | ErrorCode::GenerationMismatch
-        | ErrorCode::PoolExhausted => StatusCode::CONFLICT,
+        | ErrorCode::PoolExhausted
+        | ErrorCode::AddressCoolingDown => StatusCode::CONFLICT,
         // Codes the core adds later are state conflicts until mapped otherwise here.
         _ => StatusCode::CONFLICT,
     };
@@ -235,6 +236,7 @@ mod tests {
             (ErrorCode::PoolNotEmpty, 409),
             (ErrorCode::GenerationMismatch, 409),
             (ErrorCode::PoolExhausted, 409),
+            (ErrorCode::AddressCoolingDown, 409),
         ];
         for (code, status) in cases {
             let p = domain(code);

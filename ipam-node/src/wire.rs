@@ -59,6 +59,7 @@ pub fn pool(p: &PoolInfo) -> api::Pool {
             allocated: p.stats.allocated.to_string(),
             free: p.stats.free().to_string(),
             utilization: p.stats.utilization(),
+            cooling: "0".to_string(),
         },
     }
 }
@@ -72,6 +73,9 @@ pub fn allocation(a: &Allocation) -> api::Allocation {
         generation: a.generation,
         allocated_at: rfc3339(a.allocated_at),
         labels: a.labels.clone(),
+        ttl_seconds: a.ttl_seconds,
+        expires_at: a.expires_at.map(rfc3339),
+        renewed_at: rfc3339(a.renewed_at),
     }
 }
 
@@ -97,11 +101,24 @@ pub fn batch_op(op: api::BatchOp) -> Result<Op, InputError> {
             owner,
             ip,
             labels,
-        } => Op::Allocate {
+            ttl_seconds,
+        } => Op::AllocateV2 {
             pool,
             owner,
             ip: opt_addr(ip.as_deref())?,
             labels,
+            ttl_seconds,
+        },
+        api::BatchOp::Renew {
+            pool,
+            ip,
+            generation,
+            ttl_seconds,
+        } => Op::Renew {
+            pool,
+            ip: parse_addr(&ip)?,
+            generation,
+            ttl_seconds,
         },
         api::BatchOp::Release {
             pool,
