@@ -368,7 +368,7 @@ async fn batch_and_cluster_calls() {
     assert_eq!(
         seen[0].body,
         Some(json!({"ops": [
-            {"op": "allocate", "pool": "vms", "owner": "a"},
+            {"op": "allocate", "pool": "vms", "owner": "a", "ttl_seconds": 60},
             {"op": "release", "pool": "vms", "ip": "10.0.0.9", "generation": 3}
         ]}))
     );
