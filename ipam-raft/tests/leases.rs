@@ -324,3 +324,107 @@ async fn a_leader_change_neither_loses_nor_repeats_an_expiry() {
         stop(n).await;
     }
 }
+
+/// The agents' case: 1,000 agents heartbeat every 10 s with 30 s leases for a minute of
+/// simulated time; a third stop and their leases expire while the rest keep their addresses;
+/// a stopped agent back within the cooldown gets its old address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_agents_heartbeats_and_a_third_stops() {
+    let _serial = SERIAL.lock().await;
+    let dir = TempDir::new().expect("tempdir");
+    let clock = ManualClock::new(1_700_000_000_000);
+    let nodes = cluster(1, dir.path(), &clock.stamp_clock()).await;
+    let ipam = nodes[0].ipam.clone();
+    ipam.create_pool(spec("fleet", "10.1.0.0/20"))
+        .await
+        .expect("pool");
+    ipam.set_pool_lifecycle(
+        "fleet",
+        PoolLifecycle {
+            default_ttl_seconds: Some(30),
+            reuse_cooldown_seconds: 600,
+        },
+    )
+    .await
+    .expect("settings");
+    const AGENTS: usize = 1000;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..AGENTS {
+        let ipam = ipam.clone();
+        set.spawn(async move {
+            let (a, _) = ipam
+                .allocate("fleet", &format!("agent-{i}"), None, BTreeMap::new())
+                .await
+                .expect("allocate");
+            (i, a.ip)
+        });
+    }
+    let mut addr = vec![None; AGENTS];
+    while let Some(r) = set.join_next().await {
+        let (i, ip) = r.expect("task");
+        addr[i] = Some(ip);
+    }
+    let addr: Vec<IpAddr> = addr.into_iter().map(|a| a.expect("every agent")).collect();
+    let stopped = |i: usize| i % 3 == 0;
+    let heartbeat = |round: usize| {
+        let ipam = ipam.clone();
+        async move {
+            let mut set = tokio::task::JoinSet::new();
+            for i in (0..AGENTS).filter(|i| round < 6 || !stopped(*i)) {
+                let ipam = ipam.clone();
+                set.spawn(async move {
+                    let renewed = ipam.renew_owner(&format!("agent-{i}")).await;
+                    (i, renewed)
+                });
+            }
+            let mut n = 0;
+            while let Some(r) = set.join_next().await {
+                let (i, renewed) = r.expect("task");
+                let renewed = renewed.expect("renew");
+                assert_eq!(
+                    renewed.len(),
+                    1,
+                    "agent-{i} lost its lease in round {round}"
+                );
+                n += 1;
+            }
+            n
+        }
+    };
+    // A minute of heartbeats by everyone, then 40 s with a third stopped.
+    for round in 0..10 {
+        clock.advance(10_000);
+        let n = heartbeat(round).await;
+        assert_eq!(n, if round < 6 { AGENTS } else { AGENTS - 334 });
+    }
+    // The stopped agents' leases ended 30 s after their last heartbeat (round 5).
+    for i in (0..AGENTS).filter(|i| stopped(*i)) {
+        wait_free(&ipam, addr[i], Duration::from_secs(5)).await;
+    }
+    for i in (0..AGENTS).filter(|i| !stopped(*i)) {
+        assert_eq!(
+            holder(&ipam, addr[i]).await.as_deref(),
+            Some(format!("agent-{i}").as_str())
+        );
+    }
+    assert_eq!(
+        ipam.cooling("fleet", Consistency::Linearizable)
+            .await
+            .unwrap(),
+        334
+    );
+    // A newcomer does not get a cooling address; a returning agent gets its own back.
+    let (newcomer, _) = ipam
+        .allocate("fleet", "newcomer", None, BTreeMap::new())
+        .await
+        .expect("newcomer");
+    assert!(!addr.contains(&newcomer.ip));
+    let (back, existing) = ipam
+        .allocate("fleet", "agent-3", None, BTreeMap::new())
+        .await
+        .expect("back");
+    assert_eq!((back.ip, existing), (addr[3], false));
+    for n in nodes {
+        stop(n).await;
+    }
+}
