@@ -28,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod join;
+pub mod lease_metrics;
 pub mod leases;
 pub mod metrics;
 pub mod wire;

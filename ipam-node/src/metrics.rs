@@ -25,6 +25,7 @@ pub struct Metrics {
     raft_applied_index: IntGauge,
     raft_last_log_index: IntGauge,
     http_duration: HistogramVec,
+    leases: crate::lease_metrics::LeaseMetrics,
     // Scrapes reset and refill the per-pool gauges; one at a time so none sees a half-filled set.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -102,6 +103,7 @@ impl Metrics {
         registry.register(Box::new(raft_applied_index.clone()))?;
         registry.register(Box::new(raft_last_log_index.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
+        let leases = crate::lease_metrics::LeaseMetrics::new(&registry)?;
         Ok(Metrics {
             registry,
             pool_capacity,
@@ -116,6 +118,7 @@ impl Metrics {
             raft_applied_index,
             raft_last_log_index,
             http_duration,
+            leases,
             scrape: tokio::sync::Mutex::new(()),
         })
     }
@@ -161,6 +164,8 @@ impl Metrics {
             Ok(pools) => {
                 self.pool_capacity.reset();
                 self.pool_allocated.reset();
+                let names: Vec<String> = pools.iter().map(|p| p.name.clone()).collect();
+                self.leases.refresh(ipam, &names).await;
                 for p in pools {
                     self.pool_capacity
                         .with_label_values(&[&p.name])

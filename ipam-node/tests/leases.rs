@@ -137,6 +137,12 @@ async fn cooling_shows_in_stats_and_refuses_other_owners() {
     assert_eq!(r.json()["stats"]["allocated"], "0");
     let r = n.get("/api/v1/pools").await;
     assert_eq!(r.json()["pools"][0]["stats"]["cooling"], "1");
+    let m = n.get("/metrics").await;
+    assert!(
+        m.text.contains("ipam_pool_cooling{pool=\"vms\"} 1\n"),
+        "{}",
+        m.text
+    );
     n.post(
         "/api/v1/pools/vms/allocations",
         json!({"owner": "b", "ip": ip}),

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use ipam_core::state::Expired;
 use ipam_core::{Allocation, Labels, Op, OpOutput, PoolLifecycle, Stamp};
 
 use crate::node::{Consistency, Ipam};
@@ -110,5 +111,29 @@ impl Ipam {
             ipam_core::state::next_expiry(rtx).map_err(internal)
         })
         .await
+    }
+}
+
+/// Adds the leases an entry released on expiry to the node's per-pool counts.
+pub(crate) fn count_expired(shared: &crate::state_machine::SmShared, expired: &[Expired]) {
+    if expired.is_empty() {
+        return;
+    }
+    if let Ok(mut counts) = shared.expirations.lock() {
+        for e in expired {
+            *counts.entry(e.pool.clone()).or_default() += 1;
+        }
+    }
+}
+
+impl Ipam {
+    /// Leases this node's state machine released on expiry since start, by pool.
+    pub fn lease_expirations(&self) -> std::collections::BTreeMap<String, u64> {
+        self.core
+            .sm
+            .expirations
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 }

@@ -192,7 +192,7 @@ pub(crate) struct Core {
 /// background tasks hold it), and only `shutdown` closes the data dir for reopening.
 #[derive(Clone)]
 pub struct Ipam {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
 }
 
 impl std::fmt::Debug for Ipam {

@@ -113,6 +113,8 @@ pub(crate) struct SmShared {
     pending: Mutex<Pending>,
     snapshot_lock: Mutex<()>,
     snapshot_seq: AtomicU64,
+    /// Leases this node's state machine released on expiry since start, by pool.
+    pub(crate) expirations: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 #[derive(Default)]
@@ -389,6 +391,7 @@ impl StateMachineStore {
                     .map(|d| u64::try_from(d.as_micros()).unwrap_or(0))
                     .unwrap_or(0),
             ),
+            expirations: Mutex::default(),
         });
         Ok(StateMachineStore { shared, state })
     }
@@ -434,7 +437,10 @@ fn apply_batch(
         let resp = match &entry.payload {
             EntryPayload::Blank => Vec::new(),
             EntryPayload::Normal(req) => match state.apply(&txn, req.stamp, &req.commands) {
-                Ok(r) => r,
+                Ok(r) => {
+                    crate::leases::count_expired(shared, state.expired());
+                    r
+                }
                 Err(e) => {
                     // The index may hold changes of the aborted transaction: rebuild it.
                     drop(txn);

@@ -132,7 +132,9 @@ async fn leases_expire_on_simulated_time_with_no_traffic() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(holder(ipam, a.ip).await.as_deref(), Some("agent"));
     clock.advance(1_000);
+    assert!(ipam.lease_expirations().is_empty());
     wait_free(ipam, a.ip, Duration::from_secs(5)).await;
+    assert_eq!(ipam.lease_expirations().get("vms"), Some(&1));
     assert_eq!(holder(ipam, p.ip).await.as_deref(), Some("pinned"));
     assert_eq!(ipam.next_expiry().await.expect("next"), None);
     assert!(ipam.log_now().await.expect("now").0 >= clock.now_ms());
