@@ -367,7 +367,7 @@ async fn a_fleet_of_agents_heartbeats_and_a_third_stops() {
         addr[i] = Some(ip);
     }
     let addr: Vec<IpAddr> = addr.into_iter().map(|a| a.expect("every agent")).collect();
-    let stopped = |i: usize| i % 3 == 0;
+    let stopped = |i: usize| i.is_multiple_of(3);
     let heartbeat = |round: usize| {
         let ipam = ipam.clone();
         async move {

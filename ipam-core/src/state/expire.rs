@@ -22,11 +22,14 @@ pub(super) fn lifecycle(entry: &PoolEntry) -> PoolLifecycle {
     entry.lifecycle
 }
 
+/// A core table opened for reading.
+type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
 /// Opens `def` in a read transaction, or `None` when a data dir of an older release lacks it.
 fn open_optional(
     rtx: &redb::ReadTransaction,
     def: tables::CoreTable,
-) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>, StorageError> {
+) -> Result<Option<ReadTable>, StorageError> {
     match rtx.open_table(def) {
         Ok(t) => Ok(Some(t)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
