@@ -388,7 +388,8 @@ pub fn digest(rtx: &redb::ReadTransaction) -> Result<[u8; 32], StorageError> {
         if let Some(table) = open(rtx, *def)? {
             for row in table.iter()? {
                 let (k, v) = row?;
-                let (k, v) = (k.value(), v.value());
+                let canonical = tables::canonical_value(name, v.value())?;
+                let (k, v) = (k.value(), canonical.as_ref());
                 hasher.update((k.len() as u64).to_be_bytes());
                 hasher.update(k);
                 hasher.update((v.len() as u64).to_be_bytes());

@@ -367,6 +367,26 @@ fn unreadable(table: &'static str, version: u8) -> StorageError {
     }
 }
 
+/// A stored value in the form this release writes it: a record an earlier release wrote is
+/// decoded and re-encoded, so the digest of a replica that kept an older release's rows equals
+/// that of one that replayed the same log (or installed a newer snapshot).
+pub fn canonical_value<'a>(
+    table: &str,
+    value: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, StorageError> {
+    use std::borrow::Cow;
+    let current = |v: u8| value.first() == Some(&v);
+    Ok(match table {
+        "core_allocations" if !current(AllocationRecord::VERSION) => Cow::Owned(encode(
+            &decode::<AllocationRecord>("core_allocations", value)?,
+        )?),
+        "core_meta" if !current(MetaRecord::VERSION) => {
+            Cow::Owned(encode(&decode::<MetaRecord>("core_meta", value)?)?)
+        }
+        _ => Cow::Borrowed(value),
+    })
+}
+
 /// Key of [`EXPIRY`].
 pub fn expiry_key(expires_at: Stamp, pool: PoolId, pos: u128) -> [u8; 28] {
     let mut key = [0u8; 28];
