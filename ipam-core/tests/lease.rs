@@ -10,7 +10,7 @@ use ipam_core::tables::{self, decode, AllocationRecord};
 use ipam_core::{
     query, Allocation, Command, ErrorCode, Labels, Op, OpError, OpOutput, PoolLifecycle, Stamp,
 };
-use redb::ReadableTableMetadata;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 const S: u64 = 1000;
 
@@ -492,4 +492,44 @@ fn outputs_of_release_0_1_0_keep_their_wire_shape() {
     let cmd = Command::Op(lease("p", "o", None, Some(30)));
     let back: Command = postcard::from_bytes(&postcard::to_stdvec(&cmd).unwrap()).unwrap();
     assert_eq!(back, cmd);
+}
+
+#[test]
+fn the_digest_reads_version_1_rows_as_this_release_writes_them() {
+    let mut old = Db::mem();
+    old.create("p", "10.0.0.0/29");
+    old.alloc("p", "vm");
+    let new_digest = old.digest();
+    // Rewrite the allocation row in release 0.1.0's format, as a data dir of that release holds.
+    #[derive(serde::Serialize)]
+    struct V1 {
+        owner: String,
+        generation: u64,
+        allocated_at: Stamp,
+        labels: Labels,
+    }
+    let txn = old.db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(tables::ALLOCATIONS).unwrap();
+        let key = tables::allocation_key(0, 0x0a00_0002);
+        let current: AllocationRecord = {
+            let v = t.get(key.as_slice()).unwrap().expect("the row");
+            decode("core_allocations", v.value()).unwrap()
+        };
+        let mut bytes = vec![1u8];
+        bytes.extend(
+            postcard::to_stdvec(&V1 {
+                owner: current.owner,
+                generation: current.generation,
+                allocated_at: current.allocated_at,
+                labels: current.labels,
+            })
+            .unwrap(),
+        );
+        t.insert(key.as_slice(), bytes.as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+    assert_eq!(old.digest(), new_digest);
+    old.reopen();
+    assert_eq!(old.digest(), new_digest);
 }
