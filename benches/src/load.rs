@@ -98,7 +98,7 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
 /// The error code to count a failed request under.
 pub fn error_code(e: &ClientError) -> String {
     match e {
-        ClientError::Api { code, .. } => code.clone(),
+        ClientError::Api { code, .. } => code.to_string(),
         ClientError::Timeout { .. } => "client_timeout".to_string(),
         ClientError::Unreachable { .. } => "unreachable".to_string(),
         ClientError::Decode { status, .. } => format!("decode_{}", status.as_u16()),

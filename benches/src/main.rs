@@ -23,7 +23,11 @@
 //! - [`verify`] — convergence wait and the per-node check of acknowledged allocations.
 //! - [`floor`] — durable redb commit and loopback HTTP round-trip latency.
 //! - [`sys`] — load average and CPU time from `/proc`.
+//! - `etcd` — the same loop against etcd (`--target etcd`, feature `etcd`):
+//!   `benches/compare-etcd.sh` runs both side by side.
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod floor;
 mod load;
 mod sys;
@@ -37,7 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use clap::Parser;
 use ipam_client::types::{CreatePoolRequest, GatewayField};
-use ipam_client::Client;
+use ipam_client::{Client, ErrorCode};
 use reqwest::Url;
 use serde::Serialize;
 
@@ -59,6 +63,12 @@ struct Args {
     /// Measured seconds per run.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// What to load: raft-ipam, or etcd with the allocation loop of etcd-backed IPAMs.
+    #[arg(long, value_enum, default_value_t = Target::Ipam)]
+    target: Target,
+    /// etcd client URLs, comma-separated (--target etcd).
+    #[arg(long, value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
     /// Measured requests per run (ends the run early; bounded by --max-duration).
     #[arg(long)]
     count: Option<u64>,
@@ -107,6 +117,15 @@ struct Args {
     /// Commits measured by --floor.
     #[arg(long, default_value_t = 500)]
     floor_samples: u64,
+}
+
+/// The system under load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Target {
+    /// A raft-ipam cluster (--endpoints).
+    Ipam,
+    /// An etcd cluster (--etcd-endpoints; needs the `etcd` feature).
+    Etcd,
 }
 
 /// One run's line.
@@ -211,7 +230,7 @@ async fn ensure_pool(client: &Client, args: &Args) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Err(e) if e.code() == Some("pool_not_found") => {
+        Err(e) if e.code() == Some(&ErrorCode::PoolNotFound) => {
             let cidr = args.cidr.clone().unwrap_or_else(|| {
                 if args.ipv6 {
                     "fd00:be::/64".to_string()
@@ -517,11 +536,83 @@ async fn run_load(args: &Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+#[cfg(not(feature = "etcd"))]
+async fn run_etcd(_: &Args) -> anyhow::Result<ExitCode> {
+    bail!("this ipam-bench was built without --features etcd")
+}
+
+/// The etcd loop for every client count, printed in the same table as raft-ipam's runs.
+#[cfg(feature = "etcd")]
+async fn run_etcd(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.etcd_endpoints.is_empty() {
+        bail!("--target etcd needs --etcd-endpoints");
+    }
+    for e in &args.etcd_endpoints {
+        check_loopback(e)?;
+    }
+    let client = etcd::connect(&args.etcd_endpoints).await?;
+    let duration = secs(args.duration, "duration")?;
+    let warmup = secs(args.warmup, "warmup")?;
+    if !args.json {
+        print_header();
+    }
+    for &clients in &args.clients {
+        let load_before = sys::load_average();
+        let cpu_before = sys::cpu_time(None);
+        let nodes_before = sys::cpu_time_of(&args.node_pids);
+        let o = etcd::run(&client, args.mode, clients, warmup, duration).await?;
+        let elapsed = o.elapsed.as_secs_f64().max(1e-9);
+        let h = &o.latency;
+        let mut errors = o.errors;
+        if o.conflicts > 0 {
+            errors.insert("cas_retries".to_string(), o.conflicts);
+        }
+        let report = Report {
+            mode: args.mode,
+            targets: Targets::Spread,
+            clients,
+            batch_size: None,
+            requests: o.ok_requests,
+            allocations: o.allocations,
+            releases: o.releases,
+            existing: 0,
+            elapsed_s: elapsed,
+            allocations_per_s: o.allocations as f64 / elapsed,
+            requests_per_s: o.ok_requests as f64 / elapsed,
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            errors,
+            entries: None,
+            entries_per_s: None,
+            ops_per_entry: None,
+            bench_cpu_s: sys::cpu_time(None)
+                .zip(cpu_before)
+                .map(|(a, b)| (a - b).as_secs_f64()),
+            nodes_cpu_s: sys::cpu_time_of(&args.node_pids)
+                .zip(nodes_before)
+                .map(|(a, b)| (a - b).as_secs_f64()),
+            load_before,
+            load_after: sys::load_average(),
+            verify: None,
+        };
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print_row(&report);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     if args.floor {
         run_floor(&args).await
+    } else if args.target == Target::Etcd {
+        run_etcd(&args).await
     } else {
         run_load(&args).await
     }

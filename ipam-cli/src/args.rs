@@ -43,8 +43,10 @@ pub struct Cli {
 pub enum Output {
     /// Aligned tables and key/value listings.
     Table,
-    /// The API's JSON, pretty-printed.
+    /// The API's JSON, pretty-printed (JSON lines for `export`).
     Json,
+    /// CSV, for `export` (other commands print tables).
+    Csv,
 }
 
 /// `--consistency`.
@@ -71,6 +73,35 @@ pub enum Command {
     /// Renew leases.
     #[command(subcommand)]
     Lease(crate::leases::LeaseCommand),
+    /// Write every allocation (of one pool, or all) as CSV (`pool,ip,owner,labels`) or, with
+    /// `-o json`, JSON lines; the output imports as is.
+    Export {
+        /// Only this pool.
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Import allocations from CSV (`pool,ip,owner[,labels]`) or JSON lines: checks every row
+    /// first and writes nothing while any conflicts; running it twice changes nothing.
+    Import {
+        /// The file to import.
+        file: std::path::PathBuf,
+        /// Check and report only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import the rows without a conflict, reporting the others.
+        #[arg(long)]
+        skip_conflicts: bool,
+    },
+    /// Check every member's state (allocation rows, owner index, free index, counters) and
+    /// compare their digests at one common applied index; exit 0 only when all agree and
+    /// nothing is wrong. Retries until the applied indexes meet, up to --timeout (default 60 s).
+    Check,
+    /// Download a consistent backup of the contacted node's state into FILE (checksum
+    /// verified); `ipam-node --restore FILE` starts a new cluster from it.
+    Backup {
+        /// Where to write the backup (via FILE.part, renamed once verified).
+        file: std::path::PathBuf,
+    },
     /// Print a shell completion script.
     Completions {
         /// Shell to generate for.

@@ -34,7 +34,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // `IPAM_TOKEN=` (set but empty) means no token, not an empty one.
     let token = token.filter(|t| !t.is_empty());
     // Adding a learner waits for it to catch up, which takes as long as the log is big.
-    let waits_for_catch_up = matches!(command, Command::Cluster(ClusterCommand::AddLearner { .. }));
+    let waits_for_catch_up = matches!(
+        command,
+        Command::Cluster(ClusterCommand::AddLearner { .. }) | Command::Backup { .. }
+    );
     let timeout = timeout.or((!waits_for_catch_up).then_some(DEFAULT_TIMEOUT));
     let connect = || -> anyhow::Result<Client> {
         let consistency = match consistency {
@@ -52,6 +55,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ip(cmd) => ip(&connect()?, output, cmd).await,
         Command::Cluster(cmd) => cluster(&connect()?, output, cmd).await,
         Command::Lease(cmd) => crate::leases::lease(&connect()?, output, cmd).await,
+        Command::Export { pool } => crate::transfer_cmd::export(&connect()?, output, pool).await,
+        Command::Import {
+            file,
+            dry_run,
+            skip_conflicts,
+        } => {
+            let opts = crate::transfer_cmd::ImportOptions {
+                file,
+                dry_run,
+                skip_conflicts,
+            };
+            crate::transfer_cmd::import(&connect()?, output, opts).await
+        }
+        Command::Check => {
+            let deadline = timeout.unwrap_or(DEFAULT_TIMEOUT);
+            crate::check_cmd::check(&connect()?, token.clone(), output, deadline).await
+        }
+        Command::Backup { file } => crate::backup_cmd::backup(&connect()?, output, &file).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ipam-cli", &mut buf);
@@ -306,7 +327,7 @@ pub(crate) fn emit<T: Serialize>(
             text.push('\n');
             write_stdout(&text)
         }
-        Output::Table => write_stdout(&table()),
+        Output::Table | Output::Csv => write_stdout(&table()),
     }
 }
 
@@ -315,7 +336,7 @@ pub(crate) fn emit<T: Serialize>(
 pub(crate) fn done(out: Output, text: &str) -> anyhow::Result<()> {
     match out {
         Output::Json => Ok(()),
-        Output::Table => write_stdout(&format!("{text}\n")),
+        Output::Table | Output::Csv => write_stdout(&format!("{text}\n")),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use ipam_client::{ClientError, StatusCode};
+use ipam_client::{ClientError, ErrorCode, StatusCode};
 
 /// Success.
 pub const OK: u8 = 0;
@@ -31,23 +31,77 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// Conflicts the CLI found itself before writing (an import's rows; exit [`CONFLICT`]).
+#[derive(Debug)]
+pub struct ConflictError(pub String);
+
+impl std::fmt::Display for ConflictError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConflictError {}
+
 /// The exit status for an error of `run`.
 pub fn code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<UsageError>().is_some() {
         return USAGE;
     }
+    if err.downcast_ref::<ConflictError>().is_some() {
+        return CONFLICT;
+    }
     let Some(err) = err.downcast_ref::<ClientError>() else {
         return OTHER;
     };
-    if err.is_unavailable() {
-        return UNAVAILABLE;
-    }
     match err {
         ClientError::InvalidEndpoint { .. } => USAGE,
-        _ => match err.status() {
-            Some(StatusCode::NOT_FOUND) => NOT_FOUND,
-            Some(StatusCode::CONFLICT) => CONFLICT,
-            Some(StatusCode::UNAUTHORIZED) => UNAUTHORIZED,
+        ClientError::Api { code, status, .. } => api_code(code, *status),
+        _ if err.is_unavailable() => UNAVAILABLE,
+        _ => OTHER,
+    }
+}
+
+/// The exit status of a node's error code; a code this build does not know (from a newer
+/// node) is judged by its HTTP status.
+fn api_code(code: &ErrorCode, status: StatusCode) -> u8 {
+    use ErrorCode as C;
+    match code {
+        C::PoolNotFound
+        | C::AllocationNotFound
+        | C::NotFound
+        | C::NodeNotFound
+        | C::NoMatchingPool => NOT_FOUND,
+        C::PoolExists
+        | C::PoolOverlap
+        | C::AddressInUse
+        | C::OwnerConflict
+        | C::PoolNotEmpty
+        | C::GenerationMismatch
+        | C::PoolExhausted
+        | C::AlreadyInitialized
+        | C::MembershipChangeRefused
+        | C::AddressCoolingDown
+        | C::RevisionMismatch
+        | C::RangeNotEmpty
+        | C::PrefixInUse
+        | C::PoolFrozen
+        | C::PlanStale
+        | C::NodeIdInUse
+        | C::LearnerNotCaughtUp => CONFLICT,
+        C::NoLeader | C::Overloaded | C::DeadlineExceeded | C::ShuttingDown => UNAVAILABLE,
+        C::Unauthorized => UNAUTHORIZED,
+        C::InvalidArgument
+        | C::MethodNotAllowed
+        | C::PayloadTooLarge
+        | C::HistoryTruncated
+        | C::IdempotencyKeyReused
+        | C::Internal => OTHER,
+        _ => match status {
+            StatusCode::NOT_FOUND => NOT_FOUND,
+            StatusCode::CONFLICT => CONFLICT,
+            StatusCode::SERVICE_UNAVAILABLE => UNAVAILABLE,
+            StatusCode::UNAUTHORIZED => UNAUTHORIZED,
             _ => OTHER,
         },
     }
@@ -79,7 +133,7 @@ mod tests {
     fn api(status: u16, code: &str) -> anyhow::Error {
         ClientError::Api {
             status: StatusCode::from_u16(status).unwrap(),
-            code: code.into(),
+            code: ErrorCode::parse(code),
             message: "msg".into(),
             index: None,
             may_have_committed: false,
@@ -99,6 +153,12 @@ mod tests {
         assert_eq!(code(&api(401, "unauthorized")), UNAUTHORIZED);
         assert_eq!(code(&api(400, "invalid_argument")), OTHER);
         assert_eq!(code(&api(500, "internal")), OTHER);
+        assert_eq!(code(&api(409, "pool_frozen")), CONFLICT);
+        assert_eq!(code(&api(404, "no_matching_pool")), NOT_FOUND);
+        assert_eq!(code(&api(410, "history_truncated")), OTHER);
+        // A code from a newer node falls back to its status.
+        assert_eq!(code(&api(409, "quota_exceeded")), CONFLICT);
+        assert_eq!(code(&api(503, "draining")), UNAVAILABLE);
         assert_eq!(code(&UsageError("x".into()).into()), USAGE);
         assert_eq!(code(&anyhow::anyhow!("io")), OTHER);
         let bad = ClientError::InvalidEndpoint {
@@ -109,11 +169,23 @@ mod tests {
     }
 
     #[test]
+    fn every_known_code_has_the_exit_status_of_its_http_status() {
+        for c in ErrorCode::KNOWN {
+            let status = c.status().unwrap();
+            assert_eq!(
+                api_code(c, status),
+                api_code(&ErrorCode::Unknown("x".into()), status),
+                "{c}"
+            );
+        }
+    }
+
+    #[test]
     fn messages_are_one_line() {
         assert_eq!(message(&api(404, "pool_not_found")), "pool_not_found: msg");
         let batch: anyhow::Error = ClientError::Api {
             status: StatusCode::CONFLICT,
-            code: "pool_exhausted".into(),
+            code: ErrorCode::PoolExhausted,
             message: "full".into(),
             index: Some(2),
             may_have_committed: false,

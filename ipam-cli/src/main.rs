@@ -1,6 +1,6 @@
 //! `ipam-cli` is the operator's command line for raft-ipam: it manages pools, allocates and
 //! releases addresses and changes cluster membership through any node's HTTP API
-//! (`../shared/api.md`), printing aligned tables for people or the API's JSON (`-o json`) for
+//! (`docs/api.md`), printing aligned tables for people or the API's JSON (`-o json`) for
 //! scripts. It is thin: it parses, calls `ipam-client`, and prints.
 //!
 //! Exit statuses: 0 success, 1 other failure (including 400 `invalid_argument`), 2 usage,
@@ -13,16 +13,25 @@
 //! - [`commands`] — `run`: one command → client calls → output.
 //! - [`render`] — tables, key/value listings, number formatting.
 //! - [`exit`] — exit statuses and the one-line error message.
+//! - [`transfer`] — import/export file formats; [`plan`] — checking an import's rows;
+//!   [`transfer_cmd`] — `export` and `import` (batches, progress, report).
+//! - [`backup_cmd`] — `backup`: download and verify a backup.
+//! - [`check_cmd`] — `check`: every member's integrity check at one common applied index.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 mod args;
+mod backup_cmd;
+mod check_cmd;
 mod commands;
 mod exit;
 mod leases;
+mod plan;
 mod render;
+mod transfer;
+mod transfer_cmd;
 
 fn main() -> ExitCode {
     // Usage errors exit here with clap's status 2.

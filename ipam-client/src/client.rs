@@ -3,6 +3,9 @@
 //! One `Client` holds one `reqwest::Client`, so connections are pooled and reused across
 //! calls; clone it freely (clones share the pool).
 
+#[path = "ops.rs"]
+pub mod ops;
+
 use std::time::Duration;
 
 use reqwest::{header, Method, RequestBuilder, Response, StatusCode, Url};
@@ -593,7 +596,7 @@ mod tests {
                 retry_after,
             } => {
                 assert_eq!(*status, StatusCode::CONFLICT);
-                assert_eq!(code, "pool_exhausted");
+                assert_eq!(*code, crate::ErrorCode::PoolExhausted);
                 assert_eq!(message, "pool vms is full");
                 assert_eq!(*index, Some(3));
                 assert!(*may_have_committed);

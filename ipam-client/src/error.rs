@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use crate::ErrorCode;
+
 /// An error of a [`crate::Client`] call.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -14,8 +16,8 @@ pub enum ClientError {
     Api {
         /// HTTP status.
         status: StatusCode,
-        /// The contract's snake_case code (`pool_not_found`, `pool_overlap`, ...).
-        code: String,
+        /// The contract's code.
+        code: ErrorCode,
         /// The node's human text.
         message: String,
         /// The failing op of a batch (0-based).
@@ -80,7 +82,7 @@ impl ClientError {
     }
 
     /// The contract's error code of an [`ClientError::Api`] error.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<&ErrorCode> {
         match self {
             ClientError::Api { code, .. } => Some(code),
             _ => None,

@@ -1,4 +1,4 @@
-//! `ipam-client` holds the JSON types of the raft-ipam HTTP API v1 (`../shared/api.md`) and a
+//! `ipam-client` holds the JSON types of the raft-ipam HTTP API v1 (`docs/api.md`) and a
 //! typed async HTTP client of it, shared by `ipam-node` (server side of the types), `ipam-cli`,
 //! the integration tests and the benchmarks.
 //!
@@ -18,15 +18,21 @@
 //! - [`types`] — request and response bodies, the error body: the wire format, written once.
 //! - [`client`] — [`Client`], one method per endpoint over one pooled `reqwest::Client`;
 //!   [`Consistency`] and [`AllocationQuery`] for reads.
+//! - [`code`] — [`ErrorCode`]: every error code of the contract with its HTTP status, the one
+//!   list the node, the CLI and the bench share.
+//! - [`ops`] (`src/ops.rs`, a child of `client`) — operations endpoints: integrity check,
+//!   backup; their types and calls.
 //! - [`error`] — [`ClientError`]: API errors with the node's code, unreachable node, timeout,
 //!   undecodable answer.
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod code;
 pub mod error;
 pub mod types;
 
-pub use client::{AllocationQuery, Client, Consistency};
+pub use client::{ops, AllocationQuery, Client, Consistency};
+pub use code::ErrorCode;
 pub use error::ClientError;
 /// HTTP status codes, as [`ClientError::Api`] carries them.
 pub use reqwest::StatusCode;

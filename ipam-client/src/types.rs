@@ -1,4 +1,4 @@
-//! JSON bodies of the HTTP API v1 (`../shared/api.md`), shared by the node, the CLI, the tests
+//! JSON bodies of the HTTP API v1 (`docs/api.md`), shared by the node, the CLI, the tests
 //! and the benchmarks so the wire format is written down once.
 //!
 //! Addresses are strings, pool counts are decimal strings (an IPv6 pool exceeds 2^53), times
@@ -375,8 +375,8 @@ pub struct ErrorBody {
 /// `{"code", "message", ...}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// snake_case code of the contract.
-    pub code: String,
+    /// The contract's code.
+    pub code: crate::ErrorCode,
     /// Human text.
     pub message: String,
     /// The failing op of a batch.

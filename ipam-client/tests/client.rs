@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use ipam_client::types::{AllocateRequest, BatchOp, CreatePoolRequest, GatewayField, NodeAddr};
-use ipam_client::{AllocationQuery, Client, ClientError, Consistency};
+use ipam_client::{AllocationQuery, Client, ClientError, Consistency, ErrorCode};
 use serde_json::{json, Value};
 
 #[derive(Clone, Debug)]
@@ -424,7 +424,7 @@ async fn api_errors_carry_code_message_and_extras() {
     );
     let err = client.get_pool("vms").await.unwrap_err();
     assert!(err.is_not_found());
-    assert_eq!(err.code(), Some("pool_not_found"));
+    assert_eq!(err.code(), Some(&ErrorCode::PoolNotFound));
     assert_eq!(err.to_string(), "pool_not_found: no pool named vms");
 
     script.answer(

@@ -21,6 +21,8 @@
 //! - [`tables`] — redb table definitions and key/value encodings.
 //! - [`lease`] — lease and cooldown settings of a pool, TTL rules, the cooling index.
 //! - `expire` — log time, expiry of due leases and end of cooldowns at the start of each entry.
+//! - [`check`] — the integrity check of the tables and the in-memory index (`src/check.rs`,
+//!   a child of `state` so it can read the index).
 #![deny(missing_docs)]
 
 pub mod alloc;
@@ -40,6 +42,7 @@ pub use error::{
     ReleaseError, StorageError, Unallocatable,
 };
 pub use lease::PoolLifecycle;
+pub use state::check;
 pub use state::State;
 pub use types::{
     AddressInfo, Allocation, AllocationPage, Cidr, Family, GatewayChoice, Labels, PoolId, PoolInfo,

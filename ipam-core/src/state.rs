@@ -31,6 +31,9 @@ use crate::tables::{cooling_key, expiry_key, CoolingRecord};
 use crate::types::{addr_to_u128, Labels, PoolId, PoolInfo, Stamp};
 use crate::validate::{check_command, check_op, pool_layout};
 
+#[path = "check.rs"]
+pub mod check;
+
 /// One pool in memory.
 #[derive(Clone, Debug)]
 struct PoolEntry {

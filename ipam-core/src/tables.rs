@@ -230,6 +230,36 @@ pub fn decode<T: Record>(table: &'static str, bytes: &[u8]) -> Result<T, Storage
     }
 }
 
+/// Encodes a value that is not a core table's record (raft's log entries, vote, snapshot
+/// metadata) as [`FORMAT_VERSION`] ++ postcard. Such values evolve only by the append-only enum
+/// rule, so they keep version 1; a shape change would need a [`Record`] of its own.
+pub fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+    postcard::to_extend(value, vec![FORMAT_VERSION]).map_err(|e| StorageError::Corrupt {
+        table: "encode",
+        reason: e.to_string(),
+    })
+}
+
+/// Decodes what [`encode_value`] wrote; another version byte is refused naming both.
+pub fn decode_value<T: DeserializeOwned>(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<T, StorageError> {
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, rest)) => decode_body(table, rest),
+        Some((v, _)) => Err(StorageError::Corrupt {
+            table,
+            reason: format!(
+                "format version {v} is not readable by this release (it reads {FORMAT_VERSION})"
+            ),
+        }),
+        None => Err(StorageError::Corrupt {
+            table,
+            reason: "empty value".to_string(),
+        }),
+    }
+}
+
 /// Decodes a postcard body (no version byte), checking that nothing trails. For
 /// [`Record::decode_older`] implementations.
 pub fn decode_body<T: DeserializeOwned>(

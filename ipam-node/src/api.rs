@@ -87,6 +87,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cluster/voters", post(change_voters))
         .route("/api/v1/cluster/voters/{id}", post(promote_voter))
         .route("/api/v1/cluster/members/{id}", delete(remove_member))
+        .route("/api/v1/check", get(crate::check::check))
+        .route("/api/v1/backup", get(crate::backup::backup))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let ops = Router::new()
         .route("/healthz", get(healthz))
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1)
         .merge(ops)
+        .merge(crate::ui::routes())
         .with_state(state.clone())
         .merge(raft)
         .fallback(not_found)
@@ -301,7 +304,9 @@ async fn allocate(
         } else {
             ""
         };
-        state.metrics.allocation_error(pool_label, parts.code);
+        state
+            .metrics
+            .allocation_error(pool_label, parts.code.as_str());
     }
     result
 }

@@ -1,8 +1,11 @@
 //! Node configuration: flags win over `IPAM_*` environment variables, which win over the TOML
 //! config file, which wins over the built-in defaults.
 //!
-//! [`Args`] is the clap command line (clap itself reads the environment twins); [`FileConfig`]
-//! is the TOML file; [`Args::resolve`] merges both over [`NodeConfig::default`].
+//! [`Args`] is written once and read three ways: clap parses it from the flags (and their
+//! environment twins), serde from the TOML file (keys are the field names). [`Args::over`]
+//! layers one over the other, and [`Args::merge`] resolves the result over
+//! [`NodeConfig::default`] — the one place with defaults, which takes the raft layer's own
+//! from [`ipam_raft::Config::new`] — into the checked [`NodeConfig`] that [`crate::run`] takes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +28,10 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+/// Upper bound of every duration setting: beyond it a deadline is a typo, and `now + d`
+/// would overflow the clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything a node needs to start. `Default` is a node started with no flags.
 #[derive(Clone, Debug)]
@@ -70,31 +77,39 @@ pub struct NodeConfig {
     pub log_level: String,
     /// Log output format.
     pub log_format: LogFormat,
+    /// How often the node runs its integrity check (and repairs its free index); `None`: never.
+    pub check_interval: Option<Duration>,
+    /// A backup to restore into the (empty) data dir as a new single-voter cluster.
+    pub restore: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
+        // The raft layer's knobs default to its own values; only the node's are set here.
+        let raft = ipam_raft::Config::new(1, "ipam-data", "");
         NodeConfig {
-            id: 1,
+            id: raft.id,
             listen: "127.0.0.1:7470".to_string(),
             advertise: None,
             no_init: false,
-            data_dir: PathBuf::from("ipam-data"),
+            data_dir: raft.data_dir,
             token: None,
             join: None,
             join_timeout: Duration::from_secs(300),
-            heartbeat: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
-            snapshot_logs: 5_000,
-            snapshot_keep_logs: 1_000,
-            write_deadline: Duration::from_secs(10),
-            read_deadline: Duration::from_secs(5),
+            heartbeat: raft.heartbeat,
+            election_timeout: raft.election_timeout,
+            snapshot_logs: raft.snapshot_logs,
+            snapshot_keep_logs: raft.max_in_snapshot_log_to_keep,
+            write_deadline: raft.write_deadline,
+            read_deadline: raft.read_deadline,
             request_timeout: Duration::from_secs(30),
-            max_ops_per_entry: 1_000,
-            max_inflight_entries: 2,
-            queue_capacity: 100_000,
+            max_ops_per_entry: raft.max_ops_per_entry,
+            max_inflight_entries: raft.max_inflight_entries,
+            queue_capacity: raft.queue_capacity,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             log_format: LogFormat::Text,
+            check_interval: Some(Duration::from_secs(3600)),
+            restore: None,
         }
     }
 }
@@ -132,9 +147,11 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The `ipam-node` command line. Every flag has an `IPAM_*` environment twin; a flag wins over
-/// its twin, and both win over the `--config` file.
-#[derive(Clone, Debug, Default, Parser)]
+/// The node's settings as given: the `ipam-node` command line, and also the TOML file's keys
+/// (the field names). Every flag has an `IPAM_*` environment twin; a flag wins over its twin,
+/// and both win over the `--config` file. `None`: not given at this layer.
+#[derive(Clone, Debug, Default, Parser, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[command(
     name = "ipam-node",
     version,
@@ -176,6 +193,7 @@ pub struct Args {
     pub join_timeout_secs: Option<u64>,
     /// TOML config file; keys are the flag names with `_` for `-`
     #[arg(long, env = "IPAM_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Raft heartbeat interval in milliseconds [default: 100]
     #[arg(long, env = "IPAM_HEARTBEAT_MS")]
@@ -211,6 +229,16 @@ pub struct Args {
     /// [default: 100000]
     #[arg(long, env = "IPAM_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
+    /// Seconds between integrity checks of this node's state (0: never) [default: 3600]
+    #[arg(long, env = "IPAM_CHECK_INTERVAL", value_name = "SECONDS")]
+    pub check_interval: Option<u64>,
+    /// Restore this backup (`ipam-cli backup`) into the empty --data-dir as a new single-voter
+    /// cluster with a new cluster id, then serve; other nodes --join it. Refuses a non-empty
+    /// data dir or a damaged file, writing nothing. Flag only (no environment twin, not in the
+    /// config file), so a restart does not try again.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub restore: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such as
     /// `info,openraft=debug` [default: info,openraft=warn]
     #[arg(long, env = "IPAM_LOG_LEVEL")]
@@ -220,164 +248,140 @@ pub struct Args {
     pub log_format: Option<LogFormat>,
 }
 
-/// The TOML config file: the same settings as [`Args`], keys with `_` for `-`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// See [`Args::id`].
-    pub id: Option<u64>,
-    /// See [`Args::listen`].
-    pub listen: Option<String>,
-    /// See [`Args::advertise`].
-    pub advertise: Option<String>,
-    /// See [`Args::no_init`].
-    pub no_init: Option<bool>,
-    /// See [`Args::data_dir`].
-    pub data_dir: Option<PathBuf>,
-    /// See [`Args::token`].
-    pub token: Option<String>,
-    /// See [`Args::token_file`].
-    pub token_file: Option<PathBuf>,
-    /// See [`Args::join`].
-    pub join: Option<String>,
-    /// See [`Args::join_timeout_secs`].
-    pub join_timeout_secs: Option<u64>,
-    /// See [`Args::heartbeat_ms`].
-    pub heartbeat_ms: Option<u64>,
-    /// See [`Args::election_timeout_min_ms`].
-    pub election_timeout_min_ms: Option<u64>,
-    /// See [`Args::election_timeout_max_ms`].
-    pub election_timeout_max_ms: Option<u64>,
-    /// See [`Args::snapshot_logs`].
-    pub snapshot_logs: Option<u64>,
-    /// See [`Args::snapshot_keep_logs`].
-    pub snapshot_keep_logs: Option<u64>,
-    /// See [`Args::write_deadline_ms`].
-    pub write_deadline_ms: Option<u64>,
-    /// See [`Args::read_deadline_ms`].
-    pub read_deadline_ms: Option<u64>,
-    /// See [`Args::request_timeout_ms`].
-    pub request_timeout_ms: Option<u64>,
-    /// See [`Args::max_ops_per_entry`].
-    pub max_ops_per_entry: Option<usize>,
-    /// See [`Args::max_inflight_entries`].
-    pub max_inflight_entries: Option<usize>,
-    /// See [`Args::queue_capacity`].
-    pub queue_capacity: Option<usize>,
-    /// See [`Args::log_level`].
-    pub log_level: Option<String>,
-    /// See [`Args::log_format`].
-    pub log_format: Option<LogFormat>,
-}
-
-impl FileConfig {
+impl Args {
     /// Reads and parses a TOML config file.
-    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    pub fn load(path: &Path) -> Result<Args, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
             path: path.to_owned(),
             source,
         })?;
-        FileConfig::parse(&text).map_err(|source| ConfigError::ParseFile {
+        Args::from_toml(&text).map_err(|source| ConfigError::ParseFile {
             path: path.to_owned(),
             source: Box::new(source),
         })
     }
 
-    /// Parses TOML text.
-    pub fn parse(text: &str) -> Result<FileConfig, toml::de::Error> {
+    /// Parses TOML text (unknown keys are refused).
+    pub fn from_toml(text: &str) -> Result<Args, toml::de::Error> {
         toml::from_str(text)
     }
-}
 
-impl Args {
     /// Loads the `--config` file (if any) and merges: these args (flags, then environment) over
     /// the file over the defaults; reads the token file; checks the result.
     pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
         let file = match &self.config {
-            Some(path) => FileConfig::load(path)?,
-            None => FileConfig::default(),
+            Some(path) => Args::load(path)?,
+            None => Args::default(),
         };
         self.merge(file)
     }
 
-    /// Merges these args over `file` over the defaults, reads the token file and checks the
-    /// result. A token given directly (flag, environment or file key `token`) at one layer wins
-    /// over a token file of a lower layer, and a token file of a higher layer over a token of a
-    /// lower one.
-    pub fn merge(self, file: FileConfig) -> Result<NodeConfig, ConfigError> {
+    /// Every setting given here, else the one of `lower`. A token given directly or through a
+    /// file at this layer wins over both at the lower one.
+    pub fn over(self, lower: Args) -> Args {
+        let (token, token_file) = if self.token.is_some() || self.token_file.is_some() {
+            (self.token, self.token_file)
+        } else {
+            (lower.token, lower.token_file)
+        };
+        Args {
+            id: self.id.or(lower.id),
+            listen: self.listen.or(lower.listen),
+            advertise: self.advertise.or(lower.advertise),
+            no_init: self.no_init.or(lower.no_init),
+            data_dir: self.data_dir.or(lower.data_dir),
+            token,
+            token_file,
+            join: self.join.or(lower.join),
+            join_timeout_secs: self.join_timeout_secs.or(lower.join_timeout_secs),
+            config: self.config.or(lower.config),
+            heartbeat_ms: self.heartbeat_ms.or(lower.heartbeat_ms),
+            election_timeout_min_ms: self
+                .election_timeout_min_ms
+                .or(lower.election_timeout_min_ms),
+            election_timeout_max_ms: self
+                .election_timeout_max_ms
+                .or(lower.election_timeout_max_ms),
+            snapshot_logs: self.snapshot_logs.or(lower.snapshot_logs),
+            snapshot_keep_logs: self.snapshot_keep_logs.or(lower.snapshot_keep_logs),
+            write_deadline_ms: self.write_deadline_ms.or(lower.write_deadline_ms),
+            read_deadline_ms: self.read_deadline_ms.or(lower.read_deadline_ms),
+            request_timeout_ms: self.request_timeout_ms.or(lower.request_timeout_ms),
+            max_ops_per_entry: self.max_ops_per_entry.or(lower.max_ops_per_entry),
+            max_inflight_entries: self.max_inflight_entries.or(lower.max_inflight_entries),
+            queue_capacity: self.queue_capacity.or(lower.queue_capacity),
+            check_interval: self.check_interval.or(lower.check_interval),
+            restore: self.restore.or(lower.restore),
+            log_level: self.log_level.or(lower.log_level),
+            log_format: self.log_format.or(lower.log_format),
+        }
+    }
+
+    /// Layers these args over `file`, resolves the result over the defaults, reads the token
+    /// file and checks the result.
+    pub fn merge(self, file: Args) -> Result<NodeConfig, ConfigError> {
+        let a = self.over(file);
         let d = NodeConfig::default();
-        let ms = Duration::from_millis;
-        let token = match (self.token, self.token_file) {
+        let secs = |v: Option<u64>, default| duration(v, 1000, default);
+        let ms = |v: Option<u64>, default| duration(v, 1, default);
+        let token = match (a.token, a.token_file) {
             (Some(t), _) => Some(t),
             (None, Some(f)) => Some(read_token_file(&f)?),
-            (None, None) => match (file.token, file.token_file) {
-                (Some(t), _) => Some(t),
-                (None, Some(f)) => Some(read_token_file(&f)?),
-                (None, None) => None,
-            },
+            (None, None) => None,
         };
         let config = NodeConfig {
-            id: self.id.or(file.id).unwrap_or(d.id),
-            listen: self.listen.or(file.listen).unwrap_or(d.listen),
-            advertise: self.advertise.or(file.advertise),
-            no_init: self.no_init.or(file.no_init).unwrap_or(d.no_init),
-            data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            id: a.id.unwrap_or(d.id),
+            listen: a.listen.unwrap_or(d.listen),
+            advertise: a.advertise,
+            no_init: a.no_init.unwrap_or(d.no_init),
+            data_dir: a.data_dir.unwrap_or(d.data_dir),
             token,
-            join: self.join.or(file.join),
-            join_timeout: self
-                .join_timeout_secs
-                .or(file.join_timeout_secs)
-                .map_or(d.join_timeout, Duration::from_secs),
-            heartbeat: self
-                .heartbeat_ms
-                .or(file.heartbeat_ms)
-                .map_or(d.heartbeat, ms),
+            join: a.join,
+            join_timeout: secs(a.join_timeout_secs, d.join_timeout)?,
+            heartbeat: ms(a.heartbeat_ms, d.heartbeat)?,
             election_timeout: (
-                self.election_timeout_min_ms
-                    .or(file.election_timeout_min_ms)
-                    .map_or(d.election_timeout.0, ms),
-                self.election_timeout_max_ms
-                    .or(file.election_timeout_max_ms)
-                    .map_or(d.election_timeout.1, ms),
+                ms(a.election_timeout_min_ms, d.election_timeout.0)?,
+                ms(a.election_timeout_max_ms, d.election_timeout.1)?,
             ),
-            snapshot_logs: self
-                .snapshot_logs
-                .or(file.snapshot_logs)
-                .unwrap_or(d.snapshot_logs),
-            snapshot_keep_logs: self
-                .snapshot_keep_logs
-                .or(file.snapshot_keep_logs)
-                .unwrap_or(d.snapshot_keep_logs),
-            write_deadline: self
-                .write_deadline_ms
-                .or(file.write_deadline_ms)
-                .map_or(d.write_deadline, ms),
-            read_deadline: self
-                .read_deadline_ms
-                .or(file.read_deadline_ms)
-                .map_or(d.read_deadline, ms),
-            request_timeout: self
-                .request_timeout_ms
-                .or(file.request_timeout_ms)
-                .map_or(d.request_timeout, ms),
-            max_ops_per_entry: self
-                .max_ops_per_entry
-                .or(file.max_ops_per_entry)
-                .unwrap_or(d.max_ops_per_entry),
-            max_inflight_entries: self
-                .max_inflight_entries
-                .or(file.max_inflight_entries)
-                .unwrap_or(d.max_inflight_entries),
-            queue_capacity: self
-                .queue_capacity
-                .or(file.queue_capacity)
-                .unwrap_or(d.queue_capacity),
-            log_level: self.log_level.or(file.log_level).unwrap_or(d.log_level),
-            log_format: self.log_format.or(file.log_format).unwrap_or(d.log_format),
+            snapshot_logs: a.snapshot_logs.unwrap_or(d.snapshot_logs),
+            snapshot_keep_logs: a.snapshot_keep_logs.unwrap_or(d.snapshot_keep_logs),
+            write_deadline: ms(a.write_deadline_ms, d.write_deadline)?,
+            read_deadline: ms(a.read_deadline_ms, d.read_deadline)?,
+            request_timeout: ms(a.request_timeout_ms, d.request_timeout)?,
+            max_ops_per_entry: a.max_ops_per_entry.unwrap_or(d.max_ops_per_entry),
+            max_inflight_entries: a.max_inflight_entries.unwrap_or(d.max_inflight_entries),
+            queue_capacity: a.queue_capacity.unwrap_or(d.queue_capacity),
+            log_level: a.log_level.unwrap_or(d.log_level),
+            log_format: a.log_format.unwrap_or(d.log_format),
+            check_interval: match a.check_interval {
+                Some(0) => None,
+                Some(v) => Some(secs(Some(v), Duration::ZERO)?),
+                None => d.check_interval,
+            },
+            restore: a.restore,
         };
         config.check()?;
         Ok(config)
     }
+}
+
+/// `value` units of `unit_ms` milliseconds, or `default`; a value past [`MAX_DURATION`] is
+/// refused here, before anything multiplies or adds it.
+fn duration(value: Option<u64>, unit_ms: u64, default: Duration) -> Result<Duration, ConfigError> {
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    match v.checked_mul(unit_ms).map(Duration::from_millis) {
+        Some(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(too_long()),
+    }
+}
+
+fn too_long() -> ConfigError {
+    ConfigError::Invalid(format!(
+        "durations must be at most {} s (one day)",
+        MAX_DURATION.as_secs()
+    ))
 }
 
 fn read_token_file(path: &Path) -> Result<String, ConfigError> {
@@ -420,6 +424,18 @@ impl NodeConfig {
                 min.as_millis(),
                 max.as_millis()
             ));
+        }
+        let durations = [
+            self.join_timeout,
+            self.heartbeat,
+            min,
+            max,
+            self.write_deadline,
+            self.read_deadline,
+            self.request_timeout,
+        ];
+        if durations.iter().any(|d| *d > MAX_DURATION) {
+            return Err(too_long());
         }
         if self.snapshot_logs == 0 {
             return invalid("--snapshot-logs must be at least 1".into());
@@ -510,7 +526,7 @@ mod tests {
 
     #[test]
     fn no_flags_is_the_default_node() {
-        let c = with_env(&[], || parse(&[]).merge(FileConfig::default())).unwrap();
+        let c = with_env(&[], || parse(&[]).merge(Args::default())).unwrap();
         let d = NodeConfig::default();
         assert_eq!(c.id, 1);
         assert_eq!(c.listen, "127.0.0.1:7470");
@@ -522,7 +538,7 @@ mod tests {
 
     #[test]
     fn flags_win_over_env_which_wins_over_file() {
-        let file = FileConfig::parse(
+        let file = Args::from_toml(
             "id = 3\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\nheartbeat_ms = 50\nno_init = true\nlog_format = \"json\"\n",
         )
         .unwrap();
@@ -545,7 +561,7 @@ mod tests {
         .unwrap();
         assert!(!c.no_init);
         let c = with_env(&[("IPAM_NO_INIT", "false")], || {
-            parse(&["--no-init"]).merge(FileConfig::default())
+            parse(&["--no-init"]).merge(Args::default())
         })
         .unwrap();
         assert!(c.no_init);
@@ -553,7 +569,7 @@ mod tests {
 
     #[test]
     fn proposer_knobs_reach_the_raft_config() {
-        let file = FileConfig::parse("max_ops_per_entry = 500\nqueue_capacity = 10\n").unwrap();
+        let file = Args::from_toml("max_ops_per_entry = 500\nqueue_capacity = 10\n").unwrap();
         let c = with_env(&[("IPAM_MAX_INFLIGHT_ENTRIES", "4")], || {
             parse(&["--queue-capacity", "20"]).merge(file.clone())
         })
@@ -576,7 +592,7 @@ mod tests {
             (500, 4, 20)
         );
         let zero = with_env(&[], || {
-            parse(&["--max-ops-per-entry", "0"]).merge(FileConfig::default())
+            parse(&["--max-ops-per-entry", "0"]).merge(Args::default())
         });
         assert!(zero.is_err());
     }
@@ -599,11 +615,9 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "s3cret\n").unwrap();
         let p = path.to_str().unwrap();
-        let c = with_env(&[], || {
-            parse(&["--token-file", p]).merge(FileConfig::default())
-        });
+        let c = with_env(&[], || parse(&["--token-file", p]).merge(Args::default()));
         assert_eq!(c.unwrap().token.as_deref(), Some("s3cret"));
-        let file = FileConfig::parse("token = \"fromfile\"").unwrap();
+        let file = Args::from_toml("token = \"fromfile\"").unwrap();
         let c = with_env(&[("IPAM_TOKEN", "fromenv")], || {
             parse(&[]).merge(file.clone())
         });
@@ -614,7 +628,7 @@ mod tests {
         assert_eq!(c.unwrap().token.as_deref(), Some("fromfile"));
         let missing = dir.path().join("absent");
         let e = with_env(&[], || {
-            parse(&["--token-file", missing.to_str().unwrap()]).merge(FileConfig::default())
+            parse(&["--token-file", missing.to_str().unwrap()]).merge(Args::default())
         });
         assert!(matches!(e, Err(ConfigError::ReadTokenFile { .. })));
         assert!(Args::try_parse_from(["ipam-node", "--token", "a", "--token-file", p]).is_err());
@@ -622,9 +636,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        assert!(FileConfig::parse("idd = 3").is_err(), "unknown key");
-        assert!(FileConfig::parse("id = \"three\"").is_err());
-        let bad = |args: &[&str]| with_env(&[], || parse(args).merge(FileConfig::default()));
+        assert!(Args::from_toml("idd = 3").is_err(), "unknown key");
+        assert!(Args::from_toml("id = \"three\"").is_err());
+        let bad = |args: &[&str]| with_env(&[], || parse(args).merge(Args::default()));
         assert!(bad(&["--id", "0"]).is_err());
         assert!(bad(&["--heartbeat-ms", "600"]).is_err());
         assert!(bad(&[
@@ -638,6 +652,51 @@ mod tests {
         assert!(bad(&["--token", ""]).is_err());
         assert!(Args::try_parse_from(["ipam-node", "--id", "x"]).is_err());
         assert!(Args::try_parse_from(["ipam-node", "--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn durations_have_an_upper_bound() {
+        let bad = |args: &[&str]| with_env(&[], || parse(args).merge(Args::default()));
+        let e = bad(&["--write-deadline-ms", &u64::MAX.to_string()]).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+        assert!(bad(&["--join-timeout-secs", &u64::MAX.to_string()]).is_err());
+        assert!(bad(&["--request-timeout-ms", "86400001"]).is_err());
+        assert!(bad(&["--read-deadline-ms", "86400000"]).is_ok());
+        let file = Args::from_toml("election_timeout_max_ms = 9223372036854775807").unwrap();
+        assert!(with_env(&[], || parse(&[]).merge(file)).is_err());
+        // A config built in code is checked by `run` the same way.
+        let c = NodeConfig {
+            write_deadline: Duration::MAX,
+            ..Default::default()
+        };
+        assert!(c.check().is_err());
+    }
+
+    #[test]
+    fn every_flag_is_a_file_key() {
+        let mut keys = Vec::new();
+        for arg in <Args as clap::CommandFactory>::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            // `--restore` is a one-shot flag: a file key would restore again on every restart.
+            if matches!(id, "config" | "restore" | "help" | "version") {
+                continue;
+            }
+            keys.push(id.to_string());
+        }
+        assert!(keys.len() > 20, "{keys:?}");
+        for key in keys {
+            let value = match key.as_str() {
+                "listen" | "advertise" | "token" | "join" | "log_level" => "\"x\"",
+                "data_dir" | "token_file" => "\"/x\"",
+                "no_init" => "true",
+                "log_format" => "\"json\"",
+                _ => "5",
+            };
+            let text = format!("{key} = {value}");
+            assert!(Args::from_toml(&text).is_ok(), "{text}");
+        }
+        assert!(Args::from_toml("config = \"x.toml\"").is_err());
+        assert!(Args::from_toml("restore = \"backup.bin\"").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ipam_client::types::{ErrorBody, ErrorDetail};
+use ipam_client::ErrorCode as ApiCode;
 use ipam_core::{BatchError, ErrorCode, InputError, OpError};
 use ipam_raft::IpamError;
 
@@ -59,101 +60,66 @@ pub enum ApiError {
 /// The pieces of an error response.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ErrorParts {
-    /// HTTP status.
+    /// HTTP status (the contract's status of `code`).
     pub status: StatusCode,
-    /// The contract's snake_case code.
-    pub code: &'static str,
+    /// The contract's code.
+    pub code: ApiCode,
     /// Batch op index.
     pub index: Option<usize>,
     /// The write may still apply (`deadline_exceeded`).
     pub may_have_committed: bool,
 }
 
-impl ErrorParts {
-    fn new(status: StatusCode, code: &'static str) -> ErrorParts {
-        ErrorParts {
-            status,
-            code,
-            index: None,
-            may_have_committed: false,
-        }
-    }
+/// The API code of a domain code: the two enums share their texts. A code the core adds
+/// before `ipam-client` lists it is a state conflict until it is listed.
+fn domain(code: ErrorCode) -> ApiCode {
+    ApiCode::parse(code.as_str())
 }
-
-fn domain(code: ErrorCode) -> ErrorParts {
-    let status = match code {
-        ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
-        ErrorCode::PoolNotFound | ErrorCode::AllocationNotFound => StatusCode::NOT_FOUND,
-        ErrorCode::PoolExists
-        | ErrorCode::PoolOverlap
-        | ErrorCode::AddressInUse
-        | ErrorCode::OwnerConflict
-        | ErrorCode::PoolNotEmpty
-        | ErrorCode::GenerationMismatch
-        | ErrorCode::PoolExhausted
-        | ErrorCode::AddressCoolingDown => StatusCode::CONFLICT,
-        // Codes the core adds later are state conflicts until mapped otherwise here.
-        _ => StatusCode::CONFLICT,
-    };
-    ErrorParts::new(status, code.as_str())
-}
-
-fn batch(e: &BatchError) -> ErrorParts {
-    ErrorParts {
-        index: Some(e.index),
-        ..domain(e.error.code())
-    }
-}
-
-const INTERNAL: ErrorParts = ErrorParts {
-    status: StatusCode::INTERNAL_SERVER_ERROR,
-    code: "internal",
-    index: None,
-    may_have_committed: false,
-};
 
 impl ApiError {
-    /// Status, code and extra fields of this error.
-    pub fn parts(&self) -> ErrorParts {
-        use StatusCode as S;
+    /// The contract's code of this error: the one mapping from errors to codes.
+    pub fn code(&self) -> ApiCode {
         match self {
             ApiError::Ipam(e) => match e {
                 IpamError::Op(e) => domain(e.code()),
-                IpamError::Batch(e) => batch(e),
-                IpamError::Query(e) => e.code().map_or(INTERNAL, domain),
-                IpamError::NoLeader => ErrorParts::new(S::SERVICE_UNAVAILABLE, "no_leader"),
-                IpamError::Overloaded => ErrorParts::new(S::SERVICE_UNAVAILABLE, "overloaded"),
-                IpamError::DeadlineExceeded { .. } => ErrorParts {
-                    may_have_committed: true,
-                    ..ErrorParts::new(S::SERVICE_UNAVAILABLE, "deadline_exceeded")
-                },
-                IpamError::ShuttingDown => ErrorParts::new(S::SERVICE_UNAVAILABLE, "shutting_down"),
-                IpamError::AlreadyInitialized => {
-                    ErrorParts::new(S::CONFLICT, "already_initialized")
-                }
-                IpamError::Membership(_) => {
-                    ErrorParts::new(S::CONFLICT, "membership_change_refused")
-                }
-                IpamError::UnknownNode(_) => ErrorParts::new(S::NOT_FOUND, "node_not_found"),
-                IpamError::Internal(_) => INTERNAL,
-                _ => INTERNAL,
+                IpamError::Batch(e) => domain(e.error.code()),
+                IpamError::Query(e) => e.code().map_or(ApiCode::Internal, domain),
+                IpamError::NoLeader => ApiCode::NoLeader,
+                IpamError::Overloaded => ApiCode::Overloaded,
+                IpamError::DeadlineExceeded { .. } => ApiCode::DeadlineExceeded,
+                IpamError::ShuttingDown => ApiCode::ShuttingDown,
+                IpamError::AlreadyInitialized => ApiCode::AlreadyInitialized,
+                IpamError::Membership(_) => ApiCode::MembershipChangeRefused,
+                IpamError::UnknownNode(_) => ApiCode::NodeNotFound,
+                IpamError::Internal(_) => ApiCode::Internal,
+                IpamError::NodeIdInUse { .. } => ApiCode::NodeIdInUse,
+                IpamError::LearnerNotCaughtUp { .. } => ApiCode::LearnerNotCaughtUp,
+                _ => ApiCode::Internal,
             },
             ApiError::Op(e) => domain(e.code()),
-            ApiError::Batch(e) => batch(e),
+            ApiError::Batch(e) => domain(e.error.code()),
             ApiError::Input(e) => domain(e.code()),
-            ApiError::InvalidArgument(_) => ErrorParts::new(S::BAD_REQUEST, "invalid_argument"),
-            ApiError::Unauthorized => ErrorParts::new(S::UNAUTHORIZED, "unauthorized"),
-            ApiError::PayloadTooLarge(_) => {
-                ErrorParts::new(S::PAYLOAD_TOO_LARGE, "payload_too_large")
-            }
-            ApiError::NotFound(_) => ErrorParts::new(S::NOT_FOUND, "not_found"),
-            ApiError::MethodNotAllowed { .. } => {
-                ErrorParts::new(S::METHOD_NOT_ALLOWED, "method_not_allowed")
-            }
-            ApiError::RequestTimeout { .. } => ErrorParts {
-                may_have_committed: true,
-                ..ErrorParts::new(S::SERVICE_UNAVAILABLE, "deadline_exceeded")
-            },
+            ApiError::InvalidArgument(_) => ApiCode::InvalidArgument,
+            ApiError::Unauthorized => ApiCode::Unauthorized,
+            ApiError::PayloadTooLarge(_) => ApiCode::PayloadTooLarge,
+            ApiError::NotFound(_) => ApiCode::NotFound,
+            ApiError::MethodNotAllowed { .. } => ApiCode::MethodNotAllowed,
+            ApiError::RequestTimeout { .. } => ApiCode::DeadlineExceeded,
+        }
+    }
+
+    /// Status, code and extra fields of this error.
+    pub fn parts(&self) -> ErrorParts {
+        let code = self.code();
+        let index = match self {
+            ApiError::Batch(e) | ApiError::Ipam(IpamError::Batch(e)) => Some(e.index),
+            _ => None,
+        };
+        ErrorParts {
+            status: code.status().unwrap_or(StatusCode::CONFLICT),
+            may_have_committed: code == ApiCode::DeadlineExceeded,
+            code,
+            index,
         }
     }
 
@@ -177,7 +143,7 @@ impl IntoResponse for ApiError {
         }
         let body = ErrorBody {
             error: ErrorDetail {
-                code: parts.code.to_string(),
+                code: parts.code,
                 message: self.message(),
                 index: parts.index,
                 may_have_committed: parts.may_have_committed.then_some(true),
@@ -215,11 +181,15 @@ mod tests {
             (IpamError::ShuttingDown, 503, "shutting_down"),
             (IpamError::AlreadyInitialized, 409, "already_initialized"),
             (IpamError::UnknownNode(4), 404, "node_not_found"),
-            (IpamError::Internal("disk".into()), 500, "internal"),
+            (
+                IpamError::Internal(ipam_raft::InternalError::CloseTimeout { secs: 10 }),
+                500,
+                "internal",
+            ),
         ];
         for (e, status, code) in cases {
             let p = ApiError::Ipam(e).parts();
-            assert_eq!((p.status.as_u16(), p.code), (status, code));
+            assert_eq!((p.status.as_u16(), p.code.as_str()), (status, code));
         }
     }
 
@@ -240,7 +210,8 @@ mod tests {
         ];
         for (code, status) in cases {
             let p = domain(code);
-            assert_eq!((p.status.as_u16(), p.code), (status, code.as_str()));
+            assert_eq!(p.as_str(), code.as_str());
+            assert_eq!(p.status().map(|s| s.as_u16()), Some(status));
         }
     }
 
@@ -254,7 +225,7 @@ mod tests {
             .await
             .unwrap();
         let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(body.error.code, "deadline_exceeded");
+        assert_eq!(body.error.code, ApiCode::DeadlineExceeded);
         assert_eq!(body.error.may_have_committed, Some(true));
 
         let e = BatchError {
@@ -268,7 +239,7 @@ mod tests {
             .unwrap();
         let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(body.error.index, Some(3));
-        assert_eq!(body.error.code, "invalid_argument");
+        assert_eq!(body.error.code, ApiCode::InvalidArgument);
         assert!(body.error.may_have_committed.is_none());
     }
 }

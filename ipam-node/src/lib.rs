@@ -1,5 +1,5 @@
 //! `ipam-node` is the raft-ipam node that operators run: the HTTP admin API of
-//! `shared/api.md`, the inter-node `/raft/*` routes (mounted from `ipam-raft`) on the same
+//! `docs/api.md`, the inter-node `/raft/*` routes (mounted from `ipam-raft`) on the same
 //! listener, Prometheus metrics, bearer-token authentication, configuration from flags,
 //! environment and a TOML file, self-initialisation and `--join`, and graceful shutdown.
 //!
@@ -8,15 +8,19 @@
 //!
 //! # Layout
 //!
-//! - [`config`] — [`NodeConfig`], the clap [`config::Args`] and the TOML
-//!   [`config::FileConfig`]; precedence flags > `IPAM_*` environment > file > defaults.
+//! - [`config`] — [`config::Args`], the settings as flags, environment and TOML file (one
+//!   struct), resolved over the defaults into [`NodeConfig`]; precedence flags > `IPAM_*`
+//!   environment > file > defaults.
 //! - [`api`] — [`router`]: every endpoint, the middleware (request id, tracing, metrics,
 //!   authentication, request timeout), [`AppState`].
 //! - [`extract`] — JSON, path and query extractors whose rejections are contract errors.
 //! - [`error`] — [`ApiError`] and its one `IntoResponse`: status, code and body per failure.
 //! - [`wire`] — translation between the API's JSON types and the domain's types.
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
+//! - [`ui`] — the `/ui` dashboard: server-rendered pages and its login cookie.
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
+//! - [`check`] — `GET /api/v1/check` and the periodic integrity check.
+//! - [`backup`] — `GET /api/v1/backup`, streamed; `--restore` is in [`run`].
 //! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
 
 use std::future::{Future, IntoFuture};
@@ -24,6 +28,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 pub mod api;
+pub mod backup;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -31,6 +37,7 @@ pub mod join;
 pub mod lease_metrics;
 pub mod leases;
 pub mod metrics;
+pub mod ui;
 pub mod wire;
 
 pub use api::{router, AppState};
@@ -69,6 +76,9 @@ pub enum NodeError {
     /// Setting up metrics or logging failed.
     #[error("setup: {0}")]
     Setup(String),
+    /// `--restore` refused the backup or the data dir.
+    #[error(transparent)]
+    Restore(#[from] ipam_raft::RestoreError),
 }
 
 impl From<config::ConfigError> for NodeError {
@@ -124,6 +134,16 @@ pub async fn run(
         .advertise
         .clone()
         .unwrap_or_else(|| bound.to_string());
+    if let Some(file) = &config.restore {
+        let restored = ipam_raft::restore(file, &config.data_dir, config.id, &advertise)?;
+        tracing::info!(
+            backup = %file.display(),
+            applied_index = restored.header.applied_index(),
+            from_cluster = %restored.header.cluster_id,
+            cluster_id = %restored.cluster_id,
+            "restored a backup as a new single-voter cluster"
+        );
+    }
     let ipam = Ipam::start(raft_config(&config, advertise.clone())).await?;
     tracing::info!(id = config.id, %bound, %advertise, data_dir = %config.data_dir.display(), "node started");
 
@@ -149,6 +169,9 @@ async fn serve(
     }
     let state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
         .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
+    let checker = config
+        .check_interval
+        .map(|every| tokio::spawn(check::run_timer(state.clone(), every)));
     let app = router(state);
 
     // A failed join stops the node: it would otherwise serve as a member of no cluster.
@@ -168,9 +191,7 @@ async fn serve(
         let addr = advertise.to_string();
         let timeout = config.join_timeout;
         Some(tokio::spawn(async move {
-            let http = reqwest::Client::new();
             let joined = join::Join {
-                http: &http,
                 url: &url,
                 token: token.as_deref(),
                 id: me,
@@ -218,6 +239,9 @@ async fn serve(
         }
     };
     if let Some(task) = join_task {
+        task.abort();
+    }
+    if let Some(task) = checker {
         task.abort();
     }
     served?;

@@ -26,6 +26,8 @@ pub struct Metrics {
     raft_last_log_index: IntGauge,
     http_duration: HistogramVec,
     leases: crate::lease_metrics::LeaseMetrics,
+    /// Problems the last integrity check found (set by `check.rs`).
+    pub integrity_problems: IntGauge,
     // Scrapes reset and refill the per-pool gauges; one at a time so none sees a half-filled set.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -104,6 +106,11 @@ impl Metrics {
         registry.register(Box::new(raft_last_log_index.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         let leases = crate::lease_metrics::LeaseMetrics::new(&registry)?;
+        let integrity_problems = IntGauge::new(
+            "ipam_integrity_problems",
+            "Problems the last integrity check of this node's state found (0: consistent)",
+        )?;
+        registry.register(Box::new(integrity_problems.clone()))?;
         Ok(Metrics {
             registry,
             pool_capacity,
@@ -119,6 +126,7 @@ impl Metrics {
             raft_last_log_index,
             http_duration,
             leases,
+            integrity_problems,
             scrape: tokio::sync::Mutex::new(()),
         })
     }

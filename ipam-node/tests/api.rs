@@ -776,14 +776,7 @@ async fn uninitialised_node_has_no_leader() {
     // Initialising through the API makes it a working single-node cluster.
     let r = n.call(Method::POST, "/api/v1/cluster/init", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while n.get("/readyz").await.status != StatusCode::OK {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not ready within 20 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    n.wait_ready().await;
     let r = n.post("/api/v1/pools", pool_body("a", "10.0.0.0/24")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
@@ -933,8 +926,15 @@ async fn openapi_document_lists_every_route() {
 
 #[tokio::test]
 async fn request_timeout_is_deadline_exceeded() {
-    let n = start(None, true).await;
-    // A zero timeout expires at the first wait of any call that reaches raft.
+    // A node with no cluster yet: a write waits for a leader (up to the write deadline, or
+    // twice the election timeout, both far beyond any scheduling delay), so the request's
+    // zero timeout certainly expires first. On a leader a zero timeout raced the write.
+    let wait = std::time::Duration::from_secs(600);
+    let n = common::start_with(None, false, |c| {
+        c.write_deadline = wait;
+        c.election_timeout = (wait, wait * 2);
+    })
+    .await;
     let state = ipam_node::AppState::new(n.ipam.clone(), None, std::time::Duration::ZERO).unwrap();
     let hurried = common::TestNode {
         dir: tempfile::tempdir().unwrap(),
@@ -942,27 +942,34 @@ async fn request_timeout_is_deadline_exceeded() {
         router: ipam_node::router(state),
         token: None,
     };
-    let r = hurried
-        .post("/api/v1/pools", pool_body("late", "10.0.0.0/24"))
-        .await;
+    // Bounded, so a timeout that never fires fails the test instead of hanging it.
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        hurried.post("/api/v1/pools", pool_body("late", "10.0.0.0/24")),
+    )
+    .await
+    .expect("the request timeout did not cut the write");
     r.expect(503, "deadline_exceeded");
     assert_eq!(r.json()["error"]["may_have_committed"], true);
     assert_eq!(r.headers[header::RETRY_AFTER], "1");
-    // Membership calls and the operations endpoints are not cut by it.
+    // Membership calls and the operations endpoints are not cut by it: `init` waits for its
+    // entry to commit, which takes longer than zero.
     assert_eq!(hurried.get("/api/v1/cluster").await.status, StatusCode::OK);
     assert_eq!(hurried.get("/healthz").await.status, StatusCode::OK);
-    // The write may still apply; a retry of the same request is answered by the domain.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let r = hurried.post("/api/v1/cluster/init", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The timed-out write was queued and may still apply; a retry of the same request is
+    // answered by the domain.
+    let retry = || async {
         let r = n
             .post("/api/v1/pools", pool_body("late", "10.0.0.0/24"))
             .await;
-        if r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT {
-            break;
+        match r.status {
+            StatusCode::CREATED | StatusCode::CONFLICT => Ok(()),
+            _ => Err(r.text),
         }
-        assert!(std::time::Instant::now() < deadline, "{}", r.text);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    };
+    ipam_tests::wait_until("a domain answer", std::time::Duration::from_secs(20), retry).await;
 }
 
 #[tokio::test]

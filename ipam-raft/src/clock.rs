@@ -1,9 +1,13 @@
-//! Where the leader's stamps come from: the wall clock, or a clock a test moves by hand so that
-//! lease expiry and cooldown run in simulated minutes.
+//! The leader's stamp clock: the only place this crate reads wall-clock time for the log.
+//! Every replica applies an entry with the stamp the leader gave it, so the core stays pure.
+//! The time source is pluggable ([`StampClock`]): the wall clock, or a clock a test moves by
+//! hand ([`ManualClock`]) so that lease expiry and cooldown run in simulated minutes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use ipam_core::Stamp;
 
 /// Milliseconds since the Unix epoch, as the leader stamps entries with them.
 #[derive(Clone)]
@@ -67,5 +71,55 @@ impl ManualClock {
     pub fn stamp_clock(&self) -> StampClock {
         let c = self.clone();
         StampClock::from_fn(move || c.now_ms())
+    }
+}
+
+/// Stamps from a [`StampClock`] that never go backwards on this node (a clock stepped back
+/// keeps the last stamp until it catches up).
+#[derive(Debug, Default)]
+pub(crate) struct Stamper {
+    source: StampClock,
+    last: AtomicU64,
+}
+
+impl Stamper {
+    /// Stamps read from `source`.
+    pub(crate) fn new(source: StampClock) -> Stamper {
+        Stamper {
+            source,
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// The next stamp: now, or the last stamp if the clock went back.
+    pub(crate) fn next(&self) -> Stamp {
+        self.next_at(self.source.now_ms())
+    }
+
+    fn next_at(&self, now_ms: u64) -> Stamp {
+        let prev = self.last.fetch_max(now_ms, Ordering::Relaxed);
+        Stamp(prev.max(now_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_never_go_backwards() {
+        let clock = Stamper::default();
+        assert_eq!(clock.next_at(100), Stamp(100));
+        assert_eq!(clock.next_at(90), Stamp(100));
+        assert_eq!(clock.next_at(101), Stamp(101));
+    }
+
+    #[test]
+    fn stamps_follow_a_manual_clock() {
+        let manual = ManualClock::new(1_000);
+        let clock = Stamper::new(manual.stamp_clock());
+        assert_eq!(clock.next(), Stamp(1_000));
+        manual.advance(500);
+        assert_eq!(clock.next(), Stamp(1_500));
     }
 }

@@ -41,10 +41,84 @@ pub enum IpamError {
     ShuttingDown,
     /// Storage or another internal failure (a bug or a broken disk, never bad input).
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] InternalError),
+    /// A learner was to be added with an id that a live member already uses at another
+    /// address; adding it would evict that member.
+    #[error("node id {id} is in use by the member at {addr}")]
+    NodeIdInUse {
+        /// The id.
+        id: u64,
+        /// The address the member answers at.
+        addr: String,
+    },
+    /// A learner to promote has not replicated the log up to the commit index of the call
+    /// within the wait; promoting it would stall every write until it answers.
+    #[error(
+        "learner {id} has not caught up (matched {matched:?}, needs {target}); nothing changed"
+    )]
+    LearnerNotCaughtUp {
+        /// The learner.
+        id: u64,
+        /// Its matched log index as the leader last saw it.
+        matched: Option<u64>,
+        /// The commit index it had to reach.
+        target: u64,
+    },
 }
 
-/// Error of [`crate::Ipam::start`].
+impl From<InternalError> for IpamError {
+    fn from(e: InternalError) -> Self {
+        IpamError::Internal(e)
+    }
+}
+
+/// What went wrong inside a node (a bug or a broken disk, never bad input): the source of
+/// [`IpamError::Internal`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InternalError {
+    /// The state machine answered an operation with another operation's result.
+    #[error("{op} got the result of another operation")]
+    WrongResult {
+        /// The operation asked for.
+        op: &'static str,
+    },
+    /// The proposer answered a different number of results than commands were sent.
+    #[error("{results} results for {commands} commands")]
+    ResultCount {
+        /// Results received.
+        results: usize,
+        /// Commands sent.
+        commands: usize,
+    },
+    /// A read transaction on the local replica could not start.
+    #[error("reading the local replica")]
+    StateRead(#[source] redb::TransactionError),
+    /// A blocking task panicked or was cancelled.
+    #[error("a blocking task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// Recording the cluster id in the data dir failed.
+    #[error("recording the cluster id")]
+    ClusterId(#[source] std::io::Error),
+    /// openraft failed while shutting down.
+    #[error("shutting raft down")]
+    RaftShutdown(#[source] tokio::task::JoinError),
+    /// The stores were still open some time after shutdown.
+    #[error("the stores were not closed within {secs} s of shutdown")]
+    CloseTimeout {
+        /// How long shutdown waited.
+        secs: u64,
+    },
+    /// The node that ran the request (the leader) failed internally; its description.
+    #[error("on the leader: {0}")]
+    Remote(String),
+    /// The state machine's storage failed (a check, a backup).
+    #[error("state machine storage")]
+    Storage(#[source] crate::types::StorageError),
+}
+
+/// Error of [`crate::Ipam::start`]. openraft's errors are boxed: they are large, and this
+/// error travels up through the node's own error type.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
@@ -60,8 +134,37 @@ pub enum StartError {
     },
     /// Invalid configuration.
     #[error("invalid configuration: {0}")]
-    Config(String),
-    /// Opening or recovering storage failed.
-    #[error("storage: {0}")]
-    Storage(String),
+    Config(&'static str),
+    /// openraft refused the derived raft configuration.
+    #[error("invalid raft configuration")]
+    RaftConfig(#[source] Box<openraft::ConfigError>),
+    /// A file of the data dir could not be read or written.
+    #[error("{}", path.display())]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file of the data dir holds something this release cannot read.
+    #[error("{} is corrupt: {content:?}", path.display())]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What it holds.
+        content: String,
+    },
+    /// Opening or recovering the raft stores failed.
+    #[error("opening the raft stores")]
+    Storage(#[source] Box<crate::types::StorageError>),
+    /// openraft failed to start on the opened stores.
+    #[error("starting raft")]
+    Raft(#[source] Box<openraft::error::Fatal<crate::types::NodeId>>),
+    /// The transport's HTTP client could not be built.
+    #[error("building the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    /// A blocking start-up task panicked or was cancelled.
+    #[error("a start-up task failed")]
+    Task(#[source] tokio::task::JoinError),
 }

@@ -1,45 +1,85 @@
-//! `Ipam`'s lease operations: allocate with a ttl, renew one allocation, renew everything an
-//! owner holds, a pool's lease settings, and the reads that go with them.
+//! `Ipam`'s lease operations: renew one allocation, renew everything an owner holds, a pool's
+//! lease settings, and the reads that go with them (allocating with a ttl is
+//! `Ipam::allocate_lease`, next to `allocate` in `ops`).
 
 use std::net::IpAddr;
 
 use ipam_core::state::Expired;
-use ipam_core::{Allocation, Labels, Op, OpOutput, PoolLifecycle, Stamp};
+use ipam_core::{Allocation, Op, OpOutput, PoolLifecycle, Stamp};
 
-use crate::node::{Consistency, Ipam};
-use crate::IpamError;
+use crate::config::Consistency;
+use crate::error::IpamError;
+use crate::handle::Ipam;
+use crate::ops::{OpKind, Valid};
+use crate::storage::state_db::SmShared;
 
-fn unexpected(what: &str, got: &OpOutput) -> IpamError {
-    IpamError::Internal(format!("expected {what}, got {got:?}"))
+struct Renew {
+    pool: String,
+    ip: IpAddr,
+    generation: Option<u64>,
+    ttl_seconds: Option<u32>,
 }
 
-fn internal(e: impl std::fmt::Display) -> IpamError {
-    IpamError::Internal(e.to_string())
+impl OpKind for Renew {
+    type Output = Allocation;
+    const NAME: &'static str = "renew";
+    fn into_op(self) -> Op {
+        Op::Renew {
+            pool: self.pool,
+            ip: self.ip,
+            generation: self.generation,
+            ttl_seconds: self.ttl_seconds,
+        }
+    }
+    fn take(out: OpOutput) -> Option<Allocation> {
+        match out {
+            OpOutput::Renewed(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+struct RenewOwner {
+    owner: String,
+}
+
+impl OpKind for RenewOwner {
+    type Output = Vec<Allocation>;
+    const NAME: &'static str = "renew owner";
+    fn into_op(self) -> Op {
+        Op::RenewOwner { owner: self.owner }
+    }
+    fn take(out: OpOutput) -> Option<Vec<Allocation>> {
+        match out {
+            OpOutput::RenewedOwner { renewed } => Some(renewed),
+            _ => None,
+        }
+    }
+}
+
+struct SetPoolLifecycle {
+    pool: String,
+    lifecycle: PoolLifecycle,
+}
+
+impl OpKind for SetPoolLifecycle {
+    type Output = ();
+    const NAME: &'static str = "set pool lifecycle";
+    fn into_op(self) -> Op {
+        Op::SetPoolLifecycle {
+            pool: self.pool,
+            lifecycle: self.lifecycle,
+        }
+    }
+    fn take(out: OpOutput) -> Option<()> {
+        match out {
+            OpOutput::LifecycleSet => Some(()),
+            _ => None,
+        }
+    }
 }
 
 impl Ipam {
-    /// Allocates for `owner` with a lease of `ttl_seconds` (`None`: the pool's default,
-    /// `Some(0)`: permanent). Returns the allocation and whether the owner held it already
-    /// (a held lease is renewed). Only a permanent allocation is answered from the local
-    /// replica without a log entry.
-    pub async fn allocate_lease(
-        &self,
-        pool: &str,
-        owner: &str,
-        ip: Option<IpAddr>,
-        labels: Labels,
-        ttl_seconds: Option<u32>,
-    ) -> Result<(Allocation, bool), IpamError> {
-        let op = Op::AllocateV2 {
-            pool: pool.to_string(),
-            owner: owner.to_string(),
-            ip,
-            labels,
-            ttl_seconds,
-        };
-        self.allocate_op(op, pool, owner, ip).await
-    }
-
     /// Renews the allocation at `ip`: `expires_at` = now + `ttl_seconds` (default: its own
     /// ttl; 0 makes it permanent). Fenced by `generation` when given.
     pub async fn renew(
@@ -49,27 +89,21 @@ impl Ipam {
         generation: Option<u64>,
         ttl_seconds: Option<u32>,
     ) -> Result<Allocation, IpamError> {
-        let op = Op::Renew {
+        self.write(Valid::new(Renew {
             pool: pool.to_string(),
             ip,
             generation,
             ttl_seconds,
-        };
-        match self.submit_op(op).await? {
-            OpOutput::Renewed(a) => Ok(a),
-            other => Err(unexpected("a renewed allocation", &other)),
-        }
+        })?)
+        .await
     }
 
     /// Renews every lease `owner` holds, in every pool (an agent's heartbeat).
     pub async fn renew_owner(&self, owner: &str) -> Result<Vec<Allocation>, IpamError> {
-        let op = Op::RenewOwner {
+        self.write(Valid::new(RenewOwner {
             owner: owner.to_string(),
-        };
-        match self.submit_op(op).await? {
-            OpOutput::RenewedOwner { renewed } => Ok(renewed),
-            other => Err(unexpected("renewed allocations", &other)),
-        }
+        })?)
+        .await
     }
 
     /// Sets a pool's default lease length and reuse cooldown.
@@ -78,21 +112,18 @@ impl Ipam {
         pool: &str,
         lifecycle: PoolLifecycle,
     ) -> Result<(), IpamError> {
-        let op = Op::SetPoolLifecycle {
+        self.write(Valid::new(SetPoolLifecycle {
             pool: pool.to_string(),
             lifecycle,
-        };
-        match self.submit_op(op).await? {
-            OpOutput::LifecycleSet => Ok(()),
-            other => Err(unexpected("settings set", &other)),
-        }
+        })?)
+        .await
     }
 
     /// Cooling addresses of `pool` as of the latest applied log time.
     pub async fn cooling(&self, pool: &str, consistency: Consistency) -> Result<u128, IpamError> {
         let pool = pool.to_string();
         self.read(consistency, move |rtx| {
-            ipam_core::state::cooling_count(rtx, &pool).map_err(internal)
+            ipam_core::state::cooling_count(rtx, &pool).map_err(|e| IpamError::Query(e.into()))
         })
         .await
     }
@@ -100,7 +131,7 @@ impl Ipam {
     /// Log time of this replica: the largest stamp it has applied.
     pub async fn log_now(&self) -> Result<Stamp, IpamError> {
         self.read(Consistency::Local, |rtx| {
-            ipam_core::state::log_now(rtx).map_err(internal)
+            ipam_core::state::log_now(rtx).map_err(|e| IpamError::Query(e.into()))
         })
         .await
     }
@@ -108,25 +139,11 @@ impl Ipam {
     /// The earliest lease end in this replica, if any lease exists.
     pub async fn next_expiry(&self) -> Result<Option<Stamp>, IpamError> {
         self.read(Consistency::Local, |rtx| {
-            ipam_core::state::next_expiry(rtx).map_err(internal)
+            ipam_core::state::next_expiry(rtx).map_err(|e| IpamError::Query(e.into()))
         })
         .await
     }
-}
 
-/// Adds the leases an entry released on expiry to the node's per-pool counts.
-pub(crate) fn count_expired(shared: &crate::state_machine::SmShared, expired: &[Expired]) {
-    if expired.is_empty() {
-        return;
-    }
-    if let Ok(mut counts) = shared.expirations.lock() {
-        for e in expired {
-            *counts.entry(e.pool.clone()).or_default() += 1;
-        }
-    }
-}
-
-impl Ipam {
     /// Leases this node's state machine released on expiry since start, by pool.
     pub fn lease_expirations(&self) -> std::collections::BTreeMap<String, u64> {
         self.core
@@ -135,5 +152,17 @@ impl Ipam {
             .lock()
             .map(|c| c.clone())
             .unwrap_or_default()
+    }
+}
+
+/// Adds the leases an entry released on expiry to the node's per-pool counts.
+pub(crate) fn count_expired(shared: &SmShared, expired: &[Expired]) {
+    if expired.is_empty() {
+        return;
+    }
+    if let Ok(mut counts) = shared.expirations.lock() {
+        for e in expired {
+            *counts.entry(e.pool.clone()).or_default() += 1;
+        }
     }
 }

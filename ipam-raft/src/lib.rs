@@ -6,42 +6,80 @@
 //!
 //! # Layout
 //!
+//! Modules depend only on those listed before them (no cycle), except that `ops`, `reads` and
+//! `status` add `impl Ipam` blocks on top of `handle`.
+//!
+//! - [`error`] — [`IpamError`], [`StartError`].
 //! - [`types`] — the one `TypeConfig`, the log payload ([`types::Request`]) and aliases for
 //!   openraft's generic types and errors.
-//! - [`log_store`] — the raft log on `log.redb`: durable appends, vote, committed id, purge
-//!   bounded by the state machine's durable applied index.
-//! - [`state_machine`] — the state machine on `state.redb` (one redb transaction per applied
-//!   batch), streamed file snapshots, snapshot install by file swap.
-//! - `network` — the HTTP transport (one shared `reqwest::Client`, postcard bodies) and the
-//!   `/raft/*` routes: append, vote, snapshot, propose, read-index, admin, hello; token and
-//!   cluster-id checks.
+//! - [`config`] — [`Config`] with its defaults, [`Consistency`].
+//! - `files` — the data dir's `node_id` and `cluster_id` files; the one atomic file write.
+//! - [`clock`] — the leader's stamp clock (the only wall-clock read for the log): its source
+//!   [`StampClock`], and [`ManualClock`] for tests.
+//! - `route` — leader knowledge to a target, and the retry policy shared by writes, read
+//!   barriers and membership changes (pure, unit-tested).
+//! - [`storage`] — the openraft stores on redb: `log` (`log.redb`), `state_db`, `snapshot`,
+//!   `state_machine` (`state.redb`). Also reachable as [`log_store`] and [`state_machine`].
+//! - `transport` — HTTP between nodes: `rpc` (wire types, a leaf), `client` (openraft's
+//!   `RaftNetwork`, forwarding), `server` (the `/raft/*` routes and their guard).
+//! - `shared` — what every part of a running node shares: raft, transport, readers, leader
+//!   knowledge, the clock, the commit index.
 //! - `proposer` — coalesces concurrent commands into one log entry and concurrent read
 //!   barriers into one leadership check, on the leader or forwarded to it.
-//! - [`node`] — [`Ipam`], the embeddable handle: config, start/shutdown, typed reads and
-//!   writes, read-through cache, leader forwarding, membership, status.
-//! - [`error`] — [`IpamError`], [`StartError`].
-//! - [`clock`] — [`StampClock`], the leader's stamp source, and [`ManualClock`] for tests.
-//! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner, pool
-//!   lease settings, cooling counts, log time.
+//! - `membership` — membership changes on the leader, forwarded from any node.
 //! - `tick` — the leader's expiry tick: an entry with no command when a lease is due.
+//! - `tasks` — background tasks: commit-index tracking, periodic state flush, the expiry tick.
+//! - `handle` — [`Ipam`]: start, shutdown, identity, init and membership calls.
+//! - `ops` — the typed writes; `reads` — the typed reads; `status` — [`ClusterStatus`].
+//! - [`replication`] — `Ipam::replication`: the leader's view of each member's matched index.
+//! - `integrity` — [`Ipam::check`], the replica's integrity check
+//!   (`storage/state_machine/check.rs`); `backup` — [`Ipam::backup`] and [`restore`]
+//!   (`storage/state_machine/backup.rs`).
+//! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner,
+//!   cooling counts, log time.
 //!
 //! The `testing` feature adds `Ipam::set_isolated` (fault injection for partition tests).
 
 // openraft fixes its (large) error types in the traits this crate implements, and axum's
 // `Response` is the natural rejection of a route guard: boxing them would only add noise.
 #![allow(clippy::result_large_err)]
+// The crate is embedded by orchestrators: every public item says what it is for.
+#![warn(missing_docs)]
 
-pub mod clock;
 pub mod error;
-mod leases;
-pub mod log_store;
-mod network;
-pub mod node;
-mod proposer;
-pub mod state_machine;
-mod tick;
 pub mod types;
 
+pub mod config;
+mod files;
+
+pub mod clock;
+mod route;
+pub mod storage;
+mod transport;
+
+mod shared;
+
+mod proposer;
+
+mod membership;
+mod tick;
+mod tasks;
+
+mod backup;
+mod handle;
+mod integrity;
+mod leases;
+mod ops;
+mod reads;
+pub mod replication;
+mod status;
+
+pub use backup::restore;
 pub use clock::{ManualClock, StampClock};
-pub use error::{IpamError, StartError};
-pub use node::{ClusterStatus, Config, Consistency, Ipam, Member, MemberRole};
+pub use config::{Config, Consistency};
+pub use error::{InternalError, IpamError, StartError};
+pub use handle::Ipam;
+pub use status::{ClusterStatus, Member, MemberRole};
+pub use storage::log as log_store;
+pub use storage::state_machine;
+pub use storage::state_machine::{BackupHeader, CheckReport, RestoreError, Restored};

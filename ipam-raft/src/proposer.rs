@@ -6,18 +6,93 @@
 //! one task takes everything queued (up to the op and byte caps) and proposes it as one entry
 //! — with `client_write` on the leader, or as one `/raft/propose` call to the leader on a
 //! follower. A lone request goes out at once; requests arriving meanwhile wait for the next
-//! entry (up to `max_inflight_entries` entries are in flight).
+//! entry (up to `max_inflight_entries` entries are in flight). On the leader, a follower's
+//! forwarded list becomes an entry as it is: it was sized and coalesced on the follower.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ipam_core::{Command, CommandResult};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use crate::network::{PostError, ProposeRequest, WireError};
-use crate::node::{Core, Target};
+use crate::route::{self, Attempt, Step};
+use crate::shared::Shared;
+use crate::transport::client::PostError;
+use crate::transport::rpc::{ProposeRequest, WireError, PROPOSE, READ_INDEX};
 use crate::types::Request;
+
+/// The queues of the proposer and barrier tasks. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Proposer {
+    queue: mpsc::Sender<Proposal>,
+    barrier: mpsc::Sender<BarrierRequest>,
+}
+
+impl Proposer {
+    /// Starts the proposer and barrier tasks; they stop at `shutdown`.
+    pub(crate) fn spawn(shared: Arc<Shared>, shutdown: &watch::Receiver<bool>) -> Proposer {
+        let capacity = shared.config.queue_capacity;
+        let (queue, queue_rx) = mpsc::channel(capacity);
+        let (barrier, barrier_rx) = mpsc::channel(capacity);
+        tokio::spawn(run_proposer(shared.clone(), queue_rx, shutdown.clone()));
+        tokio::spawn(run_barrier(shared, barrier_rx, shutdown.clone()));
+        Proposer { queue, barrier }
+    }
+
+    /// Queues `commands` for the next entry and waits for their results. `forwarded` commands
+    /// (a follower's `/raft/propose`) are proposed as one entry of their own.
+    pub(crate) async fn propose(
+        &self,
+        commands: Vec<Command>,
+        forwarded: bool,
+    ) -> Result<Vec<CommandResult>, WireError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A forwarded list is never merged with others, so its size is not needed.
+        let (ops, bytes) = if forwarded {
+            (0, 0)
+        } else {
+            let ops = commands.iter().map(Command::op_count).sum();
+            let bytes = commands
+                .iter()
+                .map(|c| {
+                    postcard::serialize_with_flavor(c, postcard::ser_flavors::Size::default())
+                        .unwrap_or(0)
+                })
+                .sum();
+            (ops, bytes)
+        };
+        let (tx, rx) = oneshot::channel();
+        let proposal = Proposal {
+            commands,
+            ops,
+            bytes,
+            forwarded,
+            reply: tx,
+        };
+        match self.queue.try_send(proposal) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(WireError::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(WireError::ShuttingDown),
+        }
+        rx.await.unwrap_or(Err(WireError::ShuttingDown))
+    }
+
+    /// The log index a linearizable read must wait for (coalesced with concurrent callers).
+    pub(crate) async fn read_index(&self, forwarded: bool) -> Result<Option<u64>, WireError> {
+        let (tx, rx) = oneshot::channel();
+        self.barrier
+            .send(BarrierRequest {
+                forwarded,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| WireError::ShuttingDown)?;
+        rx.await.unwrap_or(Err(WireError::ShuttingDown))
+    }
+}
 
 /// A caller's commands waiting in the proposer queue.
 pub(crate) struct Proposal {
@@ -35,29 +110,19 @@ pub(crate) struct BarrierRequest {
     pub(crate) reply: oneshot::Sender<Result<Option<u64>, WireError>>,
 }
 
-/// Pause between retries against a leader that is changing.
-const RETRY_PAUSE: Duration = Duration::from_millis(50);
-
 fn waited(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-async fn pause_until(deadline: Instant) {
-    let now = Instant::now();
-    if now < deadline {
-        tokio::time::sleep(RETRY_PAUSE.min(deadline - now)).await;
-    }
-}
-
 /// The proposer task: drains the queue into entries until shutdown.
-pub(crate) async fn run_proposer(
-    core: Arc<Core>,
+async fn run_proposer(
+    shared: Arc<Shared>,
     mut rx: mpsc::Receiver<Proposal>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let inflight = Arc::new(Semaphore::new(core.config.max_inflight_entries.max(1)));
-    let max_ops = core.config.max_ops_per_entry.max(1);
-    let max_bytes = core.config.max_entry_bytes.max(1);
+    let inflight = Arc::new(Semaphore::new(shared.config.max_inflight_entries.max(1)));
+    let max_ops = shared.config.max_ops_per_entry.max(1);
+    let max_bytes = shared.config.max_entry_bytes.max(1);
     let mut carry: Option<Proposal> = None;
     loop {
         let first = match carry.take() {
@@ -78,28 +143,39 @@ pub(crate) async fn run_proposer(
             },
             _ = shutdown.changed() => return,
         };
-        let (mut ops, mut bytes) = (first.ops, first.bytes);
-        let mut batch = vec![first];
-        while ops < max_ops && bytes < max_bytes {
-            match rx.try_recv() {
-                Ok(p) => {
-                    if ops + p.ops > max_ops || bytes + p.bytes > max_bytes {
-                        carry = Some(p);
-                        break;
-                    }
-                    ops += p.ops;
-                    bytes += p.bytes;
-                    batch.push(p);
-                }
-                Err(_) => break,
-            }
-        }
-        let core = core.clone();
+        let (batch, rest) = fill_entry(first, &mut rx, max_ops, max_bytes);
+        carry = rest;
+        let shared = shared.clone();
         tokio::spawn(async move {
-            replicate(&core, batch).await;
+            replicate(&shared, batch).await;
             drop(permit);
         });
     }
+}
+
+/// The proposals of one entry: `first` and whatever is queued behind it, up to the caps; the
+/// first proposal that does not fit is returned to start the next entry. A follower's
+/// forwarded list was sized and coalesced on the follower: it becomes an entry as it is,
+/// alone.
+fn fill_entry(
+    first: Proposal,
+    rx: &mut mpsc::Receiver<Proposal>,
+    max_ops: usize,
+    max_bytes: usize,
+) -> (Vec<Proposal>, Option<Proposal>) {
+    let (mut ops, mut bytes) = (first.ops, first.bytes);
+    let alone = first.forwarded;
+    let mut batch = vec![first];
+    while !alone && ops < max_ops && bytes < max_bytes {
+        let Ok(p) = rx.try_recv() else { break };
+        if p.forwarded || ops + p.ops > max_ops || bytes + p.bytes > max_bytes {
+            return (batch, Some(p));
+        }
+        ops += p.ops;
+        bytes += p.bytes;
+        batch.push(p);
+    }
+    (batch, None)
 }
 
 fn fail_all(batch: Vec<Proposal>, err: WireError) {
@@ -141,68 +217,50 @@ fn commands_of(batch: &[Proposal]) -> Vec<Command> {
 }
 
 /// Proposes `batch` as one entry, through whichever node leads, retrying across leader
-/// changes until the write deadline.
-async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
+/// changes until the write deadline ([`route::decide`]).
+async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
     let start = Instant::now();
-    let deadline = start + core.config.write_deadline;
+    let deadline = start + shared.config.write_deadline;
+    let expired = || WireError::DeadlineExceeded {
+        waited_ms: waited(start),
+    };
+    let mut last = Attempt::Fresh;
     loop {
         if batch.is_empty() {
             return;
         }
-        if Instant::now() >= deadline {
-            fail_all(
-                batch,
-                WireError::DeadlineExceeded {
-                    waited_ms: waited(start),
-                },
-            );
-            return;
-        }
-        match core.target() {
-            Target::Local => {
+        match route::decide(shared.target(), Instant::now(), deadline, last) {
+            Step::Expired => return fail_all(batch, expired()),
+            Step::Pause(d) => {
+                tokio::time::sleep(d).await;
+                last = Attempt::Fresh;
+            }
+            Step::Local => {
                 let req = Request {
-                    stamp: core.next_stamp(),
+                    stamp: shared.clock.next(),
                     commands: commands_of(&batch),
                 };
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(remaining, core.raft.client_write(req)).await {
-                    Err(_) => {
-                        fail_all(
-                            batch,
-                            WireError::DeadlineExceeded {
-                                waited_ms: waited(start),
-                            },
-                        );
-                        return;
-                    }
-                    Ok(Ok(resp)) => {
-                        distribute(batch, resp.data);
-                        return;
-                    }
+                match tokio::time::timeout(remaining, shared.raft.client_write(req)).await {
+                    Err(_) => return fail_all(batch, expired()),
+                    Ok(Ok(resp)) => return distribute(batch, resp.data),
                     Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                        pause_until(deadline).await;
+                        last = Attempt::Failed;
                     }
                     Ok(Err(RaftError::APIError(e))) => {
-                        fail_all(batch, WireError::Internal(e.to_string()));
-                        return;
+                        return fail_all(batch, WireError::Internal(e.to_string()));
                     }
                     Ok(Err(RaftError::Fatal(_))) => {
                         // This node stops; the entry may already be in the log and commit
                         // under the next leader, so a forwarding node must not retry it.
                         let (fwd, local): (Vec<_>, Vec<_>) =
                             batch.into_iter().partition(|p| p.forwarded);
-                        fail_all(
-                            fwd,
-                            WireError::DeadlineExceeded {
-                                waited_ms: waited(start),
-                            },
-                        );
-                        fail_all(local, WireError::ShuttingDown);
-                        return;
+                        fail_all(fwd, expired());
+                        return fail_all(local, WireError::ShuttingDown);
                     }
                 }
             }
-            Target::Remote(id, addr) => {
+            Step::Forward(id, addr) => {
                 batch = bounce_forwarded(batch, Some((id, addr.clone())));
                 if batch.is_empty() {
                     return;
@@ -212,45 +270,28 @@ async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
                 };
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let res: Result<Result<Vec<CommandResult>, WireError>, PostError> =
-                    core.net.post(&addr, "/raft/propose", &req, remaining).await;
+                    shared.net.post(&addr, PROPOSE, &req, remaining).await;
                 match res {
-                    Ok(Ok(results)) => {
-                        distribute(batch, results);
-                        return;
-                    }
+                    Ok(Ok(results)) => return distribute(batch, results),
                     Ok(Err(WireError::NotLeader { .. } | WireError::NoLeader)) => {
-                        pause_until(deadline).await;
+                        last = Attempt::Failed;
                     }
-                    Ok(Err(e)) => {
-                        fail_all(batch, e);
-                        return;
-                    }
+                    Ok(Err(e)) => return fail_all(batch, e),
                     // Never delivered: safe to retry, the leader may be changing.
                     Err(
                         PostError::Connect { .. } | PostError::Isolated | PostError::Status { .. },
-                    ) => {
-                        pause_until(deadline).await;
-                    }
+                    ) => last = Attempt::Failed,
                     // Delivered or not, unknown: the write may still apply.
-                    Err(_) => {
-                        fail_all(
-                            batch,
-                            WireError::DeadlineExceeded {
-                                waited_ms: waited(start),
-                            },
-                        );
-                        return;
-                    }
+                    Err(_) => return fail_all(batch, expired()),
                 }
             }
-            Target::Unknown => {
+            Step::WaitForLeader => {
                 batch = bounce_forwarded(batch, None);
                 if batch.is_empty() {
                     return;
                 }
-                if !core.wait_for_leader(deadline).await {
-                    fail_all(batch, WireError::NoLeader);
-                    return;
+                if !shared.wait_for_leader(deadline).await {
+                    return fail_all(batch, WireError::NoLeader);
                 }
             }
         }
@@ -258,8 +299,8 @@ async fn replicate(core: &Core, mut batch: Vec<Proposal>) {
 }
 
 /// The barrier task: one leadership check serves every barrier request queued before it.
-pub(crate) async fn run_barrier(
-    core: Arc<Core>,
+async fn run_barrier(
+    shared: Arc<Shared>,
     mut rx: mpsc::Receiver<BarrierRequest>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -275,7 +316,7 @@ pub(crate) async fn run_barrier(
         while let Ok(r) = rx.try_recv() {
             group.push(r);
         }
-        fetch_read_index(&core, group).await;
+        fetch_read_index(&shared, group).await;
     }
 }
 
@@ -294,71 +335,58 @@ fn bounce_barriers(
     local
 }
 
-async fn fetch_read_index(core: &Core, mut group: Vec<BarrierRequest>) {
-    let deadline = Instant::now() + core.config.read_deadline;
+async fn fetch_read_index(shared: &Shared, mut group: Vec<BarrierRequest>) {
+    let deadline = Instant::now() + shared.config.read_deadline;
+    let mut last = Attempt::Fresh;
     loop {
         if group.is_empty() {
             return;
         }
-        if Instant::now() >= deadline {
+        match route::decide(shared.target(), Instant::now(), deadline, last) {
             // No quorum confirmed this node's (or anyone's) leadership in time.
-            answer(group, Err(WireError::NoLeader));
-            return;
-        }
-        match core.target() {
-            Target::Local => {
+            Step::Expired => return answer(group, Err(WireError::NoLeader)),
+            Step::Pause(d) => {
+                tokio::time::sleep(d).await;
+                last = Attempt::Fresh;
+            }
+            Step::Local => {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(remaining, core.raft.get_read_log_id()).await {
-                    Err(_) => {
-                        answer(group, Err(WireError::NoLeader));
-                        return;
-                    }
-                    Ok(Ok((read, _applied))) => {
-                        answer(group, Ok(read.map(|l| l.index)));
-                        return;
-                    }
+                match tokio::time::timeout(remaining, shared.raft.get_read_log_id()).await {
+                    Err(_) => return answer(group, Err(WireError::NoLeader)),
+                    Ok(Ok((read, _applied))) => return answer(group, Ok(read.map(|l| l.index))),
                     Ok(Err(RaftError::APIError(
                         CheckIsLeaderError::ForwardToLeader(_)
                         | CheckIsLeaderError::QuorumNotEnough(_),
-                    ))) => pause_until(deadline).await,
+                    ))) => last = Attempt::Failed,
                     Ok(Err(RaftError::Fatal(_))) => {
-                        answer(group, Err(WireError::ShuttingDown));
-                        return;
+                        return answer(group, Err(WireError::ShuttingDown));
                     }
                 }
             }
-            Target::Remote(id, addr) => {
+            Step::Forward(id, addr) => {
                 group = bounce_barriers(group, Some((id, addr.clone())));
                 if group.is_empty() {
                     return;
                 }
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                let res: Result<Result<Option<u64>, WireError>, PostError> = core
-                    .net
-                    .post(&addr, "/raft/read-index", &(), remaining)
-                    .await;
+                let res: Result<Result<Option<u64>, WireError>, PostError> =
+                    shared.net.post(&addr, READ_INDEX, &(), remaining).await;
                 match res {
-                    Ok(Ok(index)) => {
-                        answer(group, Ok(index));
-                        return;
-                    }
+                    Ok(Ok(index)) => return answer(group, Ok(index)),
+                    // A read changes nothing: every failure to reach the leader is retried.
                     Ok(Err(WireError::NotLeader { .. } | WireError::NoLeader)) | Err(_) => {
-                        pause_until(deadline).await
+                        last = Attempt::Failed;
                     }
-                    Ok(Err(e)) => {
-                        answer(group, Err(e));
-                        return;
-                    }
+                    Ok(Err(e)) => return answer(group, Err(e)),
                 }
             }
-            Target::Unknown => {
+            Step::WaitForLeader => {
                 group = bounce_barriers(group, None);
                 if group.is_empty() {
                     return;
                 }
-                if !core.wait_for_leader(deadline).await {
-                    answer(group, Err(WireError::NoLeader));
-                    return;
+                if !shared.wait_for_leader(deadline).await {
+                    return answer(group, Err(WireError::NoLeader));
                 }
             }
         }
@@ -393,6 +421,46 @@ mod tests {
             reply: tx,
         };
         (p, rx)
+    }
+
+    fn sizes(batch: &[Proposal]) -> Vec<(usize, bool)> {
+        batch.iter().map(|p| (p.ops, p.forwarded)).collect()
+    }
+
+    #[test]
+    fn local_proposals_join_an_entry_up_to_the_op_cap() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let (first, _r0) = proposal(2, false);
+        let mut receivers = Vec::new();
+        for n in [3, 4, 1] {
+            let (p, r) = proposal(n, false);
+            receivers.push(r);
+            let _ = tx.try_send(p);
+        }
+        let (batch, carry) = fill_entry(first, &mut rx, 6, usize::MAX);
+        assert_eq!(sizes(&batch), vec![(2, false), (3, false)]);
+        assert_eq!(carry.map(|p| p.ops), Some(4));
+    }
+
+    #[test]
+    fn a_forwarded_list_is_an_entry_of_its_own() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let (local, _r0) = proposal(1, false);
+        let (fwd, _r1) = proposal(0, true);
+        let (after, _r2) = proposal(1, false);
+        let _ = tx.try_send(fwd);
+        let _ = tx.try_send(after);
+        let (batch, carry) = fill_entry(local, &mut rx, 100, usize::MAX);
+        assert_eq!(
+            sizes(&batch),
+            vec![(1, false)],
+            "not merged into a local entry"
+        );
+        let fwd = carry.expect("the forwarded list starts the next entry");
+        let (batch, carry) = fill_entry(fwd, &mut rx, 100, usize::MAX);
+        assert_eq!(sizes(&batch), vec![(0, true)], "nothing merged into it");
+        assert!(carry.is_none());
+        assert_eq!(rx.try_recv().map(|p| p.ops).ok(), Some(1));
     }
 
     #[test]

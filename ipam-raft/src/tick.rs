@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::node::Core;
+use crate::route::Target;
+use crate::shared::Shared;
 use crate::types::Request;
 
 /// How often the leader looks for a due lease: with the commit round trip, a lease is gone
 /// well within 2 s of its end.
 const TICK: Duration = Duration::from_millis(500);
 
-pub(crate) async fn run_expiry_tick(core: Weak<Core>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run_expiry_tick(core: Weak<Shared>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
@@ -28,8 +29,8 @@ pub(crate) async fn run_expiry_tick(core: Weak<Core>, mut shutdown: watch::Recei
     }
 }
 
-async fn tick_once(core: &Arc<Core>) -> Result<(), String> {
-    if !matches!(core.target(), crate::node::Target::Local) {
+async fn tick_once(core: &Arc<Shared>) -> Result<(), String> {
+    if !matches!(core.target(), Target::Local) {
         return Ok(());
     }
     let db = core.sm.db().map_err(|e| e.to_string())?;
@@ -40,7 +41,7 @@ async fn tick_once(core: &Arc<Core>) -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())??;
     let Some(due) = due else { return Ok(()) };
-    let stamp = core.next_stamp();
+    let stamp = core.clock.next();
     if stamp < due {
         return Ok(());
     }

@@ -93,31 +93,3 @@ pub type VoteResponse = openraft::raft::VoteResponse<NodeId>;
 pub type InstallSnapshotRequest = openraft::raft::InstallSnapshotRequest<TypeConfig>;
 /// Snapshot chunk response.
 pub type InstallSnapshotResponse = openraft::raft::InstallSnapshotResponse<NodeId>;
-
-/// Format version written as the first byte of every value this crate stores.
-pub(crate) const FORMAT_VERSION: u8 = 1;
-
-/// postcard with a leading format version byte.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_extend(value, vec![FORMAT_VERSION])
-}
-
-/// Decodes what [`encode`] wrote; refuses an unknown format version.
-pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
-    match bytes.split_first() {
-        Some((&FORMAT_VERSION, rest)) => postcard::from_bytes(rest).map_err(DecodeError::Postcard),
-        Some((&v, _)) => Err(DecodeError::Version(v)),
-        None => Err(DecodeError::Empty),
-    }
-}
-
-/// A stored value could not be decoded.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum DecodeError {
-    #[error("unknown format version {0}")]
-    Version(u8),
-    #[error("empty value")]
-    Empty,
-    #[error("postcard: {0}")]
-    Postcard(postcard::Error),
-}

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
@@ -22,9 +22,19 @@ pub struct TestNode {
 /// Starts a node; `init`: as an initialised single-node cluster, waiting (with a deadline)
 /// until it leads.
 pub async fn start(token: Option<&str>, init: bool) -> TestNode {
+    start_with(token, init, |_| {}).await
+}
+
+/// [`start`] with `configure` applied to the raft settings first.
+pub async fn start_with(
+    token: Option<&str>,
+    init: bool,
+    configure: impl FnOnce(&mut ipam_raft::Config),
+) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ipam_raft::Config::new(1, dir.path(), "127.0.0.1:1");
     config.token = token.map(str::to_string);
+    configure(&mut config);
     let ipam = Ipam::start(config).await.unwrap();
     if init {
         ipam.init(Vec::new()).await.unwrap();
@@ -148,14 +158,13 @@ impl TestNode {
     /// Waits (with a deadline) until `/readyz` answers 200: readiness is momentary (an entry
     /// committed but not yet applied makes it 503), so tests wait for it instead of assuming.
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        ipam_tests::wait_until("/readyz to answer 200", Duration::from_secs(20), || async {
             let req = Request::get("/readyz").body(Body::empty()).unwrap();
-            if self.send(req).await.status == StatusCode::OK {
-                return;
+            match self.send(req).await {
+                r if r.status == StatusCode::OK => Ok(()),
+                r => Err(format!("{}: {}", r.status, r.text)),
             }
-            assert!(Instant::now() < deadline, "not ready within 20 s");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await
     }
 }

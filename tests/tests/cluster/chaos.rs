@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipam_raft::{Ipam, IpamError};
 use ipam_tests::{allocate_retrying, assert_only_unavailable, bounded, wait_until, Cluster, WAIT};
@@ -58,19 +58,21 @@ async fn writer(
 /// Releases what `owner` holds, retrying unavailability; idempotent, so a retry after a
 /// release that applied anyway finds nothing left.
 async fn release_retrying(ipam: &Ipam, owner: &str, errors: &mut Vec<IpamError>) {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let seen = std::sync::Mutex::new(std::mem::take(errors));
+    let seen_ref = &seen;
+    wait_until(&format!("a release of {owner}"), WAIT, || async move {
         match ipam.release_owner(POOL, owner).await {
-            Ok(_) => return,
+            Ok(_) => Ok(()),
             Err(error @ IpamError::Op(_)) => panic!("release {owner}: {error:?}"),
-            Err(error) => errors.push(error),
+            Err(error) => {
+                let observed = format!("{error:?}");
+                seen_ref.lock().unwrap().push(error);
+                Err(observed)
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "no release of {owner}: {errors:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    *errors = seen.into_inner().unwrap();
 }
 
 /// Waits until the writers have acknowledged `STEP` more operations.

@@ -62,21 +62,20 @@ async fn leader_stop_elects_a_new_leader_and_the_old_one_catches_up_from_its_fil
                         write_errors.extend(retried);
                         // Read-your-writes across the failover: a linearizable read after the
                         // acknowledgement sees it (retrying unavailability like the write).
-                        let deadline = Instant::now() + WAIT;
-                        let seen = loop {
-                            match ipam
-                                .owner_allocations(&owner, Consistency::Linearizable)
+                        let failed = std::sync::Mutex::new(Vec::new());
+                        let (failed_ref, ipam_ref, owner_ref) = (&failed, &ipam, &owner);
+                        let seen = wait_until(&format!("a read of {owner}"), WAIT, || async move {
+                            ipam_ref
+                                .owner_allocations(owner_ref, Consistency::Linearizable)
                                 .await
-                            {
-                                Ok(seen) => break seen,
-                                Err(error) => read_errors.push(error),
-                            }
-                            assert!(
-                                Instant::now() < deadline,
-                                "no read of {owner}: {read_errors:?}"
-                            );
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        };
+                                .map_err(|error| {
+                                    let observed = format!("{error:?}");
+                                    failed_ref.lock().unwrap().push(error);
+                                    observed
+                                })
+                        })
+                        .await;
+                        read_errors.extend(failed.into_inner().unwrap());
                         assert_eq!(seen, vec![allocation.clone()], "read after ack of {owner}");
                         acked.insert(owner, allocation.ip);
                         progress.fetch_add(1, Ordering::Relaxed);

@@ -19,18 +19,23 @@
 //!   removed; a restarted node installs a snapshot over its old state while serving reads.
 //! - `membership` — voter set changes, the leader removing itself, a voter demoted, a member
 //!   back on a new address.
+//! - `membership_safety` — an id in use is not evicted, a removal keeps a concurrent
+//!   promotion, a learner that is down is not promoted.
 //! - `forwarding` — every write API on a follower; the cache hit path and its read barrier on
 //!   a lagging follower and a deposed leader.
 //! - `reads` — linearizable reads across nodes.
+//! - `dashboard` — the leader's per-member replication progress and the `/ui` overview.
 //! - `trust` — a node with another token, or of another cluster, is never joined.
 //! - `upgrade` — a data dir and snapshot written by release 0.1.0 open and keep serving.
 
 mod chaos;
 mod contention;
 mod crash;
+mod dashboard;
 mod failover;
 mod forwarding;
 mod membership;
+mod membership_safety;
 mod partition;
 mod reads;
 mod replication;

@@ -6,11 +6,10 @@
 //! state machine may commit applies without fsync, and after a crash it re-applies from its
 //! durable point, which needs those log entries.
 //!
-//! Commits do not ask for redb's quick repair: it writes the allocator state with every commit
-//! (a 20 kB append: 0.70 ms with it, 0.52 ms without; a lone write in a 3-node cluster on 2
-//! cores: p50 2.6 → 1.7 ms in the first run that changed only this). After a crash redb
-//! instead rebuilds that state by walking the file on open — 0.19 s for 285 MB — and the log
-//! is purged behind snapshots, so it stays a few thousand entries long.
+//! Commits do not ask for redb's quick repair: it writes the allocator state with every commit,
+//! which made each append markedly dearer and was the largest single latency gain when dropped
+//! (figures in `docs/performance.md`). After a crash redb instead rebuilds that state by
+//! walking the file on open, which stays short because the log is purged behind snapshots.
 //!
 //! Small, cached operations (a `Durability::None` meta write, reading the few entries a
 //! replication round sends) run on the calling task: a `spawn_blocking` round trip costs more
@@ -26,7 +25,9 @@ use openraft::{LogState, RaftLogReader};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
 
-use crate::types::{decode, encode, Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
+use ipam_core::tables::{decode_value as decode, encode_value as encode};
+
+use crate::types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
 
 /// Log entries by index.
 const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("raft_log");
@@ -136,7 +137,7 @@ impl LogInner {
         let rtx = self.db.begin_read().map_err(read_err)?;
         let table = rtx.open_table(META).map_err(read_err)?;
         match table.get(key).map_err(read_err)? {
-            Some(v) => Ok(Some(decode(v.value()).map_err(read_err)?)),
+            Some(v) => Ok(Some(decode("raft_log_meta", v.value()).map_err(read_err)?)),
             None => Ok(None),
         }
     }
@@ -163,7 +164,7 @@ impl LogInner {
         let mut out = Vec::new();
         for row in table.range::<u64>(bounds).map_err(read_err)? {
             let (_, v) = row.map_err(read_err)?;
-            out.push(decode::<Entry>(v.value()).map_err(read_err)?);
+            out.push(decode::<Entry>("raft_log", v.value()).map_err(read_err)?);
         }
         Ok(out)
     }
@@ -181,13 +182,17 @@ impl LogInner {
         } else {
             // Only part of the request is allowed: record the id of the entry actually purged.
             match log.get(limit).map_err(read_err)? {
-                Some(v) => decode::<Entry>(v.value()).map_err(read_err)?.log_id,
+                Some(v) => {
+                    decode::<Entry>("raft_log", v.value())
+                        .map_err(read_err)?
+                        .log_id
+                }
                 None => return Ok(false),
             }
         };
         let mut meta = txn.open_table(META).map_err(write_err)?;
         let previous: Option<LogId> = match meta.get(KEY_PURGED).map_err(read_err)? {
-            Some(v) => decode(v.value()).map_err(read_err)?,
+            Some(v) => decode("raft_log_meta", v.value()).map_err(read_err)?,
             None => None,
         };
         if previous.is_some_and(|p| p.index >= upto.index) {
@@ -244,7 +249,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let rtx = inner.db.begin_read().map_err(read_err)?;
             let table = rtx.open_table(LOG).map_err(read_err)?;
             let last = match table.last().map_err(read_err)? {
-                Some((_, v)) => Some(decode::<Entry>(v.value()).map_err(read_err)?.log_id),
+                Some((_, v)) => Some(
+                    decode::<Entry>("raft_log", v.value())
+                        .map_err(read_err)?
+                        .log_id,
+                ),
                 None => last_purged,
             };
             Ok(LogState {

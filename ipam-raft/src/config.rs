@@ -1,0 +1,90 @@
+//! [`Config`]: every setting of a node with its default, and the read [`Consistency`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a read is served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Reflects every write acknowledged before the read, on any node (read barrier).
+    #[default]
+    Linearizable,
+    /// This node's replica at once, possibly stale.
+    Local,
+}
+
+/// Configuration of a node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Raft node id; never reuse one of a removed node.
+    pub id: u64,
+    /// Directory of `log.redb` and `state.redb`.
+    pub data_dir: PathBuf,
+    /// `host:port` peers use to reach this node's `/raft/*` routes.
+    pub advertise: String,
+    /// Cluster token sent and required as `Authorization: Bearer` on `/raft/*`.
+    pub token: Option<String>,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Election timeout range.
+    pub election_timeout: (Duration, Duration),
+    /// Build a snapshot after this many logs since the last one.
+    pub snapshot_logs: u64,
+    /// Logs kept after a snapshot.
+    pub max_in_snapshot_log_to_keep: u64,
+    /// Timeout of one snapshot chunk and of the final install.
+    pub install_snapshot_timeout: Duration,
+    /// Deadline of a write (proposal until acknowledged).
+    pub write_deadline: Duration,
+    /// Deadline of a read barrier.
+    pub read_deadline: Duration,
+    /// Bound of the proposer queue (commands); beyond it callers get `Overloaded`.
+    pub queue_capacity: usize,
+    /// Cap of ops in one log entry.
+    pub max_ops_per_entry: usize,
+    /// Cap of the encoded size of the commands in one log entry (bytes).
+    pub max_entry_bytes: usize,
+    /// Entries the proposer keeps in flight at once; more queue for the next entry.
+    pub max_inflight_entries: usize,
+    /// Largest snapshot chunk sent in one `/raft/snapshot` request (bytes).
+    pub snapshot_max_chunk_size: u64,
+    /// Timeout of one append/vote RPC and connect timeout of the HTTP client.
+    pub rpc_timeout: Duration,
+    /// Deadline of a membership change, including a new learner catching up.
+    pub membership_deadline: Duration,
+    /// The state machine makes its applies durable after at most this many entries...
+    pub durable_every_entries: u64,
+    /// ...and at least this often while any are pending.
+    pub durable_interval: Duration,
+    /// Source of the leader's stamps (log time); tests inject a [`crate::ManualClock`].
+    pub clock: crate::clock::StampClock,
+}
+
+impl Config {
+    /// Defaults for `id` and `data_dir`, advertising `advertise`.
+    pub fn new(id: u64, data_dir: impl Into<PathBuf>, advertise: impl Into<String>) -> Config {
+        Config {
+            id,
+            data_dir: data_dir.into(),
+            advertise: advertise.into(),
+            token: None,
+            heartbeat: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            snapshot_logs: 5_000,
+            max_in_snapshot_log_to_keep: 1_000,
+            install_snapshot_timeout: Duration::from_secs(30),
+            write_deadline: Duration::from_secs(10),
+            read_deadline: Duration::from_secs(5),
+            queue_capacity: 100_000,
+            max_ops_per_entry: 1_000,
+            max_entry_bytes: 1 << 20,
+            max_inflight_entries: 2,
+            snapshot_max_chunk_size: 3 << 20,
+            rpc_timeout: Duration::from_secs(2),
+            membership_deadline: Duration::from_secs(120),
+            durable_every_entries: 1_000,
+            durable_interval: Duration::from_secs(1),
+            clock: crate::clock::StampClock::system(),
+        }
+    }
+}

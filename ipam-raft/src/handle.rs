@@ -1,0 +1,376 @@
+//! [`Ipam`]: the embeddable handle a VM orchestrator (or `ipam-node`) links — start,
+//! shutdown, identity, and cluster set-up (init and the membership calls). Its writes are in
+//! `ops`, its reads in `reads`, its status in `status`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InitializeError, RaftError};
+use openraft::SnapshotPolicy;
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::Stamper;
+use crate::config::Config;
+use crate::error::{InternalError, IpamError, StartError};
+use crate::files;
+use crate::proposer::Proposer;
+use crate::route::Target;
+use crate::shared::Shared;
+use crate::storage::log::{DropSignal, LogStore};
+use crate::storage::state_machine::{Durable, StateMachineStore};
+use crate::tasks;
+use crate::transport::client::{bearer, NetShared, NetworkFactory};
+use crate::transport::rpc::AdminRequest;
+use crate::transport::server::{self, ServerState};
+use crate::types::{Node, NodeId, Raft};
+
+const LOG_FILE: &str = "log.redb";
+/// How long shutdown waits for openraft to drop the stores.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// What a handle holds: the node's shared state (reached through `Deref`, so `self.core.raft`
+/// and friends read as before), its proposer, the cache counters and the shutdown machinery.
+pub(crate) struct Core {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) proposer: Proposer,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    shutdown_tx: watch::Sender<bool>,
+    /// Sees `None` once every redb handle is closed.
+    closed_rx: tokio::sync::Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+impl std::ops::Deref for Core {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// The embeddable node handle. Cheap to clone; every method works on any node (writes and
+/// membership changes are forwarded to the leader).
+///
+/// The node runs until [`Ipam::shutdown`]: dropping the handles does not stop it (its
+/// background tasks hold it), and only `shutdown` closes the data dir for reopening.
+///
+/// # Example
+///
+/// A one-node cluster on a temporary data dir: the raft routes go on the embedder's own
+/// listener (port 0 here; `advertise` must be the address peers reach), `init` makes the node
+/// its own leader, then the typed writes work as on any cluster.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::time::Duration;
+///
+/// use ipam_core::{GatewayChoice, PoolSpec};
+/// use ipam_raft::{Config, Ipam};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let advertise = listener.local_addr()?.to_string();
+///
+/// let ipam = Ipam::start(Config::new(1, dir.path().join("node-1"), advertise)).await?;
+/// // Peers (and this node's own forwarding) reach it through these routes; an orchestrator
+/// // merges them into the router of its own API.
+/// let router = ipam.raft_router();
+/// let server = tokio::spawn(async move { axum::serve(listener, router).await });
+///
+/// // No members = this node alone. Writes issued before a leader is elected retry until
+/// // `write_deadline`; waiting first only makes the example's timing explicit.
+/// ipam.init(Vec::new()).await?;
+/// ipam.wait_for(Duration::from_secs(20), |s| s.leader == Some(1)).await?;
+///
+/// ipam.create_pool(PoolSpec {
+///     name: "vms".to_string(),
+///     cidr: "10.0.0.0/24".parse()?,
+///     gateway: GatewayChoice::Default, // 10.0.0.1
+///     reserved: Vec::new(),
+///     labels: BTreeMap::new(),
+///     description: "VM NICs".to_string(),
+/// })
+/// .await?;
+///
+/// // The owner is the idempotency key: asking again for `vm/web-1/eth0` returns the same
+/// // address with `existing == true` instead of allocating a second one.
+/// let (allocation, existing) = ipam
+///     .allocate("vms", "vm/web-1/eth0", None, BTreeMap::new())
+///     .await?;
+/// assert_eq!(allocation.ip.to_string(), "10.0.0.2");
+/// assert!(!existing);
+///
+/// // Fencing by generation: a stale release (of an address re-allocated since) is refused.
+/// let released = ipam.release("vms", allocation.ip, Some(allocation.generation)).await?;
+/// assert_eq!(released.owner, "vm/web-1/eth0");
+///
+/// // Closes the redb files; the data dir can then be reopened by a new `Ipam::start`.
+/// ipam.shutdown().await?;
+/// server.abort();
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Ipam {
+    pub(crate) core: Arc<Core>,
+}
+
+impl std::fmt::Debug for Ipam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ipam")
+            .field("id", &self.core.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ipam {
+    /// Opens the stores in `config.data_dir` and starts raft. Binds nothing: mount
+    /// [`Ipam::raft_router`] on a listener that `config.advertise` reaches.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::NodeIdMismatch`] when the data dir was written by another node id (a
+    /// reused id would corrupt raft's votes), [`StartError::Config`] for an unusable setting,
+    /// and the I/O, corrupt-file and store variants when the data dir cannot be opened or
+    /// recovered; none of them is worth retrying without an operator.
+    pub async fn start(config: Config) -> Result<Ipam, StartError> {
+        if config.advertise.is_empty() {
+            return Err(StartError::Config("advertise address is empty"));
+        }
+        let authorization = config.token.as_deref().map(bearer).transpose()?;
+        if config.queue_capacity == 0 || config.max_ops_per_entry == 0 {
+            return Err(StartError::Config(
+                "queue_capacity and max_ops_per_entry must be positive",
+            ));
+        }
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| StartError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        files::check_node_id(&dir, config.id)?;
+
+        let raft_config = openraft::Config {
+            cluster_name: "raft-ipam".to_string(),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: config.election_timeout.0.as_millis() as u64,
+            election_timeout_max: config.election_timeout.1.as_millis() as u64,
+            install_snapshot_timeout: config.install_snapshot_timeout.as_millis() as u64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs.max(1)),
+            max_in_snapshot_log_to_keep: config.max_in_snapshot_log_to_keep,
+            snapshot_max_chunk_size: config.snapshot_max_chunk_size.max(1024),
+            // Entries hold up to ~1 MiB of commands: keep an append request well under the
+            // 64 MiB body limit of `/raft/append`.
+            max_payload_entries: 32,
+            ..Default::default()
+        };
+        let raft_config = Arc::new(
+            raft_config
+                .validate()
+                .map_err(|e| StartError::RaftConfig(Box::new(e)))?,
+        );
+
+        let (closing_tx, closed_rx) = mpsc::channel::<()>(1);
+        let (durable_tx, purge_limit) = watch::channel(None);
+        let durable = Durable {
+            every_entries: config.durable_every_entries.max(1),
+            interval: config.durable_interval,
+        };
+        let d = dir.clone();
+        let c1 = DropSignal(closing_tx.clone());
+        let c2 = DropSignal(closing_tx);
+        let (log, sm) = tokio::task::spawn_blocking(move || {
+            let sm = StateMachineStore::open_with(&d, durable, durable_tx, Some(c1))?;
+            let log = LogStore::open_with(&d.join(LOG_FILE), purge_limit, Some(c2))?;
+            Ok::<_, crate::types::StorageError>((log, sm))
+        })
+        .await
+        .map_err(StartError::Task)?
+        .map_err(|e| StartError::Storage(Box::new(e)))?;
+        let sm_shared = sm.shared();
+
+        let net = Arc::new(NetShared::new(
+            config.token.clone(),
+            authorization,
+            &dir,
+            config.rpc_timeout,
+        )?);
+        let network = NetworkFactory { net: net.clone() };
+        let raft = Raft::new(config.id, raft_config, network, log, sm)
+            .await
+            .map_err(|e| StartError::Raft(Box::new(e)))?;
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let clock = Stamper::new(config.clock.clone());
+        let shared = Arc::new(Shared {
+            id: config.id,
+            config,
+            metrics: raft.metrics(),
+            raft,
+            net,
+            sm: sm_shared,
+            clock,
+            committed: AtomicU64::new(0),
+        });
+        let proposer = Proposer::spawn(shared.clone(), &shutdown_rx);
+        tasks::spawn(&shared, &shutdown_rx);
+        let core = Arc::new(Core {
+            shared,
+            proposer,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            shutdown_tx,
+            closed_rx: tokio::sync::Mutex::new(Some(closed_rx)),
+        });
+        Ok(Ipam { core })
+    }
+
+    /// The `/raft/*` routes (token-checked, 64 MiB body limit) to mount on the node's listener.
+    pub fn raft_router(&self) -> axum::Router {
+        server::router(ServerState {
+            shared: self.core.shared.clone(),
+            proposer: self.core.proposer.clone(),
+        })
+    }
+
+    /// Stops raft and closes the stores. Returns once the redb files are closed (or after a
+    /// deadline), so the data dir can be reopened in-process. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`IpamError::Internal`] when openraft failed while stopping or the stores were still
+    /// open after a deadline; the node is stopped either way, but reopening the data dir in
+    /// this process may then fail on the lock.
+    pub async fn shutdown(&self) -> Result<(), IpamError> {
+        let mut closed = self.core.closed_rx.lock().await;
+        let Some(mut rx) = closed.take() else {
+            return Ok(());
+        };
+        let _ = self.core.shutdown_tx.send(true);
+        self.core
+            .raft
+            .shutdown()
+            .await
+            .map_err(InternalError::RaftShutdown)?;
+        // Closing may run the final durable commit: keep it off the async threads.
+        let sm = self.core.sm.clone();
+        let _ = tokio::task::spawn_blocking(move || sm.close()).await;
+        // openraft's state machine worker exits after its core: wait for the stores' drop.
+        match tokio::time::timeout(CLOSE_WAIT, rx.recv()).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(InternalError::CloseTimeout {
+                secs: CLOSE_WAIT.as_secs(),
+            }
+            .into()),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    /// Whether this node currently leads.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.core.target(), Target::Local)
+    }
+
+    /// The cluster id recorded in the data dir (set at `init`, or adopted from the first raft
+    /// RPC), if any.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.core.net.cluster_id()
+    }
+
+    /// Fault injection: while isolated, this node's transport drops every outgoing RPC and its
+    /// `/raft/*` routes refuse incoming ones.
+    #[cfg(feature = "testing")]
+    pub fn set_isolated(&self, isolated: bool) {
+        self.core.net.set_isolated(isolated);
+    }
+
+    /// Initializes a cluster of `members` (id, addr); empty = this node alone.
+    ///
+    /// Call it once, on one node, when the cluster is first created; the other members learn
+    /// the membership from the leader.
+    ///
+    /// # Errors
+    ///
+    /// [`IpamError::AlreadyInitialized`] on a node that already has a membership (safe to
+    /// ignore when an orchestrator calls `init` on every start), [`IpamError::Membership`]
+    /// when `members` does not include this node.
+    pub async fn init(&self, members: Vec<(u64, String)>) -> Result<(), IpamError> {
+        let core = &self.core;
+        if core
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|_| IpamError::ShuttingDown)?
+        {
+            return Err(IpamError::AlreadyInitialized);
+        }
+        let nodes: BTreeMap<NodeId, Node> = if members.is_empty() {
+            [(core.id, Node::new(&core.config.advertise))].into()
+        } else {
+            members
+                .into_iter()
+                .map(|(id, addr)| (id, Node::new(addr)))
+                .collect()
+        };
+        if !nodes.contains_key(&core.id) {
+            return Err(IpamError::Membership(format!(
+                "the initial members must include this node ({})",
+                core.id
+            )));
+        }
+        if core.net.cluster_id().is_none() {
+            core.net
+                .set_cluster_id(&files::new_cluster_id(core.id))
+                .map_err(InternalError::ClusterId)?;
+        }
+        match core.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                Err(IpamError::AlreadyInitialized)
+            }
+            Err(RaftError::APIError(e)) => Err(IpamError::Membership(e.to_string())),
+            Err(RaftError::Fatal(_)) => Err(IpamError::ShuttingDown),
+        }
+    }
+
+    /// Adds a learner and returns once it has caught up (its matched log index ≥ the leader's
+    /// commit index at the call).
+    pub async fn add_learner(&self, id: u64, addr: String) -> Result<(), IpamError> {
+        Ok(self
+            .core
+            .admin(AdminRequest::AddLearner { id, addr }, false)
+            .await?)
+    }
+
+    /// Promotes one learner to voter.
+    pub async fn promote_voter(&self, id: u64) -> Result<(), IpamError> {
+        Ok(self
+            .core
+            .admin(AdminRequest::PromoteVoter(id), false)
+            .await?)
+    }
+
+    /// Sets the voter set; voters left out stay as learners.
+    pub async fn change_voters(&self, ids: BTreeSet<u64>) -> Result<(), IpamError> {
+        Ok(self
+            .core
+            .admin(AdminRequest::ChangeVoters(ids), false)
+            .await?)
+    }
+
+    /// Removes a member (voter or learner).
+    pub async fn remove_member(&self, id: u64) -> Result<(), IpamError> {
+        Ok(self
+            .core
+            .admin(AdminRequest::RemoveMember(id), false)
+            .await?)
+    }
+}

@@ -1,0 +1,85 @@
+//! [`Shared`]: what the handle, the proposer, membership changes, the background tasks and the
+//! `/raft/*` routes all need — the raft handle, the transport, the state machine's readers,
+//! leader knowledge, the stamp clock and the commit index.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use openraft::{RaftMetrics, ServerState};
+use tokio::sync::watch;
+
+use crate::clock::Stamper;
+use crate::config::Config;
+use crate::route::{leader_of, Target};
+use crate::storage::state_db::SmShared;
+use crate::transport::client::NetShared;
+use crate::types::{Node, NodeId, Raft};
+
+/// State shared by every part of a running node.
+pub(crate) struct Shared {
+    pub(crate) id: NodeId,
+    pub(crate) config: Config,
+    pub(crate) raft: Raft,
+    pub(crate) net: Arc<NetShared>,
+    pub(crate) sm: Arc<SmShared>,
+    pub(crate) metrics: watch::Receiver<RaftMetrics<NodeId, Node>>,
+    pub(crate) clock: Stamper,
+    /// Highest commit index seen; openraft's metrics carry none (see `tasks::track_committed`).
+    pub(crate) committed: AtomicU64,
+}
+
+impl Shared {
+    /// Where a request must go right now, from the latest metrics.
+    pub(crate) fn target(&self) -> Target {
+        let m = self.metrics.borrow();
+        let addr = m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
+        leader_of(
+            self.id,
+            m.current_leader,
+            m.state == ServerState::Leader,
+            addr,
+        )
+    }
+
+    /// Waits until some leader is known, at most until `deadline` and two election timeouts.
+    pub(crate) async fn wait_for_leader(&self, deadline: Instant) -> bool {
+        let until = deadline.min(Instant::now() + self.config.election_timeout.1 * 2);
+        let mut rx = self.metrics.clone();
+        loop {
+            if self.target() != Target::Unknown {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            match tokio::time::timeout(until - now, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return false,
+                Err(_) => return self.target() != Target::Unknown,
+            }
+        }
+    }
+
+    /// The commit index, asked from the raft core (and remembered for [`Shared::committed`]).
+    pub(crate) async fn committed_index(&self) -> u64 {
+        match self
+            .raft
+            .with_raft_state(|s| s.committed.map(|l| l.index))
+            .await
+        {
+            Ok(c) => {
+                let c = c.unwrap_or(0);
+                self.committed.fetch_max(c, Ordering::Relaxed);
+                c
+            }
+            Err(_) => self.committed.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! What a node reports about itself and its cluster: [`ClusterStatus`] from openraft's
+//! metrics, a wait on it, and the allocate cache's counters.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::error::IpamError;
+use crate::handle::Ipam;
+use crate::types::NodeId;
+
+/// Role of a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberRole {
+    /// Votes.
+    Voter,
+    /// Receives the log, does not vote.
+    Learner,
+}
+
+/// One member of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Node id.
+    pub id: u64,
+    /// `host:port`.
+    pub addr: String,
+    /// Voter or learner.
+    pub role: MemberRole,
+}
+
+/// What `/api/v1/cluster` reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// This node's id.
+    pub id: u64,
+    /// The current leader, if known.
+    pub leader: Option<u64>,
+    /// Current term.
+    pub term: u64,
+    /// Index of the last log entry.
+    pub last_log_index: u64,
+    /// Commit index as this node knows it.
+    pub committed_index: u64,
+    /// Last applied index.
+    pub applied_index: u64,
+    /// Whether this node is initialized (has a membership).
+    pub initialized: bool,
+    /// Members, by id.
+    pub members: Vec<Member>,
+}
+
+impl Ipam {
+    /// Waits until `cond` holds for [`Ipam::status`], re-checking on every metrics change.
+    /// Returns the status that satisfied it, or `DeadlineExceeded` after `timeout`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        mut cond: impl FnMut(&ClusterStatus) -> bool,
+    ) -> Result<ClusterStatus, IpamError> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let mut rx = self.core.metrics.clone();
+        loop {
+            // The commit index is refreshed outside the metrics: read it fresh.
+            self.core.committed_index().await;
+            let status = self.status();
+            if cond(&status) {
+                return Ok(status);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(IpamError::DeadlineExceeded {
+                    waited_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            let step = (deadline - now).min(self.core.config.heartbeat);
+            if let Ok(Err(_)) = tokio::time::timeout(step, rx.changed()).await {
+                return Err(IpamError::ShuttingDown);
+            }
+        }
+    }
+
+    /// Current status from openraft's metrics.
+    pub fn status(&self) -> ClusterStatus {
+        let m = self.core.metrics.borrow();
+        let mem = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = mem.voter_ids().collect();
+        let members = mem
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                addr: node.addr.clone(),
+                role: if voters.contains(id) {
+                    MemberRole::Voter
+                } else {
+                    MemberRole::Learner
+                },
+            })
+            .collect();
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        ClusterStatus {
+            id: self.core.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            // Applied entries are committed, whatever the cached value says yet.
+            committed_index: self.core.committed.load(Ordering::Relaxed).max(applied),
+            applied_index: applied,
+            initialized: !voters.is_empty(),
+            members,
+        }
+    }
+
+    /// Cache (hits, misses) of the allocate path since start.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (
+            self.core.hits.load(Ordering::Relaxed),
+            self.core.misses.load(Ordering::Relaxed),
+        )
+    }
+}

@@ -1,0 +1,337 @@
+//! Snapshots as files: a length-prefixed postcard stream of records — a header with last
+//! applied id and membership, then every row of every core table — so neither building nor
+//! installing holds the state in memory. `snapshots/current.meta` names the current file.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ipam_core::tables::{decode_value as decode, encode_value as encode};
+use openraft::RaftSnapshotBuilder;
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::state_db::{applied_of, write_meta, SmShared, KEY_APPLIED, KEY_MEMBERSHIP};
+use crate::files::{sync_dir, write_atomic};
+use crate::types::{
+    LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership, TypeConfig,
+};
+
+pub(super) const SNAP_DIR: &str = "snapshots";
+const SNAP_EXT: &str = ".snap";
+const SNAP_META: &str = "current.meta";
+/// Rows per intermediate (non-durable) commit while installing a snapshot, to bound the size of
+/// one redb transaction.
+const INSTALL_ROWS_PER_TXN: u64 = 50_000;
+/// Upper bound of one snapshot record; a larger length prefix means a corrupt stream.
+const MAX_RECORD: usize = 64 << 20;
+
+/// One record of a snapshot stream.
+#[derive(Serialize, Deserialize)]
+pub(super) enum SnapRecord<'a> {
+    /// First record.
+    Header {
+        last_applied: Option<LogId>,
+        membership: StoredMembership,
+    },
+    /// The rows that follow belong to this core table.
+    Table(&'a str),
+    /// One row of the current table.
+    Row(&'a [u8], &'a [u8]),
+    /// Last record: the number of rows, to detect truncation.
+    End { rows: u64 },
+}
+
+/// Builds a snapshot from the read transaction taken when openraft asked for the builder.
+pub struct SnapshotBuilder {
+    pub(super) shared: Arc<SmShared>,
+    pub(super) rtx: Option<ReadTransaction>,
+}
+
+pub(super) fn snap_write(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_snapshot(None, &e).into()
+}
+pub(super) fn snap_read(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_snapshot(None, &e).into()
+}
+fn corrupt(msg: &str) -> StorageError {
+    snap_read(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        msg.to_string(),
+    ))
+}
+
+impl SmShared {
+    pub(super) fn snap_dir(&self) -> PathBuf {
+        self.dir.join(SNAP_DIR)
+    }
+
+    pub(super) fn current_snapshot(&self) -> Result<Option<(SnapshotMeta, File)>, StorageError> {
+        let _g = self
+            .snapshot_lock
+            .lock()
+            .map_err(|_| corrupt("poisoned lock"))?;
+        let meta_path = self.snap_dir().join(SNAP_META);
+        let bytes = match std::fs::read(&meta_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(snap_read(e)),
+        };
+        let current: CurrentSnapshot = decode(SNAP_META, &bytes).map_err(snap_read)?;
+        let file = File::open(self.snap_dir().join(&current.file)).map_err(snap_read)?;
+        Ok(Some((current.meta, file)))
+    }
+
+    /// Makes the snapshot file `tmp` the current snapshot with `meta`, and returns a fresh read
+    /// handle to it.
+    pub(super) fn publish_snapshot(
+        &self,
+        tmp: &Path,
+        meta: &SnapshotMeta,
+    ) -> Result<File, StorageError> {
+        let _g = self
+            .snapshot_lock
+            .lock()
+            .map_err(|_| corrupt("poisoned lock"))?;
+        let dir = self.snap_dir();
+        // Each snapshot keeps its own file name and the meta names it, so a crash at any step
+        // leaves a meta that matches its data.
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let file_name = format!("{}-{seq}{SNAP_EXT}", meta.snapshot_id);
+        std::fs::rename(tmp, dir.join(&file_name)).map_err(snap_write)?;
+        sync_dir(&dir).map_err(snap_write)?;
+        let current = CurrentSnapshot {
+            meta: meta.clone(),
+            file: file_name.clone(),
+        };
+        let bytes = encode(&current).map_err(snap_write)?;
+        write_atomic(&dir.join(SNAP_META), &bytes).map_err(snap_write)?;
+        let handle = File::open(dir.join(&file_name)).map_err(snap_read)?;
+        // Older snapshots are no longer named; open handles (a transfer under way) stay valid.
+        remove_other_snapshots(&dir, &file_name);
+        Ok(handle)
+    }
+}
+
+/// Removes every snapshot file in `dir` but `keep`.
+fn remove_other_snapshots(dir: &Path, keep: &str) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(SNAP_EXT) && name != keep {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// What `current.meta` records: the current snapshot's meta and its file in `snapshots/`.
+#[derive(Serialize, Deserialize)]
+struct CurrentSnapshot {
+    meta: SnapshotMeta,
+    file: String,
+}
+
+pub(super) fn write_record<W: Write>(
+    w: &mut W,
+    rec: &SnapRecord<'_>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    buf.clear();
+    let bytes = postcard::to_extend(rec, std::mem::take(buf)).map_err(std::io::Error::other)?;
+    let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(&bytes)?;
+    *buf = bytes;
+    Ok(())
+}
+
+/// Reads one record's bytes into `buf`; `false` at a clean end of file.
+pub(super) fn read_record<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<bool, StorageError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(snap_read(e)),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_RECORD {
+        return Err(corrupt("snapshot record too large"));
+    }
+    buf.resize(len, 0);
+    r.read_exact(buf).map_err(snap_read)?;
+    Ok(true)
+}
+
+/// Writes a snapshot of `rtx` to `path`, returning its last applied id and membership.
+fn write_snapshot(
+    rtx: &ReadTransaction,
+    path: &Path,
+) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    let (last_applied, membership) = applied_of(rtx)?;
+    let file = File::create(path).map_err(snap_write)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    write_record(
+        &mut w,
+        &SnapRecord::Header {
+            last_applied,
+            membership: membership.clone(),
+        },
+        &mut buf,
+    )
+    .map_err(snap_write)?;
+    let mut rows = 0u64;
+    for def in ipam_core::tables::TABLES {
+        let table = match rtx.open_table(*def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(snap_read(e)),
+        };
+        write_record(
+            &mut w,
+            &SnapRecord::Table(redb::TableHandle::name(def)),
+            &mut buf,
+        )
+        .map_err(snap_write)?;
+        for row in table.iter().map_err(snap_read)? {
+            let (k, v) = row.map_err(snap_read)?;
+            write_record(&mut w, &SnapRecord::Row(k.value(), v.value()), &mut buf)
+                .map_err(snap_write)?;
+            rows += 1;
+        }
+    }
+    write_record(&mut w, &SnapRecord::End { rows }, &mut buf).map_err(snap_write)?;
+    let file = w.into_inner().map_err(|e| snap_write(e.into_error()))?;
+    file.sync_all().map_err(snap_write)?;
+    Ok((last_applied, membership))
+}
+
+/// Loads a snapshot stream into a fresh database at `path`, ending with an `Immediate` commit.
+pub(super) fn load_snapshot(
+    src: &mut File,
+    path: &Path,
+    meta: &SnapshotMeta,
+) -> Result<(), StorageError> {
+    src.seek(SeekFrom::Start(0)).map_err(snap_read)?;
+    let mut r = BufReader::with_capacity(1 << 20, src);
+    let _ = std::fs::remove_file(path);
+    let db = Database::builder().create(path).map_err(snap_write)?;
+    let mut txn = db.begin_write().map_err(snap_write)?;
+    txn.set_durability(Durability::None).map_err(snap_write)?;
+    let mut buf = Vec::new();
+    let mut current: Option<&'static redb::TableDefinition<'static, &'static [u8], &'static [u8]>> =
+        None;
+    let mut rows = 0u64;
+    let mut in_txn = 0u64;
+    let mut header = None;
+    let mut ended = false;
+    while read_record(&mut r, &mut buf)? {
+        let rec: SnapRecord<'_> = postcard::from_bytes(&buf).map_err(snap_read)?;
+        match rec {
+            SnapRecord::Header {
+                last_applied,
+                membership,
+            } => {
+                if header.is_some() {
+                    return Err(corrupt("two snapshot headers"));
+                }
+                header = Some((last_applied, membership));
+            }
+            SnapRecord::Table(name) => {
+                current = ipam_core::tables::TABLES
+                    .iter()
+                    .find(|d| redb::TableHandle::name(*d) == name);
+                if current.is_none() {
+                    return Err(corrupt(&format!("unknown table {name:?} in snapshot")));
+                }
+            }
+            SnapRecord::Row(k, v) => {
+                let def = current.ok_or_else(|| corrupt("row before any table"))?;
+                let mut table = txn.open_table(*def).map_err(snap_write)?;
+                table.insert(k, v).map_err(snap_write)?;
+                rows += 1;
+                in_txn += 1;
+                if in_txn >= INSTALL_ROWS_PER_TXN {
+                    drop(table);
+                    txn.commit().map_err(snap_write)?;
+                    txn = db.begin_write().map_err(snap_write)?;
+                    txn.set_durability(Durability::None).map_err(snap_write)?;
+                    in_txn = 0;
+                }
+            }
+            SnapRecord::End { rows: expected } => {
+                if expected != rows {
+                    return Err(corrupt("snapshot row count mismatch"));
+                }
+                ended = true;
+                break;
+            }
+        }
+    }
+    if !ended {
+        return Err(corrupt("snapshot stream truncated"));
+    }
+    let (last_applied, membership) = header.ok_or_else(|| corrupt("snapshot without header"))?;
+    if last_applied != meta.last_log_id {
+        return Err(corrupt("snapshot header does not match its meta"));
+    }
+    // Core tables that were empty at build time must still exist.
+    for def in ipam_core::tables::TABLES {
+        txn.open_table(*def).map_err(snap_write)?;
+    }
+    write_meta(&txn, KEY_APPLIED, &last_applied)?;
+    write_meta(&txn, KEY_MEMBERSHIP, &membership)?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(snap_write)?;
+    txn.set_quick_repair(true);
+    txn.commit().map_err(snap_write)?;
+    Ok(())
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let shared = self.shared.clone();
+        let rtx = self.rtx.take();
+        let (meta, file) = tokio::task::spawn_blocking(move || {
+            let rtx = match rtx {
+                Some(r) => r,
+                None => shared.db()?.db.begin_read().map_err(snap_read)?,
+            };
+            // Logs up to this snapshot may be purged once it exists: the state it covers must
+            // be on disk first.
+            shared.make_durable()?;
+            let seq = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+            let tmp = shared.snap_dir().join(format!("build-{seq}.tmp"));
+            let res = write_snapshot(&rtx, &tmp);
+            let (last_applied, membership) = match res {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            };
+            let snapshot_id = match last_applied {
+                Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, seq),
+                None => format!("0-0-{seq}"),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: last_applied,
+                last_membership: membership,
+                snapshot_id,
+            };
+            let file = shared.publish_snapshot(&tmp, &meta)?;
+            tracing::info!(snapshot = %meta, "built snapshot");
+            Ok::<_, StorageError>((meta, file))
+        })
+        .await
+        .map_err(snap_write)??;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! `state.redb` and the state shared by the state machine store, its snapshot builders, the
+//! background flusher and the node's readers: the open database, the raft layer's own meta
+//! rows (last applied log id, membership) and when pending applies become durable.
+//!
+//! Applies commit without fsync; an `Immediate` commit every `durable_every_entries` entries,
+//! every `durable_interval` (background flusher), before each snapshot build and when the store
+//! is dropped bounds what a crash loses, and the durable applied index is published for the log
+//! store's purge limit so the log always holds what a restart must re-apply.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use redb::{Database, Durability, ReadTransaction, ReadableTable, TableDefinition};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::log::DropSignal;
+use ipam_core::tables::{decode_value as decode, encode_value as encode};
+
+use crate::types::{LogId, StorageError, StorageIOError, StoredMembership};
+
+/// The raft layer's own rows in `state.redb`: last applied log id and membership.
+pub(crate) const SM_META: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("raft_sm_meta");
+pub(super) const KEY_APPLIED: &str = "last_applied";
+pub(super) const KEY_MEMBERSHIP: &str = "membership";
+
+pub(super) const STATE_FILE: &str = "state.redb";
+pub(super) const STATE_TMP: &str = "state.redb.tmp";
+
+/// When the state machine makes its applies durable.
+#[derive(Clone, Copy, Debug)]
+pub struct Durable {
+    /// An `Immediate` commit after at most this many applied entries.
+    pub every_entries: u64,
+    /// And at least this often while anything is pending (background flusher).
+    pub interval: Duration,
+}
+
+impl Default for Durable {
+    fn default() -> Self {
+        Durable {
+            every_entries: 1_000,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// An open `state.redb`. Dropping it makes pending applies durable.
+pub(crate) struct StateDb {
+    pub(crate) db: Database,
+    pub(super) _closing: Option<DropSignal>,
+}
+
+impl Drop for StateDb {
+    fn drop(&mut self) {
+        // A clean close keeps every non-durable apply, so an in-process restart resumes exactly.
+        if let Ok(mut txn) = self.db.begin_write() {
+            let _ = txn.set_durability(Durability::Immediate);
+            txn.set_quick_repair(true);
+            let _ = txn.commit();
+        }
+    }
+}
+
+/// State shared between the state machine store, its snapshot builders, the background flusher
+/// and the node's readers.
+pub(crate) struct SmShared {
+    pub(super) dir: PathBuf,
+    /// Swapped when a snapshot is installed; `None` after shutdown.
+    pub(super) db: RwLock<Option<Arc<StateDb>>>,
+    pub(super) durable_tx: watch::Sender<Option<u64>>,
+    pub(super) durable: Durable,
+    pub(super) pending: Mutex<Pending>,
+    pub(super) snapshot_lock: Mutex<()>,
+    pub(super) snapshot_seq: AtomicU64,
+    /// The core's derived index. Applies hold it for their whole transaction, so whoever
+    /// holds it sees it and the committed tables at the same log position (the integrity
+    /// check, `state_machine/check.rs`).
+    pub(super) index: Mutex<ipam_core::State>,
+    /// Leases this node's state machine released on expiry since start, by pool.
+    pub(crate) expirations: Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+#[derive(Default)]
+pub(super) struct Pending {
+    pub(super) entries: u64,
+    pub(super) since: Option<Instant>,
+}
+
+pub(super) fn sm_read(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_state_machine(&e).into()
+}
+pub(crate) fn sm_write(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+pub(super) fn read_meta<T: serde::de::DeserializeOwned>(
+    rtx: &ReadTransaction,
+    key: &str,
+) -> Result<Option<T>, StorageError> {
+    let table = match rtx.open_table(SM_META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(sm_read(e)),
+    };
+    match table.get(key).map_err(sm_read)? {
+        Some(v) => Ok(Some(decode("raft_sm_meta", v.value()).map_err(sm_read)?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn write_meta<T: Serialize>(
+    txn: &redb::WriteTransaction,
+    key: &str,
+    value: &T,
+) -> Result<(), StorageError> {
+    let bytes = encode(value).map_err(sm_write)?;
+    let mut table = txn.open_table(SM_META).map_err(sm_write)?;
+    table.insert(key, bytes.as_slice()).map_err(sm_write)?;
+    Ok(())
+}
+
+pub(super) fn open_db(path: &Path) -> Result<Database, StorageError> {
+    Database::builder().create(path).map_err(sm_write)
+}
+
+pub(super) fn applied_of(
+    rtx: &ReadTransaction,
+) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    let applied = read_meta::<Option<LogId>>(rtx, KEY_APPLIED)?.flatten();
+    let membership = read_meta::<StoredMembership>(rtx, KEY_MEMBERSHIP)?.unwrap_or_default();
+    Ok((applied, membership))
+}
+
+impl SmShared {
+    /// The current database, or `Internal` after shutdown.
+    pub(crate) fn db(&self) -> Result<Arc<StateDb>, StorageError> {
+        let guard = self
+            .db
+            .read()
+            .map_err(|_| sm_read(std::io::Error::other("poisoned lock")))?;
+        guard
+            .clone()
+            .ok_or_else(|| sm_read(std::io::Error::other("the state machine is closed")))
+    }
+
+    /// Closes the database handle held here (readers holding a clone keep it until they end).
+    pub(crate) fn close(&self) {
+        if let Ok(mut g) = self.db.write() {
+            *g = None;
+        }
+    }
+
+    pub(super) fn publish_durable(&self, index: Option<u64>) {
+        self.durable_tx.send_if_modified(|cur| {
+            if index > *cur {
+                *cur = index;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// An empty `Immediate` commit: makes every earlier apply durable and publishes the applied
+    /// index it covers.
+    pub(crate) fn make_durable(&self) -> Result<(), StorageError> {
+        let db = self.db()?;
+        let mut txn = db.db.begin_write().map_err(sm_write)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(sm_write)?;
+        txn.set_quick_repair(true);
+        let applied = {
+            let table = txn.open_table(SM_META).map_err(sm_write)?;
+            let v = table.get(KEY_APPLIED).map_err(sm_read)?;
+            match v {
+                Some(v) => decode::<Option<LogId>>("raft_sm_meta", v.value()).map_err(sm_read)?,
+                None => None,
+            }
+        };
+        if let Ok(mut p) = self.pending.lock() {
+            *p = Pending::default();
+        }
+        txn.commit().map_err(sm_write)?;
+        self.publish_durable(applied.map(|l| l.index));
+        Ok(())
+    }
+
+    /// Whether non-durable applies have been pending for at least the durable interval.
+    pub(crate) fn flush_due(&self) -> bool {
+        self.pending
+            .lock()
+            .ok()
+            .and_then(|p| p.since)
+            .is_some_and(|s| s.elapsed() >= self.durable.interval)
+    }
+
+    pub(crate) fn durable_interval(&self) -> Duration {
+        self.durable.interval
+    }
+}

@@ -1,0 +1,334 @@
+//! The state machine on `state.redb`, and its snapshots.
+//!
+//! One redb write transaction per applied batch runs the core's `apply` for every command and
+//! records the last applied log id and membership in the raft layer's own `raft_sm_meta`
+//! table, so state and raft position can never disagree. Applies commit without fsync; an
+//! `Immediate` commit every `durable_every_entries` entries, every `durable_interval`
+//! (background flusher), before each snapshot build and when the store is dropped bounds what a
+//! crash loses, and the durable applied index is published for the log store's purge limit so
+//! the log always holds what a restart must re-apply.
+//!
+//! Snapshot files are built and loaded in `storage/snapshot.rs`; the shared database handle
+//! and the durability bookkeeping are in `storage/state_db.rs`.
+//! The integrity check is in `storage/state_machine/check.rs`, backups and restore in
+//! `storage/state_machine/backup.rs`.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use ipam_core::State;
+use openraft::storage::RaftStateMachine;
+use openraft::EntryPayload;
+use redb::{Durability, ReadTransaction, ReadableDatabase};
+use tokio::sync::watch;
+
+mod backup;
+mod check;
+pub(crate) use backup::restore_backup;
+pub use backup::{verify_backup, BackupHeader, RestoreError, Restored, BACKUP_FORMAT};
+pub use check::CheckReport;
+
+use super::log::DropSignal;
+use super::snapshot::{load_snapshot, snap_read, snap_write, SnapshotBuilder, SNAP_DIR};
+pub use super::state_db::Durable;
+use super::state_db::{
+    applied_of, open_db, sm_read, sm_write, write_meta, Pending, SmShared, StateDb, KEY_APPLIED,
+    KEY_MEMBERSHIP, SM_META, STATE_FILE, STATE_TMP,
+};
+use crate::files::sync_dir;
+use crate::types::{
+    Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    TypeConfig,
+};
+
+/// The state machine store handed to openraft.
+pub struct StateMachineStore {
+    shared: Arc<SmShared>,
+}
+
+impl StateMachineStore {
+    /// Opens (or creates) `state.redb` in `dir`. `durable_tx` receives the durable applied
+    /// index, the log store's purge limit.
+    pub fn open(
+        dir: &Path,
+        durable: Durable,
+        durable_tx: watch::Sender<Option<u64>>,
+    ) -> Result<StateMachineStore, StorageError> {
+        Self::open_with(dir, durable, durable_tx, None)
+    }
+
+    pub(crate) fn open_with(
+        dir: &Path,
+        durable: Durable,
+        durable_tx: watch::Sender<Option<u64>>,
+        closing: Option<DropSignal>,
+    ) -> Result<StateMachineStore, StorageError> {
+        std::fs::create_dir_all(dir.join(SNAP_DIR)).map_err(sm_write)?;
+        // Leftovers of an interrupted install or snapshot transfer.
+        let _ = std::fs::remove_file(dir.join(STATE_TMP));
+        if let Ok(rd) = std::fs::read_dir(dir.join(SNAP_DIR)) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.ends_with(".tmp") || name.ends_with(".part") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let db = open_db(&dir.join(STATE_FILE))?;
+        let txn = db.begin_write().map_err(sm_write)?;
+        txn.open_table(SM_META).map_err(sm_write)?;
+        txn.commit().map_err(sm_write)?;
+        let state = State::open(&db).map_err(sm_read)?;
+        let applied = {
+            let rtx = db.begin_read().map_err(sm_read)?;
+            applied_of(&rtx)?.0
+        };
+        // What is on disk at open is durable.
+        durable_tx.send_replace(applied.map(|l| l.index));
+        let shared = Arc::new(SmShared {
+            dir: dir.to_path_buf(),
+            db: RwLock::new(Some(Arc::new(StateDb {
+                db,
+                _closing: closing,
+            }))),
+            durable_tx,
+            durable,
+            pending: Mutex::new(Pending::default()),
+            snapshot_lock: Mutex::new(()),
+            // Seeded from the clock so file names and snapshot ids never repeat across restarts.
+            snapshot_seq: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(0))
+                    .unwrap_or(0),
+            ),
+            index: Mutex::new(state),
+            expirations: Mutex::default(),
+        });
+        Ok(StateMachineStore { shared })
+    }
+
+    /// A read transaction on the current `state.redb` (for the core's queries).
+    pub fn begin_read(&self) -> Result<ReadTransaction, StorageError> {
+        self.shared.db()?.db.begin_read().map_err(sm_read)
+    }
+
+    pub(crate) fn shared(&self) -> Arc<SmShared> {
+        self.shared.clone()
+    }
+
+    async fn blocking<T, F>(&mut self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SmShared, &mut State) -> Result<T, StorageError> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut state = shared
+                .index
+                .lock()
+                .map_err(|_| sm_write(std::io::Error::other("poisoned index lock")))?;
+            f(&shared, &mut state)
+        })
+        .await
+        .map_err(sm_write)?
+    }
+}
+
+fn apply_batch(
+    shared: &SmShared,
+    state: &mut State,
+    entries: &[Entry],
+) -> Result<Vec<Response>, StorageError> {
+    let db = shared.db()?;
+    let mut txn = db.db.begin_write().map_err(sm_write)?;
+    let mut out = Vec::with_capacity(entries.len());
+    let mut membership = None;
+    let mut last = None;
+    for entry in entries {
+        let resp = match &entry.payload {
+            EntryPayload::Blank => Vec::new(),
+            EntryPayload::Normal(req) => match state.apply(&txn, req.stamp, &req.commands) {
+                Ok(r) => {
+                    crate::leases::count_expired(shared, state.expired());
+                    r
+                }
+                Err(e) => {
+                    // The index may hold changes of the aborted transaction: rebuild it.
+                    drop(txn);
+                    if let Ok(s) = State::open(&db.db) {
+                        *state = s;
+                    }
+                    return Err(StorageIOError::apply(entry.log_id, &e).into());
+                }
+            },
+            EntryPayload::Membership(m) => {
+                membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
+                Vec::new()
+            }
+        };
+        out.push(resp);
+        last = Some(entry.log_id);
+    }
+    let Some(last) = last else {
+        return Ok(out);
+    };
+    write_meta(&txn, KEY_APPLIED, &Some(last))?;
+    if let Some(m) = &membership {
+        write_meta(&txn, KEY_MEMBERSHIP, m)?;
+    }
+    let durable = {
+        let mut p = shared
+            .pending
+            .lock()
+            .map_err(|_| sm_write(std::io::Error::other("poisoned")))?;
+        p.entries += entries.len() as u64;
+        let since = *p.since.get_or_insert_with(Instant::now);
+        if p.entries >= shared.durable.every_entries || since.elapsed() >= shared.durable.interval {
+            *p = Pending::default();
+            true
+        } else {
+            false
+        }
+    };
+    if durable {
+        txn.set_durability(Durability::Immediate)
+            .map_err(sm_write)?;
+        txn.set_quick_repair(true);
+    } else {
+        txn.set_durability(Durability::None).map_err(sm_write)?;
+    }
+    if let Err(e) = txn.commit() {
+        if let Ok(s) = State::open(&db.db) {
+            *state = s;
+        }
+        return Err(sm_write(e));
+    }
+    if durable {
+        shared.publish_durable(Some(last.index));
+    }
+    Ok(out)
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        self.blocking(|shared, _| {
+            let db = shared.db()?;
+            let rtx = db.db.begin_read().map_err(sm_read)?;
+            applied_of(&rtx)
+        })
+        .await
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        self.blocking(move |shared, state| apply_batch(shared, state, &entries))
+            .await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // The read transaction is taken now, on openraft's serial path, so the snapshot covers
+        // exactly what was applied when openraft asked, while applies continue.
+        let rtx = self.shared.db().ok().and_then(|db| db.db.begin_read().ok());
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+            rtx,
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let path = self.shared.snap_dir().join(format!("recv-{seq}.part"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(snap_write)?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let mut src = snapshot.into_std().await;
+        let meta = meta.clone();
+        self.blocking(move |shared, state| {
+            let tmp = shared.dir.join(STATE_TMP);
+            if let Err(e) = load_snapshot(&mut src, &tmp, &meta) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            // Swap: no handle to the old file may be used for writes past this point.
+            {
+                let mut slot = shared
+                    .db
+                    .write()
+                    .map_err(|_| sm_write(std::io::Error::other("poisoned")))?;
+                // The new handle inherits the old one's close signal; none is kept elsewhere,
+                // so shutdown can tell when every handle is gone.
+                let closing = slot.as_ref().and_then(|d| d._closing.clone());
+                *slot = None;
+                let path = shared.dir.join(STATE_FILE);
+                std::fs::rename(&tmp, &path).map_err(sm_write)?;
+                sync_dir(&shared.dir).map_err(sm_write)?;
+                let db = open_db(&path)?;
+                *state = State::open(&db).map_err(sm_read)?;
+                *slot = Some(Arc::new(StateDb {
+                    db,
+                    _closing: closing,
+                }));
+            }
+            if let Ok(mut p) = shared.pending.lock() {
+                *p = Pending::default();
+            }
+            shared.publish_durable(meta.last_log_id.map(|l| l.index));
+            tracing::info!(snapshot = %meta, "installed snapshot");
+            // Keep what was installed as this node's current snapshot, so it can serve it on.
+            let seq = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+            let copy = shared.snap_dir().join(format!("installed-{seq}.tmp"));
+            src.seek(SeekFrom::Start(0)).map_err(snap_read)?;
+            let mut out = File::create(&copy).map_err(snap_write)?;
+            std::io::copy(&mut src, &mut out).map_err(snap_write)?;
+            out.sync_all().map_err(snap_write)?;
+            shared.publish_snapshot(&copy, &meta)?;
+            // Received transfer files are no longer needed (open handles stay valid).
+            if let Ok(rd) = std::fs::read_dir(shared.snap_dir()) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().ends_with(".part") {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let shared = self.shared.clone();
+        let cur = tokio::task::spawn_blocking(move || shared.current_snapshot())
+            .await
+            .map_err(snap_read)??;
+        Ok(cur.map(|(meta, file)| Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        }))
+    }
+}

@@ -1,0 +1,282 @@
+//! The outgoing side of the transport: one shared `reqwest::Client` with the bearer token and
+//! cluster id on every request, openraft's `RaftNetwork` over it, and [`NetShared::post`] for
+//! the forwarding calls. Also holds this node's cluster id and its fault-injection switch.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{NetworkError, PayloadTooLarge, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::rpc::{APPEND, CLUSTER_HEADER, CONTENT_TYPE, RAFT_BODY_LIMIT, SNAPSHOT, VOTE};
+use crate::error::StartError;
+use crate::files;
+use crate::types::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotError, InstallSnapshotRequest,
+    InstallSnapshotResponse, Node, NodeId, RPCError, RaftError, TypeConfig, VoteRequest,
+    VoteResponse,
+};
+
+/// Why an outgoing request failed before producing a decoded answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PostError {
+    #[error("this node is isolated (fault injection)")]
+    Isolated,
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: reqwest::Error,
+    },
+    #[error("request to {addr} timed out")]
+    Timeout { addr: String },
+    #[error("{addr} answered {status}: {message}")]
+    Status {
+        addr: String,
+        status: u16,
+        message: String,
+    },
+    #[error("request to {addr} failed: {source}")]
+    Other {
+        addr: String,
+        source: reqwest::Error,
+    },
+    #[error("undecodable answer from {addr}: {source}")]
+    Decode {
+        addr: String,
+        source: postcard::Error,
+    },
+    #[error("cannot encode request: {0}")]
+    Encode(postcard::Error),
+}
+
+/// The `Authorization` value carrying `token`; a token that cannot travel in a header (a line
+/// break, a control character) is refused here rather than failing every RPC later.
+pub(crate) fn bearer(token: &str) -> Result<reqwest::header::HeaderValue, StartError> {
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| StartError::Config("the token is not a valid HTTP header value"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// Transport state shared by the network factory, its clients and the routes.
+pub(crate) struct NetShared {
+    client: reqwest::Client,
+    /// Required on incoming `/raft/*` requests (checked by the server).
+    pub(crate) token: Option<String>,
+    /// `Bearer <token>`, built once: every RPC sends it.
+    authorization: Option<reqwest::header::HeaderValue>,
+    cluster_id: RwLock<Option<String>>,
+    cluster_id_path: PathBuf,
+    isolated: AtomicBool,
+}
+
+impl NetShared {
+    /// `authorization` is [`bearer`] of `token`, built by the caller before anything opens.
+    pub(crate) fn new(
+        token: Option<String>,
+        authorization: Option<reqwest::header::HeaderValue>,
+        data_dir: &Path,
+        connect_timeout: Duration,
+    ) -> Result<NetShared, StartError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(StartError::HttpClient)?;
+        let cluster_id_path = files::cluster_id_path(data_dir);
+        let cluster_id =
+            files::read_cluster_id(&cluster_id_path).map_err(|source| StartError::Io {
+                path: cluster_id_path.clone(),
+                source,
+            })?;
+        Ok(NetShared {
+            client,
+            token,
+            authorization,
+            cluster_id: RwLock::new(cluster_id),
+            cluster_id_path,
+            isolated: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn cluster_id(&self) -> Option<String> {
+        self.cluster_id.read().ok().and_then(|g| g.clone())
+    }
+
+    /// Records the cluster id durably (before any RPC relies on it).
+    pub(crate) fn set_cluster_id(&self, id: &str) -> std::io::Result<()> {
+        files::write_atomic(&self.cluster_id_path, id.as_bytes())?;
+        if let Ok(mut g) = self.cluster_id.write() {
+            *g = Some(id.to_string());
+        }
+        Ok(())
+    }
+
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn set_isolated(&self, isolated: bool) {
+        self.isolated.store(isolated, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::SeqCst)
+    }
+
+    /// POSTs `req` to `http://{addr}{path}` and decodes the postcard answer.
+    pub(crate) async fn post<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PostError> {
+        if self.is_isolated() {
+            return Err(PostError::Isolated);
+        }
+        let body = postcard::to_allocvec(req).map_err(PostError::Encode)?;
+        let mut builder = self
+            .client
+            .post(format!("http://{addr}{path}"))
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(body);
+        if let Some(auth) = &self.authorization {
+            builder = builder.header(reqwest::header::AUTHORIZATION, auth.clone());
+        }
+        if let Some(c) = self.cluster_id() {
+            builder = builder.header(CLUSTER_HEADER, c);
+        }
+        let addr_s = || addr.to_string();
+        let resp = builder.send().await.map_err(|e| classify(addr, e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| classify(addr, e))?;
+        if !status.is_success() {
+            return Err(PostError::Status {
+                addr: addr_s(),
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            });
+        }
+        postcard::from_bytes(&bytes).map_err(|source| PostError::Decode {
+            addr: addr_s(),
+            source,
+        })
+    }
+}
+
+fn classify(addr: &str, e: reqwest::Error) -> PostError {
+    let addr = addr.to_string();
+    if e.is_connect() {
+        PostError::Connect { addr, source: e }
+    } else if e.is_timeout() {
+        PostError::Timeout { addr }
+    } else {
+        PostError::Other { addr, source: e }
+    }
+}
+
+/// Creates one [`Peer`] per target; all share the node's HTTP client.
+pub struct NetworkFactory {
+    pub(crate) net: Arc<NetShared>,
+}
+
+/// openraft's connection to one peer.
+pub struct Peer {
+    net: Arc<NetShared>,
+    target: NodeId,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Peer {
+        Peer {
+            net: self.net.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let res: Result<Result<Resp, RaftError<E>>, PostError> = self
+            .net
+            .post(&self.addr, path, req, option.hard_ttl())
+            .await;
+        match res {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(openraft::error::RPCError::RemoteError(RemoteError::new(
+                self.target,
+                e,
+            ))),
+            Err(PostError::Status { status: 413, .. }) => Err(
+                openraft::error::RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(1)),
+            ),
+            // openraft backs off from an unreachable peer instead of retrying at once.
+            Err(
+                e @ (PostError::Isolated | PostError::Connect { .. } | PostError::Status { .. }),
+            ) => Err(openraft::error::RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(openraft::error::RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse, RPCError> {
+        let entries = rpc.entries.len() as u64;
+        let too_large = || {
+            // openraft retries with fewer entries per request.
+            Err(openraft::error::RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint((entries / 2).max(1)),
+            ))
+        };
+        if entries > 1 {
+            let size =
+                postcard::serialize_with_flavor(&rpc, postcard::ser_flavors::Size::default())
+                    .unwrap_or(0);
+            if size > RAFT_BODY_LIMIT {
+                return too_large();
+            }
+        }
+        match self.call(APPEND, &rpc, &option).await {
+            Err(openraft::error::RPCError::PayloadTooLarge(_)) => too_large(),
+            other => other,
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse, RPCError<InstallSnapshotError>> {
+        self.call(SNAPSHOT, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RPCError> {
+        self.call(VOTE, &rpc, &option).await
+    }
+}
