@@ -153,6 +153,46 @@ pub enum PoolCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Change a pool's settings, labels, reserved entries or gateway.
+    Update(crate::pool_args::UpdatePool),
+    /// Add a range (same family, overlapping no pool) to a pool.
+    AddRange {
+        /// Pool name.
+        name: String,
+        /// The range.
+        cidr: String,
+        /// Its gateway (default: the first usable address of an IPv4 range up to /30).
+        #[arg(long, value_name = "IP", conflicts_with = "no_gateway")]
+        gateway: Option<String>,
+        /// No gateway.
+        #[arg(long)]
+        no_gateway: bool,
+    },
+    /// Remove an empty range (not the first) from a pool.
+    RemoveRange {
+        /// Pool name.
+        name: String,
+        /// The range.
+        cidr: String,
+    },
+    /// Refuse allocations without an address and deletion (imports still work).
+    Freeze {
+        /// Pool name.
+        name: String,
+    },
+    /// Undo `freeze`.
+    Unfreeze {
+        /// Pool name.
+        name: String,
+    },
+    /// Show what the next allocations without an address would get (nothing is written).
+    NextFree {
+        /// Pool name.
+        name: String,
+        /// How many (1–1000).
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+    },
 }
 
 /// `ipam-cli ip-pool create`.
@@ -177,6 +217,9 @@ pub struct CreatePool {
     /// Free text.
     #[arg(long)]
     pub description: Option<String>,
+    /// Network configuration, lease and selection settings.
+    #[command(flatten)]
+    pub settings: crate::pool_args::PoolSettingsArgs,
 }
 
 /// `ipam-cli ip ...`.
@@ -279,7 +322,7 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-fn parse_label(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),

@@ -134,6 +134,7 @@ async fn pool(client: &Client, out: Output, cmd: PoolCommand) -> anyhow::Result<
                 text
             })
         }
+        other => crate::pool_cmds::run(client, out, other).await,
     }
 }
 
@@ -150,6 +151,7 @@ fn create_request(args: CreatePool) -> CreatePoolRequest {
         reserved: args.reserved,
         labels: args.labels.into_iter().collect(),
         description: args.description,
+        ..args.settings.create_fields()
     }
 }
 

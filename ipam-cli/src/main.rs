@@ -11,6 +11,8 @@
 //!
 //! - [`args`] — the clap command line.
 //! - [`commands`] — `run`: one command → client calls → output.
+//! - [`pool_args`], [`pool_cmds`] — `ip-pool update`, `add-range`, `remove-range`,
+//!   `freeze`, `unfreeze`, `next-free` and the settings shared with `create`.
 //! - [`render`] — tables, key/value listings, number formatting.
 //! - [`exit`] — exit statuses and the one-line error message.
 //! - [`transfer`] — import/export file formats; [`plan`] — checking an import's rows;
@@ -29,6 +31,8 @@ mod commands;
 mod exit;
 mod leases;
 mod plan;
+mod pool_args;
+mod pool_cmds;
 mod render;
 mod transfer;
 mod transfer_cmd;

@@ -223,6 +223,7 @@ mod tests {
                 utilization: 0.0,
                 cooling: "0".into(),
             },
+            ..Pool::default()
         }
     }
 
@@ -237,6 +238,7 @@ mod tests {
             ttl_seconds: None,
             expires_at: None,
             renewed_at: String::new(),
+            network: None,
         }
     }
 

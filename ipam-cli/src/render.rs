@@ -170,6 +170,7 @@ pub fn pool_details(p: &Pool) -> String {
     for (i, r) in p.reserved.iter().enumerate() {
         pairs.push((if i == 0 { "reserved" } else { "" }, r.clone()));
     }
+    pairs.extend(crate::pool_args::detail_pairs(p));
     pairs.extend([
         ("capacity", thousands(&p.stats.capacity)),
         ("allocated", thousands(&p.stats.allocated)),
@@ -213,7 +214,7 @@ pub fn allocation_details(a: &Allocation) -> String {
         ),
         ("renewed", a.renewed_at.clone()),
         ("labels", or_dash(Some(&labels(&a.labels)))),
-    ])
+    ]) + &crate::pool_args::network_details(a.network.as_ref())
 }
 
 /// `cluster status`.
@@ -273,6 +274,7 @@ mod tests {
                 utilization,
                 cooling: "0".into(),
             },
+            ..Pool::default()
         }
     }
 

@@ -387,6 +387,7 @@ mod tests {
             ttl_seconds: None,
             expires_at: None,
             renewed_at: "2026-01-01T00:00:00Z".into(),
+            network: None,
         };
         let mut w = csv_writer(Vec::new()).unwrap();
         write_csv(&mut w, &a).unwrap();

@@ -733,3 +733,92 @@ fn lease_commands() {
     let p = node.json(&["ip-pool", "show", "vms"]);
     assert_eq!(p["stats"]["cooling"], "0");
 }
+
+#[test]
+fn pool_update_range_freeze_and_preview_commands() {
+    let node = TestNode::start(None);
+    let created = node.json(&[
+        "ip-pool",
+        "create",
+        "p",
+        "10.7.0.0/30",
+        "--dns",
+        "10.7.0.53",
+        "--mtu",
+        "9000",
+        "--route",
+        "10.9.0.0/16=10.7.0.1",
+        "--domain",
+        "p.example",
+        "--cooldown",
+        "10m",
+        "--default-ttl",
+        "1h",
+        "--weight",
+        "7",
+        "--max-utilization",
+        "0.5",
+    ]);
+    assert_eq!(created["reuse_cooldown_seconds"], 600);
+    assert_eq!(created["default_ttl_seconds"], 3600);
+    assert_eq!(created["max_utilization"], 0.5);
+    assert_eq!(created["routes"][0]["via"], "10.7.0.1");
+
+    let text = node.ok(&["ip", "allocate", "p", "--owner", "a"]);
+    assert!(text.contains("prefix   10.7.0.2/30\n"), "{text}");
+    assert!(
+        text.contains("routes   10.9.0.0/16 via 10.7.0.1\n"),
+        "{text}"
+    );
+    let shown = node.json(&["ip", "show", "10.7.0.2"]);
+    assert_eq!(shown["allocation"]["network"]["mtu"], 9000);
+    node.fails(4, &["ip", "allocate", "p", "--owner", "b"]);
+
+    let pool = node.json(&["ip-pool", "add-range", "p", "10.7.1.0/29"]);
+    assert_eq!(pool["ranges"][1]["gateway"], "10.7.1.1");
+    let shown = node.ok(&["ip-pool", "show", "p"]);
+    assert!(
+        shown.contains("ranges       10.7.0.0/30 (gateway 10.7.0.1)\n             10.7.1.0/29 (gateway 10.7.1.1)\n"),
+        "{shown}"
+    );
+    assert_eq!(
+        node.ok(&["ip-pool", "next-free", "p", "--count", "2"]),
+        "10.7.1.2\n10.7.1.3\n"
+    );
+    let pool = node.json(&[
+        "ip-pool",
+        "update",
+        "p",
+        "--revision",
+        "2",
+        "--mtu",
+        "1500",
+        "--label",
+        "env=prod",
+    ]);
+    assert_eq!(pool["mtu"], 1500);
+    assert_eq!(pool["revision"], 3);
+    let err = node.fails(
+        4,
+        &["ip-pool", "update", "p", "--revision", "2", "--mtu", "1400"],
+    );
+    assert!(err.contains("revision"), "{err}");
+    node.fails(1, &["ip-pool", "update", "p", "--mtu", "100"]);
+
+    node.ok(&["ip-pool", "freeze", "p"]);
+    node.fails(4, &["ip", "allocate", "p", "--owner", "c"]);
+    node.fails(4, &["ip-pool", "delete", "p", "--force", "--yes"]);
+    assert_eq!(
+        node.json(&["ip-pool", "next-free", "p"])["addresses"],
+        serde_json::json!([])
+    );
+    node.ok(&["ip", "allocate", "p", "--owner", "c", "--ip", "10.7.1.5"]);
+    node.ok(&["ip-pool", "unfreeze", "p"]);
+    node.fails(4, &["ip-pool", "remove-range", "p", "10.7.1.0/29"]);
+    node.ok(&["ip", "release", "p", "10.7.1.5"]);
+    let pool = node.json(&["ip-pool", "remove-range", "p", "10.7.1.0/29"]);
+    assert_eq!(pool["ranges"].as_array().map(Vec::len), Some(1));
+    node.fails(1, &["ip-pool", "remove-range", "p", "10.7.0.0/30"]);
+    node.fails(3, &["ip-pool", "next-free", "nope"]);
+    node.fails(2, &["ip-pool", "update", "p", "--cooldown", "5w"]);
+}

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod pools;
+pub use pools::{AddRangeRequest, Network, NextFree, PoolRange, Route, UpdatePoolRequest};
+
 /// Labels on pools and allocations.
 pub type Labels = BTreeMap<String, String>;
 
@@ -35,6 +38,33 @@ pub struct CreatePoolRequest {
     /// Description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// DNS servers (at most 8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    /// MTU, 576–65,535 (at least 1,280 in an IPv6 pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// Static routes (at most 32).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    /// Search domain (at most 253 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// 0–31,536,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_cooldown_seconds: Option<u32>,
+    /// 10–31,536,000; absent: permanent allocations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_ttl_seconds: Option<u32>,
+    /// 1–1,000 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    /// In (0, 1] (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_utilization: Option<serde_json::Number>,
+    /// Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<bool>,
 }
 
 /// The three states of the `gateway` field: absent, `null`, or an address.
@@ -50,12 +80,12 @@ pub enum GatewayField {
 }
 
 impl GatewayField {
-    fn is_default(&self) -> bool {
+    pub(crate) fn is_default(&self) -> bool {
         matches!(self, GatewayField::Default)
     }
 }
 
-mod gateway_field {
+pub(crate) mod gateway_field {
     use super::GatewayField;
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -76,7 +106,7 @@ mod gateway_field {
 }
 
 /// Capacity and counts of a pool, as decimal strings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PoolStats {
     /// Allocatable addresses.
     pub capacity: String,
@@ -96,7 +126,7 @@ fn zero() -> String {
 }
 
 /// A pool.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pool {
     /// Name.
     pub name: String,
@@ -114,6 +144,39 @@ pub struct Pool {
     pub created_at: String,
     /// Counts.
     pub stats: PoolStats,
+    /// 1 at creation, +1 on every change (absent from first-round nodes: 0).
+    #[serde(default)]
+    pub revision: u64,
+    /// Every range, the first being `cidr` and `gateway`.
+    #[serde(default)]
+    pub ranges: Vec<PoolRange>,
+    /// Allocations without an address and deletion are refused.
+    #[serde(default)]
+    pub frozen: bool,
+    /// DNS servers.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// MTU.
+    #[serde(default)]
+    pub mtu: Option<u16>,
+    /// Static routes.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Search domain.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Lease length of allocations that give none, or `null` (permanent).
+    #[serde(default)]
+    pub default_ttl_seconds: Option<u32>,
+    /// Reuse cooldown.
+    #[serde(default)]
+    pub reuse_cooldown_seconds: u32,
+    /// Selection weight.
+    #[serde(default)]
+    pub weight: u16,
+    /// Selection bound on utilization, in (0, 1].
+    #[serde(default)]
+    pub max_utilization: f64,
 }
 
 /// `GET /api/v1/pools` response.
@@ -191,6 +254,9 @@ pub struct Allocation {
     /// RFC 3339, UTC: the last renewal (`allocated_at` until the first).
     #[serde(default)]
     pub renewed_at: String,
+    /// Interface configuration from the pool as it is now.
+    #[serde(default)]
+    pub network: Option<Network>,
 }
 
 /// `GET /api/v1/pools/{name}/allocations` and `GET /api/v1/allocations` responses.

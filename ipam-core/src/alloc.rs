@@ -133,6 +133,51 @@ impl FreeIndex {
         }
     }
 
+    /// Adds `[lo, hi]`, none of which is free, merging with adjacent intervals (a range
+    /// added to a pool). O(log n).
+    pub fn insert_interval(&mut self, lo: u128, hi: u128) {
+        if lo > hi {
+            return;
+        }
+        let mut start = lo;
+        if let Some(prev_end) = lo.checked_sub(1) {
+            if let Some(s) = self.intervals.remove(&prev_end) {
+                start = s;
+            }
+        }
+        let mut end = hi;
+        if let Some(next_start) = hi.checked_add(1) {
+            let next = self
+                .intervals
+                .range(next_start..)
+                .next()
+                .map(|(e, s)| (*s, *e));
+            if let Some((s, e)) = next.filter(|(s, _)| *s == next_start) {
+                self.intervals.remove(&e);
+                end = e;
+                debug_assert_eq!(s, next_start);
+            }
+        }
+        self.intervals.insert(end, start);
+    }
+
+    /// The lowest free address in `[lo, hi]`. O(log n).
+    pub fn lowest_in(&self, lo: u128, hi: u128) -> Option<u128> {
+        self.intervals
+            .range(lo..)
+            .next()
+            .map(|(_, s)| (*s).max(lo))
+            .filter(|s| *s <= hi)
+    }
+
+    /// The free intervals clipped to `[lo, hi]`, in address order.
+    pub fn intervals_in(&self, lo: u128, hi: u128) -> impl Iterator<Item = (u128, u128)> + '_ {
+        self.intervals
+            .range(lo..)
+            .map(move |(e, s)| ((*s).max(lo), (*e).min(hi)))
+            .take_while(move |(s, _)| *s <= hi)
+    }
+
     /// Number of free addresses. O(intervals); saturates at `u128::MAX` (only reachable by an
     /// index covering the whole IPv6 space, which no pool has).
     pub fn free_count(&self) -> u128 {

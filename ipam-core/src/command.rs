@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::OpError;
-use crate::types::{Allocation, Labels, PoolInfo, PoolSpec};
+use crate::pools::{PoolSpecV2, PoolUpdate};
+use crate::types::{Allocation, Cidr, GatewayChoice, Labels, PoolInfo, PoolSpec};
 
 /// One operation on the state. Every operation is also a batch op.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,12 +82,32 @@ pub enum Op {
         /// Owner.
         owner: String,
     },
-    /// Set a pool's lease and cooldown settings (until the pool record carries them).
-    SetPoolLifecycle {
+    /// Create a pool with the second-round settings.
+    CreatePoolV2(Box<PoolSpecV2>),
+    /// Change a pool's fields, optionally fenced by its revision.
+    UpdatePool {
         /// Pool name.
         pool: String,
-        /// The settings.
-        lifecycle: crate::lease::PoolLifecycle,
+        /// When given, update only if the pool's revision equals it.
+        revision: Option<u64>,
+        /// The fields to change.
+        update: Box<PoolUpdate>,
+    },
+    /// Add a range to a pool.
+    AddRange {
+        /// Pool name.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
+        /// Its gateway.
+        gateway: GatewayChoice,
+    },
+    /// Remove an empty range (not the first) from a pool.
+    RemoveRange {
+        /// Pool name.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
     },
 }
 
@@ -110,16 +131,14 @@ pub enum OpOutput {
         released: u64,
     },
     /// An allocation. `existing` is true when the owner already held it (HTTP 200, not 201).
-    /// Encoded in release 0.1.0's shape (no lease fields): use [`OpOutput::AllocatedV2`].
     Allocated {
         /// The allocation.
-        #[serde(with = "v1_allocation")]
         allocation: Allocation,
         /// True when this is the owner's existing allocation, not a new one.
         existing: bool,
     },
-    /// The allocation that was released (encoded in release 0.1.0's shape).
-    Released(#[serde(with = "v1_allocation")] Allocation),
+    /// The allocation that was released.
+    Released(Allocation),
     /// Addresses released for an owner (empty when it held none).
     ReleasedOwner {
         /// Released addresses.
@@ -139,55 +158,8 @@ pub enum OpOutput {
         /// The renewed allocations.
         renewed: Vec<Allocation>,
     },
-    /// A pool's settings were set.
-    LifecycleSet,
-}
-
-/// [`Allocation`] in release 0.1.0's wire shape, for the variants that shipped with it:
-/// postcard is positional, so their payload cannot grow.
-mod v1_allocation {
-    use std::net::IpAddr;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use crate::types::{Allocation, Labels, Stamp};
-
-    #[derive(Serialize, Deserialize)]
-    struct V1 {
-        ip: IpAddr,
-        pool: String,
-        owner: String,
-        generation: u64,
-        allocated_at: Stamp,
-        labels: Labels,
-    }
-
-    pub(super) fn serialize<S: Serializer>(a: &Allocation, s: S) -> Result<S::Ok, S::Error> {
-        V1 {
-            ip: a.ip,
-            pool: a.pool.clone(),
-            owner: a.owner.clone(),
-            generation: a.generation,
-            allocated_at: a.allocated_at,
-            labels: a.labels.clone(),
-        }
-        .serialize(s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Allocation, D::Error> {
-        let v = V1::deserialize(d)?;
-        Ok(Allocation {
-            ip: v.ip,
-            pool: v.pool,
-            owner: v.owner,
-            generation: v.generation,
-            allocated_at: v.allocated_at,
-            labels: v.labels,
-            ttl_seconds: None,
-            expires_at: None,
-            renewed_at: v.allocated_at,
-        })
-    }
+    /// The pool after an update or a range change.
+    PoolUpdated(PoolInfo),
 }
 
 /// A failed op of an atomic batch: its 0-based position and its error. Nothing of the batch

@@ -37,6 +37,12 @@ pub enum ErrorCode {
     PoolExhausted,
     /// 409 `address_cooling_down`.
     AddressCoolingDown,
+    /// 409 `revision_mismatch`.
+    RevisionMismatch,
+    /// 409 `range_not_empty`.
+    RangeNotEmpty,
+    /// 409 `pool_frozen`.
+    PoolFrozen,
 }
 
 impl ErrorCode {
@@ -54,6 +60,9 @@ impl ErrorCode {
             ErrorCode::GenerationMismatch => "generation_mismatch",
             ErrorCode::PoolExhausted => "pool_exhausted",
             ErrorCode::AddressCoolingDown => "address_cooling_down",
+            ErrorCode::RevisionMismatch => "revision_mismatch",
+            ErrorCode::RangeNotEmpty => "range_not_empty",
+            ErrorCode::PoolFrozen => "pool_frozen",
         }
     }
 }
@@ -197,11 +206,13 @@ pub enum InputError {
         /// The value given.
         ttl: u32,
     },
-    /// A cooldown over 31,536,000 seconds.
-    #[error("reuse_cooldown_seconds must be 0 to 31536000, got {seconds}")]
-    InvalidCooldown {
-        /// The value given.
-        seconds: u32,
+    /// A pool setting out of its bounds.
+    #[error("invalid {field}: {reason}")]
+    InvalidSetting {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
     },
 }
 
@@ -275,6 +286,12 @@ pub enum DeletePoolError {
         /// How many allocations it holds.
         allocated: u128,
     },
+    /// The pool is frozen.
+    #[error("pool {pool:?} is frozen; unfreeze it before deleting it")]
+    Frozen {
+        /// The name.
+        pool: String,
+    },
 }
 
 /// Errors of allocation.
@@ -337,6 +354,94 @@ pub enum AllocateError {
         ip: IpAddr,
         /// Who held it last.
         last_owner: String,
+    },
+    /// The pool is frozen: only allocations naming their address are accepted.
+    #[error("pool {pool:?} is frozen: only allocations that name an address are accepted")]
+    Frozen {
+        /// The pool.
+        pool: String,
+    },
+}
+
+/// Errors of pool updates (fields, ranges).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdatePoolError {
+    /// A malformed field, or a range, gateway or reserved entry refused by the layout rules
+    /// (overlap with another pool included).
+    #[error(transparent)]
+    Layout(#[from] CreatePoolError),
+    /// No such pool.
+    #[error("pool {pool:?} not found")]
+    PoolNotFound {
+        /// The name.
+        pool: String,
+    },
+    /// The pool's revision differs from the fence.
+    #[error("pool {pool:?} is at revision {actual}, not {expected}")]
+    RevisionMismatch {
+        /// The pool.
+        pool: String,
+        /// The revision the caller gave.
+        expected: u64,
+        /// The pool's revision.
+        actual: u64,
+    },
+    /// The new gateway or a reserved entry covers an allocated address.
+    #[error("{ip} in pool {pool:?} is allocated to {owner:?}; it cannot become {what}")]
+    AddressInUse {
+        /// The pool.
+        pool: String,
+        /// The address.
+        ip: IpAddr,
+        /// Its owner.
+        owner: String,
+        /// `"the gateway"` or `"reserved"`.
+        what: String,
+    },
+    /// A range to add is of the other family than the pool.
+    #[error("range {cidr} is not of the address family of pool {pool:?}")]
+    RangeFamily {
+        /// The pool.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
+    },
+    /// The pool already has the most ranges.
+    #[error("pool {pool:?} already has {max} ranges")]
+    TooManyRanges {
+        /// The pool.
+        pool: String,
+        /// The limit.
+        max: usize,
+    },
+    /// The pool has no such range.
+    #[error("pool {pool:?} has no range {cidr}")]
+    NoSuchRange {
+        /// The pool.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
+    },
+    /// The first range is the pool's CIDR and cannot be removed.
+    #[error("{cidr} is the first range of pool {pool:?} and cannot be removed")]
+    FirstRange {
+        /// The pool.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
+    },
+    /// An allocation lies in the range to remove.
+    #[error("range {cidr} of pool {pool:?} still holds {ip} ({owner:?})")]
+    RangeNotEmpty {
+        /// The pool.
+        pool: String,
+        /// The range.
+        cidr: Cidr,
+        /// The lowest allocated address in it.
+        ip: IpAddr,
+        /// Its owner.
+        owner: String,
     },
 }
 
@@ -422,6 +527,9 @@ pub enum OpError {
     /// The command itself is malformed (for example a batch size out of range).
     #[error(transparent)]
     Input(#[from] InputError),
+    /// Updating a pool (fields or ranges) failed.
+    #[error(transparent)]
+    UpdatePool(#[from] UpdatePoolError),
 }
 
 /// Storage failure: the only error that stops the state machine. Never caused by input.
@@ -482,6 +590,7 @@ impl DeletePoolError {
         match self {
             DeletePoolError::PoolNotFound { .. } => ErrorCode::PoolNotFound,
             DeletePoolError::NotEmpty { .. } => ErrorCode::PoolNotEmpty,
+            DeletePoolError::Frozen { .. } => ErrorCode::PoolFrozen,
         }
     }
 }
@@ -498,6 +607,7 @@ impl AllocateError {
             AllocateError::OwnerConflict { .. } => ErrorCode::OwnerConflict,
             AllocateError::Exhausted { .. } => ErrorCode::PoolExhausted,
             AllocateError::CoolingDown { .. } => ErrorCode::AddressCoolingDown,
+            AllocateError::Frozen { .. } => ErrorCode::PoolFrozen,
         }
     }
 }
@@ -534,6 +644,24 @@ impl OpError {
             OpError::Allocate(e) => e.code(),
             OpError::Release(e) => e.code(),
             OpError::Input(e) => e.code(),
+            OpError::UpdatePool(e) => e.code(),
+        }
+    }
+}
+
+impl UpdatePoolError {
+    /// The contract's code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            UpdatePoolError::Layout(e) => e.code(),
+            UpdatePoolError::PoolNotFound { .. } => ErrorCode::PoolNotFound,
+            UpdatePoolError::RevisionMismatch { .. } => ErrorCode::RevisionMismatch,
+            UpdatePoolError::AddressInUse { .. } => ErrorCode::AddressInUse,
+            UpdatePoolError::RangeNotEmpty { .. } => ErrorCode::RangeNotEmpty,
+            UpdatePoolError::RangeFamily { .. }
+            | UpdatePoolError::TooManyRanges { .. }
+            | UpdatePoolError::NoSuchRange { .. }
+            | UpdatePoolError::FirstRange { .. } => ErrorCode::InvalidArgument,
         }
     }
 }

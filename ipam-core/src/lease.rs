@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::tables::Record;
 use crate::types::Stamp;
 
 /// Shortest lease, in seconds.
@@ -16,7 +15,8 @@ pub const MIN_TTL_SECONDS: u32 = 10;
 /// Longest lease and longest cooldown, in seconds (365 days).
 pub const MAX_TTL_SECONDS: u32 = 31_536_000;
 
-/// A pool's lease and cooldown settings.
+/// A pool's lease and cooldown settings, as `state::expire::lifecycle` reads them from the pool
+/// record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolLifecycle {
     /// Lease length of an allocation that names no `ttl_seconds`; `None`: permanent.
@@ -24,8 +24,6 @@ pub struct PoolLifecycle {
     /// How long a released address stays reserved for its last owner (0: no cooldown).
     pub reuse_cooldown_seconds: u32,
 }
-
-impl Record for PoolLifecycle {}
 
 /// The lease an allocate request asks for: `None` = the pool default, `Some(0)` = permanent.
 pub fn resolve_ttl(requested: Option<u32>, lifecycle: &PoolLifecycle) -> Option<u32> {

@@ -14,6 +14,8 @@
 //! - [`validate`] — stateless input checks and parsers (names, owners, labels, CIDRs,
 //!   reserved entries, pool specs, whole ops), run at the edge and again in `apply`.
 //! - [`alloc`] — the free-interval index of one pool (`BTreeMap<u128, u128>`).
+//! - [`pools`] — second-round pool settings (network config, updates, ranges, freeze) and
+//!   the multi-range [`pools::PoolShape`].
 //! - [`layout`] — which addresses of a pool are allocatable (network, broadcast, anycast,
 //!   gateway, reserved) and its capacity.
 //! - [`state`] — [`State`]: the derived in-memory index plus `apply` over redb tables.
@@ -30,6 +32,7 @@ pub mod command;
 pub mod error;
 pub mod layout;
 pub mod lease;
+pub mod pools;
 pub mod query;
 pub mod state;
 pub mod tables;
@@ -37,11 +40,13 @@ pub mod types;
 pub mod validate;
 
 pub use command::{BatchError, Command, CommandResult, Op, OpOutput};
+pub use error::UpdatePoolError;
 pub use error::{
     AllocateError, CreatePoolError, DeletePoolError, ErrorCode, InputError, OpError, QueryError,
     ReleaseError, StorageError, Unallocatable,
 };
 pub use lease::PoolLifecycle;
+pub use pools::{NetworkConfig, PoolSettings, PoolSpecV2, PoolUpdate, RangeSpec, Route};
 pub use state::check;
 pub use state::State;
 pub use types::{

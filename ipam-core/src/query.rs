@@ -12,6 +12,7 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 use sha2::{Digest, Sha256};
 
 use crate::error::{InputError, QueryError, StorageError};
+use crate::pools::PoolShape;
 use crate::tables::{
     self, allocation_key, decode, decode_allocation_key, owner_key, pool_key, range_key,
     AllocationRecord, CoreTable, NameRecord, PoolRecord, RangeRecord,
@@ -19,7 +20,7 @@ use crate::tables::{
 use crate::types::{
     addr_to_u128, AddressInfo, Allocation, AllocationPage, Family, Labels, PoolId, PoolInfo,
 };
-use crate::validate::{check_limit, check_name, check_owner};
+use crate::validate::{check_limit, check_name, check_owner, MAX_PAGE};
 
 type Ro = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
@@ -146,7 +147,10 @@ impl<'r> Reader<'r> {
                         "owner {owner:?} of pool {pool:?} points at a missing allocation"
                     ),
                 })?;
-        Ok(Some(record.into_allocation(pool, found.family.addr(pos))))
+        let ip = found.family.addr(pos);
+        Ok(Some(
+            record.into_allocation(&self.pool_record(found.pool)?, ip),
+        ))
     }
 
     /// See [`pool`].
@@ -235,7 +239,8 @@ impl<'r> Reader<'r> {
             let (k, v) = row.map_err(StorageError::from)?;
             let (_, pos) = decode_allocation_key(k.value())?;
             let rec: AllocationRecord = decode("core_allocations", v.value())?;
-            page.push(rec.into_allocation(pool, family.addr(pos)));
+            let ip = family.addr(pos);
+            page.push(rec.into_allocation(&record, ip));
         }
         let next = if more {
             page.last().map(|a| a.ip)
@@ -276,11 +281,78 @@ impl<'r> Reader<'r> {
         let record = self.pool_record(range.pool)?;
         let allocation = self
             .allocation_record(range.pool, pos)?
-            .map(|rec| rec.into_allocation(&record.name, ip));
+            .map(|rec| rec.into_allocation(&record, ip));
         Ok(AddressInfo {
             pool: Some(record.name),
             allocation,
         })
+    }
+
+    /// See [`next_free`].
+    pub fn next_free(&self, pool: &str, count: usize) -> Result<Vec<IpAddr>, QueryError> {
+        if !(1..=MAX_PAGE).contains(&count) {
+            return Err(InputError::InvalidSetting {
+                field: "count".into(),
+                reason: format!("must be 1 to {MAX_PAGE}, got {count}"),
+            }
+            .into());
+        }
+        let (id, record) = self.pool_by_name(pool)?;
+        let mut out = Vec::new();
+        if record.frozen {
+            return Ok(out);
+        }
+        let shape = PoolShape::build(&record.all_ranges(), &record.reserved).map_err(|e| {
+            StorageError::Corrupt {
+                table: "core_pools",
+                reason: format!("pool {pool:?}: {e}"),
+            }
+        })?;
+        let family = record.cidr.family();
+        let allocatable = shape.initial_free();
+        // Cooling addresses are neither allocated nor free: the allocator takes them last,
+        // oldest release first.
+        let cooling = crate::state::cooling_positions(self.rtx, id)?;
+        let cooling_set: std::collections::BTreeSet<u128> = cooling.iter().copied().collect();
+        let emit = |q: u128, out: &mut Vec<IpAddr>| {
+            if !cooling_set.contains(&q) {
+                out.push(family.addr(q));
+            }
+            out.len() == count
+        };
+        let table = self.table(&self.allocations, tables::ALLOCATIONS)?;
+        for l in shape.ranges() {
+            for (s, e) in allocatable.intervals_in(l.start, l.end) {
+                // Walk the interval alongside its allocations, in address order: the gaps are
+                // what the allocator hands out next.
+                let mut p = Some(s);
+                if let Some(table) = table {
+                    let (lo, hi) = (allocation_key(id, s), allocation_key(id, e));
+                    let rows = table
+                        .range::<&[u8]>(lo.as_slice()..=hi.as_slice())
+                        .map_err(StorageError::from)?;
+                    for row in rows {
+                        let (k, _) = row.map_err(StorageError::from)?;
+                        let (_, taken) = decode_allocation_key(k.value())?;
+                        while let Some(q) = p.filter(|q| *q < taken) {
+                            if emit(q, &mut out) {
+                                return Ok(out);
+                            }
+                            p = q.checked_add(1);
+                        }
+                        p = taken.checked_add(1);
+                    }
+                }
+                while let Some(q) = p.filter(|q| *q <= e) {
+                    if emit(q, &mut out) {
+                        return Ok(out);
+                    }
+                    p = q.checked_add(1);
+                }
+            }
+        }
+        out.extend(cooling.into_iter().take(count - out.len()).map(|q| family.addr(q)));
+        Ok(out)
     }
 
     /// See [`owner_allocation`].
@@ -353,6 +425,19 @@ pub fn allocations(
 /// The pool containing `ip` and its allocation, if any.
 pub fn address(rtx: &redb::ReadTransaction, ip: IpAddr) -> Result<AddressInfo, StorageError> {
     Reader::new(rtx).address(ip)
+}
+
+/// Up to `count` (1..=1000) addresses the next allocations without an address by owners new
+/// to `pool` would receive, in order, if nothing else happened first; none for a frozen pool.
+///
+/// Walks each range's allocatable intervals alongside its allocation rows: O(count +
+/// allocations below the last address returned + reserved entries).
+pub fn next_free(
+    rtx: &redb::ReadTransaction,
+    pool: &str,
+    count: usize,
+) -> Result<Vec<IpAddr>, QueryError> {
+    Reader::new(rtx).next_free(pool, count)
 }
 
 /// `owner`'s allocation in `pool`, if any (the read-through cache's lookup).

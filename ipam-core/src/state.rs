@@ -20,37 +20,37 @@ use crate::command::{BatchError, Command, CommandResult, Op, OpOutput};
 use crate::error::{
     AllocateError, CreatePoolError, DeletePoolError, OpError, ReleaseError, StorageError,
 };
-use crate::layout::PoolLayout;
-use crate::lease::{Cooling, PoolLifecycle};
+use crate::lease::Cooling;
+use crate::pools::PoolShape;
+use crate::pools::{check_settings, PoolSettings};
 use crate::tables::{
     self, allocation_key, decode, decode_allocation_key, decode_pool_key, encode, encode_into,
     owner_key, pool_key, range_key, AllocationRecord, MetaRecord, NameRecord, PoolRecord,
     RangeRecord,
 };
 use crate::tables::{cooling_key, expiry_key, CoolingRecord};
-use crate::types::{addr_to_u128, Labels, PoolId, PoolInfo, Stamp};
+use crate::types::{addr_to_u128, Cidr, Labels, PoolId, PoolInfo, Stamp};
 use crate::validate::{check_command, check_op, pool_layout};
 
 #[path = "check.rs"]
 pub mod check;
+mod update;
 
 /// One pool in memory.
 #[derive(Clone, Debug)]
 struct PoolEntry {
     id: PoolId,
     record: PoolRecord,
-    layout: PoolLayout,
+    layout: PoolShape,
     free: FreeIndex,
     /// The record changed in this `apply` and is written once at its end.
     dirty: bool,
-    /// Lease and cooldown settings (read through [`expire::lifecycle`]).
-    lifecycle: PoolLifecycle,
     /// Released addresses still cooling; they are not in `free`.
     cooling: Cooling,
 }
 
 mod expire;
-pub use expire::{cooling_count, log_now, next_expiry, Expired};
+pub use expire::{cooling_count, cooling_positions, log_now, next_expiry, Expired};
 
 /// The in-memory index derived from the core's redb tables (pools by name, free intervals per
 /// pool). Rebuilt from redb on open; never persisted.
@@ -75,7 +75,6 @@ enum TableId {
     Owners,
     Expiry,
     Cooling,
-    Lifecycle,
 }
 
 /// How to revert one change made inside an atomic batch.
@@ -104,8 +103,8 @@ enum Undo {
     },
     /// `pos` was released in `pool` and started cooling.
     Cooled { pool: PoolId, pos: u128 },
-    /// The pool's settings were `old` before.
-    Lifecycle { pool: PoolId, old: PoolLifecycle },
+    /// The pool's record, ranges or layout changed; `entry` is how it was.
+    Replaced { entry: Box<PoolEntry> },
 }
 
 /// The open tables of one `apply` call, the batch journal and scratch buffers.
@@ -118,7 +117,6 @@ struct Tx<'t> {
     meta: redb::Table<'t, &'static [u8], &'static [u8]>,
     expiry: redb::Table<'t, &'static [u8], &'static [u8]>,
     cooling: redb::Table<'t, &'static [u8], &'static [u8]>,
-    lifecycle: redb::Table<'t, &'static [u8], &'static [u8]>,
     /// Record undo entries (inside an atomic batch).
     journaling: bool,
     journal: Vec<Undo>,
@@ -138,7 +136,6 @@ impl<'t> Tx<'t> {
             meta: txn.open_table(tables::META)?,
             expiry: txn.open_table(tables::EXPIRY)?,
             cooling: txn.open_table(tables::COOLING)?,
-            lifecycle: txn.open_table(tables::LIFECYCLE)?,
             journaling: false,
             journal: Vec::new(),
             dirty: Vec::new(),
@@ -155,7 +152,6 @@ impl<'t> Tx<'t> {
             TableId::Owners => &mut self.owners,
             TableId::Expiry => &mut self.expiry,
             TableId::Cooling => &mut self.cooling,
-            TableId::Lifecycle => &mut self.lifecycle,
         }
     }
 
@@ -273,15 +269,14 @@ impl State {
             let (k, v) = row?;
             let id = decode_pool_key(k.value())?;
             let record: PoolRecord = decode("core_pools", v.value())?;
-            let layout =
-                PoolLayout::build(record.cidr, record.gateway, &record.reserved).map_err(|e| {
-                    StorageError::Corrupt {
-                        table: "core_pools",
-                        reason: format!("pool {:?}: {e}", record.name),
-                    }
-                })?;
+            let layout = PoolShape::build(&record.all_ranges(), &record.reserved).map_err(|e| {
+                StorageError::Corrupt {
+                    table: "core_pools",
+                    reason: format!("pool {:?}: {e}", record.name),
+                }
+            })?;
             let mut free = layout.initial_free();
-            let (lifecycle, cooling) = expire::load_pool(rtx, id, &mut free, &record.name)?;
+            let cooling = expire::load_cooling(rtx, id, &mut free, &record.name)?;
             let mut count: u128 = 0;
             let lo = allocation_key(id, 0);
             let hi = allocation_key(id, u128::MAX);
@@ -309,9 +304,9 @@ impl State {
                 });
             }
             state.names.insert(record.name.clone(), id);
-            state
-                .ranges
-                .insert((record.cidr.family().tag(), record.cidr.first()), id);
+            for l in layout.ranges() {
+                state.ranges.insert((l.cidr.family().tag(), l.start), id);
+            }
             state.pools.insert(
                 id,
                 PoolEntry {
@@ -320,7 +315,6 @@ impl State {
                     layout,
                     free,
                     dirty: false,
-                    lifecycle,
                     cooling,
                 },
             );
@@ -468,16 +462,19 @@ impl State {
                 Undo::Created { pool } => {
                     if let Some(e) = self.pools.remove(&pool) {
                         self.names.remove(&e.record.name);
-                        self.ranges
-                            .remove(&(e.record.cidr.family().tag(), e.record.cidr.first()));
+                        self.unindex_ranges(&e.layout);
                     }
                 }
                 Undo::Deleted { entry } => {
                     self.names.insert(entry.record.name.clone(), entry.id);
-                    self.ranges.insert(
-                        (entry.record.cidr.family().tag(), entry.record.cidr.first()),
-                        entry.id,
-                    );
+                    self.index_ranges(entry.id, &entry.layout);
+                    self.pools.insert(entry.id, *entry);
+                }
+                Undo::Replaced { entry } => {
+                    if let Some(now) = self.pools.remove(&entry.id) {
+                        self.unindex_ranges(&now.layout);
+                    }
+                    self.index_ranges(entry.id, &entry.layout);
                     self.pools.insert(entry.id, *entry);
                 }
                 Undo::TookCooling {
@@ -497,11 +494,6 @@ impl State {
                         e.record.allocated += 1;
                     }
                 }
-                Undo::Lifecycle { pool, old } => {
-                    if let Some(e) = self.pools.get_mut(&pool) {
-                        e.lifecycle = old;
-                    }
-                }
             }
         }
         Ok(())
@@ -515,13 +507,15 @@ impl State {
         op: &Op,
     ) -> Result<Result<OpOutput, OpError>, StorageError> {
         // Pool creation validates inside `create_pool` (it needs the computed layout).
-        if !matches!(op, Op::CreatePool(_)) {
+        if !matches!(op, Op::CreatePool(_) | Op::CreatePoolV2(_)) {
             if let Err(e) = check_op(op) {
                 return Ok(Err(e));
             }
         }
         Ok(match op {
-            Op::CreatePool(spec) => self.create_pool(tx, stamp, spec)?.map_err(OpError::from),
+            Op::CreatePool(spec) => self
+                .create_pool(tx, stamp, spec, &Default::default())?
+                .map_err(OpError::from),
             Op::DeletePool { pool, force } => {
                 self.delete_pool(tx, pool, *force)?.map_err(OpError::from)
             }
@@ -561,9 +555,6 @@ impl State {
                 .renew(tx, pool, *ip, *generation, *ttl_seconds)?
                 .map_err(OpError::from),
             Op::RenewOwner { owner } => Ok(self.renew_owner(tx, owner)?),
-            Op::SetPoolLifecycle { pool, lifecycle } => self
-                .set_lifecycle(tx, pool, *lifecycle)?
-                .map_err(OpError::from),
             Op::Release {
                 pool,
                 ip,
@@ -574,11 +565,32 @@ impl State {
             Op::ReleaseOwner { pool, owner } => {
                 self.release_owner(tx, pool, owner)?.map_err(OpError::from)
             }
+            Op::CreatePoolV2(spec) => self
+                .create_pool(tx, stamp, &spec.base, &spec.settings)?
+                .map_err(OpError::from),
+            Op::UpdatePool {
+                pool,
+                revision,
+                update,
+            } => self
+                .update_pool(tx, pool, *revision, update)?
+                .map_err(OpError::from),
+            Op::AddRange {
+                pool,
+                cidr,
+                gateway,
+            } => self
+                .add_range(tx, pool, *cidr, *gateway)?
+                .map_err(OpError::from),
+            Op::RemoveRange { pool, cidr } => {
+                self.remove_range(tx, pool, *cidr)?.map_err(OpError::from)
+            }
         })
     }
 
-    /// The existing pool whose CIDR shares an address with `[first, last]` of family `tag`.
-    fn overlapping(&self, tag: u8, first: u128, last: u128) -> Option<&PoolEntry> {
+    /// The existing pool with a range sharing an address with `[first, last]` of family
+    /// `tag`, and that range.
+    fn overlapping(&self, tag: u8, first: u128, last: u128) -> Option<(&PoolEntry, Cidr)> {
         let before = self.ranges.range(..=(tag, first)).next_back();
         let after = self
             .ranges
@@ -588,8 +600,26 @@ impl State {
             .into_iter()
             .flatten()
             .filter(|((t, _), _)| *t == tag)
-            .filter_map(|(_, id)| self.pools.get(id))
-            .find(|e| e.layout.start <= last && first <= e.layout.end)
+            .filter_map(|((_, start), id)| {
+                let e = self.pools.get(id)?;
+                let l = e.layout.range_starting(*start)?;
+                (l.start <= last && first <= l.end).then_some((e, l.cidr))
+            })
+            .next()
+    }
+
+    /// Adds every range of `shape` to the range index.
+    fn index_ranges(&mut self, id: PoolId, shape: &PoolShape) {
+        for l in shape.ranges() {
+            self.ranges.insert((l.cidr.family().tag(), l.start), id);
+        }
+    }
+
+    /// Removes every range of `shape` from the range index.
+    fn unindex_ranges(&mut self, shape: &PoolShape) {
+        for l in shape.ranges() {
+            self.ranges.remove(&(l.cidr.family().tag(), l.start));
+        }
     }
 
     fn create_pool(
@@ -597,11 +627,15 @@ impl State {
         tx: &mut Tx<'_>,
         stamp: Stamp,
         spec: &crate::types::PoolSpec,
+        settings: &PoolSettings,
     ) -> Result<Result<OpOutput, CreatePoolError>, StorageError> {
         let (gateway, layout) = match pool_layout(spec) {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
+        if let Err(e) = check_settings(settings, layout.cidr.family()) {
+            return Ok(Err(e.into()));
+        }
         if self.names.contains_key(&spec.name) {
             return Ok(Err(CreatePoolError::Exists {
                 name: spec.name.clone(),
@@ -609,11 +643,11 @@ impl State {
         }
         let cidr = layout.cidr;
         let tag = cidr.family().tag();
-        if let Some(other) = self.overlapping(tag, layout.start, layout.end) {
+        if let Some((other, existing_cidr)) = self.overlapping(tag, layout.start, layout.end) {
             return Ok(Err(CreatePoolError::Overlap {
                 cidr,
                 existing: other.record.name.clone(),
-                existing_cidr: other.record.cidr,
+                existing_cidr,
             }));
         }
         let id = self.meta.next_pool_id;
@@ -621,7 +655,7 @@ impl State {
             return Ok(Err(CreatePoolError::PoolIdsExhausted));
         };
         self.meta.next_pool_id = next;
-        let record = PoolRecord {
+        let mut record = PoolRecord::from_v1(tables::PoolRecordV1 {
             name: spec.name.clone(),
             cidr,
             gateway,
@@ -631,7 +665,8 @@ impl State {
             created_at: stamp,
             capacity: layout.capacity,
             allocated: 0,
-        };
+        });
+        record.set_settings(settings.clone());
         let info = record.info(id);
         let name_record = NameRecord {
             pool: id,
@@ -650,6 +685,7 @@ impl State {
         self.names.insert(spec.name.clone(), id);
         self.ranges.insert((tag, layout.start), id);
         let free = layout.initial_free();
+        let layout = PoolShape::single(layout);
         self.pools.insert(
             id,
             PoolEntry {
@@ -658,7 +694,6 @@ impl State {
                 layout,
                 free,
                 dirty: true,
-                lifecycle: PoolLifecycle::default(),
                 cooling: Cooling::default(),
             },
         );
@@ -687,6 +722,11 @@ impl State {
             });
         };
         let allocated = entry.record.allocated;
+        if entry.record.frozen {
+            return Ok(Err(DeletePoolError::Frozen {
+                pool: name.to_string(),
+            }));
+        }
         if allocated > 0 && !force {
             return Ok(Err(DeletePoolError::NotEmpty {
                 pool: name.to_string(),
@@ -711,12 +751,14 @@ impl State {
             }
         }
         let tag = entry.record.cidr.family().tag();
-        let first = entry.layout.start;
+        let starts: Vec<u128> = entry.layout.ranges().iter().map(|l| l.start).collect();
         tx.del(TableId::Pools, &pool_key(id))?;
         tx.del(TableId::Names, name.as_bytes())?;
-        tx.del(TableId::Ranges, &range_key(tag, first))?;
+        for first in starts {
+            tx.del(TableId::Ranges, &range_key(tag, first))?;
+            self.ranges.remove(&(tag, first));
+        }
         self.names.remove(name);
-        self.ranges.remove(&(tag, first));
         if let Some(entry) = self.pools.remove(&id) {
             if tx.journaling {
                 tx.journal.push(Undo::Deleted {
@@ -778,9 +820,16 @@ impl State {
                 // The holder asking again is a heartbeat: it renews the lease.
                 expire::renew_record(tx, stamp, id, held, &mut record, ttl_seconds)?;
             }
+            let allocation = record.into_allocation(&entry.record, held_ip);
             return Ok(Ok(OpOutput::Allocated {
-                allocation: record.into_allocation(pool, held_ip),
+                allocation,
                 existing: true,
+            }));
+        }
+        if ip.is_none() && entry.record.frozen {
+            // Frozen: only allocations naming their address, a cooling one included.
+            return Ok(Err(AllocateError::Frozen {
+                pool: pool.to_string(),
             }));
         }
         let cooling = match expire::cooling_choice(entry, owner, ip) {
@@ -809,7 +858,11 @@ impl State {
                 }
                 pos
             }
-            (None, None) => match entry.free.lowest().or_else(|| entry.cooling.oldest()) {
+            (None, None) => match entry
+                .layout
+                .lowest_free(&entry.free)
+                .or_else(|| entry.cooling.oldest())
+            {
                 Some(pos) => pos,
                 None => {
                     return Ok(Err(AllocateError::Exhausted {
@@ -863,8 +916,9 @@ impl State {
             tx.put(TableId::Expiry, &expiry_key(at, id, pos), &buf)?;
         }
         tx.buf = buf;
+        let allocation = record.into_allocation(&entry.record, family.addr(pos));
         Ok(Ok(OpOutput::Allocated {
-            allocation: record.into_allocation(pool, family.addr(pos)),
+            allocation,
             existing: false,
         }))
     }
@@ -923,7 +977,7 @@ impl State {
             }));
         };
         let id = entry.id;
-        if !entry.record.cidr.contains(ip) {
+        if !entry.layout.contains(ip) {
             return Ok(Err(ReleaseError::OutsidePool {
                 pool: pool.to_string(),
                 ip,
@@ -945,8 +999,9 @@ impl State {
                 actual: record.generation,
             }));
         }
+        let allocation = record.clone().into_allocation(&entry.record, ip);
         self.remove_allocation(tx, id, pos, &record)?;
-        Ok(Ok(OpOutput::Released(record.into_allocation(pool, ip))))
+        Ok(Ok(OpOutput::Released(allocation)))
     }
 
     fn release_owner(

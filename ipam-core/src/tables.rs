@@ -7,14 +7,13 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `core_meta` | `b"state"` | [`MetaRecord`] |
-//! | `core_pools` | pool id (u32 BE) | [`PoolRecord`] |
+//! | `core_pools` | pool id (u32 BE) | [`PoolRecord`] (version 2; version 1 = [`PoolRecordV1`]) |
 //! | `core_pool_names` | name bytes | [`NameRecord`] |
-//! | `core_ranges` | family tag (4 or 6) ++ first address (16 bytes BE) | [`RangeRecord`] |
+//! | `core_ranges` | family tag (4 or 6) ++ first address (16 bytes BE) | [`RangeRecord`] (one row per range of a pool) |
 //! | `core_allocations` | pool id ++ address (16 bytes BE) | [`AllocationRecord`] |
 //! | `core_owners` | pool id ++ owner bytes | address (`u128`) |
 //! | `core_expiry` | expires_at (u64 BE) ++ pool id ++ address | `()` |
 //! | `core_cooling` | pool id ++ released_at (u64 BE) ++ address | [`CoolingRecord`] |
-//! | `core_lifecycle` | pool id | [`crate::lease::PoolLifecycle`] |
 
 use std::net::IpAddr;
 
@@ -22,6 +21,7 @@ use redb::TableDefinition;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::StorageError;
+use crate::pools::{NetworkConfig, PoolSettings, RangeSpec, Route};
 use crate::types::{Cidr, Family, Labels, PoolId, Reserved, Stamp};
 
 /// A core table: byte keys, byte values.
@@ -45,8 +45,6 @@ pub const OWNERS: CoreTable = TableDefinition::new("core_owners");
 pub const EXPIRY: CoreTable = TableDefinition::new("core_expiry");
 /// Cooling addresses by (pool id, released_at, address): release order within a pool.
 pub const COOLING: CoreTable = TableDefinition::new("core_cooling");
-/// Lease and cooldown settings by pool id (absent: permanent, no cooldown).
-pub const LIFECYCLE: CoreTable = TableDefinition::new("core_lifecycle");
 
 /// Every table the core owns, in digest and snapshot order. All keys and values are bytes:
 /// fixed-width big-endian keys, postcard values with a leading format-version byte.
@@ -59,7 +57,6 @@ pub const TABLES: &[redb::TableDefinition<'static, &'static [u8], &'static [u8]>
     OWNERS,
     EXPIRY,
     COOLING,
-    LIFECYCLE,
 ];
 
 /// The only key of [`META`].
@@ -112,9 +109,54 @@ struct MetaRecordV1 {
     next_pool_id: PoolId,
 }
 
-/// A pool as stored.
+/// A pool as stored (version 2: revision, ranges and the second-round settings).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolRecord {
+    /// Name.
+    pub name: String,
+    /// Network of the first range.
+    pub cidr: Cidr,
+    /// Resolved gateway of the first range.
+    pub gateway: Option<IpAddr>,
+    /// Reserved entries as given, each inside one range.
+    pub reserved: Vec<Reserved>,
+    /// Labels.
+    pub labels: Labels,
+    /// Description.
+    pub description: String,
+    /// Stamp of creation.
+    pub created_at: Stamp,
+    /// Allocatable addresses over all ranges (changes with ranges, gateway, reserved).
+    pub capacity: u128,
+    /// Current number of allocations.
+    pub allocated: u128,
+    /// 1 at creation, +1 on every change to the pool's own fields or ranges.
+    pub revision: u64,
+    /// Ranges after the first, in the order added.
+    pub ranges: Vec<RangeSpec>,
+    /// Allocations without an address and deletion are refused.
+    pub frozen: bool,
+    /// DNS servers handed to callers.
+    pub dns: Vec<IpAddr>,
+    /// MTU handed to callers.
+    pub mtu: Option<u16>,
+    /// Static routes handed to callers.
+    pub routes: Vec<Route>,
+    /// Search domain handed to callers.
+    pub domain: Option<String>,
+    /// Lease length of allocations that give none (None: permanent).
+    pub default_ttl_seconds: Option<u32>,
+    /// Cooldown of a released address for its last owner.
+    pub reuse_cooldown_seconds: u32,
+    /// Selection weight.
+    pub weight: u16,
+    /// Selection bound on utilization, in parts per million.
+    pub max_utilization_ppm: u32,
+}
+
+/// A pool as release 0.1.0 stored it (version 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRecordV1 {
     /// Name.
     pub name: String,
     /// Network.
@@ -348,6 +390,9 @@ impl PoolRecord {
                 capacity: self.capacity,
                 allocated: self.allocated,
             },
+            revision: self.revision,
+            ranges: self.all_ranges(),
+            settings: Box::new(self.settings()),
         }
     }
 }
@@ -366,7 +411,101 @@ impl Record for MetaRecord {
         }
     }
 }
-impl Record for PoolRecord {}
+impl Record for PoolRecord {
+    const VERSION: u8 = 2;
+
+    fn decode_older(table: &'static str, version: u8, body: &[u8]) -> Result<Self, StorageError> {
+        match version {
+            1 => decode_body::<PoolRecordV1>(table, body).map(PoolRecord::from_v1),
+            _ => Err(StorageError::Corrupt {
+                table,
+                reason: format!("pool record format version {version} is unknown"),
+            }),
+        }
+    }
+}
+
+impl PoolRecord {
+    /// A version-1 record with every new field at its default.
+    pub fn from_v1(old: PoolRecordV1) -> PoolRecord {
+        let d = PoolSettings::default();
+        PoolRecord {
+            name: old.name,
+            cidr: old.cidr,
+            gateway: old.gateway,
+            reserved: old.reserved,
+            labels: old.labels,
+            description: old.description,
+            created_at: old.created_at,
+            capacity: old.capacity,
+            allocated: old.allocated,
+            revision: 1,
+            ranges: Vec::new(),
+            frozen: d.frozen,
+            dns: d.dns,
+            mtu: d.mtu,
+            routes: d.routes,
+            domain: d.domain,
+            default_ttl_seconds: d.default_ttl_seconds,
+            reuse_cooldown_seconds: d.reuse_cooldown_seconds,
+            weight: d.weight,
+            max_utilization_ppm: d.max_utilization_ppm,
+        }
+    }
+
+    /// The second-round settings.
+    pub fn settings(&self) -> PoolSettings {
+        PoolSettings {
+            frozen: self.frozen,
+            dns: self.dns.clone(),
+            mtu: self.mtu,
+            routes: self.routes.clone(),
+            domain: self.domain.clone(),
+            default_ttl_seconds: self.default_ttl_seconds,
+            reuse_cooldown_seconds: self.reuse_cooldown_seconds,
+            weight: self.weight,
+            max_utilization_ppm: self.max_utilization_ppm,
+        }
+    }
+
+    /// Replaces the second-round settings.
+    pub fn set_settings(&mut self, s: PoolSettings) {
+        self.frozen = s.frozen;
+        self.dns = s.dns;
+        self.mtu = s.mtu;
+        self.routes = s.routes;
+        self.domain = s.domain;
+        self.default_ttl_seconds = s.default_ttl_seconds;
+        self.reuse_cooldown_seconds = s.reuse_cooldown_seconds;
+        self.weight = s.weight;
+        self.max_utilization_ppm = s.max_utilization_ppm;
+    }
+
+    /// Every range, the first being `cidr` and `gateway`.
+    pub fn all_ranges(&self) -> Vec<RangeSpec> {
+        crate::pools::all_ranges(self.cidr, self.gateway, &self.ranges)
+    }
+
+    /// The interface configuration of `ip` in this pool as it is now; `None` when `ip` lies
+    /// in none of its ranges.
+    pub fn network_for(&self, ip: IpAddr) -> Option<Box<NetworkConfig>> {
+        let range = std::iter::once(RangeSpec {
+            cidr: self.cidr,
+            gateway: self.gateway,
+        })
+        .chain(self.ranges.iter().copied())
+        .find(|r| r.cidr.contains(ip))?;
+        Some(Box::new(NetworkConfig {
+            ip,
+            prefix_len: range.cidr.prefix(),
+            gateway: range.gateway,
+            dns: self.dns.clone(),
+            mtu: self.mtu,
+            routes: self.routes.clone(),
+            domain: self.domain.clone(),
+        }))
+    }
+}
 impl Record for NameRecord {}
 impl Record for RangeRecord {}
 impl Record for AllocationRecord {
@@ -412,6 +551,9 @@ pub fn canonical_value<'a>(
         )?),
         "core_meta" if !current(MetaRecord::VERSION) => {
             Cow::Owned(encode(&decode::<MetaRecord>("core_meta", value)?)?)
+        }
+        "core_pools" if !current(PoolRecord::VERSION) => {
+            Cow::Owned(encode(&decode::<PoolRecord>("core_pools", value)?)?)
         }
         _ => Cow::Borrowed(value),
     })
@@ -474,11 +616,12 @@ pub fn decode_cooling_key(key: &[u8]) -> Result<(PoolId, Stamp, u128), StorageEr
 }
 
 impl AllocationRecord {
-    /// The allocation as queries return it.
-    pub fn into_allocation(self, pool: &str, ip: IpAddr) -> crate::types::Allocation {
+    /// The allocation at `ip` of `pool` as queries and results return it: with its lease and
+    /// the pool's interface configuration as it is now.
+    pub fn into_allocation(self, pool: &PoolRecord, ip: IpAddr) -> crate::types::Allocation {
         crate::types::Allocation {
             ip,
-            pool: pool.to_string(),
+            pool: pool.name.clone(),
             owner: self.owner,
             generation: self.generation,
             allocated_at: self.allocated_at,
@@ -486,6 +629,7 @@ impl AllocationRecord {
             ttl_seconds: self.ttl_seconds,
             expires_at: self.expires_at,
             renewed_at: self.renewed_at,
+            network: pool.network_for(ip),
         }
     }
 }
@@ -527,6 +671,32 @@ mod tests {
         .unwrap();
         assert_eq!(new[0], 2);
         assert_eq!(decode::<V2>("t", &new).unwrap().b.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn a_version_1_pool_record_reads_as_version_2_with_defaults() {
+        let v1 = PoolRecordV1 {
+            name: "vms".into(),
+            cidr: "10.0.0.0/24".parse().unwrap(),
+            gateway: Some("10.0.0.1".parse().unwrap()),
+            reserved: vec!["10.0.0.9".parse().unwrap()],
+            labels: Labels::from([("env".into(), "prod".into())]),
+            description: "d".into(),
+            created_at: Stamp(7),
+            capacity: 252,
+            allocated: 3,
+        };
+        let mut bytes = vec![1u8];
+        bytes.extend(postcard::to_allocvec(&v1).unwrap());
+        let read: PoolRecord = decode("core_pools", &bytes).unwrap();
+        assert_eq!(read, PoolRecord::from_v1(v1.clone()));
+        assert_eq!((read.name.as_str(), read.allocated), ("vms", 3));
+        assert_eq!((read.revision, read.weight), (1, 100));
+        assert_eq!(read.max_utilization_ppm, 1_000_000);
+        assert!(read.ranges.is_empty() && !read.frozen && read.dns.is_empty());
+        let again = encode(&read).unwrap();
+        assert_eq!(again[0], 2);
+        assert_eq!(decode::<PoolRecord>("core_pools", &again).unwrap(), read);
     }
 
     #[test]

@@ -132,6 +132,12 @@ pub struct PoolInfo {
     pub created_at: Stamp,
     /// Capacity and allocation counts.
     pub stats: PoolStats,
+    /// 1 at creation, +1 on every change to the pool's own fields or ranges.
+    pub revision: u64,
+    /// Every range, the first being `cidr` and `gateway`.
+    pub ranges: Vec<crate::pools::RangeSpec>,
+    /// Second-round settings.
+    pub settings: Box<crate::pools::PoolSettings>,
 }
 
 /// One allocation instance.
@@ -155,6 +161,9 @@ pub struct Allocation {
     pub expires_at: Option<Stamp>,
     /// Log time of the last renewal (`allocated_at` until the first one).
     pub renewed_at: Stamp,
+    /// Interface configuration from the pool as it is now (filled in by whoever read the
+    /// pool; `None` only for a pool that has none).
+    pub network: Option<Box<crate::pools::NetworkConfig>>,
 }
 
 /// One page of a pool's allocations in address order.

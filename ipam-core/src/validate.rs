@@ -6,8 +6,11 @@ use std::net::IpAddr;
 
 use crate::command::BatchError;
 use crate::command::{Command, Op};
-use crate::error::{AllocateError, CreatePoolError, InputError, OpError, ReleaseError};
+use crate::error::{
+    AllocateError, CreatePoolError, InputError, OpError, ReleaseError, UpdatePoolError,
+};
 use crate::layout::{resolve_gateway, PoolLayout};
+use crate::pools::{check_settings, PoolSettings, PoolUpdate};
 use crate::types::{addr_to_u128, Cidr, Family, Labels, PoolSpec, Reserved};
 
 /// Most labels on a pool or allocation.
@@ -175,6 +178,40 @@ pub fn check_limit(limit: usize) -> Result<(), InputError> {
     }
 }
 
+/// Checks a list of reserved entries without a pool: at most 1,000, each well-formed.
+pub fn check_reserved_entries(entries: &[Reserved]) -> Result<(), InputError> {
+    if entries.len() > MAX_RESERVED {
+        return Err(InputError::TooManyReserved {
+            count: entries.len(),
+        });
+    }
+    for entry in entries {
+        check_reserved(entry).map_err(|reason| InputError::InvalidReserved {
+            input: entry.to_string(),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks an update without the pool: every given field within its bounds (the MTU floor of
+/// IPv6 pools needs the pool and is checked in `apply`).
+pub fn check_update(pool: &str, update: &PoolUpdate) -> Result<(), InputError> {
+    check_name(pool)?;
+    if let Some(labels) = &update.labels {
+        check_labels(labels)?;
+    }
+    if let Some(d) = &update.description {
+        if d.len() > MAX_DESCRIPTION {
+            return Err(InputError::DescriptionTooLong { len: d.len() });
+        }
+    }
+    if let Some(r) = &update.reserved {
+        check_reserved_entries(r)?;
+    }
+    check_settings(&update.apply_settings(&PoolSettings::default()), Family::V4)
+}
+
 /// Checks everything about a pool spec that needs no state, and returns the resolved gateway
 /// and the pool's layout.
 pub fn pool_layout(spec: &PoolSpec) -> Result<(Option<IpAddr>, PoolLayout), CreatePoolError> {
@@ -249,14 +286,18 @@ pub fn check_op(op: &Op) -> Result<(), OpError> {
             .and_then(|()| ttl_seconds.map_or(Ok(()), check_ttl))
             .map_err(ReleaseError::Input)?,
         Op::RenewOwner { owner } => check_owner(owner).map_err(ReleaseError::Input)?,
-        Op::SetPoolLifecycle { pool, lifecycle } => {
-            check_name(pool)?;
-            lifecycle.default_ttl_seconds.map_or(Ok(()), check_ttl)?;
-            if lifecycle.reuse_cooldown_seconds > crate::lease::MAX_TTL_SECONDS {
-                return Err(OpError::Input(InputError::InvalidCooldown {
-                    seconds: lifecycle.reuse_cooldown_seconds,
-                }));
-            }
+        Op::CreatePoolV2(spec) => {
+            check_pool_spec(&spec.base)?;
+            check_settings(&spec.settings, spec.base.cidr.family())
+                .map_err(CreatePoolError::from)?
+        }
+        Op::UpdatePool { pool, update, .. } => check_update(pool, update)
+            .map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?,
+        Op::AddRange { pool, cidr, .. } => check_name(pool)
+            .and_then(|()| Cidr::new(cidr.network, cidr.prefix).map(|_| ()))
+            .map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?,
+        Op::RemoveRange { pool, .. } => {
+            check_name(pool).map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?
         }
     }
     Ok(())

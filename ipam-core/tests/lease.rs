@@ -8,7 +8,7 @@ use common::{release, Db};
 use ipam_core::error::{AllocateError, ReleaseError};
 use ipam_core::tables::{self, decode, AllocationRecord};
 use ipam_core::{
-    query, Allocation, Command, ErrorCode, Labels, Op, OpError, OpOutput, PoolLifecycle, Stamp,
+    query, Allocation, Command, ErrorCode, Labels, Op, OpError, OpOutput, PoolUpdate, Stamp,
 };
 use redb::{ReadableTable, ReadableTableMetadata};
 
@@ -24,13 +24,16 @@ fn lease(pool: &str, owner: &str, ip: Option<&str>, ttl: Option<u32>) -> Op {
     }
 }
 
+/// A pool's lease settings, set the way an operator does (PATCH).
 fn settings(pool: &str, ttl: Option<u32>, cooldown: u32) -> Op {
-    Op::SetPoolLifecycle {
+    Op::UpdatePool {
         pool: pool.into(),
-        lifecycle: PoolLifecycle {
-            default_ttl_seconds: ttl,
-            reuse_cooldown_seconds: cooldown,
-        },
+        revision: None,
+        update: Box::new(PoolUpdate {
+            default_ttl_seconds: Some(ttl.filter(|t| *t > 0)),
+            reuse_cooldown_seconds: Some(cooldown),
+            ..PoolUpdate::default()
+        }),
     }
 }
 
@@ -417,7 +420,7 @@ fn deleting_a_pool_drops_its_leases_and_cooling_rows() {
     })
     .unwrap();
     let rtx = db.rtx();
-    for def in [tables::EXPIRY, tables::COOLING, tables::LIFECYCLE] {
+    for def in [tables::EXPIRY, tables::COOLING] {
         assert_eq!(rtx.open_table(def).unwrap().len().unwrap(), 0, "{def}");
     }
     db.advance(60 * S);
@@ -456,9 +459,9 @@ fn version_1_allocation_bytes_read_as_permanent() {
 }
 
 #[test]
-fn outputs_of_release_0_1_0_keep_their_wire_shape() {
-    // A 0.1.0 node decodes `Allocated` as (ip, pool, owner, generation, allocated_at,
-    // labels, existing): the lease fields must not travel in it.
+fn results_carry_the_whole_allocation() {
+    // Results are sent (leader to follower), never stored: they carry the lease fields and the
+    // network configuration in every variant (docs/architecture.md, "Formats and upgrades").
     let a = Allocation {
         ip: "10.0.0.2".parse().unwrap(),
         pool: "p".into(),
@@ -469,26 +472,23 @@ fn outputs_of_release_0_1_0_keep_their_wire_shape() {
         ttl_seconds: Some(30),
         expires_at: Some(Stamp(30_005)),
         renewed_at: Stamp(5),
+        network: None,
     };
-    let old = OpOutput::Allocated {
-        allocation: a.clone(),
-        existing: false,
-    };
-    let bytes = postcard::to_stdvec(&old).unwrap();
-    let back: OpOutput = postcard::from_bytes(&bytes).unwrap();
-    match back {
-        OpOutput::Allocated { allocation, .. } => {
-            assert_eq!(allocation.expires_at, None);
-            assert_eq!(allocation.generation, 1);
-        }
-        other => panic!("{other:?}"),
+    for out in [
+        OpOutput::Allocated {
+            allocation: a.clone(),
+            existing: false,
+        },
+        OpOutput::AllocatedV2 {
+            allocation: a.clone(),
+            existing: true,
+        },
+        OpOutput::Released(a.clone()),
+        OpOutput::Renewed(a.clone()),
+    ] {
+        let back: OpOutput = postcard::from_bytes(&postcard::to_stdvec(&out).unwrap()).unwrap();
+        assert_eq!(back, out);
     }
-    let new = OpOutput::AllocatedV2 {
-        allocation: a.clone(),
-        existing: false,
-    };
-    let back: OpOutput = postcard::from_bytes(&postcard::to_stdvec(&new).unwrap()).unwrap();
-    assert_eq!(back, new);
     let cmd = Command::Op(lease("p", "o", None, Some(30)));
     let back: Command = postcard::from_bytes(&postcard::to_stdvec(&cmd).unwrap()).unwrap();
     assert_eq!(back, cmd);
@@ -527,6 +527,29 @@ fn the_digest_reads_version_1_rows_as_this_release_writes_them() {
             .unwrap(),
         );
         t.insert(key.as_slice(), bytes.as_slice()).unwrap();
+        // And the pool row as release 0.1.0 wrote it (pool record version 1).
+        let mut pools = txn.open_table(tables::POOLS).unwrap();
+        let key = tables::pool_key(0);
+        let pool: tables::PoolRecord = {
+            let v = pools.get(key.as_slice()).unwrap().expect("the pool row");
+            decode("core_pools", v.value()).unwrap()
+        };
+        let mut bytes = vec![1u8];
+        bytes.extend(
+            postcard::to_stdvec(&tables::PoolRecordV1 {
+                name: pool.name,
+                cidr: pool.cidr,
+                gateway: pool.gateway,
+                reserved: pool.reserved,
+                labels: pool.labels,
+                description: pool.description,
+                created_at: pool.created_at,
+                capacity: pool.capacity,
+                allocated: pool.allocated,
+            })
+            .unwrap(),
+        );
+        pools.insert(key.as_slice(), bytes.as_slice()).unwrap();
     }
     txn.commit().unwrap();
     assert_eq!(old.digest(), new_digest);

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use common::Db;
-use ipam_core::{ErrorCode, Labels, Op, OpOutput, PoolLifecycle, Stamp};
+use ipam_core::{ErrorCode, Labels, Op, OpOutput, PoolSettings, PoolSpecV2, Stamp};
 use proptest::prelude::*;
 
 const POOL: &str = "p";
@@ -273,14 +273,14 @@ fn run(default_ttl: Option<u32>, cooldown: u32, steps: Vec<Step>) -> Result<(), 
         ..Model::default()
     };
     let setup = [
-        Op::CreatePool(common::spec(POOL, "10.0.0.0/29")),
-        Op::SetPoolLifecycle {
-            pool: POOL.into(),
-            lifecycle: PoolLifecycle {
-                default_ttl_seconds: default_ttl,
+        Op::CreatePoolV2(Box::new(PoolSpecV2 {
+            base: common::spec(POOL, "10.0.0.0/29"),
+            settings: PoolSettings {
+                default_ttl_seconds: default_ttl.filter(|t| *t > 0),
                 reuse_cooldown_seconds: cooldown,
+                ..PoolSettings::default()
             },
-        },
+        })),
     ];
     for op in setup {
         a.op(op.clone()).expect("setup");

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use common::Db;
 use ipam_core::command::{Command, CommandResult, Op, OpOutput};
 use ipam_core::{
-    query, Cidr, ErrorCode, Family, GatewayChoice, Labels, OpError, PoolSpec, Reserved,
+    query, Cidr, ErrorCode, Family, GatewayChoice, Labels, OpError, PoolSpec, PoolUpdate, Reserved,
 };
 use proptest::prelude::*;
 
@@ -140,10 +140,96 @@ fn allocatable(spec: &PoolSpec) -> Option<(BTreeSet<IpAddr>, Option<IpAddr>)> {
 
 #[derive(Clone, Debug)]
 struct MPool {
-    cidr: Cidr,
-    allocatable: BTreeSet<IpAddr>,
+    spec: PoolSpec,
+    extra: Vec<Cidr>,
+    /// Allocatable addresses of each range, in the order ranges were added.
+    sets: Vec<BTreeSet<IpAddr>>,
     allocs: BTreeMap<IpAddr, (String, u64)>,
     owners: BTreeMap<String, IpAddr>,
+    frozen: bool,
+    revision: u64,
+}
+
+/// The allocatable sets of a pool with `base`'s first range and `extra` ranges (default
+/// gateways), reserved entries each inside one range; `None` when that is not a valid pool.
+fn shape(base: &PoolSpec, extra: &[Cidr]) -> Option<Vec<BTreeSet<IpAddr>>> {
+    let cidrs: Vec<Cidr> = std::iter::once(base.cidr)
+        .chain(extra.iter().copied())
+        .collect();
+    let mut per: Vec<Vec<Reserved>> = vec![Vec::new(); cidrs.len()];
+    for r in &base.reserved {
+        let (lo, hi) = match r {
+            Reserved::Addr(a) => (*a, *a),
+            Reserved::Range(a, b) => (*a, *b),
+            Reserved::Cidr(rc) => {
+                let v = cidr_addrs(rc);
+                (v[0], *v.last().unwrap())
+            }
+        };
+        let i = cidrs
+            .iter()
+            .position(|c| c.contains(lo) && c.contains(hi))?;
+        per[i].push(*r);
+    }
+    cidrs
+        .iter()
+        .zip(per)
+        .enumerate()
+        .map(|(i, (c, reserved))| {
+            let spec = PoolSpec {
+                cidr: *c,
+                gateway: if i == 0 {
+                    base.gateway
+                } else {
+                    GatewayChoice::Default
+                },
+                reserved,
+                ..base.clone()
+            };
+            allocatable(&spec).map(|(set, _)| set)
+        })
+        .collect()
+}
+
+impl MPool {
+    fn allocatable(&self, ip: &IpAddr) -> bool {
+        self.sets.iter().any(|s| s.contains(ip))
+    }
+    fn contains(&self, ip: IpAddr) -> bool {
+        std::iter::once(&self.spec.cidr)
+            .chain(&self.extra)
+            .any(|c| c.contains(ip))
+    }
+    fn capacity(&self) -> u128 {
+        self.sets.iter().map(|s| s.len() as u128).sum()
+    }
+    /// What the next allocations without an address by new owners get, in order.
+    fn preview(&self, n: usize) -> Vec<IpAddr> {
+        if self.frozen {
+            return Vec::new();
+        }
+        self.sets
+            .iter()
+            .flat_map(|s| s.iter())
+            .filter(|a| !self.allocs.contains_key(a))
+            .take(n)
+            .copied()
+            .collect()
+    }
+}
+
+/// Extra ranges the generator adds: some overlap candidates, one is IPv6.
+fn extra_ranges() -> Vec<Cidr> {
+    [
+        "10.0.1.8/30",
+        "10.0.1.12/32",
+        "10.0.0.8/29",
+        "fd00::40/127",
+        "10.0.1.0/31",
+    ]
+    .iter()
+    .map(|c| c.parse().unwrap())
+    .collect()
 }
 
 #[derive(Clone, Debug, Default)]
@@ -156,6 +242,10 @@ struct Model {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Outcome {
     Created(u128),
+    Updated {
+        revision: u64,
+        capacity: u128,
+    },
     Deleted(u64),
     Allocated {
         ip: IpAddr,
@@ -189,6 +279,10 @@ fn outcome(r: Result<OpOutput, OpError>) -> Outcome {
         },
         Ok(OpOutput::Released(a)) => Outcome::Released(a.ip, a.owner, a.generation),
         Ok(OpOutput::ReleasedOwner { released }) => Outcome::ReleasedOwner(released),
+        Ok(OpOutput::PoolUpdated(p)) => Outcome::Updated {
+            revision: p.revision,
+            capacity: p.stats.capacity,
+        },
         Err(e) => Outcome::Err(e.code()),
         // Leases have their own model (tests/lease_model.rs); this one generates no lease op.
         Ok(other) => panic!("output of an op this model does not generate: {other:?}"),
@@ -206,17 +300,20 @@ impl Model {
                 if self.pools.contains_key(&spec.name) {
                     return Outcome::Err(PoolExists);
                 }
-                if self.pools.values().any(|p| p.cidr.overlaps(&spec.cidr)) {
+                if self.overlaps(&spec.cidr) {
                     return Outcome::Err(PoolOverlap);
                 }
                 let cap = allocatable.len() as u128;
                 self.pools.insert(
                     spec.name.clone(),
                     MPool {
-                        cidr: spec.cidr,
-                        allocatable,
+                        spec: spec.clone(),
+                        extra: Vec::new(),
+                        sets: vec![allocatable],
                         allocs: BTreeMap::new(),
                         owners: BTreeMap::new(),
+                        frozen: false,
+                        revision: 1,
                     },
                 );
                 Outcome::Created(cap)
@@ -225,6 +322,9 @@ impl Model {
                 let Some(p) = self.pools.get(pool) else {
                     return Outcome::Err(PoolNotFound);
                 };
+                if p.frozen {
+                    return Outcome::Err(PoolFrozen);
+                }
                 if !p.allocs.is_empty() && !force {
                     return Outcome::Err(PoolNotEmpty);
                 }
@@ -239,7 +339,7 @@ impl Model {
                     return Outcome::Err(PoolNotFound);
                 };
                 if let Some(ip) = ip {
-                    if !p.allocatable.contains(ip) {
+                    if !p.allocatable(ip) {
                         return Outcome::Err(InvalidArgument);
                     }
                 }
@@ -258,7 +358,8 @@ impl Model {
                 let chosen = match ip {
                     Some(ip) if p.allocs.contains_key(ip) => return Outcome::Err(AddressInUse),
                     Some(ip) => *ip,
-                    None => match p.allocatable.iter().find(|a| !p.allocs.contains_key(a)) {
+                    None if p.frozen => return Outcome::Err(PoolFrozen),
+                    None => match p.preview(1).first() {
                         Some(a) => *a,
                         None => return Outcome::Err(PoolExhausted),
                     },
@@ -281,7 +382,7 @@ impl Model {
                 let Some(p) = self.pools.get_mut(pool) else {
                     return Outcome::Err(PoolNotFound);
                 };
-                if !p.cidr.contains(*ip) {
+                if !p.contains(*ip) {
                     return Outcome::Err(InvalidArgument);
                 }
                 let Some((owner, g)) = p.allocs.get(ip).cloned() else {
@@ -306,8 +407,102 @@ impl Model {
                     None => Outcome::ReleasedOwner(vec![]),
                 }
             }
-            other => panic!("this model generates no lease op: {other:?}"),
+            Op::UpdatePool {
+                pool,
+                revision,
+                update,
+            } => {
+                let Some(p) = self.pools.get(pool) else {
+                    return Outcome::Err(PoolNotFound);
+                };
+                if revision.is_some_and(|r| r != p.revision) {
+                    return Outcome::Err(RevisionMismatch);
+                }
+                let mut next = p.clone();
+                if let Some(reserved) = &update.reserved {
+                    next.spec.reserved = reserved.clone();
+                    let Some(sets) = shape(&next.spec, &next.extra) else {
+                        return Outcome::Err(InvalidArgument);
+                    };
+                    if next
+                        .allocs
+                        .keys()
+                        .any(|a| !sets.iter().any(|s| s.contains(a)))
+                    {
+                        return Outcome::Err(AddressInUse);
+                    }
+                    next.sets = sets;
+                }
+                if let Some(f) = update.frozen {
+                    next.frozen = f;
+                }
+                next.revision += 1;
+                let out = Outcome::Updated {
+                    revision: next.revision,
+                    capacity: next.capacity(),
+                };
+                self.pools.insert(pool.clone(), next);
+                out
+            }
+            Op::AddRange { pool, cidr, .. } => {
+                let Some(p) = self.pools.get(pool) else {
+                    return Outcome::Err(PoolNotFound);
+                };
+                if cidr.family() != p.spec.cidr.family() {
+                    return Outcome::Err(InvalidArgument);
+                }
+                if self.overlaps(cidr) {
+                    return Outcome::Err(PoolOverlap);
+                }
+                let mut next = p.clone();
+                next.extra.push(*cidr);
+                let Some(sets) = shape(&next.spec, &next.extra) else {
+                    return Outcome::Err(InvalidArgument);
+                };
+                next.sets = sets;
+                next.revision += 1;
+                let out = Outcome::Updated {
+                    revision: next.revision,
+                    capacity: next.capacity(),
+                };
+                self.pools.insert(pool.clone(), next);
+                out
+            }
+            Op::RemoveRange { pool, cidr } => {
+                let Some(p) = self.pools.get(pool) else {
+                    return Outcome::Err(PoolNotFound);
+                };
+                let Some(i) = p.extra.iter().position(|c| c == cidr) else {
+                    // The first range, or none of the pool's.
+                    return Outcome::Err(InvalidArgument);
+                };
+                if p.allocs.keys().any(|a| cidr.contains(*a)) {
+                    return Outcome::Err(RangeNotEmpty);
+                }
+                let mut next = p.clone();
+                next.extra.remove(i);
+                let Some(sets) = shape(&next.spec, &next.extra) else {
+                    return Outcome::Err(InvalidArgument);
+                };
+                next.sets = sets;
+                next.revision += 1;
+                let out = Outcome::Updated {
+                    revision: next.revision,
+                    capacity: next.capacity(),
+                };
+                self.pools.insert(pool.clone(), next);
+                out
+            }
+            other => panic!("the generator does not produce {other:?}"),
         }
+    }
+
+    fn overlaps(&self, cidr: &Cidr) -> bool {
+        self.pools.values().any(|p| {
+            std::iter::once(&p.spec.cidr)
+                .chain(&p.extra)
+                .any(|c| c.overlaps(cidr))
+        })
     }
 
     fn apply_command(&mut self, c: &Command) -> CmdOutcome {
@@ -347,6 +542,14 @@ enum GenOp {
     Alloc(usize, usize, Option<usize>),
     Release(usize, usize, u8),
     ReleaseOwner(usize, usize),
+    /// Pool, extra range.
+    AddRange(usize, usize),
+    /// Pool, range (an extra one, or the pool's first when out of the list).
+    RemoveRange(usize, usize),
+    /// Pool, frozen, fence (0: none, 1: right, 2: wrong).
+    Freeze(usize, bool, u8),
+    /// Pool, reserved address (none: clear), fence.
+    Reserve(usize, Option<usize>, u8),
 }
 
 #[derive(Clone, Debug)]
@@ -366,6 +569,12 @@ fn gen_op() -> impl Strategy<Value = GenOp> {
             .prop_map(|(p, o, a)| GenOp::Alloc(p, o, a)),
         3 => (0..NAMES, 0..n_addr, 0..3u8).prop_map(|(p, a, f)| GenOp::Release(p, a, f)),
         2 => (0..NAMES, 0..6usize).prop_map(|(p, o)| GenOp::ReleaseOwner(p, o)),
+        2 => (0..NAMES, 0..5usize).prop_map(|(p, r)| GenOp::AddRange(p, r)),
+        1 => (0..NAMES, 0..6usize).prop_map(|(p, r)| GenOp::RemoveRange(p, r)),
+        1 => (0..NAMES, proptest::bool::weighted(0.4), 0..3u8)
+            .prop_map(|(p, f, x)| GenOp::Freeze(p, f, x)),
+        1 => (0..NAMES, proptest::option::weighted(0.7, 0..n_addr), 0..3u8)
+            .prop_map(|(p, a, x)| GenOp::Reserve(p, a, x)),
     ]
 }
 
@@ -379,6 +588,7 @@ fn gen_cmd() -> impl Strategy<Value = GenCmd> {
 struct World {
     specs: Vec<PoolSpec>,
     addrs: Vec<IpAddr>,
+    extra: Vec<Cidr>,
 }
 
 impl World {
@@ -386,6 +596,7 @@ impl World {
         World {
             specs: candidates(),
             addrs: addresses(),
+            extra: extra_ranges(),
         }
     }
 
@@ -435,6 +646,50 @@ impl World {
                 pool: self.name(*p),
                 owner: format!("o{o}"),
             },
+            GenOp::AddRange(p, r) => Op::AddRange {
+                pool: self.name(*p),
+                cidr: self.extra[*r],
+                gateway: GatewayChoice::Default,
+            },
+            GenOp::RemoveRange(p, r) => {
+                let pool = self.name(*p);
+                let cidr = self.extra.get(*r).copied().unwrap_or_else(|| {
+                    model
+                        .pools
+                        .get(&pool)
+                        .map_or(self.extra[0], |mp| mp.spec.cidr)
+                });
+                Op::RemoveRange { pool, cidr }
+            }
+            GenOp::Freeze(p, frozen, fence) => Op::UpdatePool {
+                pool: self.name(*p),
+                revision: self.fence(model, *p, *fence),
+                update: Box::new(PoolUpdate {
+                    frozen: Some(*frozen),
+                    ..PoolUpdate::default()
+                }),
+            },
+            GenOp::Reserve(p, a, fence) => Op::UpdatePool {
+                pool: self.name(*p),
+                revision: self.fence(model, *p, *fence),
+                update: Box::new(PoolUpdate {
+                    reserved: Some(
+                        a.map(|a| Reserved::Addr(self.addrs[a]))
+                            .into_iter()
+                            .collect(),
+                    ),
+                    ..PoolUpdate::default()
+                }),
+            },
+        }
+    }
+
+    fn fence(&self, model: &Model, p: usize, fence: u8) -> Option<u64> {
+        let actual = model.pools.get(&self.name(p)).map_or(1, |mp| mp.revision);
+        match fence {
+            0 => None,
+            1 => Some(actual),
+            _ => Some(actual + 7),
         }
     }
 }
@@ -460,7 +715,17 @@ fn check_tables(db: &Db, model: &Model) -> Result<(), TestCaseError> {
     );
     for p in &pools {
         let mp = &model.pools[&p.name];
-        prop_assert_eq!(p.stats.capacity, mp.allocatable.len() as u128);
+        prop_assert_eq!(p.stats.capacity, mp.capacity());
+        prop_assert_eq!(p.revision, mp.revision);
+        prop_assert_eq!(p.settings.frozen, mp.frozen);
+        prop_assert_eq!(
+            p.ranges.iter().map(|r| r.cidr).collect::<Vec<_>>(),
+            std::iter::once(mp.spec.cidr)
+                .chain(mp.extra.iter().copied())
+                .collect::<Vec<_>>()
+        );
+        // The preview is what the next allocations by new owners get.
+        prop_assert_eq!(query::next_free(&rtx, &p.name, 16).unwrap(), mp.preview(16));
         prop_assert_eq!(p.stats.allocated, mp.allocs.len() as u128);
         let mut after = None;
         let mut listed = Vec::new();
@@ -479,11 +744,7 @@ fn check_tables(db: &Db, model: &Model) -> Result<(), TestCaseError> {
         let want: Vec<_> = mp.allocs.iter().map(|(k, v)| (*k, v.clone())).collect();
         prop_assert_eq!(&listed, &want);
         for (ip, (owner, _)) in &mp.allocs {
-            prop_assert!(
-                mp.allocatable.contains(ip),
-                "unallocatable {} handed out",
-                ip
-            );
+            prop_assert!(mp.allocatable(ip), "unallocatable {} handed out", ip);
             let info = query::address(&rtx, *ip).unwrap();
             prop_assert_eq!(info.pool.as_deref(), Some(p.name.as_str()));
             prop_assert_eq!(info.allocation.map(|a| a.owner), Some(owner.clone()));
@@ -494,7 +755,7 @@ fn check_tables(db: &Db, model: &Model) -> Result<(), TestCaseError> {
         prop_assert_eq!(in_memory.stats, p.stats);
         // The index's size is bounded by what is carved out of the range, never by its size:
         // each allocation, reserved entry, edge address or gateway adds at most one interval.
-        let bound = mp.allocs.len() + p.reserved.len() + 3 + 1;
+        let bound = mp.allocs.len() + p.reserved.len() + 4 * p.ranges.len();
         prop_assert!(db.state.free_intervals(&p.name).unwrap() <= bound);
     }
     Ok(())
@@ -583,5 +844,34 @@ proptest! {
         let mut cmds: Vec<GenCmd> = creates.into_iter().map(|p| GenCmd::Op(GenOp::Create(p))).collect();
         cmds.extend(ops.into_iter().map(GenCmd::Op));
         run(&cmds, &[3, 1, 7], &[])?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Pools that grow by ranges, some below their first range, so allocation order across
+    /// ranges (first range first, in the order added) and the preview are exercised densely.
+    #[test]
+    fn pools_growing_by_ranges_match_reference_model(
+        creates in proptest::collection::vec(proptest::sample::select(vec![0usize, 1, 3, 4]), 2..5),
+        ops in proptest::collection::vec(
+            {
+                let pool = || proptest::sample::select(vec![0usize, 1, 3, 4]);
+                prop_oneof![
+                    4 => (pool(), 0..6usize).prop_map(|(p, o)| GenOp::Alloc(p, o, None)),
+                    3 => (pool(), 0..5usize).prop_map(|(p, r)| GenOp::AddRange(p, r)),
+                    1 => (pool(), 0..6usize).prop_map(|(p, r)| GenOp::RemoveRange(p, r)),
+                    2 => (pool(), 0..6usize).prop_map(|(p, o)| GenOp::ReleaseOwner(p, o)),
+                    1 => (pool(), any::<bool>(), 0..3u8)
+                        .prop_map(|(p, f, x)| GenOp::Freeze(p, f, x)),
+                ]
+            },
+            1..60,
+        ),
+    ) {
+        let mut cmds: Vec<GenCmd> = creates.into_iter().map(|p| GenCmd::Op(GenOp::Create(p))).collect();
+        cmds.extend(ops.into_iter().map(GenCmd::Op));
+        run(&cmds, &[1, 2, 5], &[])?;
     }
 }

@@ -26,7 +26,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, OptionalJson, Params};
 use crate::metrics::Metrics;
-use crate::wire;
+use crate::{pools, wire};
 
 /// Body limit of `/api/v1/*` requests (the contract's 1 MiB).
 pub const API_BODY_LIMIT: usize = 1024 * 1024;
@@ -67,7 +67,15 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/api/v1/pools", post(create_pool).get(list_pools))
-        .route("/api/v1/pools/{name}", get(get_pool).delete(delete_pool))
+        .route(
+            "/api/v1/pools/{name}",
+            get(get_pool).delete(delete_pool).patch(pools::update_pool),
+        )
+        .route(
+            "/api/v1/pools/{name}/ranges",
+            post(pools::add_range).delete(pools::remove_range),
+        )
+        .route("/api/v1/pools/{name}/next-free", get(pools::next_free))
         .route(
             "/api/v1/pools/{name}/allocations",
             post(allocate).get(list_allocations).delete(release_owner),
@@ -230,10 +238,8 @@ async fn create_pool(
     params: Params,
     ApiJson(req): ApiJson<api::CreatePoolRequest>,
 ) -> Result<Response, ApiError> {
-    params.finish()?;
-    let spec = wire::pool_spec(req)?;
-    let pool = state.ipam.create_pool(spec).await?;
-    Ok(json_status(StatusCode::CREATED, wire::pool(&pool)))
+    // Second-round fields pick the op; see `pools::create_op`.
+    pools::create_pool(State(state), params, ApiJson(req)).await
 }
 
 async fn list_pools(

@@ -37,6 +37,7 @@ pub mod join;
 pub mod lease_metrics;
 pub mod leases;
 pub mod metrics;
+pub mod pools;
 pub mod ui;
 pub mod wire;
 

@@ -26,6 +26,8 @@ pub struct Metrics {
     raft_last_log_index: IntGauge,
     http_duration: HistogramVec,
     leases: crate::lease_metrics::LeaseMetrics,
+    /// `ipam_pool_ranges{pool}` and `ipam_pool_frozen{pool}`.
+    pool_shape: crate::pools::PoolGauges,
     /// Problems the last integrity check found (set by `check.rs`).
     pub integrity_problems: IntGauge,
     // Scrapes reset and refill the per-pool gauges; one at a time so none sees a half-filled set.
@@ -106,12 +108,14 @@ impl Metrics {
         registry.register(Box::new(raft_last_log_index.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         let leases = crate::lease_metrics::LeaseMetrics::new(&registry)?;
+        let pool_shape = crate::pools::PoolGauges::register(&registry)?;
         let integrity_problems = IntGauge::new(
             "ipam_integrity_problems",
             "Problems the last integrity check of this node's state found (0: consistent)",
         )?;
         registry.register(Box::new(integrity_problems.clone()))?;
         Ok(Metrics {
+            pool_shape,
             registry,
             pool_capacity,
             pool_allocated,
@@ -174,6 +178,7 @@ impl Metrics {
                 self.pool_allocated.reset();
                 let names: Vec<String> = pools.iter().map(|p| p.name.clone()).collect();
                 self.leases.refresh(ipam, &names).await;
+                self.pool_shape.fill(&pools);
                 for p in pools {
                     self.pool_capacity
                         .with_label_values(&[&p.name])

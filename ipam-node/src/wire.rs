@@ -46,7 +46,7 @@ pub fn pool_spec(req: api::CreatePoolRequest) -> Result<PoolSpec, InputError> {
 
 /// A pool as the API renders it.
 pub fn pool(p: &PoolInfo) -> api::Pool {
-    api::Pool {
+    let mut out = api::Pool {
         name: p.name.clone(),
         cidr: p.cidr.to_string(),
         gateway: p.gateway.map(|g| g.to_string()),
@@ -61,7 +61,20 @@ pub fn pool(p: &PoolInfo) -> api::Pool {
             utilization: p.stats.utilization(),
             cooling: "0".to_string(),
         },
-    }
+        revision: 0,
+        ranges: Vec::new(),
+        frozen: false,
+        dns: Vec::new(),
+        mtu: None,
+        routes: Vec::new(),
+        domain: None,
+        default_ttl_seconds: None,
+        reuse_cooldown_seconds: 0,
+        weight: 0,
+        max_utilization: 1.0,
+    };
+    crate::pools::fill_pool(&mut out, p);
+    out
 }
 
 /// An allocation as the API renders it.
@@ -76,6 +89,7 @@ pub fn allocation(a: &Allocation) -> api::Allocation {
         ttl_seconds: a.ttl_seconds,
         expires_at: a.expires_at.map(rfc3339),
         renewed_at: rfc3339(a.renewed_at),
+        network: a.network.as_deref().map(crate::pools::network),
     }
 }
 
@@ -94,7 +108,7 @@ pub fn opt_addr(ip: Option<&str>) -> Result<Option<IpAddr>, InputError> {
 /// One batch op → the domain's op.
 pub fn batch_op(op: api::BatchOp) -> Result<Op, InputError> {
     Ok(match op {
-        api::BatchOp::CreatePool(req) => Op::CreatePool(pool_spec(req)?),
+        api::BatchOp::CreatePool(req) => crate::pools::create_op(req)?,
         api::BatchOp::DeletePool { pool, force } => Op::DeletePool { pool, force },
         api::BatchOp::Allocate {
             pool,
@@ -136,7 +150,7 @@ pub fn batch_op(op: api::BatchOp) -> Result<Op, InputError> {
 /// One batch op's result: the pool, the allocation, `{"released": [...]}` or `{}`.
 pub fn op_output(out: &OpOutput) -> serde_json::Value {
     let value = match out {
-        OpOutput::PoolCreated(p) => serde_json::to_value(pool(p)),
+        OpOutput::PoolCreated(p) | OpOutput::PoolUpdated(p) => serde_json::to_value(pool(p)),
         OpOutput::Allocated { allocation: a, .. }
         | OpOutput::AllocatedV2 { allocation: a, .. }
         | OpOutput::Renewed(a) => serde_json::to_value(allocation(a)),
@@ -144,7 +158,7 @@ pub fn op_output(out: &OpOutput) -> serde_json::Value {
             "renewed": renewed.iter().map(allocation).collect::<Vec<_>>()
         })),
         OpOutput::ReleasedOwner { released: ips } => serde_json::to_value(released(ips)),
-        OpOutput::PoolDeleted { .. } | OpOutput::Released(_) | OpOutput::LifecycleSet => {
+        OpOutput::PoolDeleted { .. } | OpOutput::Released(_) => {
             Ok(serde_json::json!({}))
         }
     };

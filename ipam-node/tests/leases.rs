@@ -4,7 +4,6 @@
 mod common;
 
 use axum::http::StatusCode;
-use ipam_core::PoolLifecycle;
 use serde_json::json;
 
 use common::start;
@@ -109,21 +108,13 @@ async fn leases_over_http() {
 #[tokio::test]
 async fn cooling_shows_in_stats_and_refuses_other_owners() {
     let n = start(None, true).await;
-    n.post(
-        "/api/v1/pools",
-        json!({"name": "vms", "cidr": "10.0.0.0/24"}),
-    )
-    .await;
-    n.ipam
-        .set_pool_lifecycle(
-            "vms",
-            PoolLifecycle {
-                default_ttl_seconds: None,
-                reuse_cooldown_seconds: 600,
-            },
+    let r = n
+        .post(
+            "/api/v1/pools",
+            json!({"name": "vms", "cidr": "10.0.0.0/24", "reuse_cooldown_seconds": 600}),
         )
-        .await
-        .unwrap();
+        .await;
+    assert_eq!(r.json()["reuse_cooldown_seconds"], 600, "{}", r.text);
     let r = n
         .post("/api/v1/pools/vms/allocations", json!({"owner": "a"}))
         .await;

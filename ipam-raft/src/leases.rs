@@ -1,11 +1,11 @@
-//! `Ipam`'s lease operations: renew one allocation, renew everything an owner holds, a pool's
-//! lease settings, and the reads that go with them (allocating with a ttl is
-//! `Ipam::allocate_lease`, next to `allocate` in `ops`).
+//! `Ipam`'s lease operations: renew one allocation, renew everything an owner holds, and the
+//! reads that go with them (a pool's lease settings are pool settings: `create_pool_v2`,
+//! `update_pool`; allocating with a ttl is `Ipam::allocate_lease`, next to `allocate` in `ops`).
 
 use std::net::IpAddr;
 
 use ipam_core::state::Expired;
-use ipam_core::{Allocation, Op, OpOutput, PoolLifecycle, Stamp};
+use ipam_core::{Allocation, Op, OpOutput, Stamp};
 
 use crate::config::Consistency;
 use crate::error::IpamError;
@@ -57,28 +57,6 @@ impl OpKind for RenewOwner {
     }
 }
 
-struct SetPoolLifecycle {
-    pool: String,
-    lifecycle: PoolLifecycle,
-}
-
-impl OpKind for SetPoolLifecycle {
-    type Output = ();
-    const NAME: &'static str = "set pool lifecycle";
-    fn into_op(self) -> Op {
-        Op::SetPoolLifecycle {
-            pool: self.pool,
-            lifecycle: self.lifecycle,
-        }
-    }
-    fn take(out: OpOutput) -> Option<()> {
-        match out {
-            OpOutput::LifecycleSet => Some(()),
-            _ => None,
-        }
-    }
-}
-
 impl Ipam {
     /// Renews the allocation at `ip`: `expires_at` = now + `ttl_seconds` (default: its own
     /// ttl; 0 makes it permanent). Fenced by `generation` when given.
@@ -102,19 +80,6 @@ impl Ipam {
     pub async fn renew_owner(&self, owner: &str) -> Result<Vec<Allocation>, IpamError> {
         self.write(Valid::new(RenewOwner {
             owner: owner.to_string(),
-        })?)
-        .await
-    }
-
-    /// Sets a pool's default lease length and reuse cooldown.
-    pub async fn set_pool_lifecycle(
-        &self,
-        pool: &str,
-        lifecycle: PoolLifecycle,
-    ) -> Result<(), IpamError> {
-        self.write(Valid::new(SetPoolLifecycle {
-            pool: pool.to_string(),
-            lifecycle,
         })?)
         .await
     }

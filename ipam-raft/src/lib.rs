@@ -31,6 +31,7 @@
 //! - `tasks` — background tasks: commit-index tracking, periodic state flush, the expiry tick.
 //! - `handle` — [`Ipam`]: start, shutdown, identity, init and membership calls.
 //! - `ops` — the typed writes; `reads` — the typed reads; `status` — [`ClusterStatus`].
+//! - `pools` — pool updates, ranges and the next-free preview on [`Ipam`].
 //! - [`replication`] — `Ipam::replication`: the leader's view of each member's matched index.
 //! - `integrity` — [`Ipam::check`], the replica's integrity check
 //!   (`storage/state_machine/check.rs`); `backup` — [`Ipam::backup`] and [`restore`]
@@ -70,6 +71,7 @@ mod handle;
 mod integrity;
 mod leases;
 mod ops;
+mod pools;
 mod reads;
 pub mod replication;
 mod status;

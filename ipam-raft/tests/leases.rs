@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ipam_core::{GatewayChoice, PoolLifecycle, PoolSpec};
+use ipam_core::{GatewayChoice, PoolSpec, PoolUpdate};
 use ipam_raft::{Config, Consistency, Ipam, ManualClock, StampClock};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -150,11 +150,13 @@ async fn cooldown_keeps_an_expired_address_for_its_owner() {
     let clock = ManualClock::new(1_700_000_000_000);
     let nodes = cluster(1, dir.path(), &clock.stamp_clock()).await;
     let ipam = &nodes[0].ipam;
-    ipam.set_pool_lifecycle(
+    ipam.update_pool(
         "vms",
-        PoolLifecycle {
-            default_ttl_seconds: Some(30),
-            reuse_cooldown_seconds: 600,
+        None,
+        PoolUpdate {
+            default_ttl_seconds: Some(Some(30)),
+            reuse_cooldown_seconds: Some(600),
+            ..PoolUpdate::default()
         },
     )
     .await
@@ -340,11 +342,13 @@ async fn a_fleet_of_agents_heartbeats_and_a_third_stops() {
     ipam.create_pool(spec("fleet", "10.1.0.0/20"))
         .await
         .expect("pool");
-    ipam.set_pool_lifecycle(
+    ipam.update_pool(
         "fleet",
-        PoolLifecycle {
-            default_ttl_seconds: Some(30),
-            reuse_cooldown_seconds: 600,
+        None,
+        PoolUpdate {
+            default_ttl_seconds: Some(Some(30)),
+            reuse_cooldown_seconds: Some(600),
+            ..PoolUpdate::default()
         },
     )
     .await

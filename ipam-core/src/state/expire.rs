@@ -1,25 +1,28 @@
 //! Log time at work: the end of due leases and cooldowns at the start of every entry, renewals,
-//! and a pool's lease settings. A child of `state` so that it shares the index's internals
+//! and where a pool's lease settings come from. A child of `state` so that it shares the index's internals
 //! without widening them.
 
 use std::net::IpAddr;
 
 use redb::ReadableTable;
 
-use super::{missing_allocation, PoolEntry, State, TableId, Tx, Undo};
+use super::{missing_allocation, PoolEntry, State, TableId, Tx};
 use crate::alloc::FreeIndex;
 use crate::command::OpOutput;
-use crate::error::{AllocateError, ReleaseError, StorageError};
+use crate::error::{ReleaseError, StorageError};
 use crate::lease::{expiry, Cooling, PoolLifecycle};
 use crate::tables::{
-    self, allocation_key, cooling_key, decode, decode_cooling_key, decode_expiry_key, encode,
-    encode_into, expiry_key, owner_key, pool_key, AllocationRecord, CoolingRecord,
+    self, allocation_key, cooling_key, decode, decode_cooling_key, decode_expiry_key, encode_into, expiry_key, owner_key, pool_key, AllocationRecord, CoolingRecord,
 };
 use crate::types::{addr_to_u128, PoolId, Stamp};
 
-/// The one place that says where a pool's lease and cooldown settings come from.
+/// The one place that says where a pool's lease and cooldown settings come from: the pool
+/// record's `default_ttl_seconds` and `reuse_cooldown_seconds`.
 pub(super) fn lifecycle(entry: &PoolEntry) -> PoolLifecycle {
-    entry.lifecycle
+    PoolLifecycle {
+        default_ttl_seconds: entry.record.default_ttl_seconds,
+        reuse_cooldown_seconds: entry.record.reuse_cooldown_seconds,
+    }
 }
 
 /// A core table opened for reading.
@@ -42,20 +45,13 @@ fn pool_bounds(id: PoolId) -> (Vec<u8>, Option<[u8; 4]>) {
     (pool_key(id).to_vec(), id.checked_add(1).map(pool_key))
 }
 
-/// A pool's settings and cooling addresses as stored; cooling addresses leave `free`.
-pub(super) fn load_pool(
+/// A pool's cooling addresses as stored; they leave `free`.
+pub(super) fn load_cooling(
     rtx: &redb::ReadTransaction,
     id: PoolId,
     free: &mut FreeIndex,
     name: &str,
-) -> Result<(PoolLifecycle, Cooling), StorageError> {
-    let lifecycle = match open_optional(rtx, tables::LIFECYCLE)? {
-        Some(t) => match t.get(pool_key(id).as_slice())? {
-            Some(v) => decode("core_lifecycle", v.value())?,
-            None => PoolLifecycle::default(),
-        },
-        None => PoolLifecycle::default(),
-    };
+) -> Result<Cooling, StorageError> {
     let mut cooling = Cooling::default();
     if let Some(t) = open_optional(rtx, tables::COOLING)? {
         let (lo, hi) = pool_bounds(id);
@@ -76,7 +72,7 @@ pub(super) fn load_pool(
             cooling.insert(at.0, pos, rec.owner);
         }
     }
-    Ok((lifecycle, cooling))
+    Ok(cooling)
 }
 
 /// Which cooling address an allocation takes: the one `ip` names if `owner` released it, the
@@ -132,6 +128,24 @@ pub(super) fn renew_record(
     Ok(())
 }
 
+/// Keeps the cooling addresses of `entry` for which `keep` is true and drops the others (an
+/// update made them unallocatable, or removed their range): an address that can no longer be
+/// allocated cannot be handed back to its last owner either.
+pub(super) fn retain_cooling(
+    tx: &mut Tx<'_>,
+    entry: &mut PoolEntry,
+    mut keep: impl FnMut(u128) -> bool,
+) -> Result<(), StorageError> {
+    let cooling: Vec<(u64, u128)> = entry.cooling.by_time.keys().copied().collect();
+    for (at, pos) in cooling {
+        if !keep(pos) {
+            entry.cooling.remove(pos);
+            tx.del(TableId::Cooling, &cooling_key(entry.id, Stamp(at), pos))?;
+        }
+    }
+    Ok(())
+}
+
 /// A lease the state machine ended because its time passed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expired {
@@ -178,9 +192,10 @@ impl State {
             let record = tx
                 .allocation(id, pos)?
                 .ok_or_else(|| missing_allocation(&name, pos))?;
+            let allocation = record.clone().into_allocation(&entry.record, ip);
             self.remove_allocation(tx, id, pos, &record)?;
             self.expired.push(Expired {
-                allocation: record.into_allocation(&name, ip),
+                allocation,
                 pool: name,
             });
         }
@@ -212,7 +227,7 @@ impl State {
             }));
         };
         let id = entry.id;
-        if !entry.record.cidr.contains(ip) {
+        if !entry.layout.contains(ip) {
             return Ok(Err(ReleaseError::OutsidePool {
                 pool: pool.to_string(),
                 ip,
@@ -235,7 +250,9 @@ impl State {
             }));
         }
         renew_record(tx, self.meta.now, id, pos, &mut record, ttl)?;
-        Ok(Ok(OpOutput::Renewed(record.into_allocation(pool, ip))))
+        Ok(Ok(OpOutput::Renewed(
+            record.into_allocation(&entry.record, ip),
+        )))
     }
 
     /// Renews every lease `owner` holds, pools in name order; permanent ones are left alone.
@@ -263,32 +280,12 @@ impl State {
                 continue;
             }
             renew_record(tx, self.meta.now, id, pos, &mut record, None)?;
-            renewed.push(record.into_allocation(&name, family.addr(pos)));
+            renewed.push(record.into_allocation(&entry.record, family.addr(pos)));
         }
         Ok(OpOutput::RenewedOwner { renewed })
     }
 
-    pub(super) fn set_lifecycle(
-        &mut self,
-        tx: &mut Tx<'_>,
-        pool: &str,
-        lifecycle: PoolLifecycle,
-    ) -> Result<Result<OpOutput, AllocateError>, StorageError> {
-        let Some(entry) = self.names.get(pool).and_then(|id| self.pools.get_mut(id)) else {
-            return Ok(Err(AllocateError::PoolNotFound {
-                pool: pool.to_string(),
-            }));
-        };
-        let id = entry.id;
-        let old = std::mem::replace(&mut entry.lifecycle, lifecycle);
-        tx.put(TableId::Lifecycle, &pool_key(id), &encode(&lifecycle)?)?;
-        if tx.journaling {
-            tx.journal.push(Undo::Lifecycle { pool: id, old });
-        }
-        Ok(Ok(OpOutput::LifecycleSet))
-    }
-
-    /// Removes a deleted pool's lease index entries, cooling rows and settings.
+    /// Removes a deleted pool's lease index entries and cooling rows.
     pub(super) fn drop_lifecycle_rows(tx: &mut Tx<'_>, id: PoolId) -> Result<(), StorageError> {
         let lo = allocation_key(id, 0);
         let hi = allocation_key(id, u128::MAX);
@@ -316,7 +313,6 @@ impl State {
             )?,
             None => tx.del_range(TableId::Cooling, &lo, std::ops::Bound::Unbounded)?,
         }
-        tx.del(TableId::Lifecycle, &pool_key(id))?;
         Ok(())
     }
 }
@@ -346,6 +342,25 @@ pub fn cooling_count(rtx: &redb::ReadTransaction, name: &str) -> Result<u128, St
         n += 1;
     }
     Ok(n)
+}
+
+/// Positions of pool `id`'s cooling addresses in release order, oldest first: the order in
+/// which the allocator hands them out once nothing else is free.
+pub fn cooling_positions(rtx: &redb::ReadTransaction, id: PoolId) -> Result<Vec<u128>, StorageError> {
+    let Some(t) = open_optional(rtx, tables::COOLING)? else {
+        return Ok(Vec::new());
+    };
+    let (lo, hi) = pool_bounds(id);
+    let rows = match &hi {
+        Some(hi) => t.range::<&[u8]>(lo.as_slice()..hi.as_slice())?,
+        None => t.range::<&[u8]>(lo.as_slice()..)?,
+    };
+    let mut out = Vec::new();
+    for row in rows {
+        let (k, _) = row?;
+        out.push(decode_cooling_key(k.value())?.2);
+    }
+    Ok(out)
 }
 
 /// The earliest lease end in the state, if any lease exists: when the leader must append an

@@ -23,6 +23,8 @@
 //!   promotion, a learner that is down is not promoted.
 //! - `forwarding` — every write API on a follower; the cache hit path and its read barrier on
 //!   a lagging follower and a deposed leader.
+//! - `ranges` — a range added on one node feeds allocations through the others; pool updates
+//!   and the preview agree on every replica.
 //! - `reads` — linearizable reads across nodes.
 //! - `dashboard` — the leader's per-member replication progress and the `/ui` overview.
 //! - `trust` — a node with another token, or of another cluster, is never joined.
@@ -37,6 +39,7 @@ mod forwarding;
 mod membership;
 mod membership_safety;
 mod partition;
+mod ranges;
 mod reads;
 mod replication;
 mod snapshot;
