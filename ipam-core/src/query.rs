@@ -351,7 +351,12 @@ impl<'r> Reader<'r> {
                 }
             }
         }
-        out.extend(cooling.into_iter().take(count - out.len()).map(|q| family.addr(q)));
+        out.extend(
+            cooling
+                .into_iter()
+                .take(count - out.len())
+                .map(|q| family.addr(q)),
+        );
         Ok(out)
     }
 

@@ -272,16 +272,14 @@ fn run(default_ttl: Option<u32>, cooldown: u32, steps: Vec<Step>) -> Result<(), 
         cooldown_ms: u64::from(cooldown) * 1000,
         ..Model::default()
     };
-    let setup = [
-        Op::CreatePoolV2(Box::new(PoolSpecV2 {
-            base: common::spec(POOL, "10.0.0.0/29"),
-            settings: PoolSettings {
-                default_ttl_seconds: default_ttl.filter(|t| *t > 0),
-                reuse_cooldown_seconds: cooldown,
-                ..PoolSettings::default()
-            },
-        })),
-    ];
+    let setup = [Op::CreatePoolV2(Box::new(PoolSpecV2 {
+        base: common::spec(POOL, "10.0.0.0/29"),
+        settings: PoolSettings {
+            default_ttl_seconds: default_ttl.filter(|t| *t > 0),
+            reuse_cooldown_seconds: cooldown,
+            ..PoolSettings::default()
+        },
+    }))];
     for op in setup {
         a.op(op.clone()).expect("setup");
         b.op(op).expect("setup");

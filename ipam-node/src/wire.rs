@@ -158,9 +158,7 @@ pub fn op_output(out: &OpOutput) -> serde_json::Value {
             "renewed": renewed.iter().map(allocation).collect::<Vec<_>>()
         })),
         OpOutput::ReleasedOwner { released: ips } => serde_json::to_value(released(ips)),
-        OpOutput::PoolDeleted { .. } | OpOutput::Released(_) => {
-            Ok(serde_json::json!({}))
-        }
+        OpOutput::PoolDeleted { .. } | OpOutput::Released(_) => Ok(serde_json::json!({})),
     };
     // Serialising these plain structs cannot fail (string keys, no non-finite floats except a
     // utilization the core keeps in [0, 1]).

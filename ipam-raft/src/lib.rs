@@ -63,8 +63,8 @@ mod shared;
 mod proposer;
 
 mod membership;
-mod tick;
 mod tasks;
+mod tick;
 
 mod backup;
 mod handle;

@@ -12,7 +12,8 @@ use crate::command::OpOutput;
 use crate::error::{ReleaseError, StorageError};
 use crate::lease::{expiry, Cooling, PoolLifecycle};
 use crate::tables::{
-    self, allocation_key, cooling_key, decode, decode_cooling_key, decode_expiry_key, encode_into, expiry_key, owner_key, pool_key, AllocationRecord, CoolingRecord,
+    self, allocation_key, cooling_key, decode, decode_cooling_key, decode_expiry_key, encode_into,
+    expiry_key, owner_key, pool_key, AllocationRecord, CoolingRecord,
 };
 use crate::types::{addr_to_u128, PoolId, Stamp};
 
@@ -346,7 +347,10 @@ pub fn cooling_count(rtx: &redb::ReadTransaction, name: &str) -> Result<u128, St
 
 /// Positions of pool `id`'s cooling addresses in release order, oldest first: the order in
 /// which the allocator hands them out once nothing else is free.
-pub fn cooling_positions(rtx: &redb::ReadTransaction, id: PoolId) -> Result<Vec<u128>, StorageError> {
+pub fn cooling_positions(
+    rtx: &redb::ReadTransaction,
+    id: PoolId,
+) -> Result<Vec<u128>, StorageError> {
     let Some(t) = open_optional(rtx, tables::COOLING)? else {
         return Ok(Vec::new());
     };
