@@ -8,17 +8,19 @@
 #   benches/import.sh 200000
 #
 # Data dirs live under one `mktemp -d` (the disk whose fsync the figure includes), removed at
-# the end unless IPAM_BENCH_KEEP=1.
+# the end unless IPAM_BENCH_KEEP=1. IPAM_BENCH_PROFILE=debug runs target/debug builds instead
+# (slower nodes: a lower bound).
 set -euo pipefail
 
 rows="${1:-50000}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
-node_bin="$target_dir/release/ipam-node"
-cli_bin="$target_dir/release/ipam-cli"
+profile="${IPAM_BENCH_PROFILE:-release}"
+node_bin="$target_dir/$profile/ipam-node"
+cli_bin="$target_dir/$profile/ipam-cli"
 for bin in "$node_bin" "$cli_bin"; do
     if [[ ! -x "$bin" ]]; then
-        echo "missing $bin: run cargo build --release -p ipam-node -p ipam-cli" >&2
+        echo "missing $bin: run cargo build --profile $([[ $profile == debug ]] && echo dev || echo "$profile") -p ipam-node -p ipam-cli" >&2
         exit 2
     fi
 done
@@ -114,7 +116,7 @@ awk -v n="$rows" 'BEGIN {
     }
 }' >"$work/rows.csv"
 
-echo "importing $rows rows into 3 voters; $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "importing $rows rows into 3 voters ($profile builds); $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 start=$(date +%s.%N)
 cli import "$work/rows.csv" >"$work/report.txt" 2>"$work/progress.txt"
 end=$(date +%s.%N)

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use ipam_client::types::{Allocation, Labels, Pool};
-use ipam_core::layout::PoolLayout;
+use ipam_core::pools::{PoolShape, RangeSpec};
 use ipam_core::validate::{check_labels, check_owner, parse_cidr, parse_reserved};
 use serde::Serialize;
 
@@ -16,7 +16,7 @@ pub struct PoolView {
     name: String,
     /// `None` when the pool's settings do not parse here (a newer node): the node then
     /// checks allocatability itself when the batch applies.
-    layout: Option<PoolLayout>,
+    layout: Option<PoolShape>,
     by_ip: HashMap<IpAddr, (String, Labels)>,
     by_owner: HashMap<String, IpAddr>,
 }
@@ -24,18 +24,7 @@ pub struct PoolView {
 impl PoolView {
     /// The view of `pool` holding `allocations` (all of them).
     pub fn new(pool: &Pool, allocations: &[Allocation]) -> PoolView {
-        let layout = parse_cidr(&pool.cidr).ok().and_then(|cidr| {
-            let gateway = match &pool.gateway {
-                Some(g) => Some(g.parse().ok()?),
-                None => None,
-            };
-            let reserved = pool
-                .reserved
-                .iter()
-                .map(|r| parse_reserved(r).ok())
-                .collect::<Option<Vec<_>>>()?;
-            PoolLayout::build(cidr, gateway, &reserved).ok()
-        });
+        let layout = shape(pool);
         let mut view = PoolView {
             name: pool.name.clone(),
             layout,
@@ -52,8 +41,39 @@ impl PoolView {
     }
 
     fn contains(&self, ip: IpAddr) -> bool {
-        self.layout.as_ref().is_some_and(|l| l.cidr.contains(ip))
+        self.layout.as_ref().is_some_and(|l| l.contains(ip))
     }
+}
+
+/// Every range of `pool` (its `ranges`, or only `cidr` from a first-round node) with its
+/// reserved entries, or `None` when something does not parse here.
+fn shape(pool: &Pool) -> Option<PoolShape> {
+    let parse_gateway = |g: &Option<String>| match g {
+        Some(g) => g.parse().ok().map(Some),
+        None => Some(None),
+    };
+    let ranges = if pool.ranges.is_empty() {
+        vec![RangeSpec {
+            cidr: parse_cidr(&pool.cidr).ok()?,
+            gateway: parse_gateway(&pool.gateway)?,
+        }]
+    } else {
+        pool.ranges
+            .iter()
+            .map(|r| {
+                Some(RangeSpec {
+                    cidr: parse_cidr(&r.cidr).ok()?,
+                    gateway: parse_gateway(&r.gateway)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?
+    };
+    let reserved = pool
+        .reserved
+        .iter()
+        .map(|r| parse_reserved(r).ok())
+        .collect::<Option<Vec<_>>>()?;
+    PoolShape::build(&ranges, &reserved).ok()
 }
 
 /// Why a row cannot be imported.
@@ -333,5 +353,33 @@ mod tests {
         assert_eq!(codes(&plan), vec![(2, "labels_differ")]);
         assert_eq!(plan.writes.len(), 1);
         assert_eq!(plan.writes[0].ip, "fd00::7");
+    }
+
+    #[test]
+    fn addresses_in_added_ranges_are_inside_the_pool() {
+        let mut a = pool("a", "10.0.0.0/24");
+        a.ranges = vec![
+            ipam_client::types::PoolRange {
+                cidr: "10.0.0.0/24".into(),
+                gateway: Some("10.0.0.1".into()),
+            },
+            ipam_client::types::PoolRange {
+                cidr: "10.9.0.0/24".into(),
+                gateway: Some("10.9.0.1".into()),
+            },
+        ];
+        let views = BTreeMap::from([("a".into(), PoolView::new(&a, &[]))]);
+        let rows = vec![
+            row(2, "a", "10.9.0.7", "x"),
+            row(3, "a", "10.9.0.1", "gw"),
+            row(4, "a", "10.8.0.7", "y"),
+        ];
+        let plan = plan(rows, &views);
+        assert_eq!(plan.writes.len(), 1, "{:?}", plan.conflicts);
+        assert_eq!(plan.writes[0].ip, "10.9.0.7");
+        assert_eq!(
+            codes(&plan),
+            vec![(3, "invalid_argument"), (4, "outside_pool")]
+        );
     }
 }

@@ -261,14 +261,20 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
             },
             None => problems.push(mismatch("no name table row".into())),
         }
-        let cidr = row.record.cidr;
-        match ranges.get(range_key(cidr.family().tag(), cidr.first()).as_slice())? {
-            Some(v) => match decode::<RangeRecord>("core_ranges", v.value()) {
-                Ok(r) if r.pool == *id && r.last == cidr.last() => {}
-                Ok(_) => problems.push(mismatch("the range table row differs".into())),
-                Err(e) => undecodable(&mut problems, e),
-            },
-            None => problems.push(mismatch("no range table row".into())),
+        // Every range of a pool (the first and those added later) owns its range table row.
+        let cidrs =
+            std::iter::once(row.record.cidr).chain(row.record.ranges.iter().map(|r| r.cidr));
+        for cidr in cidrs {
+            match ranges.get(range_key(cidr.family().tag(), cidr.first()).as_slice())? {
+                Some(v) => match decode::<RangeRecord>("core_ranges", v.value()) {
+                    Ok(r) if r.pool == *id && r.last == cidr.last() => {}
+                    Ok(_) => {
+                        problems.push(mismatch(format!("the range table row of {cidr} differs")))
+                    }
+                    Err(e) => undecodable(&mut problems, e),
+                },
+                None => problems.push(mismatch(format!("no range table row for {cidr}"))),
+            }
         }
         match state.pools.get(id) {
             Some(entry) if entry.record == row.record && state.names.get(name) == Some(id) => {}
@@ -322,8 +328,10 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
         let name = &pool.record.name;
         let allocatable = match &mut pool.expected_free {
             Some(free) => free.take(pos),
-            // Without an in-memory layout, the CIDR is all that can be checked.
-            None => pool.record.cidr.first() <= pos && pos <= pool.record.cidr.last(),
+            // Without an in-memory layout, the ranges are all that can be checked.
+            None => std::iter::once(pool.record.cidr)
+                .chain(pool.record.ranges.iter().map(|r| r.cidr))
+                .any(|c| c.first() <= pos && pos <= c.last()),
         };
         if !allocatable {
             problems.push(Problem::NotAllocatable {

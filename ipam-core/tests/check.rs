@@ -105,3 +105,38 @@ fn problems_name_their_kind_and_say_what_is_wrong() {
     assert!(!p.repaired_by_reload());
     assert_eq!(p.to_string(), "pool a counts 3 allocations; its rows are 2");
 }
+
+#[test]
+fn a_pool_with_added_ranges_checks_clean_and_a_lost_range_row_is_named() {
+    let mut db = Db::mem();
+    db.create("a", "10.0.0.0/30");
+    db.op(ipam_core::Op::AddRange {
+        pool: "a".into(),
+        cidr: "10.0.1.0/24".parse().expect("cidr"),
+        gateway: ipam_core::GatewayChoice::None,
+    })
+    .expect("add range");
+    // /30 with a gateway: one address in the first range, the next from the added one.
+    let first = db.alloc("a", "x");
+    let second = db.alloc("a", "y");
+    assert!(first.to_string().starts_with("10.0.0."), "{first}");
+    assert!(second.to_string().starts_with("10.0.1."), "{second}");
+    db.op(allocate("a", "z", Some("10.0.1.200")))
+        .expect("allocate");
+    assert_eq!(problems(&db), vec![]);
+
+    let txn = db.db.begin_write().expect("write");
+    {
+        let mut ranges = txn.open_table(tables::RANGES).expect("ranges");
+        let pos = u128::from(u32::from(std::net::Ipv4Addr::new(10, 0, 1, 0)));
+        assert!(ranges
+            .remove(tables::range_key(4, pos).as_slice())
+            .expect("remove")
+            .is_some());
+    }
+    txn.commit().expect("commit");
+    let found = problems(&db);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind(), "index_mismatch");
+    assert!(found[0].to_string().contains("10.0.1.0/24"), "{}", found[0]);
+}

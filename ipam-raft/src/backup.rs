@@ -23,7 +23,7 @@ impl Ipam {
         tokio::task::spawn_blocking(move || sm.backup(&cluster_id, out))
             .await
             .map_err(|e| IpamError::Internal(InternalError::Task(e)))?
-            .map_err(|e| IpamError::Internal(InternalError::Storage(e)))
+            .map_err(|e| IpamError::Internal(InternalError::Storage(Box::new(e))))
     }
 }
 

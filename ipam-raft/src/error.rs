@@ -112,9 +112,10 @@ pub enum InternalError {
     /// The node that ran the request (the leader) failed internally; its description.
     #[error("on the leader: {0}")]
     Remote(String),
-    /// The state machine's storage failed (a check, a backup).
+    /// The state machine's storage failed (a check, a backup). Boxed: openraft's storage
+    /// error would make every `IpamError` several times larger.
     #[error("state machine storage")]
-    Storage(#[source] crate::types::StorageError),
+    Storage(#[source] Box<crate::types::StorageError>),
 }
 
 /// Error of [`crate::Ipam::start`]. openraft's errors are boxed: they are large, and this

@@ -14,7 +14,7 @@ impl Ipam {
         tokio::task::spawn_blocking(move || sm.integrity_check(repair))
             .await
             .map_err(|e| IpamError::Internal(InternalError::Task(e)))?
-            .map_err(|e| IpamError::Internal(InternalError::Storage(e)))
+            .map_err(|e| IpamError::Internal(InternalError::Storage(Box::new(e))))
     }
 
     /// Test hook: corrupts the in-memory free index of `pool` so the check finds it.
