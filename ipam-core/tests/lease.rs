@@ -556,3 +556,32 @@ fn the_digest_reads_version_1_rows_as_this_release_writes_them() {
     old.reopen();
     assert_eq!(old.digest(), new_digest);
 }
+
+#[test]
+fn next_free_lists_cooling_addresses_last_and_the_check_accepts_them() {
+    let mut db = Db::mem();
+    db.create("p", "10.0.0.0/29");
+    db.op(settings("p", None, 600)).unwrap();
+    let before = query::next_free(&db.rtx(), "p", 10).unwrap();
+    let a = db.alloc("p", "a");
+    assert_eq!(a, before[0]);
+    got(&mut db, lease("p", "l", None, Some(30)));
+    db.op(release("p", &a.to_string(), None)).unwrap();
+    let after = query::next_free(&db.rtx(), "p", 10).unwrap();
+    // The lease holds before[1]; the cooling address comes after every free one.
+    let mut want: Vec<_> = before[2..].to_vec();
+    want.push(a);
+    assert_eq!(after, want);
+    assert_eq!(
+        query::next_free(&db.rtx(), "p", 1).unwrap(),
+        vec![before[2]]
+    );
+    // A lease and a cooling address are consistent state, not problems.
+    let problems = ipam_core::check::check(&db.state, &db.rtx()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    // Once the cooldown ends, the address is free again, in address order.
+    db.advance(601 * S);
+    tick(&mut db);
+    let free = query::next_free(&db.rtx(), "p", 10).unwrap();
+    assert_eq!(free[0], a);
+}
