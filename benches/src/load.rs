@@ -25,6 +25,9 @@ pub enum Mode {
     /// `GET /healthz` and nothing else: no raft, no storage. The ceiling of the HTTP stack
     /// (generator's client + node's server) on this machine, to read the other modes against.
     Healthz,
+    /// Each client takes one 1 h lease, then heartbeats `POST /leases/renew` for its owner
+    /// again and again (the agents' traffic).
+    Renew,
 }
 
 /// Where the clients send.
@@ -245,6 +248,47 @@ async fn client_loop(
                     }
                 }
             }
+            Mode::Renew if r.acked.is_empty() => {
+                let req = AllocateRequest {
+                    owner: format!("{}-{index}", plan.owner_prefix),
+                    ttl_seconds: Some(3600),
+                    ..Default::default()
+                };
+                let started = Instant::now();
+                let res = client.allocate(&plan.pool, &req).await;
+                let ended = Instant::now();
+                match res {
+                    Ok((allocation, created)) => {
+                        if r.succeeded(measured, started, ended)? {
+                            if created {
+                                r.allocations += 1;
+                            } else {
+                                r.existing += 1;
+                            }
+                        }
+                        r.acked.push(Acked {
+                            allocation,
+                            released: None,
+                        });
+                    }
+                    Err(e) => r.failed(measured, ended, &e),
+                }
+            }
+            Mode::Renew => {
+                let owner = format!("{}-{index}", plan.owner_prefix);
+                let started = Instant::now();
+                let res = client.renew_owner(&owner).await;
+                let ended = Instant::now();
+                match res {
+                    Ok(renewed) if renewed.len() == 1 => {
+                        r.succeeded(measured, started, ended)?;
+                    }
+                    Ok(renewed) => {
+                        anyhow::bail!("{owner} renewed {} leases, not its one", renewed.len())
+                    }
+                    Err(e) => r.failed(measured, ended, &e),
+                }
+            }
             Mode::Healthz => {
                 let started = Instant::now();
                 let res = client.healthz().await;
@@ -265,6 +309,7 @@ async fn client_loop(
                         owner: owner(&mut seq),
                         ip: None,
                         labels: Default::default(),
+                        ttl_seconds: None,
                     })
                     .collect();
                 let started = Instant::now();

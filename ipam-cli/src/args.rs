@@ -82,6 +82,9 @@ pub enum Command {
     /// Inspect and change cluster membership.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Renew leases.
+    #[command(subcommand)]
+    Lease(crate::leases::LeaseCommand),
     /// Write every allocation (of one pool, or all) as CSV (`pool,ip,owner,labels`) or, with
     /// `-o json`, JSON lines; the output imports as is.
     Export {
@@ -247,6 +250,23 @@ pub enum IpCommand {
         /// Label (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+        /// Make it a lease of this length (`90s`, `10m`, `1h`, `7d`; `0` for permanent);
+        /// default: the pool's.
+        #[arg(long, value_name = "DURATION", value_parser = crate::leases::parse_duration)]
+        ttl: Option<u32>,
+    },
+    /// Renew an allocation's lease: it then ends `ttl` from now (default: its own length).
+    Renew {
+        /// Pool name.
+        pool: String,
+        /// Address.
+        ip: String,
+        /// Renew only if the allocation has this generation.
+        #[arg(long)]
+        generation: Option<u64>,
+        /// New lease length (`0`: permanent).
+        #[arg(long, value_name = "DURATION", value_parser = crate::leases::parse_duration)]
+        ttl: Option<u32>,
     },
     /// Release an address, or every address of an owner in the pool (`--owner`).
     Release {

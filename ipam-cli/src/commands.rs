@@ -72,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::IpPool(cmd) => pool(&connect()?, output, cmd).await,
         Command::Ip(cmd) => ip(&connect()?, output, cmd).await,
         Command::Cluster(cmd) => cluster(&connect()?, output, cmd).await,
+        Command::Lease(cmd) => crate::leases::lease(&connect()?, output, cmd).await,
         Command::Export { pool } => crate::transfer_cmd::export(&connect()?, output, pool).await,
         Command::Import {
             file,
@@ -210,11 +211,13 @@ async fn ip(client: &Client, out: Output, cmd: IpCommand) -> anyhow::Result<()> 
             owner,
             ip,
             labels,
+            ttl,
         } => {
             let req = AllocateRequest {
                 owner,
                 ip,
                 labels: labels.into_iter().collect(),
+                ttl_seconds: ttl,
             };
             let (allocation, created) = client.allocate(&pool, &req).await?;
             emit(out, &allocation, || {
@@ -226,6 +229,12 @@ async fn ip(client: &Client, out: Output, cmd: IpCommand) -> anyhow::Result<()> 
                 format!("{what}\n{}", render::allocation_details(&allocation))
             })
         }
+        IpCommand::Renew {
+            pool,
+            ip,
+            generation,
+            ttl,
+        } => crate::leases::renew(client, out, &pool, &ip, generation, ttl).await,
         IpCommand::Release {
             pool,
             ip: Some(ip),
@@ -345,7 +354,7 @@ pub(crate) fn emit<T: Serialize>(
 
 /// A call whose answer carries nothing: a confirmation line for people, nothing for scripts
 /// (the exit status says it).
-fn done(out: Output, text: &str) -> anyhow::Result<()> {
+pub(crate) fn done(out: Output, text: &str) -> anyhow::Result<()> {
     match out {
         Output::Json => Ok(()),
         Output::Table | Output::Csv => write_stdout(&format!("{text}\n")),

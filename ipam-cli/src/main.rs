@@ -31,6 +31,7 @@ mod backup_cmd;
 mod check_cmd;
 mod commands;
 mod exit;
+mod leases;
 mod plan;
 mod pool_args;
 mod pool_cmds;

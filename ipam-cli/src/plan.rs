@@ -241,6 +241,7 @@ mod tests {
                 allocated: "0".into(),
                 free: "0".into(),
                 utilization: 0.0,
+                cooling: "0".into(),
             },
             ..Pool::default()
         }
@@ -254,6 +255,9 @@ mod tests {
             generation: 1,
             allocated_at: String::new(),
             labels: Labels::new(),
+            ttl_seconds: None,
+            expires_at: None,
+            renewed_at: String::new(),
             network: None,
         }
     }

@@ -175,6 +175,7 @@ pub fn pool_details(p: &Pool) -> String {
         ("capacity", thousands(&p.stats.capacity)),
         ("allocated", thousands(&p.stats.allocated)),
         ("free", thousands(&p.stats.free)),
+        ("cooling", thousands(&p.stats.cooling)),
         (
             "utilization",
             percent(p.stats.utilization, &p.stats.allocated),
@@ -207,6 +208,11 @@ pub fn allocation_details(a: &Allocation) -> String {
         ("owner", a.owner.clone()),
         ("generation", a.generation.to_string()),
         ("allocated", a.allocated_at.clone()),
+        (
+            "expires",
+            a.expires_at.clone().unwrap_or_else(|| "never".to_string()),
+        ),
+        ("renewed", a.renewed_at.clone()),
         ("labels", or_dash(Some(&labels(&a.labels)))),
     ]) + &crate::pool_args::network_details(a.network.as_ref())
 }
@@ -266,6 +272,7 @@ mod tests {
                 allocated: allocated.into(),
                 free: "0".into(),
                 utilization,
+                cooling: "0".into(),
             },
             ..Pool::default()
         }

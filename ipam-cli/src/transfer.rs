@@ -384,6 +384,9 @@ mod tests {
             generation: 7,
             allocated_at: "2026-01-01T00:00:00Z".into(),
             labels: labels(&[("a;b", "c=d")]),
+            ttl_seconds: None,
+            expires_at: None,
+            renewed_at: "2026-01-01T00:00:00Z".into(),
             network: None,
         };
         let mut w = csv_writer(Vec::new()).unwrap();

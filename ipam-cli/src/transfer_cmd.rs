@@ -150,6 +150,7 @@ fn batches(rows: &[Row]) -> Vec<Vec<BatchOp>> {
             owner: row.owner.clone(),
             ip: Some(row.ip.clone()),
             labels: row.labels.clone(),
+            ttl_seconds: None,
         };
         let size = serde_json::to_vec(&op).map_or(BATCH_BYTES, |v| v.len() + 1);
         if !current.is_empty() && (current.len() == BATCH_OPS || bytes + size > BATCH_BYTES) {

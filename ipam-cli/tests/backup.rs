@@ -31,6 +31,7 @@ fn a_backup_taken_under_load_restores_into_a_new_cluster() {
             owner: format!("seed-{i}"),
             ip: None,
             labels: BTreeMap::from([("i".to_string(), i.to_string())]),
+            ttl_seconds: None,
         })
         .collect();
     block_on(source.client().batch(ops)).expect("seed");

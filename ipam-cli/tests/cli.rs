@@ -699,6 +699,42 @@ fn usage_errors_and_completions() {
 }
 
 #[test]
+fn lease_commands() {
+    let node = TestNode::start(None);
+    node.ok(&["ip-pool", "create", "vms", "10.0.0.0/29", "--no-gateway"]);
+    let a = node.json(&["ip", "allocate", "vms", "--owner", "agent", "--ttl", "1h"]);
+    assert_eq!(a["ttl_seconds"], 3600);
+    assert!(a["expires_at"].is_string(), "{a}");
+    let out = node.ok(&["ip", "allocate", "vms", "--owner", "pinned"]);
+    assert!(out.contains("expires     never\n"), "{out}");
+
+    let out = node.ok(&["ip", "renew", "vms", "10.0.0.1", "--ttl", "10m"]);
+    assert!(out.starts_with("renewed\n"), "{out}");
+    assert!(out.contains("owner       agent\n"), "{out}");
+    let r = node.json(&["ip", "renew", "vms", "10.0.0.1"]);
+    assert_eq!(r["ttl_seconds"], 600);
+    let err = node.fails(
+        4,
+        &["ip", "renew", "vms", "10.0.0.1", "--generation", "999"],
+    );
+    assert!(err.contains("generation_mismatch"), "{err}");
+    let err = node.fails(3, &["ip", "renew", "vms", "10.0.0.6"]);
+    assert!(err.contains("allocation_not_found"), "{err}");
+    let err = node.fails(2, &["ip", "allocate", "vms", "--owner", "x", "--ttl", "1w"]);
+    assert!(err.contains("unknown unit"), "{err}");
+
+    let out = node.ok(&["lease", "renew", "--owner", "agent"]);
+    assert!(row(&out, "10.0.0.1").contains("agent"), "{out}");
+    let r = node.json(&["lease", "renew", "--owner", "pinned"]);
+    assert_eq!(r["renewed"], serde_json::json!([]));
+    let out = node.ok(&["lease", "renew", "--owner", "nobody"]);
+    assert_eq!(out, "nobody holds no lease\n");
+
+    let p = node.json(&["ip-pool", "show", "vms"]);
+    assert_eq!(p["stats"]["cooling"], "0");
+}
+
+#[test]
 fn pool_update_range_freeze_and_preview_commands() {
     let node = TestNode::start(None);
     let created = node.json(&[

@@ -19,6 +19,7 @@ use crate::types::{
     ClusterStatus, CreatePoolRequest, ErrorBody, InitRequest, NodeAddr, Pool, PoolList, Released,
     VotersRequest,
 };
+use crate::types::{RenewOwnerRequest, RenewRequest, Renewed};
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -268,6 +269,33 @@ impl Client {
             .request(Method::DELETE, &["api", "v1", "pools", pool, "allocations"])
             .query(&[("owner", owner)]);
         self.json(rb).await
+    }
+
+    /// `POST /api/v1/pools/{pool}/allocations/{ip}/renew`: the renewed allocation.
+    pub async fn renew(
+        &self,
+        pool: &str,
+        ip: &str,
+        req: &RenewRequest,
+    ) -> Result<Allocation, ClientError> {
+        let rb = self
+            .request(
+                Method::POST,
+                &["api", "v1", "pools", pool, "allocations", ip, "renew"],
+            )
+            .json(req);
+        self.json(rb).await
+    }
+
+    /// `POST /api/v1/leases/renew`: every lease `owner` holds, renewed (a heartbeat).
+    pub async fn renew_owner(&self, owner: &str) -> Result<Vec<Allocation>, ClientError> {
+        let rb = self
+            .request(Method::POST, &["api", "v1", "leases", "renew"])
+            .json(&RenewOwnerRequest {
+                owner: owner.to_string(),
+            });
+        let renewed: Renewed = self.json(rb).await?;
+        Ok(renewed.renewed)
     }
 
     /// `GET /api/v1/addresses/{ip}`: the pool containing `ip` and its allocation, if any.

@@ -116,6 +116,13 @@ pub struct PoolStats {
     pub free: String,
     /// `allocated / capacity`, in [0, 1].
     pub utilization: f64,
+    /// Free addresses still cooling after their release (absent from older nodes: "0").
+    #[serde(default = "zero")]
+    pub cooling: String,
+}
+
+fn zero() -> String {
+    "0".to_string()
 }
 
 /// A pool.
@@ -191,6 +198,36 @@ pub struct AllocateRequest {
     /// Labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: Labels,
+    /// Lease length: 10 to 31,536,000 s, 0 for permanent; absent for the pool's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u32>,
+}
+
+/// `POST /api/v1/pools/{name}/allocations/{ip}/renew` body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// Renew only if the allocation has this generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// New lease length (0: permanent); absent for the lease's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u32>,
+}
+
+/// `POST /api/v1/leases/renew` body: an agent's heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewOwnerRequest {
+    /// The owner whose leases are renewed, in every pool.
+    pub owner: String,
+}
+
+/// `POST /api/v1/leases/renew` response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewed {
+    /// The renewed allocations.
+    pub renewed: Vec<Allocation>,
 }
 
 /// An allocation.
@@ -208,6 +245,15 @@ pub struct Allocation {
     pub allocated_at: String,
     /// Labels.
     pub labels: Labels,
+    /// Lease length in seconds; `null` when permanent.
+    #[serde(default)]
+    pub ttl_seconds: Option<u32>,
+    /// RFC 3339, UTC: when the lease ends; `null` when permanent.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// RFC 3339, UTC: the last renewal (`allocated_at` until the first).
+    #[serde(default)]
+    pub renewed_at: String,
     /// Interface configuration from the pool as it is now.
     #[serde(default)]
     pub network: Option<Network>,
@@ -265,6 +311,9 @@ pub enum BatchOp {
         /// Labels.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         labels: Labels,
+        /// Lease length (0: permanent); absent for the pool's default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_seconds: Option<u32>,
     },
     /// Release an address.
     Release {
@@ -282,6 +331,19 @@ pub enum BatchOp {
         pool: String,
         /// Owner.
         owner: String,
+    },
+    /// Renew one allocation.
+    Renew {
+        /// Pool name.
+        pool: String,
+        /// Address.
+        ip: String,
+        /// Fence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u64>,
+        /// New lease length (0: permanent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_seconds: Option<u32>,
     },
 }
 

@@ -165,6 +165,7 @@ async fn allocate_tells_new_from_existing() {
         owner: "vm-42/eth0".into(),
         ip: Some("10.0.0.7".into()),
         labels: [("k".to_string(), "v".to_string())].into(),
+        ttl_seconds: None,
     };
     script.answer(201, allocation_json("10.0.0.7", "vm-42/eth0"));
     let (a, created) = client.allocate("vms", &req).await.unwrap();
@@ -322,6 +323,7 @@ async fn batch_and_cluster_calls() {
                 owner: "a".into(),
                 ip: None,
                 labels: Default::default(),
+                ttl_seconds: Some(60),
             },
             BatchOp::Release {
                 pool: "vms".into(),
@@ -366,7 +368,7 @@ async fn batch_and_cluster_calls() {
     assert_eq!(
         seen[0].body,
         Some(json!({"ops": [
-            {"op": "allocate", "pool": "vms", "owner": "a"},
+            {"op": "allocate", "pool": "vms", "owner": "a", "ttl_seconds": 60},
             {"op": "release", "pool": "vms", "ip": "10.0.0.9", "generation": 3}
         ]}))
     );

@@ -11,7 +11,11 @@
 //! - every owner row points at an allocation held by that owner;
 //! - each pool's `allocated` counter equals its allocation rows;
 //! - the name and range tables and the in-memory pools agree with the pool rows;
-//! - each in-memory free index equals the pool's layout minus its allocation rows;
+//! - each in-memory free index equals the pool's layout minus its allocation rows and its
+//!   cooling addresses; a cooling address is allocatable and not allocated, and the in-memory
+//!   cooling set equals the cooling rows;
+//! - every lease (an allocation with `expires_at`) has its expiry index row, and every expiry
+//!   row belongs to such a lease;
 //! - the generation counter is at least every allocation's generation.
 
 use std::collections::BTreeMap;
@@ -290,6 +294,8 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
     // Allocation rows, with their owner rows.
     let owners = rtx.open_table(tables::OWNERS)?;
     let mut highest_generation = 0;
+    // Expiry index keys the allocation rows call for.
+    let mut leases = std::collections::BTreeSet::new();
     for row in rtx.open_table(tables::ALLOCATIONS)?.iter()? {
         let (k, v) = row?;
         let (id, pos) = match decode_allocation_key(k.value()) {
@@ -307,6 +313,9 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
             }
         };
         highest_generation = highest_generation.max(record.generation);
+        if let Some(at) = record.expires_at {
+            leases.insert(tables::expiry_key(at, id, pos));
+        }
         let Some(pool) = pools.get_mut(&id) else {
             problems.push(Problem::OrphanAllocation {
                 pool_id: id,
@@ -383,6 +392,40 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
         }
     }
 
+    check_leases(rtx, &pools, &leases, &mut problems)?;
+    for (id, pool) in pools.iter_mut() {
+        let Some(entry) = state.pools.get(id) else {
+            continue;
+        };
+        let name = pool.record.name.clone();
+        let family = pool.record.cidr.family();
+        let cooling = super::cooling_positions(rtx, *id)?;
+        if let Some(expected) = &mut pool.expected_free {
+            for &pos in &cooling {
+                if !expected.take(pos) {
+                    problems.push(Problem::IndexMismatch {
+                        pool: name.clone(),
+                        detail: format!(
+                            "cooling address {} is allocated or not allocatable",
+                            render(family, pos)
+                        ),
+                    });
+                }
+            }
+        }
+        let mut sorted = cooling;
+        sorted.sort_unstable();
+        if !sorted.iter().eq(entry.cooling.by_pos.keys()) {
+            problems.push(Problem::IndexMismatch {
+                pool: name,
+                detail: format!(
+                    "the in-memory index has {} cooling addresses, the tables {}",
+                    entry.cooling.len(),
+                    sorted.len()
+                ),
+            });
+        }
+    }
     for (id, pool) in &pools {
         if pool.rows != pool.record.allocated {
             problems.push(Problem::CounterMismatch {
@@ -408,6 +451,48 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
         });
     }
     Ok(problems)
+}
+
+/// Compares the expiry index with the leases the allocation rows call for.
+fn check_leases(
+    rtx: &ReadTransaction,
+    pools: &BTreeMap<PoolId, PoolRow>,
+    leases: &std::collections::BTreeSet<[u8; 28]>,
+    problems: &mut Vec<Problem>,
+) -> Result<(), StorageError> {
+    let mut rows = std::collections::BTreeSet::new();
+    match rtx.open_table(tables::EXPIRY) {
+        Ok(t) => {
+            for row in t.iter()? {
+                let (k, _) = row?;
+                if let Ok(key) = <[u8; 28]>::try_from(k.value()) {
+                    rows.insert(key);
+                }
+            }
+        }
+        // A data dir of release 0.1.0 has no lease and no expiry table.
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    for (key, what) in leases
+        .difference(&rows)
+        .map(|k| (k, "has no expiry index row"))
+        .chain(
+            rows.difference(leases)
+                .map(|k| (k, "is in the expiry index but is no lease")),
+        )
+    {
+        let (at, id, pos) = tables::decode_expiry_key(key)?;
+        let (pool, ip) = match pools.get(&id) {
+            Some(p) => (p.record.name.clone(), render(p.record.cidr.family(), pos)),
+            None => (format!("#{id}"), hex(pos)),
+        };
+        problems.push(Problem::IndexMismatch {
+            pool,
+            detail: format!("the lease of {ip} ending at {} ms {what}", at.0),
+        });
+    }
+    Ok(())
 }
 
 impl State {

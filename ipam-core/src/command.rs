@@ -52,6 +52,36 @@ pub enum Op {
         /// Owner.
         owner: String,
     },
+    /// [`Op::Allocate`] with a lease: `ttl_seconds` `None` = the pool's default, `Some(0)` =
+    /// permanent. Answered by [`OpOutput::AllocatedV2`].
+    AllocateV2 {
+        /// Pool name.
+        pool: String,
+        /// Opaque owner, 1..=253 bytes.
+        owner: String,
+        /// A specific address, or `None` for the lowest free one.
+        ip: Option<IpAddr>,
+        /// Labels of the allocation.
+        labels: Labels,
+        /// Lease length (10..=31,536,000 s, or 0 for permanent).
+        ttl_seconds: Option<u32>,
+    },
+    /// Renew one allocation: `expires_at` = now + ttl (default: its own).
+    Renew {
+        /// Pool name.
+        pool: String,
+        /// The allocated address.
+        ip: IpAddr,
+        /// When given, renew only if the allocation's generation equals it.
+        generation: Option<u64>,
+        /// New lease length (0 makes it permanent).
+        ttl_seconds: Option<u32>,
+    },
+    /// Renew every lease `owner` holds, in every pool (an agent's heartbeat).
+    RenewOwner {
+        /// Owner.
+        owner: String,
+    },
     /// Create a pool with the second-round settings.
     CreatePoolV2(Box<PoolSpecV2>),
     /// Change a pool's fields, optionally fenced by its revision.
@@ -113,6 +143,20 @@ pub enum OpOutput {
     ReleasedOwner {
         /// Released addresses.
         released: Vec<IpAddr>,
+    },
+    /// Answer of [`Op::AllocateV2`]: the allocation with its lease.
+    AllocatedV2 {
+        /// The allocation.
+        allocation: Allocation,
+        /// True when this is the owner's existing allocation (renewed if a lease).
+        existing: bool,
+    },
+    /// The renewed allocation.
+    Renewed(Allocation),
+    /// Every lease of an owner, renewed.
+    RenewedOwner {
+        /// The renewed allocations.
+        renewed: Vec<Allocation>,
     },
     /// The pool after an update or a range change.
     PoolUpdated(PoolInfo),

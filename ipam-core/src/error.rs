@@ -35,6 +35,8 @@ pub enum ErrorCode {
     GenerationMismatch,
     /// 409 `pool_exhausted`.
     PoolExhausted,
+    /// 409 `address_cooling_down`.
+    AddressCoolingDown,
     /// 409 `revision_mismatch`.
     RevisionMismatch,
     /// 409 `range_not_empty`.
@@ -57,6 +59,7 @@ impl ErrorCode {
             ErrorCode::PoolNotEmpty => "pool_not_empty",
             ErrorCode::GenerationMismatch => "generation_mismatch",
             ErrorCode::PoolExhausted => "pool_exhausted",
+            ErrorCode::AddressCoolingDown => "address_cooling_down",
             ErrorCode::RevisionMismatch => "revision_mismatch",
             ErrorCode::RangeNotEmpty => "range_not_empty",
             ErrorCode::PoolFrozen => "pool_frozen",
@@ -197,6 +200,12 @@ pub enum InputError {
         /// The pool's CIDR.
         cidr: Cidr,
     },
+    /// A lease length outside 0 and 10..=31,536,000 seconds.
+    #[error("ttl_seconds must be 0 (permanent) or 10 to 31536000, got {ttl}")]
+    InvalidTtl {
+        /// The value given.
+        ttl: u32,
+    },
     /// A pool setting out of its bounds.
     #[error("invalid {field}: {reason}")]
     InvalidSetting {
@@ -335,6 +344,16 @@ pub enum AllocateError {
     Exhausted {
         /// The pool.
         pool: String,
+    },
+    /// The requested address cools down after its release and is kept for its last owner.
+    #[error("{ip} in pool {pool:?} is cooling down after its release (kept for {last_owner:?})")]
+    CoolingDown {
+        /// The pool.
+        pool: String,
+        /// The address.
+        ip: IpAddr,
+        /// Who held it last.
+        last_owner: String,
     },
     /// The pool is frozen: only allocations naming their address are accepted.
     #[error("pool {pool:?} is frozen: only allocations that name an address are accepted")]
@@ -587,6 +606,7 @@ impl AllocateError {
             AllocateError::AddressInUse { .. } => ErrorCode::AddressInUse,
             AllocateError::OwnerConflict { .. } => ErrorCode::OwnerConflict,
             AllocateError::Exhausted { .. } => ErrorCode::PoolExhausted,
+            AllocateError::CoolingDown { .. } => ErrorCode::AddressCoolingDown,
             AllocateError::Frozen { .. } => ErrorCode::PoolFrozen,
         }
     }

@@ -21,6 +21,8 @@
 //! - [`state`] — [`State`]: the derived in-memory index plus `apply` over redb tables.
 //! - [`query`] — read-only queries over a redb read transaction, and the state digest.
 //! - [`tables`] — redb table definitions and key/value encodings.
+//! - [`lease`] — lease and cooldown settings of a pool, TTL rules, the cooling index.
+//! - `expire` — log time, expiry of due leases and end of cooldowns at the start of each entry.
 //! - [`check`] — the integrity check of the tables and the in-memory index (`src/check.rs`,
 //!   a child of `state` so it can read the index).
 #![deny(missing_docs)]
@@ -29,6 +31,7 @@ pub mod alloc;
 pub mod command;
 pub mod error;
 pub mod layout;
+pub mod lease;
 pub mod pools;
 pub mod query;
 pub mod state;
@@ -42,6 +45,7 @@ pub use error::{
     AllocateError, CreatePoolError, DeletePoolError, ErrorCode, InputError, OpError, QueryError,
     ReleaseError, StorageError, Unallocatable,
 };
+pub use lease::PoolLifecycle;
 pub use pools::{NetworkConfig, PoolSettings, PoolSpecV2, PoolUpdate, RangeSpec, Route};
 pub use state::check;
 pub use state::State;

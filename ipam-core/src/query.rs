@@ -148,9 +148,9 @@ impl<'r> Reader<'r> {
                     ),
                 })?;
         let ip = found.family.addr(pos);
-        let mut allocation = record.into_allocation(pool, ip);
-        allocation.network = self.pool_record(found.pool)?.network_for(ip);
-        Ok(Some(allocation))
+        Ok(Some(
+            record.into_allocation(&self.pool_record(found.pool)?, ip),
+        ))
     }
 
     /// See [`pool`].
@@ -240,9 +240,7 @@ impl<'r> Reader<'r> {
             let (_, pos) = decode_allocation_key(k.value())?;
             let rec: AllocationRecord = decode("core_allocations", v.value())?;
             let ip = family.addr(pos);
-            let mut allocation = rec.into_allocation(pool, ip);
-            allocation.network = record.network_for(ip);
-            page.push(allocation);
+            page.push(rec.into_allocation(&record, ip));
         }
         let next = if more {
             page.last().map(|a| a.ip)
@@ -281,11 +279,9 @@ impl<'r> Reader<'r> {
             return Ok(none);
         }
         let record = self.pool_record(range.pool)?;
-        let allocation = self.allocation_record(range.pool, pos)?.map(|rec| {
-            let mut a = rec.into_allocation(&record.name, ip);
-            a.network = record.network_for(ip);
-            a
-        });
+        let allocation = self
+            .allocation_record(range.pool, pos)?
+            .map(|rec| rec.into_allocation(&record, ip));
         Ok(AddressInfo {
             pool: Some(record.name),
             allocation,
@@ -314,6 +310,16 @@ impl<'r> Reader<'r> {
         })?;
         let family = record.cidr.family();
         let allocatable = shape.initial_free();
+        // Cooling addresses are neither allocated nor free: the allocator takes them last,
+        // oldest release first.
+        let cooling = crate::state::cooling_positions(self.rtx, id)?;
+        let cooling_set: std::collections::BTreeSet<u128> = cooling.iter().copied().collect();
+        let emit = |q: u128, out: &mut Vec<IpAddr>| {
+            if !cooling_set.contains(&q) {
+                out.push(family.addr(q));
+            }
+            out.len() == count
+        };
         let table = self.table(&self.allocations, tables::ALLOCATIONS)?;
         for l in shape.ranges() {
             for (s, e) in allocatable.intervals_in(l.start, l.end) {
@@ -329,8 +335,7 @@ impl<'r> Reader<'r> {
                         let (k, _) = row.map_err(StorageError::from)?;
                         let (_, taken) = decode_allocation_key(k.value())?;
                         while let Some(q) = p.filter(|q| *q < taken) {
-                            out.push(family.addr(q));
-                            if out.len() == count {
+                            if emit(q, &mut out) {
                                 return Ok(out);
                             }
                             p = q.checked_add(1);
@@ -339,14 +344,19 @@ impl<'r> Reader<'r> {
                     }
                 }
                 while let Some(q) = p.filter(|q| *q <= e) {
-                    out.push(family.addr(q));
-                    if out.len() == count {
+                    if emit(q, &mut out) {
                         return Ok(out);
                     }
                     p = q.checked_add(1);
                 }
             }
         }
+        out.extend(
+            cooling
+                .into_iter()
+                .take(count - out.len())
+                .map(|q| family.addr(q)),
+        );
         Ok(out)
     }
 
@@ -468,7 +478,8 @@ pub fn digest(rtx: &redb::ReadTransaction) -> Result<[u8; 32], StorageError> {
         if let Some(table) = open(rtx, *def)? {
             for row in table.iter()? {
                 let (k, v) = row?;
-                let (k, v) = (k.value(), v.value());
+                let canonical = tables::canonical_value(name, v.value())?;
+                let (k, v) = (k.value(), canonical.as_ref());
                 hasher.update((k.len() as u64).to_be_bytes());
                 hasher.update(k);
                 hasher.update((v.len() as u64).to_be_bytes());

@@ -20,6 +20,7 @@ use crate::command::{BatchError, Command, CommandResult, Op, OpOutput};
 use crate::error::{
     AllocateError, CreatePoolError, DeletePoolError, OpError, ReleaseError, StorageError,
 };
+use crate::lease::Cooling;
 use crate::pools::PoolShape;
 use crate::pools::{check_settings, PoolSettings};
 use crate::tables::{
@@ -27,6 +28,7 @@ use crate::tables::{
     owner_key, pool_key, range_key, AllocationRecord, MetaRecord, NameRecord, PoolRecord,
     RangeRecord,
 };
+use crate::tables::{cooling_key, expiry_key, CoolingRecord};
 use crate::types::{addr_to_u128, Cidr, Labels, PoolId, PoolInfo, Stamp};
 use crate::validate::{check_command, check_op, pool_layout};
 
@@ -43,7 +45,12 @@ struct PoolEntry {
     free: FreeIndex,
     /// The record changed in this `apply` and is written once at its end.
     dirty: bool,
+    /// Released addresses still cooling; they are not in `free`.
+    cooling: Cooling,
 }
+
+mod expire;
+pub use expire::{cooling_count, cooling_positions, log_now, next_expiry, Expired};
 
 /// The in-memory index derived from the core's redb tables (pools by name, free intervals per
 /// pool). Rebuilt from redb on open; never persisted.
@@ -54,6 +61,8 @@ pub struct State {
     /// (family tag, first position) → pool: disjoint CIDRs in address order.
     ranges: BTreeMap<(u8, u128), PoolId>,
     meta: MetaRecord,
+    /// Leases ended at the start of the last `apply`.
+    expired: Vec<expire::Expired>,
 }
 
 /// Which core table a journaled row belongs to.
@@ -64,6 +73,8 @@ enum TableId {
     Ranges,
     Allocations,
     Owners,
+    Expiry,
+    Cooling,
 }
 
 /// How to revert one change made inside an atomic batch.
@@ -83,6 +94,15 @@ enum Undo {
     Created { pool: PoolId },
     /// The pool was deleted.
     Deleted { entry: Box<PoolEntry> },
+    /// A cooling `pos` was allocated again in `pool`.
+    TookCooling {
+        pool: PoolId,
+        pos: u128,
+        at: u64,
+        owner: String,
+    },
+    /// `pos` was released in `pool` and started cooling.
+    Cooled { pool: PoolId, pos: u128 },
     /// The pool's record, ranges or layout changed; `entry` is how it was.
     Replaced { entry: Box<PoolEntry> },
 }
@@ -95,6 +115,8 @@ struct Tx<'t> {
     allocations: redb::Table<'t, &'static [u8], &'static [u8]>,
     owners: redb::Table<'t, &'static [u8], &'static [u8]>,
     meta: redb::Table<'t, &'static [u8], &'static [u8]>,
+    expiry: redb::Table<'t, &'static [u8], &'static [u8]>,
+    cooling: redb::Table<'t, &'static [u8], &'static [u8]>,
     /// Record undo entries (inside an atomic batch).
     journaling: bool,
     journal: Vec<Undo>,
@@ -112,6 +134,8 @@ impl<'t> Tx<'t> {
             allocations: txn.open_table(tables::ALLOCATIONS)?,
             owners: txn.open_table(tables::OWNERS)?,
             meta: txn.open_table(tables::META)?,
+            expiry: txn.open_table(tables::EXPIRY)?,
+            cooling: txn.open_table(tables::COOLING)?,
             journaling: false,
             journal: Vec::new(),
             dirty: Vec::new(),
@@ -126,6 +150,8 @@ impl<'t> Tx<'t> {
             TableId::Ranges => &mut self.ranges,
             TableId::Allocations => &mut self.allocations,
             TableId::Owners => &mut self.owners,
+            TableId::Expiry => &mut self.expiry,
+            TableId::Cooling => &mut self.cooling,
         }
     }
 
@@ -250,6 +276,7 @@ impl State {
                 }
             })?;
             let mut free = layout.initial_free();
+            let cooling = expire::load_cooling(rtx, id, &mut free, &record.name)?;
             let mut count: u128 = 0;
             let lo = allocation_key(id, 0);
             let hi = allocation_key(id, u128::MAX);
@@ -288,6 +315,7 @@ impl State {
                     layout,
                     free,
                     dirty: false,
+                    cooling,
                 },
             );
         }
@@ -297,6 +325,11 @@ impl State {
     /// Generation of the last allocation made (0 when none has been made).
     pub fn generation(&self) -> u64 {
         self.meta.generation
+    }
+
+    /// Log time: the largest entry stamp applied so far.
+    pub fn now(&self) -> Stamp {
+        self.meta.now
     }
 
     /// Number of pools.
@@ -330,6 +363,9 @@ impl State {
     ) -> Result<Vec<CommandResult>, StorageError> {
         let mut tx = Tx::open(txn)?;
         let meta_before = self.meta;
+        self.meta.now = self.meta.now.max(stamp);
+        self.end_leases_and_cooldowns(&mut tx)?;
+        let stamp = self.meta.now;
         let mut results = Vec::with_capacity(commands.len());
         for command in commands {
             let result = match command {
@@ -441,6 +477,23 @@ impl State {
                     self.index_ranges(entry.id, &entry.layout);
                     self.pools.insert(entry.id, *entry);
                 }
+                Undo::TookCooling {
+                    pool,
+                    pos,
+                    at,
+                    owner,
+                } => {
+                    if let Some(e) = self.pools.get_mut(&pool) {
+                        e.cooling.insert(at, pos, owner);
+                        e.record.allocated = e.record.allocated.saturating_sub(1);
+                    }
+                }
+                Undo::Cooled { pool, pos } => {
+                    if let Some(e) = self.pools.get_mut(&pool) {
+                        e.cooling.remove(pos);
+                        e.record.allocated += 1;
+                    }
+                }
             }
         }
         Ok(())
@@ -472,8 +525,36 @@ impl State {
                 ip,
                 labels,
             } => self
-                .allocate(tx, stamp, pool, owner, *ip, labels)?
+                .allocate(tx, stamp, pool, owner, *ip, labels, None)?
                 .map_err(OpError::from),
+            Op::AllocateV2 {
+                pool,
+                owner,
+                ip,
+                labels,
+                ttl_seconds,
+            } => self
+                .allocate(tx, stamp, pool, owner, *ip, labels, *ttl_seconds)?
+                .map(|out| match out {
+                    OpOutput::Allocated {
+                        allocation,
+                        existing,
+                    } => OpOutput::AllocatedV2 {
+                        allocation,
+                        existing,
+                    },
+                    other => other,
+                })
+                .map_err(OpError::from),
+            Op::Renew {
+                pool,
+                ip,
+                generation,
+                ttl_seconds,
+            } => self
+                .renew(tx, pool, *ip, *generation, *ttl_seconds)?
+                .map_err(OpError::from),
+            Op::RenewOwner { owner } => Ok(self.renew_owner(tx, owner)?),
             Op::Release {
                 pool,
                 ip,
@@ -613,6 +694,7 @@ impl State {
                 layout,
                 free,
                 dirty: true,
+                cooling: Cooling::default(),
             },
         );
         tx.dirty.push(id);
@@ -651,6 +733,7 @@ impl State {
                 allocated,
             }));
         }
+        State::drop_lifecycle_rows(tx, id)?;
         if allocated > 0 {
             let lo = allocation_key(id, 0);
             let hi = allocation_key(id, u128::MAX);
@@ -688,6 +771,7 @@ impl State {
         }))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn allocate(
         &mut self,
         tx: &mut Tx<'_>,
@@ -696,6 +780,7 @@ impl State {
         owner: &str,
         ip: Option<IpAddr>,
         labels: &Labels,
+        ttl_seconds: Option<u32>,
     ) -> Result<Result<OpOutput, AllocateError>, StorageError> {
         let Some(entry) = self.names.get(pool).and_then(|id| self.pools.get_mut(id)) else {
             return Ok(Err(AllocateError::PoolNotFound {
@@ -728,18 +813,38 @@ impl State {
                     requested,
                 }));
             }
-            let record = tx
+            let mut record = tx
                 .allocation(id, held)?
                 .ok_or_else(|| missing_allocation(pool, held))?;
-            let mut allocation = record.into_allocation(pool, held_ip);
-            allocation.network = entry.record.network_for(held_ip);
+            if record.expires_at.is_some() {
+                // The holder asking again is a heartbeat: it renews the lease.
+                expire::renew_record(tx, stamp, id, held, &mut record, ttl_seconds)?;
+            }
+            let allocation = record.into_allocation(&entry.record, held_ip);
             return Ok(Ok(OpOutput::Allocated {
                 allocation,
                 existing: true,
             }));
         }
-        let pos = match ip {
-            Some(ip) => {
+        if ip.is_none() && entry.record.frozen {
+            // Frozen: only allocations naming their address, a cooling one included.
+            return Ok(Err(AllocateError::Frozen {
+                pool: pool.to_string(),
+            }));
+        }
+        let cooling = match expire::cooling_choice(entry, owner, ip) {
+            Ok(c) => c,
+            Err((ip, last_owner)) => {
+                return Ok(Err(AllocateError::CoolingDown {
+                    pool: pool.to_string(),
+                    ip,
+                    last_owner,
+                }))
+            }
+        };
+        let pos = match (cooling, ip) {
+            (Some(pos), _) => pos,
+            (None, Some(ip)) => {
                 let pos = addr_to_u128(ip);
                 if !entry.free.is_free(pos) {
                     let holder = tx
@@ -753,12 +858,11 @@ impl State {
                 }
                 pos
             }
-            None if entry.record.frozen => {
-                return Ok(Err(AllocateError::Frozen {
-                    pool: pool.to_string(),
-                }))
-            }
-            None => match entry.layout.lowest_free(&entry.free) {
+            (None, None) => match entry
+                .layout
+                .lowest_free(&entry.free)
+                .or_else(|| entry.cooling.oldest())
+            {
                 Some(pos) => pos,
                 None => {
                     return Ok(Err(AllocateError::Exhausted {
@@ -768,7 +872,23 @@ impl State {
             },
         };
         // Every check passed: from here on only storage can fail.
-        entry.free.take(pos);
+        let ttl = crate::lease::resolve_ttl(ttl_seconds, &expire::lifecycle(entry));
+        if let Some((at, last)) = entry.cooling.remove(pos) {
+            tx.del(TableId::Cooling, &cooling_key(id, Stamp(at), pos))?;
+            if tx.journaling {
+                tx.journal.push(Undo::TookCooling {
+                    pool: id,
+                    pos,
+                    at,
+                    owner: last,
+                });
+            }
+        } else {
+            entry.free.take(pos);
+            if tx.journaling {
+                tx.journal.push(Undo::Took { pool: id, pos });
+            }
+        }
         entry.record.allocated += 1;
         if !entry.dirty {
             entry.dirty = true;
@@ -776,49 +896,70 @@ impl State {
         }
         // Saturating: 2^64 allocations cannot happen, and wrapping would repeat generations.
         self.meta.generation = self.meta.generation.saturating_add(1);
+        let expires_at = ttl.map(|t| crate::lease::expiry(stamp, t));
         let record = AllocationRecord {
             owner: owner.to_string(),
             generation: self.meta.generation,
             allocated_at: stamp,
             labels: labels.clone(),
+            ttl_seconds: ttl,
+            expires_at,
+            renewed_at: stamp,
         };
         let mut buf = std::mem::take(&mut tx.buf);
         encode_into(&mut buf, &record)?;
         tx.put(TableId::Allocations, &allocation_key(id, pos), &buf)?;
         encode_into(&mut buf, &pos)?;
         tx.put(TableId::Owners, &okey, &buf)?;
-        tx.buf = buf;
-        if tx.journaling {
-            tx.journal.push(Undo::Took { pool: id, pos });
+        if let Some(at) = expires_at {
+            encode_into(&mut buf, &())?;
+            tx.put(TableId::Expiry, &expiry_key(at, id, pos), &buf)?;
         }
-        let mut allocation = record.into_allocation(pool, family.addr(pos));
-        allocation.network = entry.record.network_for(allocation.ip);
+        tx.buf = buf;
+        let allocation = record.into_allocation(&entry.record, family.addr(pos));
         Ok(Ok(OpOutput::Allocated {
             allocation,
             existing: false,
         }))
     }
 
-    /// Removes the allocation at `pos`, held by `owner`, from the rows and the index.
+    /// Removes the allocation `record` at `pos` from the rows and the index; the address
+    /// becomes free, or starts cooling when the pool has a cooldown.
     fn remove_allocation(
         &mut self,
         tx: &mut Tx<'_>,
         id: PoolId,
         pos: u128,
-        owner: &str,
+        record: &AllocationRecord,
     ) -> Result<(), StorageError> {
+        let now = self.meta.now;
         tx.del(TableId::Allocations, &allocation_key(id, pos))?;
-        tx.del(TableId::Owners, &owner_key(id, owner))?;
-        if let Some(entry) = self.pools.get_mut(&id) {
-            entry.free.release(pos);
-            entry.record.allocated = entry.record.allocated.saturating_sub(1);
-            if !entry.dirty {
-                entry.dirty = true;
-                tx.dirty.push(id);
-            }
+        tx.del(TableId::Owners, &owner_key(id, &record.owner))?;
+        if let Some(at) = record.expires_at {
+            tx.del(TableId::Expiry, &expiry_key(at, id, pos))?;
         }
-        if tx.journaling {
-            tx.journal.push(Undo::Freed { pool: id, pos });
+        let Some(entry) = self.pools.get_mut(&id) else {
+            return Ok(());
+        };
+        entry.record.allocated = entry.record.allocated.saturating_sub(1);
+        if !entry.dirty {
+            entry.dirty = true;
+            tx.dirty.push(id);
+        }
+        if expire::lifecycle(entry).reuse_cooldown_seconds > 0 {
+            entry.cooling.insert(now.0, pos, record.owner.clone());
+            let row = encode(&CoolingRecord {
+                owner: record.owner.clone(),
+            })?;
+            tx.put(TableId::Cooling, &cooling_key(id, now, pos), &row)?;
+            if tx.journaling {
+                tx.journal.push(Undo::Cooled { pool: id, pos });
+            }
+        } else {
+            entry.free.release(pos);
+            if tx.journaling {
+                tx.journal.push(Undo::Freed { pool: id, pos });
+            }
         }
         Ok(())
     }
@@ -858,10 +999,8 @@ impl State {
                 actual: record.generation,
             }));
         }
-        let network = entry.record.network_for(ip);
-        self.remove_allocation(tx, id, pos, &record.owner)?;
-        let mut allocation = record.into_allocation(pool, ip);
-        allocation.network = network;
+        let allocation = record.clone().into_allocation(&entry.record, ip);
+        self.remove_allocation(tx, id, pos, &record)?;
         Ok(Ok(OpOutput::Released(allocation)))
     }
 
@@ -882,10 +1021,10 @@ impl State {
             Some(v) => decode::<u128>("core_owners", v.value())?,
             None => return Ok(Ok(OpOutput::ReleasedOwner { released: vec![] })),
         };
-        if tx.allocation(id, held)?.is_none() {
+        let Some(record) = tx.allocation(id, held)? else {
             return Err(missing_allocation(pool, held));
-        }
-        self.remove_allocation(tx, id, held, owner)?;
+        };
+        self.remove_allocation(tx, id, held, &record)?;
         Ok(Ok(OpOutput::ReleasedOwner {
             released: vec![family.addr(held)],
         }))

@@ -12,6 +12,8 @@
 //! | `core_ranges` | family tag (4 or 6) ++ first address (16 bytes BE) | [`RangeRecord`] (one row per range of a pool) |
 //! | `core_allocations` | pool id ++ address (16 bytes BE) | [`AllocationRecord`] |
 //! | `core_owners` | pool id ++ owner bytes | address (`u128`) |
+//! | `core_expiry` | expires_at (u64 BE) ++ pool id ++ address | `()` |
+//! | `core_cooling` | pool id ++ released_at (u64 BE) ++ address | [`CoolingRecord`] |
 
 use std::net::IpAddr;
 
@@ -39,10 +41,23 @@ pub const ALLOCATIONS: CoreTable = TableDefinition::new("core_allocations");
 /// Owner index: (pool id, owner) → address.
 pub const OWNERS: CoreTable = TableDefinition::new("core_owners");
 
+/// Leases by (expires_at, pool id, address): the due ones are a prefix scan.
+pub const EXPIRY: CoreTable = TableDefinition::new("core_expiry");
+/// Cooling addresses by (pool id, released_at, address): release order within a pool.
+pub const COOLING: CoreTable = TableDefinition::new("core_cooling");
+
 /// Every table the core owns, in digest and snapshot order. All keys and values are bytes:
 /// fixed-width big-endian keys, postcard values with a leading format-version byte.
-pub const TABLES: &[redb::TableDefinition<'static, &'static [u8], &'static [u8]>] =
-    &[META, POOLS, POOL_NAMES, RANGES, ALLOCATIONS, OWNERS];
+pub const TABLES: &[redb::TableDefinition<'static, &'static [u8], &'static [u8]>] = &[
+    META,
+    POOLS,
+    POOL_NAMES,
+    RANGES,
+    ALLOCATIONS,
+    OWNERS,
+    EXPIRY,
+    COOLING,
+];
 
 /// The only key of [`META`].
 pub const META_KEY: &[u8] = b"state";
@@ -76,13 +91,22 @@ pub trait Record: Serialize + DeserializeOwned {
 
 impl Record for u128 {}
 
-/// The state-wide counters.
+/// The state-wide counters (version 2: log time added).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaRecord {
     /// Generation of the last allocation made (0: none yet).
     pub generation: u64,
     /// Id the next pool gets.
     pub next_pool_id: PoolId,
+    /// Log time: the largest entry stamp applied so far; never goes back.
+    pub now: Stamp,
+}
+
+/// [`MetaRecord`] as release 0.1.0 wrote it.
+#[derive(Deserialize)]
+struct MetaRecordV1 {
+    generation: u64,
+    next_pool_id: PoolId,
 }
 
 /// A pool as stored (version 2: revision, ranges and the second-round settings).
@@ -172,7 +196,7 @@ pub struct RangeRecord {
     pub last: u128,
 }
 
-/// An allocation as stored (its pool and address are in the key).
+/// An allocation as stored (its pool and address are in the key). Version 2 adds the lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationRecord {
     /// Owner.
@@ -183,6 +207,28 @@ pub struct AllocationRecord {
     pub allocated_at: Stamp,
     /// Labels.
     pub labels: Labels,
+    /// Lease length; `None`: permanent.
+    pub ttl_seconds: Option<u32>,
+    /// End of the lease (log time); `None`: permanent.
+    pub expires_at: Option<Stamp>,
+    /// Log time of the last renewal.
+    pub renewed_at: Stamp,
+}
+
+/// [`AllocationRecord`] as release 0.1.0 wrote it: always permanent.
+#[derive(Deserialize)]
+struct AllocationRecordV1 {
+    owner: String,
+    generation: u64,
+    allocated_at: Stamp,
+    labels: Labels,
+}
+
+/// An address cooling after its release (pool, time and address are in the key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoolingRecord {
+    /// Who held it last: the one owner that may have it back while it cools.
+    pub owner: String,
 }
 
 /// Encodes `value` as its version byte ++ postcard into `buf` (cleared first).
@@ -351,7 +397,20 @@ impl PoolRecord {
     }
 }
 
-impl Record for MetaRecord {}
+impl Record for MetaRecord {
+    const VERSION: u8 = 2;
+
+    fn decode_older(table: &'static str, version: u8, body: &[u8]) -> Result<Self, StorageError> {
+        match version {
+            1 => decode_body::<MetaRecordV1>(table, body).map(|old| MetaRecord {
+                generation: old.generation,
+                next_pool_id: old.next_pool_id,
+                now: Stamp(0),
+            }),
+            _ => Err(unreadable(table, version)),
+        }
+    }
+}
 impl Record for PoolRecord {
     const VERSION: u8 = 2;
 
@@ -449,19 +508,128 @@ impl PoolRecord {
 }
 impl Record for NameRecord {}
 impl Record for RangeRecord {}
-impl Record for AllocationRecord {}
+impl Record for AllocationRecord {
+    const VERSION: u8 = 2;
+
+    fn decode_older(table: &'static str, version: u8, body: &[u8]) -> Result<Self, StorageError> {
+        match version {
+            1 => decode_body::<AllocationRecordV1>(table, body).map(|old| AllocationRecord {
+                owner: old.owner,
+                generation: old.generation,
+                allocated_at: old.allocated_at,
+                labels: old.labels,
+                ttl_seconds: None,
+                expires_at: None,
+                renewed_at: old.allocated_at,
+            }),
+            _ => Err(unreadable(table, version)),
+        }
+    }
+}
+impl Record for CoolingRecord {}
+impl Record for () {}
+
+fn unreadable(table: &'static str, version: u8) -> StorageError {
+    StorageError::Corrupt {
+        table,
+        reason: format!("format version {version} has no decoder"),
+    }
+}
+
+/// A stored value in the form this release writes it: a record an earlier release wrote is
+/// decoded and re-encoded, so the digest of a replica that kept an older release's rows equals
+/// that of one that replayed the same log (or installed a newer snapshot).
+pub fn canonical_value<'a>(
+    table: &str,
+    value: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, StorageError> {
+    use std::borrow::Cow;
+    let current = |v: u8| value.first() == Some(&v);
+    Ok(match table {
+        "core_allocations" if !current(AllocationRecord::VERSION) => Cow::Owned(encode(
+            &decode::<AllocationRecord>("core_allocations", value)?,
+        )?),
+        "core_meta" if !current(MetaRecord::VERSION) => {
+            Cow::Owned(encode(&decode::<MetaRecord>("core_meta", value)?)?)
+        }
+        "core_pools" if !current(PoolRecord::VERSION) => {
+            Cow::Owned(encode(&decode::<PoolRecord>("core_pools", value)?)?)
+        }
+        _ => Cow::Borrowed(value),
+    })
+}
+
+/// Key of [`EXPIRY`].
+pub fn expiry_key(expires_at: Stamp, pool: PoolId, pos: u128) -> [u8; 28] {
+    let mut key = [0u8; 28];
+    key[..8].copy_from_slice(&expires_at.0.to_be_bytes());
+    key[8..12].copy_from_slice(&pool.to_be_bytes());
+    key[12..].copy_from_slice(&pos.to_be_bytes());
+    key
+}
+
+/// Splits an [`EXPIRY`] key into (expires_at, pool id, address position).
+pub fn decode_expiry_key(key: &[u8]) -> Result<(Stamp, PoolId, u128), StorageError> {
+    let key = <[u8; 28]>::try_from(key).map_err(|_| StorageError::Corrupt {
+        table: "core_expiry",
+        reason: format!("key of {} bytes", key.len()),
+    })?;
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&key[..8]);
+    let mut id = [0u8; 4];
+    id.copy_from_slice(&key[8..12]);
+    let mut pos = [0u8; 16];
+    pos.copy_from_slice(&key[12..]);
+    Ok((
+        Stamp(u64::from_be_bytes(at)),
+        PoolId::from_be_bytes(id),
+        u128::from_be_bytes(pos),
+    ))
+}
+
+/// Key of [`COOLING`].
+pub fn cooling_key(pool: PoolId, released_at: Stamp, pos: u128) -> [u8; 28] {
+    let mut key = [0u8; 28];
+    key[..4].copy_from_slice(&pool.to_be_bytes());
+    key[4..12].copy_from_slice(&released_at.0.to_be_bytes());
+    key[12..].copy_from_slice(&pos.to_be_bytes());
+    key
+}
+
+/// Splits a [`COOLING`] key into (pool id, released_at, address position).
+pub fn decode_cooling_key(key: &[u8]) -> Result<(PoolId, Stamp, u128), StorageError> {
+    let key = <[u8; 28]>::try_from(key).map_err(|_| StorageError::Corrupt {
+        table: "core_cooling",
+        reason: format!("key of {} bytes", key.len()),
+    })?;
+    let mut id = [0u8; 4];
+    id.copy_from_slice(&key[..4]);
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&key[4..12]);
+    let mut pos = [0u8; 16];
+    pos.copy_from_slice(&key[12..]);
+    Ok((
+        PoolId::from_be_bytes(id),
+        Stamp(u64::from_be_bytes(at)),
+        u128::from_be_bytes(pos),
+    ))
+}
 
 impl AllocationRecord {
-    /// The allocation as queries return it.
-    pub fn into_allocation(self, pool: &str, ip: IpAddr) -> crate::types::Allocation {
+    /// The allocation at `ip` of `pool` as queries and results return it: with its lease and
+    /// the pool's interface configuration as it is now.
+    pub fn into_allocation(self, pool: &PoolRecord, ip: IpAddr) -> crate::types::Allocation {
         crate::types::Allocation {
             ip,
-            pool: pool.to_string(),
+            pool: pool.name.clone(),
             owner: self.owner,
             generation: self.generation,
             allocated_at: self.allocated_at,
             labels: self.labels,
-            network: None,
+            ttl_seconds: self.ttl_seconds,
+            expires_at: self.expires_at,
+            renewed_at: self.renewed_at,
+            network: pool.network_for(ip),
         }
     }
 }

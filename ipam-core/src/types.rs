@@ -155,6 +155,12 @@ pub struct Allocation {
     pub allocated_at: Stamp,
     /// Labels given at allocation.
     pub labels: Labels,
+    /// Lease length in seconds; `None` for a permanent allocation.
+    pub ttl_seconds: Option<u32>,
+    /// Log time at which the lease ends; `None` for a permanent allocation.
+    pub expires_at: Option<Stamp>,
+    /// Log time of the last renewal (`allocated_at` until the first one).
+    pub renewed_at: Stamp,
     /// Interface configuration from the pool as it is now (filled in by whoever read the
     /// pool; `None` only for a pool that has none).
     pub network: Option<Box<crate::pools::NetworkConfig>>,

@@ -267,6 +267,25 @@ pub fn check_op(op: &Op) -> Result<(), OpError> {
         Op::ReleaseOwner { pool, owner } => check_name(pool)
             .and_then(|()| check_owner(owner))
             .map_err(ReleaseError::Input)?,
+        Op::AllocateV2 {
+            pool,
+            owner,
+            labels,
+            ttl_seconds,
+            ..
+        } => (|| {
+            check_name(pool)?;
+            check_owner(owner)?;
+            check_labels(labels)?;
+            ttl_seconds.map_or(Ok(()), check_ttl)
+        })()
+        .map_err(AllocateError::Input)?,
+        Op::Renew {
+            pool, ttl_seconds, ..
+        } => check_name(pool)
+            .and_then(|()| ttl_seconds.map_or(Ok(()), check_ttl))
+            .map_err(ReleaseError::Input)?,
+        Op::RenewOwner { owner } => check_owner(owner).map_err(ReleaseError::Input)?,
         Op::CreatePoolV2(spec) => {
             check_pool_spec(&spec.base)?;
             check_settings(&spec.settings, spec.base.cidr.family())
@@ -282,6 +301,15 @@ pub fn check_op(op: &Op) -> Result<(), OpError> {
         }
     }
     Ok(())
+}
+
+/// Checks a lease length: 0 (permanent) or 10..=31,536,000 seconds.
+pub fn check_ttl(ttl: u32) -> Result<(), InputError> {
+    if crate::lease::ttl_ok(ttl) {
+        Ok(())
+    } else {
+        Err(InputError::InvalidTtl { ttl })
+    }
 }
 
 /// Checks a command without state: each op, and a batch's size (1..=1000). A single op's

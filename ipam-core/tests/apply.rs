@@ -974,6 +974,7 @@ fn pool_ids_exhausted() {
         let meta = ipam_core::tables::MetaRecord {
             generation: 0,
             next_pool_id: u32::MAX,
+            now: ipam_core::Stamp(0),
         };
         let bytes = ipam_core::tables::encode(&meta).unwrap();
         t.insert(ipam_core::tables::META_KEY, bytes.as_slice())

@@ -84,6 +84,11 @@ pub fn router(state: AppState) -> Router {
             post(allocate).get(list_allocations).delete(release_owner),
         )
         .route("/api/v1/pools/{name}/allocations/{ip}", delete(release))
+        .route(
+            "/api/v1/pools/{name}/allocations/{ip}/renew",
+            post(crate::leases::renew),
+        )
+        .route("/api/v1/leases/renew", post(crate::leases::renew_owner))
         .route("/api/v1/addresses/{ip}", get(address))
         .route("/api/v1/allocations", get(owner_allocations))
         .route("/api/v1/batch", post(batch))
@@ -256,9 +261,11 @@ async fn list_pools(
     let consistency = params.consistency()?;
     params.finish()?;
     let pools = state.ipam.pools(&filter, consistency).await?;
-    Ok(Json(api::PoolList {
-        pools: pools.iter().map(wire::pool).collect(),
-    }))
+    let mut rendered = Vec::with_capacity(pools.len());
+    for p in &pools {
+        rendered.push(crate::leases::with_cooling(&state, wire::pool(p)).await?);
+    }
+    Ok(Json(api::PoolList { pools: rendered }))
 }
 
 async fn get_pool(
@@ -270,7 +277,9 @@ async fn get_pool(
     params.finish()?;
     check_name(&name)?;
     let pool = state.ipam.pool(&name, consistency).await?;
-    Ok(Json(wire::pool(&pool)))
+    Ok(Json(
+        crate::leases::with_cooling(&state, wire::pool(&pool)).await?,
+    ))
 }
 
 async fn delete_pool(
@@ -322,7 +331,7 @@ async fn allocate_inner(
     // `Ipam::allocate` validates the op before any lookup or proposal.
     let (allocation, existing) = state
         .ipam
-        .allocate(&pool, &req.owner, ip, req.labels)
+        .allocate_lease(&pool, &req.owner, ip, req.labels, req.ttl_seconds)
         .await?;
     let status = if existing {
         StatusCode::OK

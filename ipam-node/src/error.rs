@@ -206,6 +206,7 @@ mod tests {
             (ErrorCode::PoolNotEmpty, 409),
             (ErrorCode::GenerationMismatch, 409),
             (ErrorCode::PoolExhausted, 409),
+            (ErrorCode::AddressCoolingDown, 409),
         ];
         for (code, status) in cases {
             let p = domain(code);

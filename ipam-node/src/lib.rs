@@ -40,6 +40,8 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod join;
+pub mod lease_metrics;
+pub mod leases;
 pub mod metrics;
 pub mod pools;
 mod redact;

@@ -25,6 +25,7 @@ pub struct Metrics {
     raft_applied_index: IntGauge,
     raft_last_log_index: IntGauge,
     http_duration: HistogramVec,
+    leases: crate::lease_metrics::LeaseMetrics,
     /// `ipam_pool_ranges{pool}` and `ipam_pool_frozen{pool}`.
     pool_shape: crate::pools::PoolGauges,
     /// Problems the last integrity check found (set by `check.rs`).
@@ -111,6 +112,7 @@ impl Metrics {
         registry.register(Box::new(raft_applied_index.clone()))?;
         registry.register(Box::new(raft_last_log_index.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
+        let leases = crate::lease_metrics::LeaseMetrics::new(&registry)?;
         let pool_shape = crate::pools::PoolGauges::register(&registry)?;
         let integrity_problems = IntGauge::new(
             "ipam_integrity_problems",
@@ -132,6 +134,7 @@ impl Metrics {
             raft_applied_index,
             raft_last_log_index,
             http_duration,
+            leases,
             integrity_problems,
             scrape: tokio::sync::Mutex::new(()),
         })
@@ -178,6 +181,8 @@ impl Metrics {
             Ok(pools) => {
                 self.pool_capacity.reset();
                 self.pool_allocated.reset();
+                let names: Vec<String> = pools.iter().map(|p| p.name.clone()).collect();
+                self.leases.refresh(ipam, &names).await;
                 self.pool_shape.fill(&pools);
                 for p in pools {
                     self.pool_capacity

@@ -59,6 +59,7 @@ pub fn pool(p: &PoolInfo) -> api::Pool {
             allocated: p.stats.allocated.to_string(),
             free: p.stats.free().to_string(),
             utilization: p.stats.utilization(),
+            cooling: "0".to_string(),
         },
         revision: 0,
         ranges: Vec::new(),
@@ -85,6 +86,9 @@ pub fn allocation(a: &Allocation) -> api::Allocation {
         generation: a.generation,
         allocated_at: rfc3339(a.allocated_at),
         labels: a.labels.clone(),
+        ttl_seconds: a.ttl_seconds,
+        expires_at: a.expires_at.map(rfc3339),
+        renewed_at: rfc3339(a.renewed_at),
         network: a.network.as_deref().map(crate::pools::network),
     }
 }
@@ -111,11 +115,24 @@ pub fn batch_op(op: api::BatchOp) -> Result<Op, InputError> {
             owner,
             ip,
             labels,
-        } => Op::Allocate {
+            ttl_seconds,
+        } => Op::AllocateV2 {
             pool,
             owner,
             ip: opt_addr(ip.as_deref())?,
             labels,
+            ttl_seconds,
+        },
+        api::BatchOp::Renew {
+            pool,
+            ip,
+            generation,
+            ttl_seconds,
+        } => Op::Renew {
+            pool,
+            ip: parse_addr(&ip)?,
+            generation,
+            ttl_seconds,
         },
         api::BatchOp::Release {
             pool,
@@ -134,7 +151,12 @@ pub fn batch_op(op: api::BatchOp) -> Result<Op, InputError> {
 pub fn op_output(out: &OpOutput) -> serde_json::Value {
     let value = match out {
         OpOutput::PoolCreated(p) | OpOutput::PoolUpdated(p) => serde_json::to_value(pool(p)),
-        OpOutput::Allocated { allocation: a, .. } => serde_json::to_value(allocation(a)),
+        OpOutput::Allocated { allocation: a, .. }
+        | OpOutput::AllocatedV2 { allocation: a, .. }
+        | OpOutput::Renewed(a) => serde_json::to_value(allocation(a)),
+        OpOutput::RenewedOwner { renewed } => Ok(serde_json::json!({
+            "renewed": renewed.iter().map(allocation).collect::<Vec<_>>()
+        })),
         OpOutput::ReleasedOwner { released: ips } => serde_json::to_value(released(ips)),
         OpOutput::PoolDeleted { .. } | OpOutput::Released(_) => Ok(serde_json::json!({})),
     };

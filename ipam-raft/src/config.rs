@@ -63,6 +63,8 @@ pub struct Config {
     pub http_client: Option<reqwest::Client>,
     /// Scheme peers are reached with: `"http"` or `"https"`.
     pub peer_scheme: &'static str,
+    /// Source of the leader's stamps (log time); tests inject a [`crate::ManualClock`].
+    pub clock: crate::clock::StampClock,
 }
 
 impl Config {
@@ -91,6 +93,7 @@ impl Config {
             durable_interval: Duration::from_secs(1),
             http_client: None,
             peer_scheme: "http",
+            clock: crate::clock::StampClock::system(),
         }
     }
 }

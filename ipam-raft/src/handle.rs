@@ -11,7 +11,7 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::SnapshotPolicy;
 use tokio::sync::{mpsc, watch};
 
-use crate::clock::StampClock;
+use crate::clock::Stamper;
 use crate::config::Config;
 use crate::error::{InternalError, IpamError, StartError};
 use crate::files;
@@ -207,6 +207,7 @@ impl Ipam {
             .map_err(|e| StartError::Raft(Box::new(e)))?;
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let clock = Stamper::new(config.clock.clone());
         let shared = Arc::new(Shared {
             id: config.id,
             config,
@@ -214,7 +215,7 @@ impl Ipam {
             raft,
             net,
             sm: sm_shared,
-            clock: StampClock::default(),
+            clock,
             committed: AtomicU64::new(0),
         });
         let proposer = Proposer::spawn(shared.clone(), &shutdown_rx);

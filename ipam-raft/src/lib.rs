@@ -14,7 +14,8 @@
 //!   openraft's generic types and errors.
 //! - [`config`] — [`Config`] with its defaults, [`Consistency`].
 //! - `files` — the data dir's `node_id` and `cluster_id` files; the one atomic file write.
-//! - `clock` — the leader's stamp clock (the only wall-clock read for the log).
+//! - [`clock`] — the leader's stamp clock (the only wall-clock read for the log): its source
+//!   [`StampClock`], and [`ManualClock`] for tests.
 //! - `route` — leader knowledge to a target, and the retry policy shared by writes, read
 //!   barriers and membership changes (pure, unit-tested).
 //! - [`storage`] — the openraft stores on redb: `log` (`log.redb`), `state_db`, `snapshot`,
@@ -26,7 +27,8 @@
 //! - `proposer` — coalesces concurrent commands into one log entry and concurrent read
 //!   barriers into one leadership check, on the leader or forwarded to it.
 //! - `membership` — membership changes on the leader, forwarded from any node.
-//! - `tasks` — background tasks: commit-index tracking, periodic state flush.
+//! - `tick` — the leader's expiry tick: an entry with no command when a lease is due.
+//! - `tasks` — background tasks: commit-index tracking, periodic state flush, the expiry tick.
 //! - `handle` — [`Ipam`]: start, shutdown, identity, init and membership calls.
 //! - `ops` — the typed writes; `reads` — the typed reads; `status` — [`ClusterStatus`].
 //! - `pools` — pool updates, ranges and the next-free preview on [`Ipam`].
@@ -34,6 +36,8 @@
 //! - `integrity` — [`Ipam::check`], the replica's integrity check
 //!   (`storage/state_machine/check.rs`); `backup` — [`Ipam::backup`] and [`restore`]
 //!   (`storage/state_machine/backup.rs`).
+//! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner,
+//!   cooling counts, log time.
 //!
 //! The `testing` feature adds `Ipam::set_isolated` (fault injection for partition tests).
 
@@ -49,7 +53,7 @@ pub mod types;
 pub mod config;
 mod files;
 
-mod clock;
+pub mod clock;
 mod route;
 pub mod storage;
 mod transport;
@@ -60,10 +64,12 @@ mod proposer;
 
 mod membership;
 mod tasks;
+mod tick;
 
 mod backup;
 mod handle;
 mod integrity;
+mod leases;
 mod ops;
 mod pools;
 mod reads;
@@ -71,6 +77,7 @@ pub mod replication;
 mod status;
 
 pub use backup::restore;
+pub use clock::{ManualClock, StampClock};
 pub use config::{Config, Consistency};
 pub use error::{InternalError, IpamError, StartError};
 pub use handle::Ipam;

@@ -89,22 +89,29 @@ pub(crate) struct Allocate {
     pub(crate) owner: String,
     pub(crate) ip: Option<IpAddr>,
     pub(crate) labels: Labels,
+    /// Lease length: `None` the pool's default, `Some(0)` permanent.
+    pub(crate) ttl_seconds: Option<u32>,
 }
 
 impl OpKind for Allocate {
     type Output = (Allocation, bool);
     const NAME: &'static str = "allocate";
     fn into_op(self) -> Op {
-        Op::Allocate {
+        Op::AllocateV2 {
             pool: self.pool,
             owner: self.owner,
             ip: self.ip,
             labels: self.labels,
+            ttl_seconds: self.ttl_seconds,
         }
     }
     fn take(out: OpOutput) -> Option<(Allocation, bool)> {
         match out {
             OpOutput::Allocated {
+                allocation,
+                existing,
+            }
+            | OpOutput::AllocatedV2 {
                 allocation,
                 existing,
             } => Some((allocation, existing)),
@@ -233,13 +240,29 @@ impl Ipam {
         ip: Option<IpAddr>,
         labels: Labels,
     ) -> Result<(Allocation, bool), IpamError> {
+        self.allocate_lease(pool, owner, ip, labels, None).await
+    }
+
+    /// Allocates for `owner` with a lease of `ttl_seconds` (`None`: the pool's default,
+    /// `Some(0)`: permanent). Returns the allocation and whether the owner held it already
+    /// (a held lease is renewed). Only a permanent allocation is answered from the local
+    /// replica without a log entry: a repeated allocate of a lease must renew it.
+    pub async fn allocate_lease(
+        &self,
+        pool: &str,
+        owner: &str,
+        ip: Option<IpAddr>,
+        labels: Labels,
+        ttl_seconds: Option<u32>,
+    ) -> Result<(Allocation, bool), IpamError> {
         let op = Valid::new(Allocate {
             pool: pool.to_string(),
             owner: owner.to_string(),
             ip,
             labels,
+            ttl_seconds,
         })?;
-        let hit = |a: &Allocation| ip.is_none_or(|want| want == a.ip);
+        let hit = |a: &Allocation| ip.is_none_or(|want| want == a.ip) && a.expires_at.is_none();
         if matches!(self.cached_owner(pool, owner), Some(a) if hit(&a)) {
             // The local replica may lag or the owner may have released since: confirm behind a
             // barrier before answering from it.
@@ -317,6 +340,7 @@ mod tests {
             owner: String::new(),
             ip: None,
             labels: Labels::new(),
+            ttl_seconds: None,
         };
         assert!(matches!(
             Valid::new(op),

@@ -9,7 +9,7 @@ use std::time::Instant;
 use openraft::{RaftMetrics, ServerState};
 use tokio::sync::watch;
 
-use crate::clock::StampClock;
+use crate::clock::Stamper;
 use crate::config::Config;
 use crate::route::{leader_of, Target};
 use crate::storage::state_db::SmShared;
@@ -24,7 +24,7 @@ pub(crate) struct Shared {
     pub(crate) net: Arc<NetShared>,
     pub(crate) sm: Arc<SmShared>,
     pub(crate) metrics: watch::Receiver<RaftMetrics<NodeId, Node>>,
-    pub(crate) clock: StampClock,
+    pub(crate) clock: Stamper,
     /// Highest commit index seen; openraft's metrics carry none (see `tasks::track_committed`).
     pub(crate) committed: AtomicU64,
 }

@@ -1,5 +1,5 @@
 //! The node's background tasks besides openraft's own and the proposer's: keeping the commit
-//! index fresh and flushing the state machine on a timer.
+//! index fresh and flushing the state machine on a timer, and the leader's expiry tick (`tick`).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -13,6 +13,10 @@ use crate::storage::state_db::SmShared;
 pub(crate) fn spawn(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
     tokio::spawn(track_committed(Arc::downgrade(shared), shutdown.clone()));
     tokio::spawn(flush_state(shared.sm.clone(), shutdown.clone()));
+    tokio::spawn(crate::tick::run_expiry_tick(
+        Arc::downgrade(shared),
+        shutdown.clone(),
+    ));
 }
 
 /// Keeps `Shared::committed` fresh: openraft's metrics carry no commit index.

@@ -179,6 +179,8 @@ impl State {
                 let (_, pos) = decode_allocation_key(k.value())?;
                 free.take(pos);
             }
+            // Cooling addresses stay out of the free index while they remain allocatable.
+            super::expire::retain_cooling(tx, &mut next, |pos| free.take(pos))?;
             next.record.gateway = gateway;
             next.record.reserved = reserved;
             next.record.capacity = shape.capacity;
@@ -302,6 +304,7 @@ impl State {
             Err(e) => return Ok(Err(e.into())),
         };
         next.free.remove_range(lo, hi);
+        super::expire::retain_cooling(tx, &mut next, |pos| !(lo..=hi).contains(&pos))?;
         tx.del(TableId::Ranges, &range_key(cidr.family().tag(), lo))?;
         next.record.capacity = shape.capacity;
         next.layout = shape;

@@ -33,8 +33,13 @@ impl Db {
         }
     }
 
+    /// Moves the stamp of the next entries `ms` forward: log time only moves when a test says
+    /// so, so an op that fails leaves the state (log time included) as it was.
+    pub fn advance(&mut self, ms: u64) {
+        self.stamp += ms;
+    }
+
     pub fn apply(&mut self, commands: &[Command]) -> Vec<CommandResult> {
-        self.stamp += 1;
         let txn = self.db.begin_write().expect("write txn");
         let results = self
             .state

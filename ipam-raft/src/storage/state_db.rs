@@ -80,6 +80,8 @@ pub(crate) struct SmShared {
     /// holds it sees it and the committed tables at the same log position (the integrity
     /// check, `state_machine/check.rs`).
     pub(super) index: Mutex<ipam_core::State>,
+    /// Leases this node's state machine released on expiry since start, by pool.
+    pub(crate) expirations: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 #[derive(Default)]

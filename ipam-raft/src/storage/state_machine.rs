@@ -109,6 +109,7 @@ impl StateMachineStore {
                     .unwrap_or(0),
             ),
             index: Mutex::new(state),
+            expirations: Mutex::default(),
         });
         Ok(StateMachineStore { shared })
     }
@@ -154,7 +155,10 @@ fn apply_batch(
         let resp = match &entry.payload {
             EntryPayload::Blank => Vec::new(),
             EntryPayload::Normal(req) => match state.apply(&txn, req.stamp, &req.commands) {
-                Ok(r) => r,
+                Ok(r) => {
+                    crate::leases::count_expired(shared, state.expired());
+                    r
+                }
                 Err(e) => {
                     // The index may hold changes of the aborted transaction: rebuild it.
                     drop(txn);

@@ -1,0 +1,55 @@
+//! Lease metrics: `ipam_pool_cooling{pool}` and `ipam_lease_expirations_total{pool}`, refreshed
+//! at each scrape from this node's replica and its state machine's counts.
+
+use ipam_raft::{Consistency, Ipam};
+use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
+
+use crate::metrics::MetricsError;
+
+/// The lease gauges and counters of one node.
+pub struct LeaseMetrics {
+    cooling: GaugeVec,
+    expirations: IntCounterVec,
+}
+
+impl LeaseMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> Result<LeaseMetrics, MetricsError> {
+        let cooling = GaugeVec::new(
+            Opts::new(
+                "ipam_pool_cooling",
+                "Free addresses of the pool still cooling after their release",
+            ),
+            &["pool"],
+        )?;
+        let expirations = IntCounterVec::new(
+            Opts::new(
+                "ipam_lease_expirations_total",
+                "Leases released on expiry by this node's state machine since it started",
+            ),
+            &["pool"],
+        )?;
+        registry.register(Box::new(cooling.clone()))?;
+        registry.register(Box::new(expirations.clone()))?;
+        Ok(LeaseMetrics {
+            cooling,
+            expirations,
+        })
+    }
+
+    /// Refreshes from `ipam` for the pools named in `pools` (the caller holds the scrape lock).
+    pub async fn refresh(&self, ipam: &Ipam, pools: &[String]) {
+        self.cooling.reset();
+        for name in pools {
+            match ipam.cooling(name, Consistency::Local).await {
+                Ok(n) => self.cooling.with_label_values(&[name]).set(n as f64),
+                Err(e) => tracing::warn!(error = %e, pool = %name, "metrics: cannot read cooling"),
+            }
+        }
+        for (pool, total) in ipam.lease_expirations() {
+            let c = self.expirations.with_label_values(&[&pool]);
+            // The node counts since start; the counter moves forward by the difference.
+            c.inc_by(total.saturating_sub(c.get()));
+        }
+    }
+}
