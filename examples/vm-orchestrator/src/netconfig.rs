@@ -1,8 +1,8 @@
 //! What a VM's network backend needs for one NIC, and its rendering as a systemd-networkd
 //! `.network` file.
 //!
-//! The values come from the pool the address was allocated in, as the pool is now: the
-//! address with the pool's prefix length, its gateway. Everything a guest needs to bring the
+//! The values come from the allocation's `network` (the pool as it is now): the address with
+//! its range's prefix length and gateway, and the pool's DNS servers, domain, MTU and routes. Everything a guest needs to bring the
 //! interface up is in this one struct, so a backend never calls IPAM again.
 
 use std::fmt::Write as _;
@@ -25,6 +25,18 @@ pub struct NicConfig {
     pub gateway: Option<IpAddr>,
     /// Generation of the allocation: what a fenced release names.
     pub generation: u64,
+    /// DNS servers of the pool.
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    /// Search domain of the pool.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// MTU of the pool.
+    #[serde(default)]
+    pub mtu: Option<u16>,
+    /// Static routes of the pool: (destination CIDR, next hop).
+    #[serde(default)]
+    pub routes: Vec<(String, IpAddr)>,
 }
 
 impl NicConfig {
@@ -43,6 +55,18 @@ pub fn render_networkd(nic: &NicConfig) -> String {
     if let Some(gateway) = nic.gateway {
         let _ = writeln!(out, "Gateway={gateway}");
     }
+    for dns in &nic.dns {
+        let _ = writeln!(out, "DNS={dns}");
+    }
+    if let Some(domain) = &nic.domain {
+        let _ = writeln!(out, "Domains={domain}");
+    }
+    if let Some(mtu) = nic.mtu {
+        let _ = writeln!(out, "\n[Link]\nMTUBytes={mtu}");
+    }
+    for (dst, via) in &nic.routes {
+        let _ = writeln!(out, "\n[Route]\nDestination={dst}\nGateway={via}");
+    }
     out
 }
 
@@ -59,6 +83,10 @@ mod tests {
             prefix_len: 24,
             gateway: Some("10.0.0.1".parse().unwrap()),
             generation: 3,
+            dns: vec![],
+            domain: None,
+            mtu: None,
+            routes: vec![],
         };
         assert_eq!(
             render_networkd(&nic),
@@ -71,5 +99,18 @@ mod tests {
             ..nic
         };
         assert!(render_networkd(&v6).ends_with("Address=fd00::5/64\n"));
+        let full = NicConfig {
+            dns: vec!["10.0.0.53".parse().unwrap(), "10.0.0.54".parse().unwrap()],
+            domain: Some("lab.example".into()),
+            mtu: Some(9000),
+            routes: vec![("10.8.0.0/16".into(), "10.0.0.254".parse().unwrap())],
+            ..v6
+        };
+        assert_eq!(
+            render_networkd(&full),
+            "[Match]\nName=eth0\n\n[Network]\nAddress=fd00::5/64\nDNS=10.0.0.53\nDNS=10.0.0.54\n\
+             Domains=lab.example\n\n[Link]\nMTUBytes=9000\n\n[Route]\nDestination=10.8.0.0/16\n\
+             Gateway=10.0.0.254\n"
+        );
     }
 }

@@ -301,7 +301,26 @@ impl Orchestrator {
     }
 
     async fn config(&self, nic: String, a: &Allocation) -> Result<NicConfig, VmError> {
-        // The pool as it is now: its prefix length and gateway configure the NIC.
+        // The allocation carries its network as the pool is now; an answer without it (a
+        // node of the first release) falls back to the pool's own prefix and gateway.
+        if let Some(n) = &a.network {
+            return Ok(NicConfig {
+                nic,
+                pool: a.pool.clone(),
+                address: a.ip,
+                prefix_len: n.prefix_len,
+                gateway: n.gateway,
+                generation: a.generation,
+                dns: n.dns.clone(),
+                domain: n.domain.clone(),
+                mtu: n.mtu,
+                routes: n
+                    .routes
+                    .iter()
+                    .map(|r| (r.dst.to_string(), r.via))
+                    .collect(),
+            });
+        }
         let pool = self.ipam.pool(&a.pool, Consistency::Local).await?;
         Ok(NicConfig {
             nic,
@@ -310,6 +329,10 @@ impl Orchestrator {
             prefix_len: pool.cidr.prefix(),
             gateway: pool.gateway,
             generation: a.generation,
+            dns: vec![],
+            domain: None,
+            mtu: None,
+            routes: vec![],
         })
     }
 
