@@ -1,0 +1,194 @@
+//! Pool operations of [`State`]: creating and deleting pools, and the index of ranges that
+//! overlap checks and address lookups use.
+
+use super::*;
+
+impl State {
+    /// The existing pool with a range sharing an address with `[first, last]` of family
+    /// `tag`, and that range.
+    pub(super) fn overlapping(
+        &self,
+        tag: u8,
+        first: u128,
+        last: u128,
+    ) -> Option<(&PoolEntry, Cidr)> {
+        let before = self.ranges.range(..=(tag, first)).next_back();
+        let after = self
+            .ranges
+            .range((Bound::Excluded((tag, first)), Bound::Unbounded))
+            .next();
+        [before, after]
+            .into_iter()
+            .flatten()
+            .filter(|((t, _), _)| *t == tag)
+            .filter_map(|((_, start), id)| {
+                let e = self.pools.get(id)?;
+                let l = e.layout.range_starting(*start)?;
+                (l.start <= last && first <= l.end).then_some((e, l.cidr))
+            })
+            .next()
+    }
+
+    /// Adds every range of `shape` to the range index.
+    pub(super) fn index_ranges(&mut self, id: PoolId, shape: &PoolShape) {
+        for l in shape.ranges() {
+            self.ranges.insert((l.cidr.family().tag(), l.start), id);
+        }
+    }
+
+    /// Removes every range of `shape` from the range index.
+    pub(super) fn unindex_ranges(&mut self, shape: &PoolShape) {
+        for l in shape.ranges() {
+            self.ranges.remove(&(l.cidr.family().tag(), l.start));
+        }
+    }
+
+    pub(super) fn create_pool(
+        &mut self,
+        tx: &mut Tx<'_>,
+        stamp: Stamp,
+        spec: &crate::types::PoolSpec,
+        settings: &PoolSettings,
+    ) -> Result<Result<OpOutput, CreatePoolError>, StorageError> {
+        let (gateway, layout) = match pool_layout(spec) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = check_settings(settings, layout.cidr.family()) {
+            return Ok(Err(e.into()));
+        }
+        if self.names.contains_key(&spec.name) {
+            return Ok(Err(CreatePoolError::Exists {
+                name: spec.name.clone(),
+            }));
+        }
+        let cidr = layout.cidr;
+        let tag = cidr.family().tag();
+        if let Some((other, existing_cidr)) = self.overlapping(tag, layout.start, layout.end) {
+            return Ok(Err(CreatePoolError::Overlap {
+                cidr,
+                existing: other.record.name.clone(),
+                existing_cidr,
+            }));
+        }
+        let id = self.meta.next_pool_id;
+        let Some(next) = id.checked_add(1) else {
+            return Ok(Err(CreatePoolError::PoolIdsExhausted));
+        };
+        self.meta.next_pool_id = next;
+        let mut record = PoolRecord::from_v1(tables::PoolRecordV1 {
+            name: spec.name.clone(),
+            cidr,
+            gateway,
+            reserved: spec.reserved.clone(),
+            labels: spec.labels.clone(),
+            description: spec.description.clone(),
+            created_at: stamp,
+            capacity: layout.capacity,
+            allocated: 0,
+        });
+        record.set_settings(settings.clone());
+        let info = record.info(id);
+        let name_record = NameRecord {
+            pool: id,
+            family: cidr.family(),
+        };
+        tx.put(TableId::Names, spec.name.as_bytes(), &encode(&name_record)?)?;
+        let range = RangeRecord {
+            pool: id,
+            last: layout.end,
+        };
+        tx.put(
+            TableId::Ranges,
+            &range_key(tag, layout.start),
+            &encode(&range)?,
+        )?;
+        self.names.insert(spec.name.clone(), id);
+        self.ranges.insert((tag, layout.start), id);
+        let free = layout.initial_free();
+        let layout = PoolShape::single(layout);
+        self.pools.insert(
+            id,
+            PoolEntry {
+                id,
+                record,
+                layout,
+                free,
+                dirty: true,
+                cooling: Cooling::default(),
+            },
+        );
+        tx.dirty.push(id);
+        if tx.journaling {
+            tx.journal.push(Undo::Created { pool: id });
+        }
+        Ok(Ok(OpOutput::PoolCreated(info)))
+    }
+
+    pub(super) fn delete_pool(
+        &mut self,
+        tx: &mut Tx<'_>,
+        name: &str,
+        force: bool,
+    ) -> Result<Result<OpOutput, DeletePoolError>, StorageError> {
+        let Some(&id) = self.names.get(name) else {
+            return Ok(Err(DeletePoolError::PoolNotFound {
+                pool: name.to_string(),
+            }));
+        };
+        let Some(entry) = self.pools.get(&id) else {
+            return Err(StorageError::Corrupt {
+                table: "core_pools",
+                reason: format!("pool {name:?} is named but has no record"),
+            });
+        };
+        let allocated = entry.record.allocated;
+        if entry.record.frozen {
+            return Ok(Err(DeletePoolError::Frozen {
+                pool: name.to_string(),
+            }));
+        }
+        if allocated > 0 && !force {
+            return Ok(Err(DeletePoolError::NotEmpty {
+                pool: name.to_string(),
+                allocated,
+            }));
+        }
+        State::drop_lifecycle_rows(tx, id)?;
+        if allocated > 0 {
+            let lo = allocation_key(id, 0);
+            let hi = allocation_key(id, u128::MAX);
+            tx.del_range(
+                TableId::Allocations,
+                lo.as_slice(),
+                Bound::Included(hi.as_slice()),
+            )?;
+            // Owner keys are the pool id followed by a non-empty owner, so they sort after
+            // the bare id and before the next id.
+            let lo = pool_key(id);
+            match id.checked_add(1).map(pool_key) {
+                Some(hi) => tx.del_range(TableId::Owners, &lo, Bound::Excluded(hi.as_slice()))?,
+                None => tx.del_range(TableId::Owners, &lo, Bound::Unbounded)?,
+            }
+        }
+        let tag = entry.record.cidr.family().tag();
+        let starts: Vec<u128> = entry.layout.ranges().iter().map(|l| l.start).collect();
+        tx.del(TableId::Pools, &pool_key(id))?;
+        tx.del(TableId::Names, name.as_bytes())?;
+        for first in starts {
+            tx.del(TableId::Ranges, &range_key(tag, first))?;
+            self.ranges.remove(&(tag, first));
+        }
+        self.names.remove(name);
+        if let Some(entry) = self.pools.remove(&id) {
+            if tx.journaling {
+                tx.journal.push(Undo::Deleted {
+                    entry: Box::new(entry),
+                });
+            }
+        }
+        Ok(Ok(OpOutput::PoolDeleted {
+            released: u64::try_from(allocated).unwrap_or(u64::MAX),
+        }))
+    }
+}
