@@ -18,7 +18,7 @@ pub const READY_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A node serving on its own runtime thread until dropped.
 pub struct TestNode {
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     token: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<(), String>>>,
