@@ -137,7 +137,11 @@ fn request_span(req: &Request) -> tracing::Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+    let span =
+        tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id);
+    // A caller that traces its own requests gets this one in its trace.
+    ipam_raft::adopt_remote_parent(&span, req.headers());
+    span
 }
 
 fn is_api(path: &str) -> bool {

@@ -87,6 +87,8 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// The token was given on the command line (`ps` shows it): `run` warns.
     pub token_on_command_line: bool,
+    /// OTLP/HTTP traces URL spans are exported to; `None`: no trace export.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -119,6 +121,7 @@ impl Default for NodeConfig {
             tls: None,
             max_connections: crate::serve::DEFAULT_MAX_CONNECTIONS,
             token_on_command_line: false,
+            otlp_endpoint: None,
         }
     }
 }
@@ -255,6 +258,10 @@ pub struct Args {
     /// Log format [default: text]
     #[arg(long, env = "IPAM_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Export trace spans over OTLP/HTTP (protobuf) to this collector URL, e.g.
+    /// `http://127.0.0.1:4318` (`/v1/traces` is appended unless given) [default: off]
+    #[arg(long, env = "IPAM_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// PEM certificate chain: serve HTTPS only and reach peers with https:// (needs --tls-key)
     #[arg(long, env = "IPAM_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -349,6 +356,7 @@ impl Args {
             tls_ca: self.tls_ca.or(lower.tls_ca),
             tls_client_auth: self.tls_client_auth.or(lower.tls_client_auth),
             max_connections: self.max_connections.or(lower.max_connections),
+            otlp_endpoint: self.otlp_endpoint.or(lower.otlp_endpoint),
             command: self.command.or(lower.command),
         }
     }
@@ -409,6 +417,12 @@ impl Args {
             tls,
             max_connections: a.max_connections.unwrap_or(d.max_connections),
             token_on_command_line,
+            otlp_endpoint: a
+                .otlp_endpoint
+                .as_deref()
+                .map(crate::telemetry::traces_url)
+                .transpose()
+                .map_err(ConfigError::Invalid)?,
         };
         config.check()?;
         Ok(config)

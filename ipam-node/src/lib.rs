@@ -26,10 +26,10 @@
 //! - [`tls`] — rustls server and peer-client configuration, certificate reload (SIGHUP).
 //! - [`certs`] — `ipam-node certs`: a CA and per-node certificates (rcgen).
 //! - `redact` — `Debug` of the configuration types without the token.
-//! - [`run`] / [`init_logging`] — start, serve until shutdown, stop.
+//! - [`telemetry`] — logs to stderr and, with `--otlp-endpoint`, traces over OTLP/HTTP.
+//! - [`run`] — start, serve until shutdown, stop.
 
 use std::future::Future;
-use std::io::IsTerminal;
 use std::time::Duration;
 
 pub mod api;
@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod pools;
 mod redact;
 pub mod serve;
+pub mod telemetry;
 pub mod tls;
 pub mod ui;
 pub mod wire;
@@ -109,23 +110,8 @@ pub fn raft_config(config: &NodeConfig, advertise: String) -> ipam_raft::Config 
     c.max_ops_per_entry = config.max_ops_per_entry;
     c.max_inflight_entries = config.max_inflight_entries;
     c.queue_capacity = config.queue_capacity;
+    c.traces = config.otlp_endpoint.is_some();
     c
-}
-
-/// Installs the global `tracing` subscriber: `level` is a filter directive, output to stderr
-/// (stdout carries only the `listening on` line).
-pub fn init_logging(level: &str, format: LogFormat) -> Result<(), NodeError> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .map_err(|e| NodeError::Config(format!("invalid --log-level {level:?}: {e}")))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    result.map_err(|e| NodeError::Setup(format!("cannot install the logger: {e}")))
 }
 
 /// Serves a node on `listener` (API, `/raft/*`, metrics) until `shutdown` resolves, then stops

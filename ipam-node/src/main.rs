@@ -17,7 +17,12 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = args.resolve()?;
-    ipam_node::init_logging(&config.log_level, config.log_format)?;
+    let telemetry = ipam_node::telemetry::init(
+        &config.log_level,
+        config.log_format,
+        config.otlp_endpoint.as_deref(),
+        config.id,
+    )?;
     // Refuse an unprotected public listener before binding it, not after.
     let addrs = tokio::net::lookup_host(&config.listen)
         .await
@@ -31,7 +36,9 @@ async fn main() -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
     config.check_listener(bound)?;
     println!("listening on {bound}");
-    ipam_node::run(listener, config, shutdown_signal()).await?;
+    let served = ipam_node::run(listener, config, shutdown_signal()).await;
+    telemetry.shutdown().await;
+    served?;
     Ok(())
 }
 

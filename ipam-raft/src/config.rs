@@ -65,6 +65,9 @@ pub struct Config {
     pub peer_scheme: &'static str,
     /// Source of the leader's stamps (log time); tests inject a [`crate::ManualClock`].
     pub clock: crate::clock::StampClock,
+    /// Note when each entry was applied, so a write's trace can show its `apply` span. Set it
+    /// when the process exports traces (`ipam-node --otlp-endpoint`); off, nothing is noted.
+    pub traces: bool,
 }
 
 impl Config {
@@ -94,6 +97,7 @@ impl Config {
             http_client: None,
             peer_scheme: "http",
             clock: crate::clock::StampClock::system(),
+            traces: false,
         }
     }
 }

@@ -192,6 +192,9 @@ impl Ipam {
         .map_err(StartError::Task)?
         .map_err(|e| StartError::Storage(Box::new(e)))?;
         let sm_shared = sm.shared();
+        if config.traces {
+            sm_shared.applies.enable();
+        }
 
         let net = Arc::new(NetShared::new(
             config.token.clone(),

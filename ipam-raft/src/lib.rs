@@ -22,6 +22,7 @@
 //!   `state_machine` (`state.redb`). Also reachable as [`log_store`] and [`state_machine`].
 //! - `transport` — HTTP between nodes: `rpc` (wire types, a leaf), `client` (openraft's
 //!   `RaftNetwork`, forwarding), `server` (the `/raft/*` routes and their guard).
+//! - `trace` — the `traceparent` of forwarded calls and the `apply` span of an entry.
 //! - `shared` — what every part of a running node shares: raft, transport, readers, leader
 //!   knowledge, the clock, the commit index.
 //! - `proposer` — coalesces concurrent commands into one log entry and concurrent read
@@ -59,6 +60,7 @@ pub mod storage;
 mod transport;
 
 mod shared;
+mod trace;
 
 mod proposer;
 
@@ -85,3 +87,4 @@ pub use status::{ClusterStatus, Member, MemberRole};
 pub use storage::log as log_store;
 pub use storage::state_machine;
 pub use storage::state_machine::{BackupHeader, CheckReport, RestoreError, Restored};
+pub use trace::adopt_remote_parent;

@@ -12,6 +12,8 @@ use ipam_core::{
     Allocation, Command, CommandResult, Labels, Op, OpError, OpOutput, PoolInfo, PoolSpec,
 };
 
+use tracing::Instrument as _;
+
 use crate::error::{InternalError, IpamError};
 use crate::handle::Ipam;
 
@@ -189,12 +191,27 @@ impl Ipam {
                 Command::Batch(_) => IpamError::Batch(e),
             });
         }
-        self.propose_one(command).await
+        let name = match command {
+            Command::Op(_) => "command",
+            Command::Batch(_) => "batch",
+        };
+        self.propose_one(command, name).await
     }
 
     /// Proposes one already validated command and returns its result.
-    async fn propose_one(&self, command: Command) -> Result<CommandResult, IpamError> {
-        let mut results = self.core.proposer.propose(vec![command], false).await?;
+    /// `name` names the operation in its `ipam.write` trace span.
+    async fn propose_one(
+        &self,
+        command: Command,
+        name: &'static str,
+    ) -> Result<CommandResult, IpamError> {
+        let span = tracing::info_span!("ipam.write", op = name, ops = command.op_count());
+        let mut results = self
+            .core
+            .proposer
+            .propose(vec![command], false)
+            .instrument(span)
+            .await?;
         match results.pop() {
             Some(r) if results.is_empty() => Ok(r),
             _ => Err(InternalError::ResultCount {
@@ -208,7 +225,7 @@ impl Ipam {
     /// Proposes a validated op and returns its typed output.
     pub(crate) async fn write<K: OpKind>(&self, op: Valid<K>) -> Result<K::Output, IpamError> {
         let wrong = || InternalError::WrongResult { op: K::NAME }.into();
-        match self.propose_one(Command::Op(op.op)).await? {
+        match self.propose_one(Command::Op(op.op), K::NAME).await? {
             CommandResult::Op(Ok(out)) => K::take(out).ok_or_else(wrong),
             CommandResult::Op(Err(e)) => Err(IpamError::Op(e)),
             CommandResult::Batch(_) => Err(wrong()),
@@ -320,7 +337,7 @@ impl Ipam {
     pub async fn batch(&self, ops: Vec<Op>) -> Result<Vec<OpOutput>, IpamError> {
         let command = Command::Batch(ops);
         ipam_core::validate::check_command(&command)?;
-        match self.propose_one(command).await? {
+        match self.propose_one(command, "batch").await? {
             CommandResult::Batch(Ok(outputs)) => Ok(outputs),
             CommandResult::Batch(Err(e)) => Err(IpamError::Batch(e)),
             CommandResult::Op(_) => Err(InternalError::WrongResult { op: "batch" }.into()),

@@ -15,6 +15,7 @@ use std::time::Instant;
 use ipam_core::{Command, CommandResult};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tracing::Instrument as _;
 
 use crate::route::{self, Attempt, Step};
 use crate::shared::Shared;
@@ -71,6 +72,7 @@ impl Proposer {
             bytes,
             forwarded,
             reply: tx,
+            span: tracing::Span::current(),
         };
         match self.queue.try_send(proposal) {
             Ok(()) => {}
@@ -102,6 +104,9 @@ pub(crate) struct Proposal {
     /// Came from another node's `/raft/propose`: never forwarded again (the sender retries).
     pub(crate) forwarded: bool,
     pub(crate) reply: oneshot::Sender<Result<Vec<CommandResult>, WireError>>,
+    /// The caller's span: the entry's `raft.write` span is its child (of the first proposal's;
+    /// the others' follow from it).
+    pub(crate) span: tracing::Span,
 }
 
 /// A caller waiting for a read index.
@@ -146,10 +151,14 @@ async fn run_proposer(
         let (batch, rest) = fill_entry(first, &mut rx, max_ops, max_bytes);
         carry = rest;
         let shared = shared.clone();
-        tokio::spawn(async move {
-            replicate(&shared, batch).await;
-            drop(permit);
-        });
+        let span = write_span(&batch);
+        tokio::spawn(
+            async move {
+                replicate(&shared, batch).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
     }
 }
 
@@ -176,6 +185,25 @@ fn fill_entry(
         batch.push(p);
     }
     (batch, None)
+}
+
+/// The span of one entry's write, a child of its first caller's span.
+fn write_span(batch: &[Proposal]) -> tracing::Span {
+    let Some(first) = batch.first() else {
+        return tracing::Span::none();
+    };
+    let ops: usize = batch.iter().map(|p| p.ops).sum();
+    let span = tracing::info_span!(
+        parent: &first.span,
+        "raft.write",
+        proposals = batch.len(),
+        ops,
+        index = tracing::field::Empty,
+    );
+    for p in &batch[1..] {
+        span.follows_from(&p.span);
+    }
+    span
 }
 
 fn fail_all(batch: Vec<Proposal>, err: WireError) {
@@ -243,7 +271,11 @@ async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(remaining, shared.raft.client_write(req)).await {
                     Err(_) => return fail_all(batch, expired()),
-                    Ok(Ok(resp)) => return distribute(batch, resp.data),
+                    Ok(Ok(resp)) => {
+                        tracing::Span::current().record("index", resp.log_id.index);
+                        crate::trace::emit_apply(&shared.sm.applies, resp.log_id.index);
+                        return distribute(batch, resp.data);
+                    }
                     Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
                         last = Attempt::Failed;
                     }
@@ -419,6 +451,7 @@ mod tests {
             commands,
             forwarded,
             reply: tx,
+            span: tracing::Span::none(),
         };
         (p, rx)
     }

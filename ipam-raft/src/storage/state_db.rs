@@ -82,6 +82,8 @@ pub(crate) struct SmShared {
     pub(super) index: Mutex<ipam_core::State>,
     /// Leases this node's state machine released on expiry since start, by pool.
     pub(crate) expirations: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// When recent entries were applied, for their trace spans (`crate::trace`).
+    pub(crate) applies: crate::trace::ApplyLog,
 }
 
 #[derive(Default)]

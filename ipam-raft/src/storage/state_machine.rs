@@ -110,6 +110,7 @@ impl StateMachineStore {
             ),
             index: Mutex::new(state),
             expirations: Mutex::default(),
+            applies: crate::trace::ApplyLog::default(),
         });
         Ok(StateMachineStore { shared })
     }
@@ -146,6 +147,7 @@ fn apply_batch(
     state: &mut State,
     entries: &[Entry],
 ) -> Result<Vec<Response>, StorageError> {
+    let started = shared.applies.enabled().then(std::time::SystemTime::now);
     let db = shared.db()?;
     let mut txn = db.db.begin_write().map_err(sm_write)?;
     let mut out = Vec::with_capacity(entries.len());
@@ -213,7 +215,27 @@ fn apply_batch(
     if durable {
         shared.publish_durable(Some(last.index));
     }
+    if let Some(start) = started {
+        record_applies(shared, entries, start);
+    }
     Ok(out)
+}
+
+/// Notes the entries of one applied batch (one transaction, so one time span) for their
+/// trace spans.
+fn record_applies(shared: &SmShared, entries: &[Entry], start: std::time::SystemTime) {
+    let end = std::time::SystemTime::now();
+    shared
+        .applies
+        .record(entries.iter().filter_map(|e| match &e.payload {
+            EntryPayload::Normal(req) => Some(crate::trace::Applied {
+                index: e.log_id.index,
+                ops: req.commands.iter().map(ipam_core::Command::op_count).sum(),
+                start,
+                end,
+            }),
+            _ => None,
+        }));
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {

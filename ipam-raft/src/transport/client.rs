@@ -146,11 +146,14 @@ impl NetShared {
             return Err(PostError::Isolated);
         }
         let body = postcard::to_allocvec(req).map_err(PostError::Encode)?;
+        let mut trace = reqwest::header::HeaderMap::new();
+        crate::trace::inject_current(&mut trace);
         let mut builder = self
             .client
             .post(format!("{}://{addr}{path}", self.scheme))
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .headers(trace)
             .body(body);
         if let Some(auth) = &self.authorization {
             builder = builder.header(reqwest::header::AUTHORIZATION, auth.clone());

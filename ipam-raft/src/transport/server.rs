@@ -15,6 +15,7 @@ use axum::routing::post;
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use super::client::NetShared;
 use super::rpc::{
@@ -156,13 +157,19 @@ async fn snapshot(State(s): State<ServerState>, body: Bytes) -> Response {
     postcard_response(&s.shared.raft.install_snapshot(req).await)
 }
 
-async fn propose(State(s): State<ServerState>, body: Bytes) -> Response {
+async fn propose(State(s): State<ServerState>, headers: HeaderMap, body: Bytes) -> Response {
     let req: ProposeRequest = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
     };
-    let res: Result<Vec<ipam_core::CommandResult>, WireError> =
-        s.proposer.propose(req.commands, true).await;
+    // A follower's forwarded write: its trace continues here.
+    let span = tracing::info_span!("raft.propose", commands = req.commands.len());
+    crate::trace::adopt_remote_parent(&span, &headers);
+    let res: Result<Vec<ipam_core::CommandResult>, WireError> = s
+        .proposer
+        .propose(req.commands, true)
+        .instrument(span)
+        .await;
     postcard_response(&res.map_err(not_processed))
 }
 
