@@ -332,3 +332,48 @@ async fn a_token_node_asks_for_the_token_and_keeps_it_in_a_ui_cookie() {
         .unwrap()
         .contains("Max-Age=0"));
 }
+
+#[tokio::test]
+async fn the_pool_page_shows_ranges_network_lifecycle_and_next_free() {
+    let n = start(None, true).await;
+    let r = n
+        .post(
+            "/api/v1/pools",
+            json!({"name": "lab", "cidr": "10.9.0.0/29", "dns": ["10.9.0.53", "1.1.1.1"],
+                   "mtu": 9000, "routes": [{"dst": "10.10.0.0/16", "via": "10.9.0.1"}],
+                   "domain": "lab.example", "reuse_cooldown_seconds": 600,
+                   "default_ttl_seconds": 5400}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = n
+        .post(
+            "/api/v1/pools/lab/ranges",
+            json!({"cidr": "10.9.1.0/29", "gateway": null}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = n
+        .post("/api/v1/pools/lab/allocations", json!({"owner": "a"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let r = browse(&n, "/ui/pools/lab", None).await;
+    assert_html(&r);
+    for want in [
+        "<td>10.9.0.0/29</td><td>10.9.0.1</td>",
+        "<td>10.9.1.0/29</td><td><span class=\"muted\">none</span></td>",
+        r#"<dd id="dns"><span class="tag">10.9.0.53</span><span class="tag">1.1.1.1</span></dd>"#,
+        r#"<dd id="mtu">9000</dd>"#,
+        r#"<span class="tag">10.10.0.0/16 via 10.9.0.1</span>"#,
+        r#"<dd id="domain">lab.example</dd>"#,
+        r#"<dd id="revision">2</dd>"#,
+        r#"<dd id="frozen">no</dd>"#,
+        r#"<dd id="default-ttl">1 h 30 min</dd>"#,
+        r#"<dd id="cooldown">10 min</dd>"#,
+        // 10.9.0.2 is taken; the /29's last usable address is .6, then the second range.
+        r#"<dd id="next-free"><span class="tag">10.9.0.3</span><span class="tag">10.9.0.4</span><span class="tag">10.9.0.5</span><span class="tag">10.9.0.6</span><span class="tag">10.9.1.1</span></dd>"#,
+    ] {
+        assert!(r.text.contains(want), "{want} missing from:\n{}", r.text);
+    }
+}

@@ -36,6 +36,8 @@ use auth::Session;
 
 /// Allocations on one page of the pool view.
 pub const PAGE_SIZE: usize = 50;
+/// Addresses the pool page previews as the next allocations would get them.
+pub const NEXT_FREE_SHOWN: usize = 5;
 
 /// The dashboard's routes.
 pub fn routes() -> Router<AppState> {
@@ -180,16 +182,27 @@ async fn pool(
             check_owner(o)?;
         }
         let info = state.ipam.pool(&name, Consistency::Local).await?;
+        let next_free = state
+            .ipam
+            .next_free(&name, NEXT_FREE_SHOWN, Consistency::Local)
+            .await?;
         let page = state
             .ipam
             .allocations(&name, owner, after, PAGE_SIZE, Consistency::Local)
             .await?;
-        Ok::<_, ApiError>((info, page, owner.map(str::to_string)))
+        Ok::<_, ApiError>((info, next_free, page, owner.map(str::to_string)))
     };
     match read.await {
-        Ok((info, page, owner)) => html(
+        Ok((info, next_free, page, owner)) => html(
             StatusCode::OK,
-            pages::pool(&session, &info, &page, owner.as_deref(), after_text(&q)),
+            pages::pool(
+                &session,
+                &info,
+                &next_free,
+                &page,
+                owner.as_deref(),
+                after_text(&q),
+            ),
         )
         .into_response(),
         Err(e) => error_page(&session, e),

@@ -263,10 +263,80 @@ pub fn overview(
     layout(Some(session), "Overview", body, true)
 }
 
-/// One pool: its configuration and a page of its allocations.
+/// A duration in seconds as an operator reads it (`90 s`, `10 min`, `1 h 30 min`, `2 d`).
+fn seconds(s: u32) -> String {
+    let (d, h, m, sec) = (s / 86_400, s / 3_600 % 24, s / 60 % 60, s % 60);
+    let parts: Vec<String> = [(d, "d"), (h, "h"), (m, "min"), (sec, "s")]
+        .into_iter()
+        .filter(|(v, _)| *v > 0)
+        .map(|(v, unit)| format!("{v} {unit}"))
+        .collect();
+    if parts.is_empty() {
+        "0 s".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// What a pool hands its callers beyond the address, and how its addresses live.
+fn pool_settings(p: &PoolInfo, next_free: &[IpAddr]) -> Markup {
+    let s = &p.settings;
+    html! {
+        section #ranges {
+            h2 { "Ranges" }
+            table {
+                thead { tr { th { "CIDR" } th { "Gateway" } } }
+                tbody {
+                    @for r in &p.ranges {
+                        tr {
+                            td { (r.cidr) }
+                            td { @match r.gateway { Some(g) => (g), None => span.muted { "none" } } }
+                        }
+                    }
+                }
+            }
+        }
+        section #network {
+            h2 { "Network configuration" }
+            dl {
+                dt { "DNS" } dd #dns {
+                    @if s.dns.is_empty() { span.muted { "none" } }
+                    @for d in &s.dns { span.tag { (d) } }
+                }
+                dt { "MTU" } dd #mtu { @match s.mtu { Some(m) => (m), None => span.muted { "default" } } }
+                dt { "Routes" } dd #routes {
+                    @if s.routes.is_empty() { span.muted { "none" } }
+                    @for r in &s.routes { span.tag { (r.dst) " via " (r.via) } }
+                }
+                dt { "Domain" } dd #domain { @match &s.domain { Some(d) => (d), None => span.muted { "none" } } }
+            }
+        }
+        section #lifecycle {
+            h2 { "Lifecycle and selection" }
+            dl {
+                dt { "Revision" } dd #revision { (p.revision) }
+                dt { "Frozen" } dd #frozen { @if s.frozen { "yes: only explicit addresses are allocated" } @else { "no" } }
+                dt { "Default lease" } dd #default-ttl {
+                    @match s.default_ttl_seconds { Some(t) => (seconds(t)), None => span.muted { "permanent" } }
+                }
+                dt { "Reuse cooldown" } dd #cooldown { (seconds(s.reuse_cooldown_seconds)) }
+                dt { "Weight" } dd { (s.weight) }
+                dt { "Max utilization" } dd { (format!("{:.1} %", f64::from(s.max_utilization_ppm) / 10_000.0)) }
+                dt { "Next free" } dd #next-free {
+                    @if next_free.is_empty() { span.muted { "none: the pool is full" } }
+                    @for a in next_free { span.tag { (a) } }
+                }
+            }
+        }
+    }
+}
+
+/// One pool: its configuration, what the next allocations would get, and a page of its
+/// allocations.
 pub fn pool(
     session: &Session,
     p: &PoolInfo,
+    next_free: &[IpAddr],
     page: &AllocationPage,
     owner: Option<&str>,
     after: Option<&str>,
@@ -294,6 +364,7 @@ pub fn pool(
                 dt { "Free" } dd #free { (p.stats.free()) }
             }
         }
+        (pool_settings(p, next_free))
         section {
             h2 { "Allocations" }
             form method="get" action=(format!("/ui/pools/{}", p.name)) {
