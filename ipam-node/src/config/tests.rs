@@ -177,6 +177,12 @@ fn bad_values_are_refused() {
     .is_err());
     assert!(bad(&["--join", "127.0.0.1:7471"]).is_err());
     assert!(bad(&["--token", ""]).is_err());
+    assert!(bad(&["--otlp-endpoint", "collector:4318"]).is_err());
+    let traced = bad(&["--otlp-endpoint", "http://collector:4318"]).unwrap();
+    assert_eq!(
+        traced.otlp_endpoint.as_deref(),
+        Some("http://collector:4318/v1/traces")
+    );
     assert!(Args::try_parse_from(["ipam-node", "--id", "x"]).is_err());
     assert!(Args::try_parse_from(["ipam-node", "--log-format", "xml"]).is_err());
 }
@@ -214,6 +220,7 @@ fn every_flag_is_a_file_key() {
     for key in keys {
         let value = match key.as_str() {
             "listen" | "advertise" | "token" | "join" | "log_level" => "\"x\"",
+            "otlp_endpoint" => "\"http://collector:4318\"",
             "data_dir" | "token_file" | "tls_cert" | "tls_key" | "tls_ca" => "\"/x\"",
             "no_init" | "tls_client_auth" => "true",
             "log_format" => "\"json\"",
