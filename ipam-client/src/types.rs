@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod drift;
+pub use drift::{
+    DriftReport, DriftRequest, MismatchedEntry, ObservedEntry, ReconcileRequest,
+    ReconcileResponse, SkippedEntry, UnknownEntry,
+};
 mod pools;
 pub use pools::{AddRangeRequest, Network, NextFree, PoolRange, Route, UpdatePoolRequest};
 

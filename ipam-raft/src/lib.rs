@@ -36,6 +36,8 @@
 //! - `integrity` — [`Ipam::check`], the replica's integrity check
 //!   (`storage/state_machine/check.rs`); `backup` — [`Ipam::backup`] and [`restore`]
 //!   (`storage/state_machine/backup.rs`).
+//! - `reconcile` — [`Ipam::drift`] and [`Ipam::reconcile`] (dry run as a read, real run as
+//!   one `Op::Reconcile` decided in `apply`).
 //! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner,
 //!   cooling counts, log time.
 //!
@@ -73,6 +75,7 @@ mod leases;
 mod ops;
 mod pools;
 mod reads;
+mod reconcile;
 pub mod replication;
 mod status;
 
@@ -81,6 +84,7 @@ pub use clock::{ManualClock, StampClock};
 pub use config::{Config, Consistency};
 pub use error::{InternalError, IpamError, StartError};
 pub use handle::Ipam;
+pub use reconcile::ReconcileRequest;
 pub use status::{ClusterStatus, Member, MemberRole};
 pub use storage::log as log_store;
 pub use storage::state_machine;

@@ -154,7 +154,7 @@ fn apply_batch(
     for entry in entries {
         let resp = match &entry.payload {
             EntryPayload::Blank => Vec::new(),
-            EntryPayload::Normal(req) => match state.apply(&txn, req.stamp, &req.commands) {
+            EntryPayload::Normal(req) => match state.apply_at(&txn, entry.log_id.index, req.stamp, &req.commands) {
                 Ok(r) => {
                     crate::leases::count_expired(shared, state.expired());
                     r
