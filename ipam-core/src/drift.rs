@@ -229,10 +229,7 @@ pub fn check_request(pools: &[String], observed: &[Observed]) -> Result<(), Inpu
     if observed.len() > MAX_OBSERVED {
         return Err(bad(
             "observed",
-            format!(
-                "at most {MAX_OBSERVED} entries, got {}",
-                observed.len()
-            ),
+            format!("at most {MAX_OBSERVED} entries, got {}", observed.len()),
         ));
     }
     let mut seen = BTreeSet::new();

@@ -45,6 +45,8 @@ pub enum ErrorCode {
     PoolFrozen,
     /// 409 `plan_stale`.
     PlanStale,
+    /// 503 `feature_unavailable`.
+    FeatureUnavailable,
 }
 
 impl ErrorCode {
@@ -66,6 +68,7 @@ impl ErrorCode {
             ErrorCode::RangeNotEmpty => "range_not_empty",
             ErrorCode::PoolFrozen => "pool_frozen",
             ErrorCode::PlanStale => "plan_stale",
+            ErrorCode::FeatureUnavailable => "feature_unavailable",
         }
     }
 }
@@ -536,6 +539,15 @@ pub enum OpError {
     /// A reconcile was refused.
     #[error(transparent)]
     Reconcile(#[from] ReconcileError),
+    /// The command needs a feature level that not every member of the cluster knows yet
+    /// (decided by the leader before proposing; nothing was written).
+    #[error("this operation needs feature level {required}; the cluster's members all know only {cluster} (finish the rolling upgrade)")]
+    FeatureUnavailable {
+        /// Level the command needs.
+        required: u32,
+        /// Lowest level among the members.
+        cluster: u32,
+    },
 }
 
 /// Why a reconcile was refused (nothing of it applied).
@@ -688,6 +700,7 @@ impl OpError {
             OpError::Input(e) => e.code(),
             OpError::UpdatePool(e) => e.code(),
             OpError::Reconcile(e) => e.code(),
+            OpError::FeatureUnavailable { .. } => ErrorCode::FeatureUnavailable,
         }
     }
 }

@@ -354,6 +354,11 @@ impl State {
         self.meta.now
     }
 
+    /// Log index of the last entry applied (what a dry run after it reports as `as_of`).
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
     /// Number of pools.
     pub fn pool_count(&self) -> usize {
         self.pools.len()

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use crate::command::BatchError;
 use crate::command::{Command, Op};
 use crate::error::{
-    ReconcileError,
-    AllocateError, CreatePoolError, InputError, OpError, ReleaseError, UpdatePoolError,
+    AllocateError, CreatePoolError, InputError, OpError, ReconcileError, ReleaseError,
+    UpdatePoolError,
 };
 use crate::layout::{resolve_gateway, PoolLayout};
 use crate::pools::{check_settings, PoolSettings, PoolUpdate};

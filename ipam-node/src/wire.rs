@@ -185,8 +185,10 @@ pub fn cluster_status(s: &ipam_raft::ClusterStatus) -> api::ClusterStatus {
                     ipam_raft::MemberRole::Voter => api::MemberRole::Voter,
                     ipam_raft::MemberRole::Learner => api::MemberRole::Learner,
                 },
+                feature_level: m.feature_level,
             })
             .collect(),
+        feature_level: s.feature_level,
     }
 }
 

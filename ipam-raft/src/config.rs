@@ -65,6 +65,10 @@ pub struct Config {
     pub peer_scheme: &'static str,
     /// Source of the leader's stamps (log time); tests inject a [`crate::ManualClock`].
     pub clock: crate::clock::StampClock,
+    /// The feature level this node reports to its peers (default: the highest its release
+    /// knows, [`ipam_core::feature::FEATURE_LEVEL`]). Lower only to act as an older release
+    /// (tests, or holding a cluster at a level during a rollback window).
+    pub feature_level: u32,
 }
 
 impl Config {
@@ -94,6 +98,7 @@ impl Config {
             http_client: None,
             peer_scheme: "http",
             clock: crate::clock::StampClock::system(),
+            feature_level: ipam_core::feature::FEATURE_LEVEL,
         }
     }
 }

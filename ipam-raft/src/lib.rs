@@ -24,6 +24,8 @@
 //!   `RaftNetwork`, forwarding), `server` (the `/raft/*` routes and their guard).
 //! - `shared` — what every part of a running node shares: raft, transport, readers, leader
 //!   knowledge, the clock, the commit index.
+//! - `feature` — the cluster-wide feature level: peers' reported levels, the leader's gate
+//!   on commands that not every member can apply.
 //! - `proposer` — coalesces concurrent commands into one log entry and concurrent read
 //!   barriers into one leadership check, on the leader or forwarded to it.
 //! - `membership` — membership changes on the leader, forwarded from any node.
@@ -61,6 +63,8 @@ pub mod storage;
 mod transport;
 
 mod shared;
+
+mod feature;
 
 mod proposer;
 

@@ -93,6 +93,9 @@ impl Ipam {
             return self.write(Valid::new(Reconcile(spec))?).await;
         }
         ipam_core::drift::check_spec(&spec).map_err(|e| refused(ReconcileError::Input(e)))?;
+        // The stamp the next entry would carry if this node led: grace as a real run now
+        // would measure it (log time never goes back, so the later of the two).
+        let now = self.core.clock.next();
         self.read(Consistency::Linearizable, move |rtx| {
             let as_of = applied_index(rtx)?;
             let mut report = ipam_core::state::dry_run(
@@ -101,6 +104,7 @@ impl Ipam {
                 &spec.observed,
                 &spec.options,
                 spec.as_of,
+                Some(now),
             )
             .map_err(storage)?
             .map_err(refused)?;

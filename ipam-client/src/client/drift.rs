@@ -9,12 +9,17 @@ use crate::types::{DriftReport, DriftRequest, ReconcileRequest, ReconcileRespons
 impl Client {
     /// `POST /api/v1/drift`.
     pub async fn drift(&self, req: &DriftRequest) -> Result<DriftReport, ClientError> {
-        let rb = self.request(Method::POST, &["api", "v1", "drift"]).json(req);
+        let rb = self
+            .request(Method::POST, &["api", "v1", "drift"])
+            .json(req);
         self.json(rb).await
     }
 
     /// `POST /api/v1/reconcile` (a dry run unless `req.dry_run` is false).
-    pub async fn reconcile(&self, req: &ReconcileRequest) -> Result<ReconcileResponse, ClientError> {
+    pub async fn reconcile(
+        &self,
+        req: &ReconcileRequest,
+    ) -> Result<ReconcileResponse, ClientError> {
         let rb = self
             .request(Method::POST, &["api", "v1", "reconcile"])
             .json(req);

@@ -67,7 +67,10 @@ fn no_drift_counts_every_entry_in_sync() {
 #[test]
 fn each_class_alone_and_all_together() {
     let pools = [pool("p", "10.0.0.0/25", &[(5, "a", 1), (6, "b", 1)])];
-    let unknown = drift(&pools, &[obs(5, Some("a")), obs(6, None), obs(9, Some("c"))]);
+    let unknown = drift(
+        &pools,
+        &[obs(5, Some("a")), obs(6, None), obs(9, Some("c"))],
+    );
     assert_eq!(unknown.unknown.len(), 1);
     assert_eq!(unknown.unknown[0].ip, ip(9));
     assert_eq!(unknown.unknown[0].pool, "p");
@@ -103,9 +106,18 @@ fn each_class_alone_and_all_together() {
 
 #[test]
 fn plan_releases_only_when_asked_and_never_within_grace() {
-    let pools = [pool("p", "10.0.0.0/24", &[(5, "a", 1_000), (6, "b", 500_000)])];
+    let pools = [pool(
+        "p",
+        "10.0.0.0/24",
+        &[(5, "a", 1_000), (6, "b", 500_000)],
+    )];
     let report = drift(&pools, &[]);
-    let keep = plan(&pools, &report, &ReconcileOptions::default(), Stamp(600_000));
+    let keep = plan(
+        &pools,
+        &report,
+        &ReconcileOptions::default(),
+        Stamp(600_000),
+    );
     assert!(keep.release.is_empty() && keep.skipped.is_empty());
     let opts = ReconcileOptions {
         release_missing: true,
@@ -182,7 +194,10 @@ fn a_released_owner_can_adopt_and_a_reassignment_needs_a_free_owner() {
         grace_seconds: 0,
     };
     let out = plan(&pools, &report, &opts, Stamp(10));
-    assert_eq!(out.release.iter().map(|a| a.ip).collect::<Vec<_>>(), [ip(5)]);
+    assert_eq!(
+        out.release.iter().map(|a| a.ip).collect::<Vec<_>>(),
+        [ip(5)]
+    );
     assert!(out.reassign.is_empty());
     assert_eq!(out.adopt.len(), 1);
     assert_eq!(

@@ -148,14 +148,17 @@ pub fn drift_report(
     Ok(load_views(rtx, pools)?.map(|views| drift::drift(&views, observed)))
 }
 
-/// What a reconcile would do as `rtx` sees the state (log time = the latest applied stamp);
-/// refused like the real run when `as_of` is older than a named pool's last change.
+/// What a reconcile would do as `rtx` sees the state, with the grace period measured at
+/// `now` (the stamp the next entry would carry) or, when absent or older, at the latest
+/// applied log time; refused like the real run when `as_of` is older than a named pool's
+/// last change.
 pub fn dry_run(
     rtx: &redb::ReadTransaction,
     pools: &[String],
     observed: &[Observed],
     options: &ReconcileOptions,
     as_of: Option<u64>,
+    now: Option<Stamp>,
 ) -> Result<Result<ReconcileReport, ReconcileError>, StorageError> {
     let spec = ReconcileSpec {
         pools: pools.to_vec(),
@@ -186,7 +189,7 @@ pub fn dry_run(
     if let Err(e) = check_fresh(&ids, as_of, |id| changed_at(rtx, id))? {
         return Ok(Err(e));
     }
-    let now = expire::log_now(rtx)?;
+    let now = expire::log_now(rtx)?.max(now.unwrap_or_default());
     let report = drift::drift(&views, observed);
     let plan = drift::plan(&views, &report, options, now);
     Ok(Ok(drift::preview(&plan, report, now, |pool, ip| {
@@ -252,7 +255,9 @@ impl State {
             match self.names.get(name) {
                 Some(id) => ids.push((name.clone(), *id)),
                 None => {
-                    return Ok(Err(ReconcileError::PoolNotFound { pool: name.clone() }.into()))
+                    return Ok(Err(
+                        ReconcileError::PoolNotFound { pool: name.clone() }.into()
+                    ))
                 }
             }
         }
@@ -294,10 +299,26 @@ impl State {
             self.remove_allocation(tx, id, pos, &record)?;
             // The operator says the new owner uses it now: no cooldown for the old one.
             self.end_cooling(tx, id, pos)?;
-            self.adopt(tx, stamp, &a.pool, &owner, a.ip, &mut out.reassigned, &mut out.skipped)?;
+            self.adopt(
+                tx,
+                stamp,
+                &a.pool,
+                &owner,
+                a.ip,
+                &mut out.reassigned,
+                &mut out.skipped,
+            )?;
         }
         for a in plan.adopt {
-            self.adopt(tx, stamp, &a.pool, &a.owner, a.ip, &mut out.adopted, &mut out.skipped)?;
+            self.adopt(
+                tx,
+                stamp,
+                &a.pool,
+                &a.owner,
+                a.ip,
+                &mut out.adopted,
+                &mut out.skipped,
+            )?;
         }
         out.skipped.sort_by_key(|s| s.ip);
         out.drift = report;

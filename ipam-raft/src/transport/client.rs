@@ -74,6 +74,8 @@ pub(crate) struct NetShared {
     cluster_id: RwLock<Option<String>>,
     cluster_id_path: PathBuf,
     isolated: AtomicBool,
+    /// Feature level each peer address last reported (see `feature.rs`).
+    levels: RwLock<std::collections::BTreeMap<String, u32>>,
 }
 
 impl NetShared {
@@ -109,7 +111,13 @@ impl NetShared {
             cluster_id: RwLock::new(cluster_id),
             cluster_id_path,
             isolated: AtomicBool::new(false),
+            levels: RwLock::new(std::collections::BTreeMap::new()),
         })
+    }
+
+    /// The feature level `addr` last reported, if it ever answered.
+    pub(crate) fn level_of(&self, addr: &str) -> Option<u32> {
+        self.levels.read().ok()?.get(addr).copied()
     }
 
     pub(crate) fn cluster_id(&self) -> Option<String> {
@@ -161,6 +169,10 @@ impl NetShared {
         let addr_s = || addr.to_string();
         let resp = builder.send().await.map_err(|e| classify(addr, e))?;
         let status = resp.status();
+        let level = crate::feature::parse_level(resp.headers().get(crate::feature::LEVEL_HEADER));
+        if let Ok(mut levels) = self.levels.write() {
+            levels.insert(addr.to_string(), level);
+        }
         let bytes = resp.bytes().await.map_err(|e| classify(addr, e))?;
         if !status.is_success() {
             return Err(PostError::Status {

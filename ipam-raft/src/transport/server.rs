@@ -126,10 +126,15 @@ async fn guard(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Err(r) = admit(&s.shared.net, req.headers()) {
-        return r;
-    }
-    next.run(req).await
+    let mut response = match admit(&s.shared.net, req.headers()) {
+        Err(r) => r,
+        Ok(()) => next.run(req).await,
+    };
+    response.headers_mut().insert(
+        crate::feature::LEVEL_HEADER,
+        axum::http::HeaderValue::from(s.shared.config.feature_level),
+    );
+    response
 }
 
 async fn append(State(s): State<ServerState>, body: Bytes) -> Response {
