@@ -210,7 +210,8 @@ done
 log "ipam-cli check (digests of every member at one applied index)"
 "$cli" --endpoint "$(endpoint 1)" --timeout 60 check
 
-level="$(status 1 | python3 -c 'import json,sys; print(json.load(sys.stdin).get("feature_level"))')"
+# The leader's view: it hears from every member (a follower only from the leader).
+level="$(status "$(leader)" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("feature_level"))')"
 log "cluster feature level after the upgrade: $level"
 if [[ "$level" -lt 2 ]]; then
     echo "the cluster did not reach feature level 2" >&2

@@ -1,6 +1,8 @@
 //! The cluster-wide feature level. Every node reports the highest level its release knows in
-//! the `x-ipam-feature-level` header of every `/raft/*` answer (a release that predates the
-//! header is level 1); the transport remembers what each peer address last reported. Before
+//! the `x-ipam-feature-level` header of every `/raft/*` answer and request (a release that
+//! predates the header is level 1; a request also names its sender's address, so a follower
+//! knows its leader's level and a new leader knows the old one's even if it is down); the
+//! transport remembers what each peer address last reported. Before
 //! the leader proposes an entry it computes the lowest level among the current members and
 //! answers every command that needs more with `FeatureUnavailable` instead of proposing it,
 //! so no member ever has to apply an entry it cannot decode.
@@ -12,8 +14,11 @@ use ipam_core::{Command, CommandResult, OpError};
 
 use crate::shared::Shared;
 
-/// Header of every `/raft/*` answer: the level this node's release knows.
+/// Header of every `/raft/*` request and answer: the level the sender's release knows.
 pub(crate) const LEVEL_HEADER: &str = "x-ipam-feature-level";
+/// Header of every `/raft/*` request: the sender's advertised address, which its level is
+/// recorded under.
+pub(crate) const FROM_HEADER: &str = "x-ipam-from";
 
 /// How long the leader waits to hear from a member it has no level for (a new leader before
 /// its first round of heartbeats) before treating it as the oldest release.
@@ -106,18 +111,22 @@ pub(crate) fn gate(
     (keep, refused)
 }
 
-/// Puts the proposed commands' results back between the refusals; `None` when the count of
-/// results does not match.
+/// Puts the proposed commands' results back between the refusals. A count that does not
+/// match comes back as it is (the caller's count check reports it).
 pub(crate) fn merge(
     refused: Vec<Option<CommandResult>>,
     results: Vec<CommandResult>,
-) -> Option<Vec<CommandResult>> {
+) -> Vec<CommandResult> {
+    let proposed = refused.iter().filter(|r| r.is_none()).count();
+    if proposed == refused.len() || results.len() != proposed {
+        return results;
+    }
     let mut results = results.into_iter();
-    let merged: Vec<CommandResult> = refused
+    refused
         .into_iter()
         .map(|r| r.or_else(|| results.next()))
-        .collect::<Option<Vec<_>>>()?;
-    results.next().is_none().then_some(merged)
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -149,10 +158,12 @@ mod tests {
             })))
         ));
         let ok = |n| CommandResult::Op(Ok(OpOutput::PoolDeleted { released: n }));
-        let merged = merge(refused.clone(), vec![ok(1), ok(2)]).expect("counts match");
+        let merged = merge(refused.clone(), vec![ok(1), ok(2)]);
+        assert_eq!(merged.len(), 3);
         assert_eq!(merged[0], ok(1));
         assert_eq!(merged[2], ok(2));
-        assert!(merge(refused, vec![ok(1)]).is_none());
+        // A wrong count stays wrong, for the caller to report.
+        assert_eq!(merge(refused, vec![ok(1)]).len(), 1);
         let (keep, refused) = gate(vec![old(), renew()], 2);
         assert_eq!(keep.len(), 2);
         assert!(refused.iter().all(Option::is_none));

@@ -251,10 +251,7 @@ async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
                 match tokio::time::timeout(remaining, shared.raft.client_write(req)).await {
                     Err(_) => return fail_all(batch, expired()),
                     Ok(Ok(resp)) => {
-                        // A count mismatch is reported by `distribute` as for any entry.
-                        let results =
-                            crate::feature::merge(refused, resp.data.clone()).unwrap_or(resp.data);
-                        return distribute(batch, results);
+                        return distribute(batch, crate::feature::merge(refused, resp.data));
                     }
                     Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
                         last = Attempt::Failed;
@@ -291,8 +288,7 @@ async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
                     shared.net.post(&addr, PROPOSE, &req, remaining).await;
                 match res {
                     Ok(Ok(results)) => {
-                        let merged = crate::feature::merge(refused, results.clone());
-                        return distribute(batch, merged.unwrap_or(results));
+                        return distribute(batch, crate::feature::merge(refused, results));
                     }
                     Ok(Err(WireError::NotLeader { .. } | WireError::NoLeader)) => {
                         last = Attempt::Failed;

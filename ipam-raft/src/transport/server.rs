@@ -126,7 +126,17 @@ async fn guard(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let mut response = match admit(&s.shared.net, req.headers()) {
+    let from = req
+        .headers()
+        .get(crate::feature::FROM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let level = crate::feature::parse_level(req.headers().get(crate::feature::LEVEL_HEADER));
+    let admitted = admit(&s.shared.net, req.headers());
+    if let (Some(from), Ok(())) = (from, &admitted) {
+        s.shared.net.record_level(&from, level);
+    }
+    let mut response = match admitted {
         Err(r) => r,
         Ok(()) => next.run(req).await,
     };
