@@ -103,7 +103,7 @@ mod tests {
             ])),
             2
         );
-        assert!(FEATURE_LEVEL >= 2);
+        const { assert!(FEATURE_LEVEL >= 2) };
     }
 
     #[test]
