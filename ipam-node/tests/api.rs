@@ -900,6 +900,8 @@ async fn openapi_document_lists_every_route() {
         "/api/v1/addresses/{ip}",
         "/api/v1/allocations",
         "/api/v1/batch",
+        "/api/v1/drift",
+        "/api/v1/reconcile",
         "/api/v1/cluster",
         "/api/v1/cluster/init",
         "/api/v1/cluster/learners",
