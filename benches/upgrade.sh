@@ -10,7 +10,7 @@
 #
 # The old tree is built in a git worktree under a temp dir with its own target dir (a full
 # release build: several minutes on two cores); IPAM_UPGRADE_OLD_TARGET=DIR reuses a target
-# dir across runs. The load is the new ipam-cli allocating one owner after another, sent to the
+# dir across runs, IPAM_UPGRADE_OLD_BIN=PATH uses an ipam-node built from OLD_COMMIT already. The load is the new ipam-cli allocating one owner after another, sent to the
 # nodes that already run the new release (and to old ones before any was replaced): a follower
 # of an older release cannot decode a newer leader's answers, so writes go through new nodes.
 # Environment: IPAM_UPGRADE_KEEP=1 keeps the temp dir; IPAM_UPGRADE_PAUSE (default 3) is the
@@ -63,11 +63,16 @@ trap 'exit 130' INT TERM
 
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
 
-log "building $old_commit (release) in $work/old"
-git -C "$root" worktree add --detach "$work/old" "$old_commit" >/dev/null
-old_target="${IPAM_UPGRADE_OLD_TARGET:-$work/old-target}"
-(cd "$work/old" && CARGO_TARGET_DIR="$old_target" cargo build --release -q -p ipam-node)
-old_node="$old_target/release/ipam-node"
+if [[ -n "${IPAM_UPGRADE_OLD_BIN:-}" ]]; then
+    old_node=$IPAM_UPGRADE_OLD_BIN
+    log "using $old_node as the build of $old_commit"
+else
+    log "building $old_commit (release) in $work/old"
+    git -C "$root" worktree add --detach "$work/old" "$old_commit" >/dev/null
+    old_target="${IPAM_UPGRADE_OLD_TARGET:-$work/old-target}"
+    (cd "$work/old" && CARGO_TARGET_DIR="$old_target" cargo build --release -q -p ipam-node)
+    old_node="$old_target/release/ipam-node"
+fi
 log "building the current tree (release)"
 (cd "$root" && cargo build --release -q -p ipam-node -p ipam-cli)
 new_target="${CARGO_TARGET_DIR:-$root/target}"
