@@ -103,6 +103,10 @@ pub enum Command {
         /// Import the rows without a conflict, reporting the others.
         #[arg(long)]
         skip_conflicts: bool,
+        /// Freeze the import's pools while writing; unfreeze them after (also on failure). A
+        /// pool that was already frozen stays frozen.
+        #[arg(long)]
+        freeze: bool,
     },
     /// Check every member's state (allocation rows, owner index, free index, counters) and
     /// compare their digests at one common applied index; exit 0 only when all agree and
@@ -113,6 +117,41 @@ pub enum Command {
     Backup {
         /// Where to write the backup (via FILE.part, renamed once verified).
         file: std::path::PathBuf,
+    },
+    /// Compare an observed inventory (CSV `ip,owner` or JSON) with the pools' allocations:
+    /// unknown, missing, mismatched and outside addresses.
+    Drift {
+        /// A pool to compare (repeat for several, up to 100).
+        #[arg(long = "pool", required = true)]
+        pools: Vec<String>,
+        /// The inventory file: CSV with the header `ip,owner`, or JSON.
+        #[arg(long)]
+        observed: std::path::PathBuf,
+    },
+    /// Fix drift: runs the dry run, prints the plan, and with --apply applies exactly that
+    /// plan (refused with `plan_stale` if a pool changed since the dry run).
+    Reconcile {
+        /// A pool to reconcile (repeat for several, up to 100).
+        #[arg(long = "pool", required = true)]
+        pools: Vec<String>,
+        /// The inventory file: CSV with the header `ip,owner`, or JSON.
+        #[arg(long)]
+        observed: std::path::PathBuf,
+        /// Release allocations that were not observed.
+        #[arg(long)]
+        release_missing: bool,
+        /// Give mismatched addresses to their observed owners.
+        #[arg(long)]
+        fix_mismatched: bool,
+        /// Do not allocate unknown addresses to their observed owners.
+        #[arg(long)]
+        no_adopt: bool,
+        /// Apply the plan (default: dry run only).
+        #[arg(long)]
+        apply: bool,
+        /// Never release or reassign what was allocated or renewed this recently (default 300).
+        #[arg(long, value_name = "SECONDS")]
+        grace_seconds: Option<u32>,
     },
     /// Print a shell completion script.
     Completions {

@@ -78,11 +78,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             dry_run,
             skip_conflicts,
+            freeze,
         } => {
             let opts = crate::transfer_cmd::ImportOptions {
                 file,
                 dry_run,
                 skip_conflicts,
+                freeze,
             };
             crate::transfer_cmd::import(&connect()?, output, opts).await
         }
@@ -92,6 +94,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::check_cmd::check(&client, token.clone(), tls_options()?, output, deadline).await
         }
         Command::Backup { file } => crate::backup_cmd::backup(&connect()?, output, &file).await,
+        Command::Drift { pools, observed } => {
+            crate::drift_cmd::drift(&connect()?, output, pools, &observed).await
+        }
+        Command::Reconcile {
+            pools,
+            observed,
+            release_missing,
+            fix_mismatched,
+            no_adopt,
+            apply,
+            grace_seconds,
+        } => {
+            let opts = crate::drift_cmd::ReconcileOptions {
+                pools,
+                observed,
+                release_missing,
+                fix_mismatched,
+                no_adopt,
+                apply,
+                grace_seconds,
+            };
+            crate::drift_cmd::reconcile(&connect()?, output, opts).await
+        }
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ipam-cli", &mut buf);

@@ -89,7 +89,11 @@ fn api_code(code: &ErrorCode, status: StatusCode) -> u8 {
         | C::PlanStale
         | C::NodeIdInUse
         | C::LearnerNotCaughtUp => CONFLICT,
-        C::NoLeader | C::Overloaded | C::DeadlineExceeded | C::ShuttingDown => UNAVAILABLE,
+        C::NoLeader
+        | C::Overloaded
+        | C::DeadlineExceeded
+        | C::ShuttingDown
+        | C::FeatureUnavailable => UNAVAILABLE,
         C::Unauthorized => UNAUTHORIZED,
         C::InvalidArgument
         | C::MethodNotAllowed

@@ -227,9 +227,10 @@ pub fn cluster_status(s: &ClusterStatus) -> String {
         ("last log index", s.last_log_index.to_string()),
         ("commit index", s.commit_index.to_string()),
         ("applied index", s.applied_index.to_string()),
+        ("feature level", s.feature_level.to_string()),
     ]);
     out.push('\n');
-    let mut t = Table::new(&["ID", "ADDRESS", "ROLE", ""]).right_align(&[0]);
+    let mut t = Table::new(&["ID", "ADDRESS", "ROLE", "LEVEL", ""]).right_align(&[0, 3]);
     for m in &s.members {
         let role = match m.role {
             MemberRole::Voter => "voter",
@@ -246,6 +247,7 @@ pub fn cluster_status(s: &ClusterStatus) -> String {
             m.id.to_string(),
             m.addr.clone(),
             role.to_string(),
+            m.feature_level.map_or("?".to_string(), |l| l.to_string()),
             notes.join(", "),
         ]);
     }
@@ -374,27 +376,31 @@ mod tests {
             last_log_index: 10,
             applied_index: 9,
             commit_index: 10,
+            feature_level: 1,
             members: vec![
                 Member {
                     id: 1,
                     addr: "127.0.0.1:7470".into(),
                     role: MemberRole::Voter,
+                    feature_level: Some(2),
                 },
                 Member {
                     id: 2,
                     addr: "127.0.0.1:7471".into(),
                     role: MemberRole::Learner,
+                    feature_level: None,
                 },
             ],
         };
         let out = cluster_status(&s);
         assert!(out.contains("leader          1\n"), "{out}");
+        assert!(out.contains("feature level   1\n"), "{out}");
         assert!(
-            out.contains(" 1  127.0.0.1:7470  voter    leader\n"),
+            out.contains(" 1  127.0.0.1:7470  voter        2  leader\n"),
             "{out}"
         );
         assert!(
-            out.contains(" 2  127.0.0.1:7471  learner  this node\n"),
+            out.contains(" 2  127.0.0.1:7471  learner      ?  this node\n"),
             "{out}"
         );
     }

@@ -77,6 +77,9 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// Import the rows that have no conflict and report the others.
     pub skip_conflicts: bool,
+    /// Freeze the import's pools while writing (allocations without an address are refused
+    /// meanwhile), and unfreeze the ones this import froze afterwards, also on failure.
+    pub freeze: bool,
 }
 
 /// What an import did (`-o json`), or would do (`--dry-run`).
@@ -106,7 +109,11 @@ pub async fn import(client: &Client, out: Output, opts: ImportOptions) -> anyhow
     };
     let blocked = !report.conflicts.is_empty() && !opts.skip_conflicts;
     if !opts.dry_run && !blocked {
-        report.written = write(client, &plan.writes).await?;
+        report.written = if opts.freeze {
+            frozen_write(client, &plan.writes).await?
+        } else {
+            write(client, &plan.writes).await?
+        };
     }
     print_report(out, &report, plan.writes.len())?;
     if blocked {
@@ -117,6 +124,51 @@ pub async fn import(client: &Client, out: Output, opts: ImportOptions) -> anyhow
         .into());
     }
     Ok(())
+}
+
+/// [`write`] with the rows' pools frozen: a pool that was already frozen stays frozen, the
+/// others are unfrozen after the write whatever its outcome.
+async fn frozen_write(client: &Client, rows: &[Row]) -> anyhow::Result<usize> {
+    let names: BTreeSet<&str> = rows.iter().map(|r| r.pool.as_str()).collect();
+    let freeze = |value| ipam_client::types::UpdatePoolRequest {
+        frozen: Some(value),
+        ..Default::default()
+    };
+    let mut froze = Vec::new();
+    let mut failure = None;
+    for name in names {
+        match client.get_pool(name).await {
+            Ok(p) if p.frozen => {}
+            Ok(_) => match client.update_pool(name, &freeze(true), None).await {
+                Ok(_) => froze.push(name),
+                Err(e) => {
+                    failure = Some(anyhow::Error::from(e).context(format!("freezing pool {name}")));
+                    break;
+                }
+            },
+            Err(e) => {
+                failure = Some(anyhow::Error::from(e).context(format!("reading pool {name}")));
+                break;
+            }
+        }
+    }
+    let result = match failure {
+        Some(e) => Err(e),
+        None => write(client, rows).await,
+    };
+    let mut unfreeze_error = None;
+    for name in froze {
+        if let Err(e) = client.update_pool(name, &freeze(false), None).await {
+            eprintln!("warning: pool {name} is still frozen: {e}");
+            unfreeze_error
+                .get_or_insert(anyhow::Error::from(e).context(format!("unfreezing pool {name}")));
+        }
+    }
+    match (result, unfreeze_error) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Some(e)) => Err(e),
+        (Ok(n), None) => Ok(n),
+    }
 }
 
 /// Views of every pool (so an address in the wrong pool can be named) with the allocations

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
 
+mod drift;
 mod pools;
 use crate::types::{
     AddressInfo, AllocateRequest, Allocation, AllocationList, BatchOp, BatchRequest, BatchResponse,

@@ -117,6 +117,8 @@ codes! {
     Overloaded = "overloaded", SERVICE_UNAVAILABLE;
     /// 503: the deadline passed; the write may still apply.
     DeadlineExceeded = "deadline_exceeded", SERVICE_UNAVAILABLE;
+    /// 503: not every member of the cluster knows the operation yet (rolling upgrade).
+    FeatureUnavailable = "feature_unavailable", SERVICE_UNAVAILABLE;
     /// 503: the node is shutting down.
     ShuttingDown = "shutting_down", SERVICE_UNAVAILABLE;
 }

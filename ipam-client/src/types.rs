@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod drift;
+pub use drift::{
+    DriftReport, DriftRequest, MismatchedEntry, ObservedEntry, ReconcileRequest, ReconcileResponse,
+    SkippedEntry, UnknownEntry,
+};
 mod pools;
 pub use pools::{AddRangeRequest, Network, NextFree, PoolRange, Route, UpdatePoolRequest};
 
@@ -382,6 +387,9 @@ pub struct Member {
     pub addr: String,
     /// Voter or learner.
     pub role: MemberRole,
+    /// The feature level the member reported to the answering node (`null`: not heard from).
+    #[serde(default)]
+    pub feature_level: Option<u32>,
 }
 
 /// `GET /api/v1/cluster` response.
@@ -402,6 +410,14 @@ pub struct ClusterStatus {
     pub commit_index: u64,
     /// Members by id.
     pub members: Vec<Member>,
+    /// The cluster's feature level: the lowest among the members (absent from a node of
+    /// release 0.1.0, which is level 1).
+    #[serde(default = "level_1")]
+    pub feature_level: u32,
+}
+
+fn level_1() -> u32 {
+    1
 }
 
 /// A node to add: `POST /api/v1/cluster/learners` body and an `init` member.

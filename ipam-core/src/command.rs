@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::drift::{ReconcileReport, ReconcileSpec};
 use crate::error::OpError;
 use crate::pools::{PoolSpecV2, PoolUpdate};
 use crate::types::{Allocation, Cidr, GatewayChoice, Labels, PoolInfo, PoolSpec};
@@ -109,6 +110,9 @@ pub enum Op {
         /// The range.
         cidr: Cidr,
     },
+    /// Fix drift against an observed inventory, every change in this one op (the plan is
+    /// recomputed in `apply`, never taken from the client). Not allowed inside a batch.
+    Reconcile(Box<ReconcileSpec>),
 }
 
 /// One entry of a log entry's command list.
@@ -160,6 +164,8 @@ pub enum OpOutput {
     },
     /// The pool after an update or a range change.
     PoolUpdated(PoolInfo),
+    /// What a reconcile changed and skipped.
+    Reconciled(Box<ReconcileReport>),
 }
 
 /// A failed op of an atomic batch: its 0-based position and its error. Nothing of the batch

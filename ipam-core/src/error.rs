@@ -43,6 +43,10 @@ pub enum ErrorCode {
     RangeNotEmpty,
     /// 409 `pool_frozen`.
     PoolFrozen,
+    /// 409 `plan_stale`.
+    PlanStale,
+    /// 503 `feature_unavailable`.
+    FeatureUnavailable,
 }
 
 impl ErrorCode {
@@ -63,6 +67,8 @@ impl ErrorCode {
             ErrorCode::RevisionMismatch => "revision_mismatch",
             ErrorCode::RangeNotEmpty => "range_not_empty",
             ErrorCode::PoolFrozen => "pool_frozen",
+            ErrorCode::PlanStale => "plan_stale",
+            ErrorCode::FeatureUnavailable => "feature_unavailable",
         }
     }
 }
@@ -530,6 +536,54 @@ pub enum OpError {
     /// Updating a pool (fields or ranges) failed.
     #[error(transparent)]
     UpdatePool(#[from] UpdatePoolError),
+    /// A reconcile was refused.
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+    /// The command needs a feature level that not every member of the cluster knows yet
+    /// (decided by the leader before proposing; nothing was written).
+    #[error("this operation needs feature level {required}; the cluster's members all know only {cluster} (finish the rolling upgrade)")]
+    FeatureUnavailable {
+        /// Level the command needs.
+        required: u32,
+        /// Lowest level among the members.
+        cluster: u32,
+    },
+}
+
+/// Why a reconcile was refused (nothing of it applied).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReconcileError {
+    /// Bad input.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A named pool does not exist.
+    #[error("pool {pool:?} not found")]
+    PoolNotFound {
+        /// Pool name.
+        pool: String,
+    },
+    /// A pool changed after the reviewed dry run.
+    #[error("pool {pool:?} changed at log index {changed_at}, after the plan's index {as_of}: run the dry run again")]
+    PlanStale {
+        /// The pool.
+        pool: String,
+        /// Log index of its latest change.
+        changed_at: u64,
+        /// The plan's index.
+        as_of: u64,
+    },
+}
+
+impl ReconcileError {
+    /// The contract's code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ReconcileError::Input(_) => ErrorCode::InvalidArgument,
+            ReconcileError::PoolNotFound { .. } => ErrorCode::PoolNotFound,
+            ReconcileError::PlanStale { .. } => ErrorCode::PlanStale,
+        }
+    }
 }
 
 /// Storage failure: the only error that stops the state machine. Never caused by input.
@@ -645,6 +699,8 @@ impl OpError {
             OpError::Release(e) => e.code(),
             OpError::Input(e) => e.code(),
             OpError::UpdatePool(e) => e.code(),
+            OpError::Reconcile(e) => e.code(),
+            OpError::FeatureUnavailable { .. } => ErrorCode::FeatureUnavailable,
         }
     }
 }

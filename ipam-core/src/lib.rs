@@ -23,13 +23,19 @@
 //! - [`tables`] — redb table definitions and key/value encodings.
 //! - [`lease`] — lease and cooldown settings of a pool, TTL rules, the cooling index.
 //! - `expire` — log time, expiry of due leases and end of cooldowns at the start of each entry.
+//! - [`drift`] — drift between the allocations and an observed inventory, and the reconcile
+//!   plan (pure; `state/reconcile.rs` applies a real run).
+//! - [`feature`] — feature levels: [`feature::required_level`] of a command, this release's
+//!   [`feature::FEATURE_LEVEL`].
 //! - [`check`] — the integrity check of the tables and the in-memory index (`src/check.rs`,
 //!   a child of `state` so it can read the index).
 #![deny(missing_docs)]
 
 pub mod alloc;
 pub mod command;
+pub mod drift;
 pub mod error;
+pub mod feature;
 pub mod layout;
 pub mod lease;
 pub mod pools;
@@ -40,11 +46,11 @@ pub mod types;
 pub mod validate;
 
 pub use command::{BatchError, Command, CommandResult, Op, OpOutput};
-pub use error::UpdatePoolError;
 pub use error::{
     AllocateError, CreatePoolError, DeletePoolError, ErrorCode, InputError, OpError, QueryError,
     ReleaseError, StorageError, Unallocatable,
 };
+pub use error::{ReconcileError, UpdatePoolError};
 pub use lease::PoolLifecycle;
 pub use pools::{NetworkConfig, PoolSettings, PoolSpecV2, PoolUpdate, RangeSpec, Route};
 pub use state::check;

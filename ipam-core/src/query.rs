@@ -478,6 +478,9 @@ pub fn digest(rtx: &redb::ReadTransaction) -> Result<[u8; 32], StorageError> {
         if let Some(table) = open(rtx, *def)? {
             for row in table.iter()? {
                 let (k, v) = row?;
+                if name == "core_meta" && k.value().starts_with(tables::POOL_CHANGED_PREFIX) {
+                    continue;
+                }
                 let canonical = tables::canonical_value(name, v.value())?;
                 let (k, v) = (k.value(), canonical.as_ref());
                 hasher.update((k.len() as u64).to_be_bytes());

@@ -36,7 +36,9 @@ mod alloc_ops;
 #[path = "check.rs"]
 pub mod check;
 mod pool_ops;
+mod reconcile;
 mod update;
+pub use reconcile::{changed_at, drift_report, dry_run};
 
 /// One pool in memory.
 #[derive(Clone, Debug)]
@@ -65,6 +67,9 @@ pub struct State {
     meta: MetaRecord,
     /// Leases ended at the start of the last `apply`.
     expired: Vec<expire::Expired>,
+    /// Log index of the last entry applied through [`State::apply_at`] (or counted by
+    /// [`State::apply`]); only `apply` without an index reads it.
+    last_index: u64,
 }
 
 /// Which core table a journaled row belongs to.
@@ -124,6 +129,8 @@ struct Tx<'t> {
     journal: Vec<Undo>,
     /// Pools whose record must be written at the end of the call.
     dirty: Vec<PoolId>,
+    /// Pools whose record or allocations this call wrote: their last-change index moves.
+    touched: Vec<PoolId>,
     buf: Vec<u8>,
 }
 
@@ -141,6 +148,7 @@ impl<'t> Tx<'t> {
             journaling: false,
             journal: Vec::new(),
             dirty: Vec::new(),
+            touched: Vec::new(),
             buf: Vec::with_capacity(256),
         })
     }
@@ -157,7 +165,17 @@ impl<'t> Tx<'t> {
         }
     }
 
+    /// Notes the pool a row of `table` belongs to, for its last-change index.
+    fn touch(&mut self, table: TableId, key: &[u8]) {
+        if matches!(table, TableId::Allocations | TableId::Pools) {
+            if let Some(id) = key.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+                self.touched.push(PoolId::from_be_bytes(id));
+            }
+        }
+    }
+
     fn put(&mut self, table: TableId, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.touch(table, key);
         let old = self
             .table(table)
             .insert(key, value)?
@@ -173,6 +191,7 @@ impl<'t> Tx<'t> {
     }
 
     fn del(&mut self, table: TableId, key: &[u8]) -> Result<(), StorageError> {
+        self.touch(table, key);
         let old = self.table(table).remove(key)?.map(|g| g.value().to_vec());
         if self.journaling && old.is_some() {
             self.journal.push(Undo::Row {
@@ -265,6 +284,7 @@ impl State {
         let allocations = rtx.open_table(tables::ALLOCATIONS)?;
         let mut state = State {
             meta,
+            last_index: reconcile::last_change(rtx)?,
             ..State::default()
         };
         for row in rtx.open_table(tables::POOLS)?.iter()? {
@@ -334,6 +354,11 @@ impl State {
         self.meta.now
     }
 
+    /// Log index of the last entry applied (what a dry run after it reports as `as_of`).
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
     /// Number of pools.
     pub fn pool_count(&self) -> usize {
         self.pools.len()
@@ -363,6 +388,20 @@ impl State {
         stamp: Stamp,
         commands: &[Command],
     ) -> Result<Vec<CommandResult>, StorageError> {
+        let index = self.last_index.saturating_add(1);
+        self.apply_at(txn, index, stamp, commands)
+    }
+
+    /// [`State::apply`] of the log entry at `index`: the pools it changes remember `index`
+    /// (a reconcile's `as_of` is compared with it).
+    pub fn apply_at(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        index: u64,
+        stamp: Stamp,
+        commands: &[Command],
+    ) -> Result<Vec<CommandResult>, StorageError> {
+        self.last_index = index;
         let mut tx = Tx::open(txn)?;
         let meta_before = self.meta;
         self.meta.now = self.meta.now.max(stamp);
@@ -378,7 +417,9 @@ impl State {
             };
             results.push(result);
         }
-        for id in std::mem::take(&mut tx.dirty) {
+        let dirty = std::mem::take(&mut tx.dirty);
+        reconcile::record_changes(self, &mut tx, index, &dirty)?;
+        for id in dirty {
             if let Some(entry) = self.pools.get_mut(&id) {
                 if entry.dirty {
                     entry.dirty = false;
@@ -587,6 +628,7 @@ impl State {
             Op::RemoveRange { pool, cidr } => {
                 self.remove_range(tx, pool, *cidr)?.map_err(OpError::from)
             }
+            Op::Reconcile(spec) => self.reconcile(tx, stamp, spec)?,
         })
     }
 }

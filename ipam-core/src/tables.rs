@@ -62,6 +62,20 @@ pub const TABLES: &[redb::TableDefinition<'static, &'static [u8], &'static [u8]>
 /// The only key of [`META`].
 pub const META_KEY: &[u8] = b"state";
 
+/// Prefix of the [`META`] keys that hold a pool's last change: the prefix ++ pool id
+/// (big-endian) → the log index of the entry that last changed the pool (its record or an
+/// allocation), for a reconcile's `as_of`. A log position, not domain state: the digest skips
+/// these rows, so a replica that ran a release without them for a while still compares equal.
+pub const POOL_CHANGED_PREFIX: &[u8] = b"changed";
+
+/// Key of a pool's last-change row in [`META`].
+pub fn pool_changed_key(id: PoolId) -> [u8; 11] {
+    let mut key = [0u8; 11];
+    key[..7].copy_from_slice(POOL_CHANGED_PREFIX);
+    key[7..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
 /// Format version of the records that never changed shape (and of every record written by
 /// release 0.1.0). A record that changes shape bumps its own [`Record::VERSION`].
 pub const FORMAT_VERSION: u8 = 1;
@@ -90,6 +104,7 @@ pub trait Record: Serialize + DeserializeOwned {
 }
 
 impl Record for u128 {}
+impl Record for u64 {}
 
 /// The state-wide counters (version 2: log time added).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

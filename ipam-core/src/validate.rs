@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use crate::command::BatchError;
 use crate::command::{Command, Op};
 use crate::error::{
-    AllocateError, CreatePoolError, InputError, OpError, ReleaseError, UpdatePoolError,
+    AllocateError, CreatePoolError, InputError, OpError, ReconcileError, ReleaseError,
+    UpdatePoolError,
 };
 use crate::layout::{resolve_gateway, PoolLayout};
 use crate::pools::{check_settings, PoolSettings, PoolUpdate};
@@ -299,6 +300,7 @@ pub fn check_op(op: &Op) -> Result<(), OpError> {
         Op::RemoveRange { pool, .. } => {
             check_name(pool).map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?
         }
+        Op::Reconcile(spec) => crate::drift::check_spec(spec).map_err(ReconcileError::Input)?,
     }
     Ok(())
 }
@@ -325,6 +327,16 @@ pub fn check_command(command: &Command) -> Result<(), BatchError> {
                 });
             }
             for (index, op) in ops.iter().enumerate() {
+                if matches!(op, Op::Reconcile(_)) {
+                    // A reconcile is atomic on its own and unbounded by the batch limit.
+                    return Err(BatchError {
+                        index,
+                        error: OpError::Input(InputError::InvalidSetting {
+                            field: "op".into(),
+                            reason: "a reconcile cannot be part of a batch".into(),
+                        }),
+                    });
+                }
                 check_op(op).map_err(|error| BatchError { index, error })?;
             }
             Ok(())

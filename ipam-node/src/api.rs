@@ -101,6 +101,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/check", get(crate::check::check))
         .route("/api/v1/backup", get(crate::backup::backup))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    let drift = Router::new()
+        .route("/api/v1/drift", post(crate::drift::drift))
+        .route("/api/v1/reconcile", post(crate::drift::reconcile))
+        .layer(DefaultBodyLimit::max(crate::drift::DRIFT_BODY_LIMIT));
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -110,6 +114,7 @@ pub fn router(state: AppState) -> Router {
     let raft = state.ipam.raft_router();
     Router::new()
         .merge(v1)
+        .merge(drift)
         .merge(ops)
         .merge(crate::ui::routes())
         .with_state(state.clone())
@@ -184,9 +189,13 @@ async fn declared_body_limit(req: Request, next: Next) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if is_api(req.uri().path()) && declared.is_some_and(|n| n > API_BODY_LIMIT as u64) {
+    let limit = match req.uri().path() {
+        "/api/v1/drift" | "/api/v1/reconcile" => crate::drift::DRIFT_BODY_LIMIT,
+        _ => API_BODY_LIMIT,
+    };
+    if is_api(req.uri().path()) && declared.is_some_and(|n| n > limit as u64) {
         return ApiError::PayloadTooLarge(format!(
-            "request body is larger than the limit of {API_BODY_LIMIT} bytes"
+            "request body is larger than the limit of {limit} bytes"
         ))
         .into_response();
     }

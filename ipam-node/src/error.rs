@@ -207,6 +207,8 @@ mod tests {
             (ErrorCode::GenerationMismatch, 409),
             (ErrorCode::PoolExhausted, 409),
             (ErrorCode::AddressCoolingDown, 409),
+            (ErrorCode::PlanStale, 409),
+            (ErrorCode::FeatureUnavailable, 503),
         ];
         for (code, status) in cases {
             let p = domain(code);

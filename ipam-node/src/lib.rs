@@ -37,6 +37,7 @@ pub mod backup;
 pub mod certs;
 pub mod check;
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod extract;
 pub mod join;

@@ -159,6 +159,7 @@ pub fn op_output(out: &OpOutput) -> serde_json::Value {
         })),
         OpOutput::ReleasedOwner { released: ips } => serde_json::to_value(released(ips)),
         OpOutput::PoolDeleted { .. } | OpOutput::Released(_) => Ok(serde_json::json!({})),
+        OpOutput::Reconciled(r) => serde_json::to_value(crate::drift::reconcile_response(r, false)),
     };
     // Serialising these plain structs cannot fail (string keys, no non-finite floats except a
     // utilization the core keeps in [0, 1]).
@@ -184,8 +185,10 @@ pub fn cluster_status(s: &ipam_raft::ClusterStatus) -> api::ClusterStatus {
                     ipam_raft::MemberRole::Voter => api::MemberRole::Voter,
                     ipam_raft::MemberRole::Learner => api::MemberRole::Learner,
                 },
+                feature_level: m.feature_level,
             })
             .collect(),
+        feature_level: s.feature_level,
     }
 }
 

@@ -724,10 +724,12 @@ async fn cluster_endpoints() {
     assert!(c["term"].as_u64().unwrap() >= 1);
     assert!(c["last_log_index"].as_u64().unwrap() >= 1);
     assert!(c["applied_index"].is_u64());
+    let level = ipam_core::feature::FEATURE_LEVEL;
     assert_eq!(
         c["members"],
-        json!([{"id": 1, "addr": "127.0.0.1:1", "role": "voter"}])
+        json!([{"id": 1, "addr": "127.0.0.1:1", "role": "voter", "feature_level": level}])
     );
+    assert_eq!(c["feature_level"], level, "a cluster of one release runs at its level");
     n.call(Method::POST, "/api/v1/cluster/init", None)
         .await
         .expect(409, "already_initialized");
@@ -906,6 +908,8 @@ async fn openapi_document_lists_every_route() {
         "/api/v1/batch",
         "/api/v1/check",
         "/api/v1/backup",
+        "/api/v1/drift",
+        "/api/v1/reconcile",
         "/api/v1/cluster",
         "/api/v1/cluster/init",
         "/api/v1/cluster/learners",

@@ -68,6 +68,10 @@ pub struct Config {
     /// Note when each entry was applied, so a write's trace can show its `apply` span. Set it
     /// when the process exports traces (`ipam-node --otlp-endpoint`); off, nothing is noted.
     pub traces: bool,
+    /// The feature level this node reports to its peers (default: the highest its release
+    /// knows, [`ipam_core::feature::FEATURE_LEVEL`]). Lower only to act as an older release
+    /// (tests, or holding a cluster at a level during a rollback window).
+    pub feature_level: u32,
 }
 
 impl Config {
@@ -98,6 +102,7 @@ impl Config {
             peer_scheme: "http",
             clock: crate::clock::StampClock::system(),
             traces: false,
+            feature_level: ipam_core::feature::FEATURE_LEVEL,
         }
     }
 }

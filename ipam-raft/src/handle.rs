@@ -204,6 +204,7 @@ impl Ipam {
             config.http_client.clone(),
             config.peer_scheme,
         )?);
+        net.set_identity(&config.advertise, config.feature_level);
         let network = NetworkFactory { net: net.clone() };
         let raft = Raft::new(config.id, raft_config, network, log, sm)
             .await

@@ -25,6 +25,8 @@
 //! - `trace` — the `traceparent` of forwarded calls and the `apply` span of an entry.
 //! - `shared` — what every part of a running node shares: raft, transport, readers, leader
 //!   knowledge, the clock, the commit index.
+//! - `feature` — the cluster-wide feature level: peers' reported levels, the leader's gate
+//!   on commands that not every member can apply.
 //! - `proposer` — coalesces concurrent commands into one log entry and concurrent read
 //!   barriers into one leadership check, on the leader or forwarded to it.
 //! - `membership` — membership changes on the leader, forwarded from any node.
@@ -37,6 +39,8 @@
 //! - `integrity` — [`Ipam::check`], the replica's integrity check
 //!   (`storage/state_machine/check.rs`); `backup` — [`Ipam::backup`] and [`restore`]
 //!   (`storage/state_machine/backup.rs`).
+//! - `reconcile` — [`Ipam::drift`] and [`Ipam::reconcile`] (dry run as a read, real run as
+//!   one `Op::Reconcile` decided in `apply`).
 //! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner,
 //!   cooling counts, log time.
 //!
@@ -62,6 +66,8 @@ mod transport;
 mod shared;
 mod trace;
 
+mod feature;
+
 mod proposer;
 
 mod membership;
@@ -75,6 +81,7 @@ mod leases;
 mod ops;
 mod pools;
 mod reads;
+mod reconcile;
 pub mod replication;
 mod status;
 
@@ -83,6 +90,7 @@ pub use clock::{ManualClock, StampClock};
 pub use config::{Config, Consistency};
 pub use error::{InternalError, IpamError, StartError};
 pub use handle::Ipam;
+pub use reconcile::ReconcileRequest;
 pub use status::{ClusterStatus, Member, MemberRole};
 pub use storage::log as log_store;
 pub use storage::state_machine;

@@ -264,9 +264,16 @@ async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
                 last = Attempt::Fresh;
             }
             Step::Local => {
+                let commands = commands_of(&batch);
+                let level = crate::feature::level_for(shared, &commands, deadline).await;
+                let (commands, refused) = crate::feature::gate(commands, level);
+                if commands.is_empty() {
+                    let all = refused.into_iter().flatten().collect();
+                    return distribute(batch, all);
+                }
                 let req = Request {
                     stamp: shared.clock.next(),
-                    commands: commands_of(&batch),
+                    commands,
                 };
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(remaining, shared.raft.client_write(req)).await {
@@ -274,7 +281,7 @@ async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
                     Ok(Ok(resp)) => {
                         tracing::Span::current().record("index", resp.log_id.index);
                         crate::trace::emit_apply(&shared.sm.applies, resp.log_id.index);
-                        return distribute(batch, resp.data);
+                        return distribute(batch, crate::feature::merge(refused, resp.data));
                     }
                     Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
                         last = Attempt::Failed;
@@ -297,14 +304,22 @@ async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
                 if batch.is_empty() {
                     return;
                 }
-                let req = ProposeRequest {
-                    commands: commands_of(&batch),
-                };
+                // A leader on an older release cannot even decode a newer command: lower or
+                // refuse here what it reported it cannot take (it gates the rest itself).
+                let own = shared.config.feature_level;
+                let level = shared.net.level_of(&addr).unwrap_or(own).min(own);
+                let (commands, refused) = crate::feature::gate(commands_of(&batch), level);
+                if commands.is_empty() {
+                    return distribute(batch, refused.into_iter().flatten().collect());
+                }
+                let req = ProposeRequest { commands };
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let res: Result<Result<Vec<CommandResult>, WireError>, PostError> =
                     shared.net.post(&addr, PROPOSE, &req, remaining).await;
                 match res {
-                    Ok(Ok(results)) => return distribute(batch, results),
+                    Ok(Ok(results)) => {
+                        return distribute(batch, crate::feature::merge(refused, results));
+                    }
                     Ok(Err(WireError::NotLeader { .. } | WireError::NoLeader)) => {
                         last = Attempt::Failed;
                     }

@@ -27,6 +27,8 @@ pub struct Member {
     pub addr: String,
     /// Voter or learner.
     pub role: MemberRole,
+    /// The feature level it reported to this node (`None`: not heard from yet).
+    pub feature_level: Option<u32>,
 }
 
 /// What `/api/v1/cluster` reports.
@@ -48,6 +50,9 @@ pub struct ClusterStatus {
     pub initialized: bool,
     /// Members, by id.
     pub members: Vec<Member>,
+    /// The cluster's feature level as this node knows it: the lowest level among the members
+    /// (one not heard from counts as 1). The leader proposes only commands of this level.
+    pub feature_level: u32,
 }
 
 impl Ipam {
@@ -83,6 +88,8 @@ impl Ipam {
 
     /// Current status from openraft's metrics.
     pub fn status(&self) -> ClusterStatus {
+        // Before the metrics borrow below: it reads the metrics too.
+        let (feature_level, _) = crate::feature::cluster_level(&self.core.shared);
         let m = self.core.metrics.borrow();
         let mem = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = mem.voter_ids().collect();
@@ -96,6 +103,7 @@ impl Ipam {
                 } else {
                     MemberRole::Learner
                 },
+                feature_level: crate::feature::member_level(&self.core.shared, *id, &node.addr),
             })
             .collect();
         let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
@@ -109,6 +117,7 @@ impl Ipam {
             applied_index: applied,
             initialized: !voters.is_empty(),
             members,
+            feature_level,
         }
     }
 

@@ -129,7 +129,7 @@ pub(super) fn open_db(path: &Path) -> Result<Database, StorageError> {
     Database::builder().create(path).map_err(sm_write)
 }
 
-pub(super) fn applied_of(
+pub(crate) fn applied_of(
     rtx: &ReadTransaction,
 ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
     let applied = read_meta::<Option<LogId>>(rtx, KEY_APPLIED)?.flatten();

@@ -156,20 +156,22 @@ fn apply_batch(
     for entry in entries {
         let resp = match &entry.payload {
             EntryPayload::Blank => Vec::new(),
-            EntryPayload::Normal(req) => match state.apply(&txn, req.stamp, &req.commands) {
-                Ok(r) => {
-                    crate::leases::count_expired(shared, state.expired());
-                    r
-                }
-                Err(e) => {
-                    // The index may hold changes of the aborted transaction: rebuild it.
-                    drop(txn);
-                    if let Ok(s) = State::open(&db.db) {
-                        *state = s;
+            EntryPayload::Normal(req) => {
+                match state.apply_at(&txn, entry.log_id.index, req.stamp, &req.commands) {
+                    Ok(r) => {
+                        crate::leases::count_expired(shared, state.expired());
+                        r
                     }
-                    return Err(StorageIOError::apply(entry.log_id, &e).into());
+                    Err(e) => {
+                        // The index may hold changes of the aborted transaction: rebuild it.
+                        drop(txn);
+                        if let Ok(s) = State::open(&db.db) {
+                            *state = s;
+                        }
+                        return Err(StorageIOError::apply(entry.log_id, &e).into());
+                    }
                 }
-            },
+            }
             EntryPayload::Membership(m) => {
                 membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
                 Vec::new()

@@ -74,6 +74,10 @@ pub(crate) struct NetShared {
     cluster_id: RwLock<Option<String>>,
     cluster_id_path: PathBuf,
     isolated: AtomicBool,
+    /// Feature level each peer address last reported (see `feature.rs`).
+    levels: RwLock<std::collections::BTreeMap<String, u32>>,
+    /// This node's advertised address and feature level, sent on every request.
+    identity: RwLock<Option<(reqwest::header::HeaderValue, reqwest::header::HeaderValue)>>,
 }
 
 impl NetShared {
@@ -109,7 +113,32 @@ impl NetShared {
             cluster_id: RwLock::new(cluster_id),
             cluster_id_path,
             isolated: AtomicBool::new(false),
+            levels: RwLock::new(std::collections::BTreeMap::new()),
+            identity: RwLock::new(None),
         })
+    }
+
+    /// The feature level `addr` last reported, if it ever answered or called.
+    pub(crate) fn level_of(&self, addr: &str) -> Option<u32> {
+        self.levels.read().ok()?.get(addr).copied()
+    }
+
+    /// Records the feature level `addr` reported.
+    pub(crate) fn record_level(&self, addr: &str, level: u32) {
+        if let Ok(mut levels) = self.levels.write() {
+            if levels.get(addr) != Some(&level) {
+                levels.insert(addr.to_string(), level);
+            }
+        }
+    }
+
+    /// Sets what every request tells its receiver about this node: its advertised address and
+    /// feature level (so a follower knows its leader's level before it ever calls it).
+    pub(crate) fn set_identity(&self, advertise: &str, level: u32) {
+        let addr = reqwest::header::HeaderValue::from_str(advertise).ok();
+        if let (Some(addr), Ok(mut identity)) = (addr, self.identity.write()) {
+            *identity = Some((addr, reqwest::header::HeaderValue::from(level)));
+        }
     }
 
     pub(crate) fn cluster_id(&self) -> Option<String> {
@@ -161,9 +190,16 @@ impl NetShared {
         if let Some(c) = self.cluster_id() {
             builder = builder.header(CLUSTER_HEADER, c);
         }
+        if let Some((from, level)) = self.identity.read().ok().and_then(|i| i.clone()) {
+            builder = builder
+                .header(crate::feature::FROM_HEADER, from)
+                .header(crate::feature::LEVEL_HEADER, level);
+        }
         let addr_s = || addr.to_string();
         let resp = builder.send().await.map_err(|e| classify(addr, e))?;
         let status = resp.status();
+        let level = crate::feature::parse_level(resp.headers().get(crate::feature::LEVEL_HEADER));
+        self.record_level(addr, level);
         let bytes = resp.bytes().await.map_err(|e| classify(addr, e))?;
         if !status.is_success() {
             return Err(PostError::Status {

@@ -127,10 +127,25 @@ async fn guard(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Err(r) = admit(&s.shared.net, req.headers()) {
-        return r;
+    let from = req
+        .headers()
+        .get(crate::feature::FROM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let level = crate::feature::parse_level(req.headers().get(crate::feature::LEVEL_HEADER));
+    let admitted = admit(&s.shared.net, req.headers());
+    if let (Some(from), Ok(())) = (from, &admitted) {
+        s.shared.net.record_level(&from, level);
     }
-    next.run(req).await
+    let mut response = match admitted {
+        Err(r) => r,
+        Ok(()) => next.run(req).await,
+    };
+    response.headers_mut().insert(
+        crate::feature::LEVEL_HEADER,
+        axum::http::HeaderValue::from(s.shared.config.feature_level),
+    );
+    response
 }
 
 async fn append(State(s): State<ServerState>, body: Bytes) -> Response {

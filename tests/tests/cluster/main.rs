@@ -26,6 +26,7 @@
 //! - `ranges` — a range added on one node feeds allocations through the others; pool updates
 //!   and the preview agree on every replica.
 //! - `reads` — linearizable reads across nodes.
+//! - `feature_level` — a member at a lower feature level blocks new kinds of commands only.
 //! - `dashboard` — the leader's per-member replication progress and the `/ui` overview.
 //! - `trust` — a node with another token, or of another cluster, is never joined.
 //! - `upgrade` — a data dir and snapshot written by release 0.1.0 open and keep serving.
@@ -35,6 +36,7 @@ mod contention;
 mod crash;
 mod dashboard;
 mod failover;
+mod feature_level;
 mod forwarding;
 mod membership;
 mod membership_safety;
