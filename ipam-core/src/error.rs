@@ -43,6 +43,8 @@ pub enum ErrorCode {
     RangeNotEmpty,
     /// 409 `pool_frozen`.
     PoolFrozen,
+    /// 410 `history_truncated`.
+    HistoryTruncated,
 }
 
 impl ErrorCode {
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::RevisionMismatch => "revision_mismatch",
             ErrorCode::RangeNotEmpty => "range_not_empty",
             ErrorCode::PoolFrozen => "pool_frozen",
+            ErrorCode::HistoryTruncated => "history_truncated",
         }
     }
 }
@@ -506,6 +509,14 @@ pub enum QueryError {
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Events after `after` were pruned: the oldest kept is `oldest`.
+    #[error("events after {after} are no longer kept (the oldest kept is {oldest})")]
+    HistoryTruncated {
+        /// The id asked for.
+        after: u64,
+        /// The oldest event id still kept.
+        oldest: u64,
+    },
 }
 
 /// The error of one op, as carried in a [`crate::CommandResult`].
@@ -631,6 +642,7 @@ impl QueryError {
             QueryError::PoolNotFound { .. } => Some(ErrorCode::PoolNotFound),
             QueryError::Input(_) => Some(ErrorCode::InvalidArgument),
             QueryError::Storage(_) => None,
+            QueryError::HistoryTruncated { .. } => Some(ErrorCode::HistoryTruncated),
         }
     }
 }

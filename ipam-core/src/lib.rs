@@ -23,6 +23,8 @@
 //! - [`tables`] — redb table definitions and key/value encodings.
 //! - [`lease`] — lease and cooldown settings of a pool, TTL rules, the cooling index.
 //! - `expire` — log time, expiry of due leases and end of cooldowns at the start of each entry.
+//! - [`events`] — the event log's records and keys; `state/events.rs` writes and prunes it in
+//!   `apply`, `query/events.rs` lists it and an address's history.
 //! - [`check`] — the integrity check of the tables and the in-memory index (`src/check.rs`,
 //!   a child of `state` so it can read the index).
 #![deny(missing_docs)]
@@ -30,6 +32,7 @@
 pub mod alloc;
 pub mod command;
 pub mod error;
+pub mod events;
 pub mod layout;
 pub mod lease;
 pub mod pools;
@@ -45,6 +48,7 @@ pub use error::{
     AllocateError, CreatePoolError, DeletePoolError, ErrorCode, InputError, OpError, QueryError,
     ReleaseError, StorageError, Unallocatable,
 };
+pub use events::{Event, EventKind, EventPage};
 pub use lease::PoolLifecycle;
 pub use pools::{NetworkConfig, PoolSettings, PoolSpecV2, PoolUpdate, RangeSpec, Route};
 pub use state::check;

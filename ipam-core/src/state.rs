@@ -35,6 +35,7 @@ use crate::validate::{check_command, check_op, pool_layout};
 mod alloc_ops;
 #[path = "check.rs"]
 pub mod check;
+mod events;
 mod pool_ops;
 mod update;
 
@@ -65,6 +66,8 @@ pub struct State {
     meta: MetaRecord,
     /// Leases ended at the start of the last `apply`.
     expired: Vec<expire::Expired>,
+    /// The event sequence and its retention.
+    events: events::EventLog,
 }
 
 /// Which core table a journaled row belongs to.
@@ -77,6 +80,8 @@ enum TableId {
     Owners,
     Expiry,
     Cooling,
+    Events,
+    EventAddresses,
 }
 
 /// How to revert one change made inside an atomic batch.
@@ -119,6 +124,8 @@ struct Tx<'t> {
     meta: redb::Table<'t, &'static [u8], &'static [u8]>,
     expiry: redb::Table<'t, &'static [u8], &'static [u8]>,
     cooling: redb::Table<'t, &'static [u8], &'static [u8]>,
+    events: redb::Table<'t, &'static [u8], &'static [u8]>,
+    event_addresses: redb::Table<'t, &'static [u8], &'static [u8]>,
     /// Record undo entries (inside an atomic batch).
     journaling: bool,
     journal: Vec<Undo>,
@@ -138,6 +145,8 @@ impl<'t> Tx<'t> {
             meta: txn.open_table(tables::META)?,
             expiry: txn.open_table(tables::EXPIRY)?,
             cooling: txn.open_table(tables::COOLING)?,
+            events: txn.open_table(tables::EVENTS)?,
+            event_addresses: txn.open_table(tables::EVENT_ADDRESSES)?,
             journaling: false,
             journal: Vec::new(),
             dirty: Vec::new(),
@@ -154,6 +163,8 @@ impl<'t> Tx<'t> {
             TableId::Owners => &mut self.owners,
             TableId::Expiry => &mut self.expiry,
             TableId::Cooling => &mut self.cooling,
+            TableId::Events => &mut self.events,
+            TableId::EventAddresses => &mut self.event_addresses,
         }
     }
 
@@ -265,6 +276,7 @@ impl State {
         let allocations = rtx.open_table(tables::ALLOCATIONS)?;
         let mut state = State {
             meta,
+            events: events::EventLog::load(rtx)?,
             ..State::default()
         };
         for row in rtx.open_table(tables::POOLS)?.iter()? {
@@ -388,6 +400,7 @@ impl State {
                 }
             }
         }
+        self.prune_events(&mut tx)?;
         if self.meta != meta_before {
             let bytes = encode(&self.meta)?;
             tx.meta.insert(tables::META_KEY, bytes.as_slice())?;
@@ -406,6 +419,7 @@ impl State {
             return Ok(Err(e));
         }
         let meta_before = self.meta;
+        let events_before = self.events;
         tx.journaling = true;
         let mut outputs = Vec::with_capacity(ops.len());
         let mut failure = None;
@@ -429,6 +443,7 @@ impl State {
             Some(error) => {
                 self.rollback(tx, journal)?;
                 self.meta = meta_before;
+                self.events = events_before;
                 Ok(Err(error))
             }
         }
@@ -514,7 +529,7 @@ impl State {
                 return Ok(Err(e));
             }
         }
-        Ok(match op {
+        let result = match op {
             Op::CreatePool(spec) => self
                 .create_pool(tx, stamp, spec, &Default::default())?
                 .map_err(OpError::from),
@@ -587,6 +602,10 @@ impl State {
             Op::RemoveRange { pool, cidr } => {
                 self.remove_range(tx, pool, *cidr)?.map_err(OpError::from)
             }
-        })
+        };
+        if result.is_ok() {
+            self.pool_event(tx, stamp, op)?;
+        }
+        Ok(result)
     }
 }
