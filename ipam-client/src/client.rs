@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
 
+mod events;
 mod pools;
 use crate::types::{
     AddressInfo, AllocateRequest, Allocation, AllocationList, BatchOp, BatchRequest, BatchResponse,
@@ -20,6 +21,7 @@ use crate::types::{
     VotersRequest,
 };
 use crate::types::{RenewOwnerRequest, RenewRequest, Renewed};
+pub use events::EventStream;
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

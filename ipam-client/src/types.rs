@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 mod pools;
 pub use pools::{AddRangeRequest, Network, NextFree, PoolRange, Route, UpdatePoolRequest};
+mod events;
+pub use events::{Event, EventList};
 
 /// Labels on pools and allocations.
 pub type Labels = BTreeMap<String, String>;

@@ -36,6 +36,8 @@
 //! - `integrity` — [`Ipam::check`], the replica's integrity check
 //!   (`storage/state_machine/check.rs`); `backup` — [`Ipam::backup`] and [`restore`]
 //!   (`storage/state_machine/backup.rs`).
+//! - [`events`] — `Ipam::events`, `Ipam::history` and `Ipam::watch` ([`events::EventWatch`]):
+//!   the event log, read behind the read barrier, and a watch that follows the local replica.
 //! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner,
 //!   cooling counts, log time.
 //!
@@ -67,6 +69,7 @@ mod tasks;
 mod tick;
 
 mod backup;
+pub mod events;
 mod handle;
 mod integrity;
 mod leases;
