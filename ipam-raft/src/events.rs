@@ -177,3 +177,16 @@ async fn follow(
         }
     }
 }
+
+#[cfg(feature = "testing")]
+impl Ipam {
+    /// Keeps only the newest `retention` events from the next applied entry on. Every node of
+    /// a cluster must use the same value (pruning is part of the replicated state); only tests
+    /// lower the contract's 1,000,000.
+    pub fn set_event_retention(&self, retention: u64) {
+        self.core
+            .sm
+            .event_retention
+            .store(retention.max(1), Ordering::Relaxed);
+    }
+}

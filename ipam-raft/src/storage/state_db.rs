@@ -82,6 +82,8 @@ pub(crate) struct SmShared {
     pub(super) index: Mutex<ipam_core::State>,
     /// Leases this node's state machine released on expiry since start, by pool.
     pub(crate) expirations: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Events the state keeps (`ipam_core::events::DEFAULT_RETENTION` unless a test lowers it).
+    pub(crate) event_retention: AtomicU64,
 }
 
 #[derive(Default)]
