@@ -21,6 +21,7 @@
 //!   [`transfer_cmd`] — `export` and `import` (batches, progress, report).
 //! - [`backup_cmd`] — `backup`: download and verify a backup.
 //! - [`check_cmd`] — `check`: every member's integrity check at one common applied index.
+//! - [`events_cmd`] — `events` (a listing, or `--follow`) and `ip history`.
 
 use std::process::ExitCode;
 
@@ -30,6 +31,7 @@ mod args;
 mod backup_cmd;
 mod check_cmd;
 mod commands;
+mod events_cmd;
 mod exit;
 mod leases;
 mod plan;
