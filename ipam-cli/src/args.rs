@@ -85,6 +85,8 @@ pub enum Command {
     /// Renew leases.
     #[command(subcommand)]
     Lease(crate::leases::LeaseCommand),
+    /// List the event log (oldest first), or follow it as it happens with --follow.
+    Events(crate::events_cmd::EventsArgs),
     /// Write every allocation (of one pool, or all) as CSV (`pool,ip,owner,labels`) or, with
     /// `-o json`, JSON lines; the output imports as is.
     Export {
@@ -326,6 +328,8 @@ pub enum IpCommand {
         /// Address.
         ip: String,
     },
+    /// The events of an address, newest first: who held it and when.
+    History(crate::events_cmd::HistoryArgs),
 }
 
 /// `ipam-cli cluster ...`.

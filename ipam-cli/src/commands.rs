@@ -73,6 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ip(cmd) => ip(&connect()?, output, cmd).await,
         Command::Cluster(cmd) => cluster(&connect()?, output, cmd).await,
         Command::Lease(cmd) => crate::leases::lease(&connect()?, output, cmd).await,
+        Command::Events(args) => crate::events_cmd::events(&connect()?, output, args).await,
         Command::Export { pool } => crate::transfer_cmd::export(&connect()?, output, pool).await,
         Command::Import {
             file,
@@ -299,6 +300,7 @@ async fn ip(client: &Client, out: Output, cmd: IpCommand) -> anyhow::Result<()> 
                 (None, None) => format!("{ip} is in no pool\n"),
             })
         }
+        IpCommand::History(args) => crate::events_cmd::history(client, out, args).await,
     }
 }
 
@@ -386,7 +388,7 @@ pub(crate) fn done(out: Output, text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn write_stdout(text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

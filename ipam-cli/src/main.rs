@@ -22,6 +22,7 @@
 //! - [`backup_cmd`] — `backup`: download and verify a backup.
 //! - [`check_cmd`] — `check`: every member's integrity check at one common applied index.
 //! - [`drift_cmd`] — `drift` and `reconcile`: inventory files, drift and plan tables.
+//! - [`events_cmd`] — `events` (a listing, or `--follow`) and `ip history`.
 
 use std::process::ExitCode;
 
@@ -32,6 +33,7 @@ mod backup_cmd;
 mod check_cmd;
 mod commands;
 mod drift_cmd;
+mod events_cmd;
 mod exit;
 mod leases;
 mod plan;

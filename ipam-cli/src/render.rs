@@ -121,7 +121,7 @@ fn labels(labels: &Labels) -> String {
         .join(",")
 }
 
-fn or_dash(s: Option<&str>) -> String {
+pub fn or_dash(s: Option<&str>) -> String {
     match s {
         Some(s) if !s.is_empty() => s.to_string(),
         _ => "-".to_string(),

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ClientError;
 
 mod drift;
+mod events;
 mod pools;
 use crate::types::{
     AddressInfo, AllocateRequest, Allocation, AllocationList, BatchOp, BatchRequest, BatchResponse,
@@ -21,6 +22,7 @@ use crate::types::{
     VotersRequest,
 };
 use crate::types::{RenewOwnerRequest, RenewRequest, Renewed};
+pub use events::EventStream;
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -34,7 +34,7 @@ pub mod error;
 pub mod tls;
 pub mod types;
 
-pub use client::{ops, AllocationQuery, Client, Consistency};
+pub use client::{ops, AllocationQuery, Client, Consistency, EventStream};
 pub use code::ErrorCode;
 pub use error::ClientError;
 /// HTTP status codes, as [`ClientError::Api`] carries them.

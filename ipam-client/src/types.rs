@@ -15,6 +15,8 @@ pub use drift::{
 };
 mod pools;
 pub use pools::{AddRangeRequest, Network, NextFree, PoolRange, Route, UpdatePoolRequest};
+mod events;
+pub use events::{Event, EventList};
 
 /// Labels on pools and allocations.
 pub type Labels = BTreeMap<String, String>;

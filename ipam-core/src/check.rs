@@ -16,7 +16,9 @@
 //!   cooling set equals the cooling rows;
 //! - every lease (an allocation with `expires_at`) has its expiry index row, and every expiry
 //!   row belongs to such a lease;
-//! - the generation counter is at least every allocation's generation.
+//! - the generation counter is at least every allocation's generation;
+//! - the event ids are contiguous and match the in-memory sequence, and the address index
+//!   holds exactly the events that name an address.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -109,6 +111,12 @@ pub enum Problem {
         /// The highest allocation generation.
         highest: u64,
     },
+    /// The event log is broken: a gap in its sequence, an address index row without its
+    /// event (or the reverse), or a sequence that differs from the in-memory one.
+    EventLog {
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl Problem {
@@ -124,6 +132,7 @@ impl Problem {
             Problem::IndexMismatch { .. } => "index_mismatch",
             Problem::FreeIndexMismatch { .. } => "free_index_mismatch",
             Problem::GenerationBehind { .. } => "generation_behind",
+            Problem::EventLog { .. } => "event_log",
         }
     }
 
@@ -172,6 +181,7 @@ impl std::fmt::Display for Problem {
                 f,
                 "generation counter {recorded} is below allocation generation {highest}"
             ),
+            Problem::EventLog { detail } => write!(f, "event log: {detail}"),
         }
     }
 }
@@ -450,6 +460,7 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
             highest: highest_generation.max(meta.generation),
         });
     }
+    super::events::check_events(state, rtx, &mut problems)?;
     Ok(problems)
 }
 

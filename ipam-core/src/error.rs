@@ -47,6 +47,8 @@ pub enum ErrorCode {
     PlanStale,
     /// 503 `feature_unavailable`.
     FeatureUnavailable,
+    /// 410 `history_truncated`.
+    HistoryTruncated,
 }
 
 impl ErrorCode {
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::PoolFrozen => "pool_frozen",
             ErrorCode::PlanStale => "plan_stale",
             ErrorCode::FeatureUnavailable => "feature_unavailable",
+            ErrorCode::HistoryTruncated => "history_truncated",
         }
     }
 }
@@ -512,6 +515,14 @@ pub enum QueryError {
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Events after `after` were pruned: the oldest kept is `oldest`.
+    #[error("events after {after} are no longer kept (the oldest kept is {oldest})")]
+    HistoryTruncated {
+        /// The id asked for.
+        after: u64,
+        /// The oldest event id still kept.
+        oldest: u64,
+    },
 }
 
 /// The error of one op, as carried in a [`crate::CommandResult`].
@@ -685,6 +696,7 @@ impl QueryError {
             QueryError::PoolNotFound { .. } => Some(ErrorCode::PoolNotFound),
             QueryError::Input(_) => Some(ErrorCode::InvalidArgument),
             QueryError::Storage(_) => None,
+            QueryError::HistoryTruncated { .. } => Some(ErrorCode::HistoryTruncated),
         }
     }
 }

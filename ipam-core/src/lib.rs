@@ -27,6 +27,8 @@
 //!   plan (pure; `state/reconcile.rs` applies a real run).
 //! - [`feature`] — feature levels: [`feature::required_level`] of a command, this release's
 //!   [`feature::FEATURE_LEVEL`].
+//! - [`events`] — the event log's records and keys; `state/events.rs` writes and prunes it in
+//!   `apply`, `query/events.rs` lists it and an address's history.
 //! - [`check`] — the integrity check of the tables and the in-memory index (`src/check.rs`,
 //!   a child of `state` so it can read the index).
 #![deny(missing_docs)]
@@ -35,6 +37,7 @@ pub mod alloc;
 pub mod command;
 pub mod drift;
 pub mod error;
+pub mod events;
 pub mod feature;
 pub mod layout;
 pub mod lease;
@@ -51,6 +54,7 @@ pub use error::{
     ReleaseError, StorageError, Unallocatable,
 };
 pub use error::{ReconcileError, UpdatePoolError};
+pub use events::{Event, EventKind, EventPage};
 pub use lease::PoolLifecycle;
 pub use pools::{NetworkConfig, PoolSettings, PoolSpecV2, PoolUpdate, RangeSpec, Route};
 pub use state::check;

@@ -24,6 +24,9 @@ use crate::validate::{check_limit, check_name, check_owner, MAX_PAGE};
 
 type Ro = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
+mod events;
+pub use events::{check_after, event_bounds, events, history};
+
 fn open(rtx: &ReadTransaction, def: CoreTable) -> Result<Option<Ro>, StorageError> {
     match rtx.open_table(def) {
         Ok(t) => Ok(Some(t)),

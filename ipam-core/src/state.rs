@@ -35,6 +35,7 @@ use crate::validate::{check_command, check_op, pool_layout};
 mod alloc_ops;
 #[path = "check.rs"]
 pub mod check;
+mod events;
 mod pool_ops;
 mod reconcile;
 mod update;
@@ -70,6 +71,8 @@ pub struct State {
     /// Log index of the last entry applied through [`State::apply_at`] (or counted by
     /// [`State::apply`]); only `apply` without an index reads it.
     last_index: u64,
+    /// The event sequence and its retention.
+    events: events::EventLog,
 }
 
 /// Which core table a journaled row belongs to.
@@ -82,6 +85,8 @@ enum TableId {
     Owners,
     Expiry,
     Cooling,
+    Events,
+    EventAddresses,
 }
 
 /// How to revert one change made inside an atomic batch.
@@ -124,6 +129,8 @@ struct Tx<'t> {
     meta: redb::Table<'t, &'static [u8], &'static [u8]>,
     expiry: redb::Table<'t, &'static [u8], &'static [u8]>,
     cooling: redb::Table<'t, &'static [u8], &'static [u8]>,
+    events: redb::Table<'t, &'static [u8], &'static [u8]>,
+    event_addresses: redb::Table<'t, &'static [u8], &'static [u8]>,
     /// Record undo entries (inside an atomic batch).
     journaling: bool,
     journal: Vec<Undo>,
@@ -145,6 +152,8 @@ impl<'t> Tx<'t> {
             meta: txn.open_table(tables::META)?,
             expiry: txn.open_table(tables::EXPIRY)?,
             cooling: txn.open_table(tables::COOLING)?,
+            events: txn.open_table(tables::EVENTS)?,
+            event_addresses: txn.open_table(tables::EVENT_ADDRESSES)?,
             journaling: false,
             journal: Vec::new(),
             dirty: Vec::new(),
@@ -162,6 +171,8 @@ impl<'t> Tx<'t> {
             TableId::Owners => &mut self.owners,
             TableId::Expiry => &mut self.expiry,
             TableId::Cooling => &mut self.cooling,
+            TableId::Events => &mut self.events,
+            TableId::EventAddresses => &mut self.event_addresses,
         }
     }
 
@@ -285,6 +296,7 @@ impl State {
         let mut state = State {
             meta,
             last_index: reconcile::last_change(rtx)?,
+            events: events::EventLog::load(rtx)?,
             ..State::default()
         };
         for row in rtx.open_table(tables::POOLS)?.iter()? {
@@ -429,6 +441,7 @@ impl State {
                 }
             }
         }
+        self.prune_events(&mut tx)?;
         if self.meta != meta_before {
             let bytes = encode(&self.meta)?;
             tx.meta.insert(tables::META_KEY, bytes.as_slice())?;
@@ -447,6 +460,7 @@ impl State {
             return Ok(Err(e));
         }
         let meta_before = self.meta;
+        let events_before = self.events;
         tx.journaling = true;
         let mut outputs = Vec::with_capacity(ops.len());
         let mut failure = None;
@@ -470,6 +484,7 @@ impl State {
             Some(error) => {
                 self.rollback(tx, journal)?;
                 self.meta = meta_before;
+                self.events = events_before;
                 Ok(Err(error))
             }
         }
@@ -555,7 +570,7 @@ impl State {
                 return Ok(Err(e));
             }
         }
-        Ok(match op {
+        let result = match op {
             Op::CreatePool(spec) => self
                 .create_pool(tx, stamp, spec, &Default::default())?
                 .map_err(OpError::from),
@@ -629,6 +644,10 @@ impl State {
                 self.remove_range(tx, pool, *cidr)?.map_err(OpError::from)
             }
             Op::Reconcile(spec) => self.reconcile(tx, stamp, spec)?,
-        })
+        };
+        if result.is_ok() {
+            self.pool_event(tx, stamp, op)?;
+        }
+        Ok(result)
     }
 }

@@ -14,6 +14,8 @@
 //! | `core_owners` | pool id ++ owner bytes | address (`u128`) |
 //! | `core_expiry` | expires_at (u64 BE) ++ pool id ++ address | `()` |
 //! | `core_cooling` | pool id ++ released_at (u64 BE) ++ address | [`CoolingRecord`] |
+//! | `core_events` | event id (u64 BE) | [`crate::events::EventRecord`] |
+//! | `core_event_addresses` | family tag ++ address (16 bytes BE) ++ event id (u64 BE) | `()` |
 
 use std::net::IpAddr;
 
@@ -45,6 +47,10 @@ pub const OWNERS: CoreTable = TableDefinition::new("core_owners");
 pub const EXPIRY: CoreTable = TableDefinition::new("core_expiry");
 /// Cooling addresses by (pool id, released_at, address): release order within a pool.
 pub const COOLING: CoreTable = TableDefinition::new("core_cooling");
+/// Events by id (see [`crate::events`]).
+pub const EVENTS: CoreTable = TableDefinition::new("core_events");
+/// Event ids by (address, id): an address's history is one range scan.
+pub const EVENT_ADDRESSES: CoreTable = TableDefinition::new("core_event_addresses");
 
 /// Every table the core owns, in digest and snapshot order. All keys and values are bytes:
 /// fixed-width big-endian keys, postcard values with a leading format-version byte.
@@ -57,6 +63,8 @@ pub const TABLES: &[redb::TableDefinition<'static, &'static [u8], &'static [u8]>
     OWNERS,
     EXPIRY,
     COOLING,
+    EVENTS,
+    EVENT_ADDRESSES,
 ];
 
 /// The only key of [`META`].

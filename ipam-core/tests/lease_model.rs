@@ -1,7 +1,10 @@
 //! Model-based test of leases: random allocations with TTLs, renewals (one and by owner),
 //! releases, log time moving forward and empty (tick) entries, against a reference model of
 //! expiry and cooldown; two replicas (one reopened from its tables now and then) keep equal
-//! digests.
+//! digests. The model also produces the expected event log (allocations, releases, expiries,
+//! pool updates, forced deletes in a batch, failed batches that leave no event), compared
+//! with the tables' events and an address's history after every step, with and without a
+//! small retention.
 
 mod common;
 
@@ -9,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use common::Db;
-use ipam_core::{ErrorCode, Labels, Op, OpOutput, PoolSettings, PoolSpecV2, Stamp};
+use ipam_core::{
+    ErrorCode, EventKind, Labels, Op, OpOutput, PoolSettings, PoolSpecV2, PoolUpdate, Stamp,
+};
 use proptest::prelude::*;
 
 const POOL: &str = "p";
@@ -30,6 +35,12 @@ enum Step {
     Advance(u64),
     Tick,
     Reopen,
+    /// PATCH the description: a `pool_updated` event.
+    Update,
+    /// One batch: delete the pool with force, create it again.
+    Recreate,
+    /// A batch whose second op fails: nothing of it, its events included, remains.
+    FailingBatch(u8),
 }
 
 fn addr(i: u8) -> IpAddr {
@@ -50,6 +61,9 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0u64..25_000).prop_map(Step::Advance),
         1 => Just(Step::Tick),
         1 => Just(Step::Reopen),
+        1 => Just(Step::Update),
+        1 => Just(Step::Recreate),
+        1 => (0u8..6).prop_map(Step::FailingBatch),
     ]
 }
 
@@ -70,7 +84,12 @@ struct Model {
     allocs: BTreeMap<IpAddr, MAlloc>,
     /// (released_at, address) → last owner.
     cooling: BTreeMap<(u64, IpAddr), String>,
+    /// Every event so far, oldest first.
+    events: Vec<MEvent>,
 }
+
+/// An event as the model predicts it: (at, kind, ip, owner, generation).
+type MEvent = (u64, EventKind, Option<IpAddr>, Option<String>, Option<u64>);
 
 #[derive(Debug, PartialEq, Eq)]
 enum Out {
@@ -93,12 +112,19 @@ impl Model {
             .collect();
         due.sort();
         for (_, ip) in due {
-            self.remove(ip);
+            self.remove(ip, EventKind::Expired);
         }
     }
 
-    fn remove(&mut self, ip: IpAddr) {
+    fn remove(&mut self, ip: IpAddr, kind: EventKind) {
         if let Some(a) = self.allocs.remove(&ip) {
+            self.events.push((
+                self.now,
+                kind,
+                Some(ip),
+                Some(a.owner.clone()),
+                Some(a.generation),
+            ));
             if self.cooldown_ms > 0 {
                 self.cooling.insert((self.now, ip), a.owner);
             }
@@ -174,6 +200,13 @@ impl Model {
                 };
                 self.generation += 1;
                 let expires = t.map(|t| self.now + u64::from(t) * 1000);
+                self.events.push((
+                    self.now,
+                    EventKind::Allocated,
+                    Some(chosen),
+                    Some(owner.clone()),
+                    Some(self.generation),
+                ));
                 self.allocs.insert(
                     chosen,
                     MAlloc {
@@ -190,7 +223,7 @@ impl Model {
                 if !self.allocs.contains_key(&ip) {
                     return Out::Err(ErrorCode::AllocationNotFound);
                 }
-                self.remove(ip);
+                self.remove(ip, EventKind::Released);
                 Out::Done
             }
             Step::Renew(i, ttl) => {
@@ -213,6 +246,31 @@ impl Model {
                     None => vec![],
                 })
             }
+            Step::Update => {
+                self.events
+                    .push((self.now, EventKind::PoolUpdated, None, None, None));
+                Out::Done
+            }
+            Step::Recreate => {
+                let held: Vec<IpAddr> = self.allocs.keys().copied().collect();
+                for ip in held {
+                    let a = self.allocs.remove(&ip).expect("held");
+                    self.events.push((
+                        self.now,
+                        EventKind::Released,
+                        Some(ip),
+                        Some(a.owner),
+                        Some(a.generation),
+                    ));
+                }
+                self.cooling.clear();
+                self.events
+                    .push((self.now, EventKind::PoolDeleted, None, None, None));
+                self.events
+                    .push((self.now, EventKind::PoolCreated, None, None, None));
+                Out::Done
+            }
+            Step::FailingBatch(_) => Out::Err(ErrorCode::PoolNotFound),
             Step::Advance(_) | Step::Tick | Step::Reopen => Out::Done,
         }
     }
@@ -241,6 +299,14 @@ fn to_op(step: &Step) -> Option<Op> {
         Step::RenewOwner(o) => Op::RenewOwner {
             owner: format!("o{o}"),
         },
+        Step::Update => Op::UpdatePool {
+            pool: POOL.into(),
+            revision: None,
+            update: Box::new(PoolUpdate {
+                description: Some("patched".into()),
+                ..PoolUpdate::default()
+            }),
+        },
         _ => return None,
     })
 }
@@ -258,15 +324,55 @@ fn outcome(r: Result<OpOutput, ipam_core::OpError>) -> Out {
                 .map(|a| (a.ip, a.expires_at.map(|s| s.0)))
                 .collect(),
         ),
-        Ok(OpOutput::Released(_)) => Out::Done,
+        Ok(OpOutput::Released(_)) | Ok(OpOutput::PoolUpdated(_)) => Out::Done,
         Ok(other) => panic!("unexpected output {other:?}"),
         Err(e) => Out::Err(e.code()),
     }
 }
 
-fn run(default_ttl: Option<u32>, cooldown: u32, steps: Vec<Step>) -> Result<(), TestCaseError> {
+fn batch_outcome(r: Result<Vec<OpOutput>, ipam_core::BatchError>) -> Out {
+    match r {
+        Ok(_) => Out::Done,
+        Err(e) => Out::Err(e.error.code()),
+    }
+}
+
+/// The events of `db` (every kept one) as the model writes them, after checking their ids are
+/// the newest `kept` of `total`.
+fn stored_events(db: &Db, total: usize) -> Result<Vec<MEvent>, TestCaseError> {
+    let rtx = db.rtx();
+    let mut out = Vec::new();
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let page = ipam_core::query::events(&rtx, after, None, 7).unwrap();
+        for e in page.events {
+            prop_assert_eq!(e.pool.as_str(), POOL);
+            ids.push(e.id);
+            out.push((e.at.0, e.kind, e.ip, e.owner, e.generation));
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let first = total - ids.len() + 1;
+    prop_assert_eq!(ids, (first as u64..=total as u64).collect::<Vec<_>>());
+    Ok(out)
+}
+
+fn run(
+    default_ttl: Option<u32>,
+    cooldown: u32,
+    retention: Option<u64>,
+    steps: Vec<Step>,
+) -> Result<(), TestCaseError> {
     let mut a = Db::mem();
     let mut b = Db::mem();
+    if let Some(r) = retention {
+        a.state.set_event_retention(r);
+        b.state.set_event_retention(r);
+    }
     let mut model = Model {
         default_ttl,
         cooldown_ms: u64::from(cooldown) * 1000,
@@ -280,11 +386,14 @@ fn run(default_ttl: Option<u32>, cooldown: u32, steps: Vec<Step>) -> Result<(), 
             ..PoolSettings::default()
         },
     }))];
-    for op in setup {
+    for op in setup.clone() {
         a.op(op.clone()).expect("setup");
         b.op(op).expect("setup");
     }
     model.entry(a.stamp);
+    model
+        .events
+        .push((model.now, EventKind::PoolCreated, None, None, None));
     for step in &steps {
         match step {
             Step::Advance(ms) => {
@@ -294,20 +403,50 @@ fn run(default_ttl: Option<u32>, cooldown: u32, steps: Vec<Step>) -> Result<(), 
             }
             Step::Reopen => {
                 b.reopen();
+                if let Some(r) = retention {
+                    b.state.set_event_retention(r);
+                }
                 continue;
             }
             _ => {}
         }
         model.entry(a.stamp);
         let want = model.apply(step);
-        let got = match to_op(step) {
-            Some(op) => {
+        let batch = match step {
+            Step::Recreate => Some(vec![
+                Op::DeletePool {
+                    pool: POOL.into(),
+                    force: true,
+                },
+                setup[0].clone(),
+            ]),
+            Step::FailingBatch(o) => Some(vec![
+                // Releases what the owner holds (an event), then fails: both undone.
+                Op::ReleaseOwner {
+                    pool: POOL.into(),
+                    owner: format!("o{o}"),
+                },
+                Op::DeletePool {
+                    pool: "missing".into(),
+                    force: false,
+                },
+            ]),
+            _ => None,
+        };
+        let got = match (to_op(step), batch) {
+            (Some(op), _) => {
                 let ga = outcome(a.op(op.clone()));
                 let gb = outcome(b.op(op));
                 prop_assert_eq!(&ga, &gb, "replicas answered differently");
                 ga
             }
-            None => {
+            (None, Some(ops)) => {
+                let ga = batch_outcome(a.batch(ops.clone()));
+                let gb = batch_outcome(b.batch(ops));
+                prop_assert_eq!(&ga, &gb, "replicas answered differently");
+                ga
+            }
+            (None, None) => {
                 a.apply(&[]);
                 b.apply(&[]);
                 Out::Done
@@ -331,6 +470,38 @@ fn run(default_ttl: Option<u32>, cooldown: u32, steps: Vec<Step>) -> Result<(), 
         let cooling: BTreeSet<IpAddr> = model.cooling.keys().map(|(_, ip)| *ip).collect();
         prop_assert_eq!(a.state.cooling(POOL), Some(cooling.len()));
         prop_assert_eq!(b.state.cooling(POOL), Some(cooling.len()));
+
+        // The event log: the newest `retention` of the model's events, with contiguous ids.
+        let total = model.events.len();
+        let kept = retention.map_or(total, |r| total.min(r as usize));
+        let expected = &model.events[total - kept..];
+        prop_assert_eq!(&stored_events(&a, total)?, expected);
+        prop_assert_eq!(&stored_events(&b, total)?, expected);
+        prop_assert_eq!(a.state.last_event_id(), total as u64);
+        let truncated = ipam_core::query::events(&a.rtx(), Some(0), None, 10);
+        prop_assert_eq!(
+            truncated.is_err(),
+            kept < total,
+            "history_truncated exactly when events were pruned"
+        );
+        // An address's history, newest first.
+        let ip = addr(0);
+        let want: Vec<MEvent> = expected
+            .iter()
+            .rev()
+            .filter(|e| e.2 == Some(ip))
+            .cloned()
+            .collect();
+        let got: Vec<MEvent> = ipam_core::query::history(&a.rtx(), ip, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.at.0, e.kind, e.ip, e.owner, e.generation))
+            .collect();
+        prop_assert_eq!(got, want);
+        for db in [&a, &b] {
+            let problems = ipam_core::check::check(&db.state, &db.rtx()).unwrap();
+            prop_assert!(problems.is_empty(), "{:?}", problems);
+        }
     }
     Ok(())
 }
@@ -342,8 +513,9 @@ proptest! {
     fn leases_and_cooldown_match_the_model(
         default_ttl in prop_oneof![Just(None), Just(Some(20u32))],
         cooldown in prop_oneof![Just(0u32), Just(15), Just(60)],
+        retention in prop_oneof![Just(None), Just(Some(5u64))],
         steps in proptest::collection::vec(step(), 1..60),
     ) {
-        run(default_ttl, cooldown, steps)?;
+        run(default_ttl, cooldown, retention, steps)?;
     }
 }

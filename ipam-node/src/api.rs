@@ -47,6 +47,12 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The node serves HTTPS: the `/ui` session cookie is `Secure`. `false` from [`AppState::new`].
     pub secure_cookies: bool,
+    /// Interval of the keep-alive comments of `/api/v1/events/watch` (15 s from
+    /// [`AppState::new`]; tests shorten it).
+    pub sse_keep_alive: Duration,
+    /// Set to `true` when the node begins shutting down: open event streams end then, so the
+    /// drain does not wait for them.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -62,6 +68,8 @@ impl AppState {
             token: token.map(Arc::from),
             request_timeout,
             secure_cookies: false,
+            sse_keep_alive: crate::events::KEEP_ALIVE,
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
 }
@@ -90,6 +98,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/leases/renew", post(crate::leases::renew_owner))
         .route("/api/v1/addresses/{ip}", get(address))
+        .route(
+            "/api/v1/addresses/{ip}/history",
+            get(crate::events::history),
+        )
+        .route("/api/v1/events", get(crate::events::list))
+        .route("/api/v1/events/watch", get(crate::events::watch))
         .route("/api/v1/allocations", get(owner_allocations))
         .route("/api/v1/batch", post(batch))
         .route("/api/v1/cluster", get(cluster_status))

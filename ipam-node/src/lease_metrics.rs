@@ -1,8 +1,9 @@
 //! Lease metrics: `ipam_pool_cooling{pool}` and `ipam_lease_expirations_total{pool}`, refreshed
-//! at each scrape from this node's replica and its state machine's counts.
+//! at each scrape from this node's replica and its state machine's counts; and
+//! `ipam_event_watchers`, the open event watches of this node.
 
 use ipam_raft::{Consistency, Ipam};
-use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::metrics::MetricsError;
 
@@ -10,6 +11,7 @@ use crate::metrics::MetricsError;
 pub struct LeaseMetrics {
     cooling: GaugeVec,
     expirations: IntCounterVec,
+    watchers: IntGauge,
 }
 
 impl LeaseMetrics {
@@ -29,16 +31,24 @@ impl LeaseMetrics {
             ),
             &["pool"],
         )?;
+        let watchers = IntGauge::new(
+            "ipam_event_watchers",
+            "Open event watches (GET /api/v1/events/watch streams and embedded watches)",
+        )?;
         registry.register(Box::new(cooling.clone()))?;
         registry.register(Box::new(expirations.clone()))?;
+        registry.register(Box::new(watchers.clone()))?;
         Ok(LeaseMetrics {
             cooling,
             expirations,
+            watchers,
         })
     }
 
     /// Refreshes from `ipam` for the pools named in `pools` (the caller holds the scrape lock).
     pub async fn refresh(&self, ipam: &Ipam, pools: &[String]) {
+        self.watchers
+            .set(i64::try_from(ipam.event_watchers()).unwrap_or(i64::MAX));
         self.cooling.reset();
         for name in pools {
             match ipam.cooling(name, Consistency::Local).await {

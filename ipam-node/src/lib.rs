@@ -19,6 +19,8 @@
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
 //! - [`ui`] — the `/ui` dashboard: server-rendered pages and its login cookie.
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
+//! - [`events`] — `GET /api/v1/events`, `/api/v1/events/watch` (server-sent events) and
+//!   `/api/v1/addresses/{ip}/history`.
 //! - [`check`] — `GET /api/v1/check` and the periodic integrity check.
 //! - [`backup`] — `GET /api/v1/backup`, streamed; `--restore` is in [`run`].
 //! - [`serve`] — the accept loop: header-read timeout, `--max-connections`, TLS, graceful
@@ -39,6 +41,7 @@ pub mod check;
 pub mod config;
 pub mod drift;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod join;
 pub mod lease_metrics;
@@ -199,6 +202,7 @@ async fn serve_node(
     let checker = config
         .check_interval
         .map(|every| tokio::spawn(check::run_timer(state.clone(), every)));
+    let closing = state.closing.clone();
     let app = router(state);
 
     // A failed join stops the node: it would otherwise serve as a member of no cluster.
@@ -251,6 +255,8 @@ async fn serve_node(
             () = shutdown => tracing::info!("shutdown requested; draining requests"),
             Ok(e) = stop_rx => { let _ = join_failed_tx.send(e); }
         }
+        // Event streams never finish on their own: end them so the drain need not wait.
+        closing.send_replace(true);
     };
     let options = serve::ServeOptions {
         max_connections: config.max_connections,

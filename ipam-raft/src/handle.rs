@@ -37,7 +37,9 @@ pub(crate) struct Core {
     pub(crate) proposer: Proposer,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
-    shutdown_tx: watch::Sender<bool>,
+    pub(crate) shutdown_tx: watch::Sender<bool>,
+    /// Open event watches (`Ipam::watch`).
+    pub(crate) watchers: AtomicU64,
     /// Sees `None` once every redb handle is closed.
     closed_rx: tokio::sync::Mutex<Option<mpsc::Receiver<()>>>,
 }
@@ -230,6 +232,7 @@ impl Ipam {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             shutdown_tx,
+            watchers: AtomicU64::new(0),
             closed_rx: tokio::sync::Mutex::new(Some(closed_rx)),
         });
         Ok(Ipam { core })

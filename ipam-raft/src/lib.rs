@@ -41,6 +41,8 @@
 //!   (`storage/state_machine/backup.rs`).
 //! - `reconcile` — [`Ipam::drift`] and [`Ipam::reconcile`] (dry run as a read, real run as
 //!   one `Op::Reconcile` decided in `apply`).
+//! - [`events`] — `Ipam::events`, `Ipam::history` and `Ipam::watch` ([`events::EventWatch`]):
+//!   the event log, read behind the read barrier, and a watch that follows the local replica.
 //! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner,
 //!   cooling counts, log time.
 //!
@@ -75,6 +77,7 @@ mod tasks;
 mod tick;
 
 mod backup;
+pub mod events;
 mod handle;
 mod integrity;
 mod leases;

@@ -39,7 +39,7 @@ impl Ipam {
     }
 
     /// Runs `f` on a read transaction of the local replica, off the async threads.
-    async fn local_read<T, F>(&self, f: F) -> Result<T, IpamError>
+    pub(crate) async fn local_read<T, F>(&self, f: F) -> Result<T, IpamError>
     where
         T: Send + 'static,
         F: FnOnce(&redb::ReadTransaction) -> Result<T, IpamError> + Send + 'static,

@@ -150,6 +150,15 @@ impl State {
         }
         tx.buf = buf;
         let allocation = record.into_allocation(&entry.record, family.addr(pos));
+        self.emit(
+            tx,
+            stamp,
+            crate::events::EventKind::Allocated,
+            pool,
+            Some(allocation.ip),
+            Some(owner),
+            Some(allocation.generation),
+        )?;
         Ok(Ok(OpOutput::Allocated {
             allocation,
             existing: false,
@@ -157,7 +166,7 @@ impl State {
     }
 
     /// Removes the allocation `record` at `pos` from the rows and the index; the address
-    /// becomes free, or starts cooling when the pool has a cooldown.
+    /// becomes free, or starts cooling when the pool has a cooldown. Its event is `released`.
     pub(super) fn remove_allocation(
         &mut self,
         tx: &mut Tx<'_>,
@@ -165,6 +174,23 @@ impl State {
         pos: u128,
         record: &AllocationRecord,
     ) -> Result<(), StorageError> {
+        self.remove_allocation_as(tx, id, pos, record, crate::events::EventKind::Released)
+    }
+
+    /// [`State::remove_allocation`] recorded as event `kind` (`released` or `expired`).
+    pub(super) fn remove_allocation_as(
+        &mut self,
+        tx: &mut Tx<'_>,
+        id: PoolId,
+        pos: u128,
+        record: &AllocationRecord,
+        kind: crate::events::EventKind,
+    ) -> Result<(), StorageError> {
+        if let Some(entry) = self.pools.get(&id) {
+            let name = entry.record.name.clone();
+            let ip = entry.record.cidr.family().addr(pos);
+            self.emit_allocation(tx, kind, &name, ip, record)?;
+        }
         let now = self.meta.now;
         tx.del(TableId::Allocations, &allocation_key(id, pos))?;
         tx.del(TableId::Owners, &owner_key(id, &record.owner))?;

@@ -194,7 +194,7 @@ impl State {
                 .allocation(id, pos)?
                 .ok_or_else(|| missing_allocation(&name, pos))?;
             let allocation = record.clone().into_allocation(&entry.record, ip);
-            self.remove_allocation(tx, id, pos, &record)?;
+            self.remove_allocation_as(tx, id, pos, &record, crate::events::EventKind::Expired)?;
             self.expired.push(Expired {
                 allocation,
                 pool: name,

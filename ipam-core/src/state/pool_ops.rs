@@ -158,6 +158,9 @@ impl State {
         if allocated > 0 {
             let lo = allocation_key(id, 0);
             let hi = allocation_key(id, u128::MAX);
+            let family = entry.record.cidr.family();
+            self.events
+                .emit_dropped(tx, self.meta.now, name, family, lo, hi)?;
             tx.del_range(
                 TableId::Allocations,
                 lo.as_slice(),

@@ -84,6 +84,8 @@ pub(crate) struct SmShared {
     pub(crate) expirations: Mutex<std::collections::BTreeMap<String, u64>>,
     /// When recent entries were applied, for their trace spans (`crate::trace`).
     pub(crate) applies: crate::trace::ApplyLog,
+    /// Events the state keeps (`ipam_core::events::DEFAULT_RETENTION` unless a test lowers it).
+    pub(crate) event_retention: AtomicU64,
 }
 
 #[derive(Default)]

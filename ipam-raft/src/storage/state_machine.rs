@@ -111,6 +111,7 @@ impl StateMachineStore {
             index: Mutex::new(state),
             expirations: Mutex::default(),
             applies: crate::trace::ApplyLog::default(),
+            event_retention: AtomicU64::new(ipam_core::events::DEFAULT_RETENTION),
         });
         Ok(StateMachineStore { shared })
     }
@@ -151,6 +152,12 @@ fn apply_batch(
     let db = shared.db()?;
     let mut txn = db.db.begin_write().map_err(sm_write)?;
     let mut out = Vec::with_capacity(entries.len());
+    // Set on every batch: the state is rebuilt after a snapshot install or a failed apply.
+    state.set_event_retention(
+        shared
+            .event_retention
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     let mut membership = None;
     let mut last = None;
     for entry in entries {

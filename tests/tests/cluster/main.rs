@@ -11,6 +11,8 @@
 //!   overloaded writes.
 //! - `failover` — the leader stops; a new one takes over; the old one restarts and catches up;
 //!   the whole cluster restarts from its files.
+//! - `events` — a watcher on a follower's HTTP API reconnects with `Last-Event-ID` across a
+//!   leader stop and sees every event once, in order; every replica lists the same events.
 //! - `crash` — a node killed with SIGKILL (a child process) keeps what it acknowledged.
 //! - `chaos` — writers on every node while the leader or a follower is cut off and healed,
 //!   round after round; replicas end holding exactly what the writers were told.
@@ -35,6 +37,7 @@ mod chaos;
 mod contention;
 mod crash;
 mod dashboard;
+mod events;
 mod failover;
 mod feature_level;
 mod forwarding;
