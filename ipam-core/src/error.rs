@@ -43,6 +43,10 @@ pub enum ErrorCode {
     RangeNotEmpty,
     /// 409 `pool_frozen`.
     PoolFrozen,
+    /// 404 `no_matching_pool`: no pool matches a selection's selector and family.
+    NoMatchingPool,
+    /// 409 `prefix_in_use`: a delegated block still has a child pool.
+    PrefixInUse,
 }
 
 impl ErrorCode {
@@ -63,6 +67,8 @@ impl ErrorCode {
             ErrorCode::RevisionMismatch => "revision_mismatch",
             ErrorCode::RangeNotEmpty => "range_not_empty",
             ErrorCode::PoolFrozen => "pool_frozen",
+            ErrorCode::NoMatchingPool => "no_matching_pool",
+            ErrorCode::PrefixInUse => "prefix_in_use",
         }
     }
 }
@@ -361,6 +367,20 @@ pub enum AllocateError {
         /// The pool.
         pool: String,
     },
+    /// No address pool matches a selection's selector (and family).
+    #[error("no pool matches selector {selector}")]
+    NoMatchingPool {
+        /// The selector as `k=v,k=v` (and `family=ipv4|ipv6` when one was given).
+        selector: String,
+    },
+    /// Pools match a selection, but every one is frozen, full or at its utilization cap.
+    #[error("{matching} pools match selector {selector}, but none can take an address (frozen, full or at max_utilization)")]
+    NoPoolAvailable {
+        /// The selector, rendered as for [`AllocateError::NoMatchingPool`].
+        selector: String,
+        /// How many pools matched.
+        matching: u64,
+    },
 }
 
 /// Errors of pool updates (fields, ranges).
@@ -608,6 +628,8 @@ impl AllocateError {
             AllocateError::Exhausted { .. } => ErrorCode::PoolExhausted,
             AllocateError::CoolingDown { .. } => ErrorCode::AddressCoolingDown,
             AllocateError::Frozen { .. } => ErrorCode::PoolFrozen,
+            AllocateError::NoMatchingPool { .. } => ErrorCode::NoMatchingPool,
+            AllocateError::NoPoolAvailable { .. } => ErrorCode::PoolExhausted,
         }
     }
 }

@@ -36,6 +36,7 @@ mod alloc_ops;
 #[path = "check.rs"]
 pub mod check;
 mod pool_ops;
+mod select_ops;
 mod update;
 
 /// One pool in memory.
@@ -65,6 +66,8 @@ pub struct State {
     meta: MetaRecord,
     /// Leases ended at the start of the last `apply`.
     expired: Vec<expire::Expired>,
+    /// Label and owner indexes of selection.
+    select: crate::select::SelectIndex,
 }
 
 /// Which core table a journaled row belongs to.
@@ -107,6 +110,8 @@ enum Undo {
     Cooled { pool: PoolId, pos: u128 },
     /// The pool's record, ranges or layout changed; `entry` is how it was.
     Replaced { entry: Box<PoolEntry> },
+    /// The owner index gained (`added`) or lost `pool` for an owner's hash.
+    OwnerIndex { hash: u64, pool: PoolId, added: bool },
 }
 
 /// The open tables of one `apply` call, the batch journal and scratch buffers.
@@ -306,6 +311,10 @@ impl State {
                 });
             }
             state.names.insert(record.name.clone(), id);
+            state.select.add_labels(id, &record.labels);
+            for (owner, _, _) in &cooling.by_owner {
+                state.select.add_owner(owner, id);
+            }
             for l in layout.ranges() {
                 state.ranges.insert((l.cidr.family().tag(), l.start), id);
             }
@@ -320,6 +329,21 @@ impl State {
                     cooling,
                 },
             );
+        }
+        // Owner keys are pool id ++ owner bytes: the owner index needs no value decoded.
+        for row in rtx.open_table(tables::OWNERS)?.iter()? {
+            let (k, _) = row?;
+            let key = k.value();
+            let (Some(id), Ok(owner)) = (
+                key.get(..4).map(decode_pool_key).transpose()?,
+                std::str::from_utf8(key.get(4..).unwrap_or_default()),
+            ) else {
+                return Err(StorageError::Corrupt {
+                    table: "core_owners",
+                    reason: format!("malformed key of {} bytes", key.len()),
+                });
+            };
+            state.select.add_owner(owner, id);
         }
         Ok(state)
     }
@@ -463,11 +487,13 @@ impl State {
                 }
                 Undo::Created { pool } => {
                     if let Some(e) = self.pools.remove(&pool) {
+                        self.unindex_labels(pool, &e.record.labels);
                         self.names.remove(&e.record.name);
                         self.unindex_ranges(&e.layout);
                     }
                 }
                 Undo::Deleted { entry } => {
+                    self.index_labels(entry.id, &entry.record.labels);
                     self.names.insert(entry.record.name.clone(), entry.id);
                     self.index_ranges(entry.id, &entry.layout);
                     self.pools.insert(entry.id, *entry);
@@ -475,8 +501,10 @@ impl State {
                 Undo::Replaced { entry } => {
                     if let Some(now) = self.pools.remove(&entry.id) {
                         self.unindex_ranges(&now.layout);
+                        self.unindex_labels(entry.id, &now.record.labels);
                     }
                     self.index_ranges(entry.id, &entry.layout);
+                    self.index_labels(entry.id, &entry.record.labels);
                     self.pools.insert(entry.id, *entry);
                 }
                 Undo::TookCooling {
@@ -495,6 +523,9 @@ impl State {
                         e.cooling.remove(pos);
                         e.record.allocated += 1;
                     }
+                }
+                Undo::OwnerIndex { hash, pool, added } => {
+                    self.undo_owner_index(hash, pool, added)
                 }
             }
         }
@@ -587,6 +618,25 @@ impl State {
             Op::RemoveRange { pool, cidr } => {
                 self.remove_range(tx, pool, *cidr)?.map_err(OpError::from)
             }
+            Op::AllocateAny {
+                owner,
+                selector,
+                family,
+                labels,
+                ttl_seconds,
+            } => self
+                .allocate_any(tx, stamp, owner, selector, *family, labels, *ttl_seconds)?
+                .map(|out| match out {
+                    OpOutput::Allocated {
+                        allocation,
+                        existing,
+                    } => OpOutput::AllocatedV2 {
+                        allocation,
+                        existing,
+                    },
+                    other => other,
+                })
+                .map_err(OpError::from),
         })
     }
 }

@@ -299,6 +299,19 @@ pub fn check_op(op: &Op) -> Result<(), OpError> {
         Op::RemoveRange { pool, .. } => {
             check_name(pool).map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?
         }
+        Op::AllocateAny {
+            owner,
+            selector,
+            labels,
+            ttl_seconds,
+            ..
+        } => (|| {
+            check_owner(owner)?;
+            check_labels(selector)?;
+            check_labels(labels)?;
+            ttl_seconds.map_or(Ok(()), check_ttl)
+        })()
+        .map_err(AllocateError::Input)?,
     }
     Ok(())
 }

@@ -150,6 +150,7 @@ impl State {
         }
         tx.buf = buf;
         let allocation = record.into_allocation(&entry.record, family.addr(pos));
+        self.owner_uses(tx, owner, id);
         Ok(Ok(OpOutput::Allocated {
             allocation,
             existing: false,
@@ -193,6 +194,7 @@ impl State {
             if tx.journaling {
                 tx.journal.push(Undo::Freed { pool: id, pos });
             }
+            self.owner_maybe_left(tx, &record.owner, id)?;
         }
         Ok(())
     }

@@ -161,6 +161,7 @@ impl State {
     pub(super) fn end_leases_and_cooldowns(&mut self, tx: &mut Tx<'_>) -> Result<(), StorageError> {
         let now = self.meta.now;
         self.expired.clear();
+        let mut cooled_off = Vec::new();
         for entry in self.pools.values_mut() {
             if entry.cooling.len() == 0 {
                 continue;
@@ -170,10 +171,15 @@ impl State {
                 if at.saturating_add(cooldown) > now.0 {
                     break;
                 }
-                entry.cooling.remove(pos);
+                if let Some((_, owner)) = entry.cooling.remove(pos) {
+                    cooled_off.push((entry.id, owner));
+                }
                 entry.free.release(pos);
                 tx.del(TableId::Cooling, &cooling_key(entry.id, Stamp(at), pos))?;
             }
+        }
+        for (id, owner) in cooled_off {
+            self.owner_maybe_left(tx, &owner, id)?;
         }
         let hi = expiry_key(now, PoolId::MAX, u128::MAX);
         let mut due = Vec::new();

@@ -104,6 +104,7 @@ impl State {
             &encode(&range)?,
         )?;
         self.names.insert(spec.name.clone(), id);
+        self.index_labels(id, &spec.labels);
         self.ranges.insert((tag, layout.start), id);
         let free = layout.initial_free();
         let layout = PoolShape::single(layout);
@@ -181,6 +182,8 @@ impl State {
         }
         self.names.remove(name);
         if let Some(entry) = self.pools.remove(&id) {
+            // The owner index keeps the deleted id: selection drops it when met.
+            self.unindex_labels(id, &entry.record.labels);
             if tx.journaling {
                 tx.journal.push(Undo::Deleted {
                     entry: Box::new(entry),

@@ -70,8 +70,11 @@ impl State {
             .iter()
             .map(|l| (l.cidr.family().tag(), l.start))
             .collect();
+        let labels = entry.record.labels.clone();
         if let Some(old) = self.pools.insert(id, entry) {
             self.unindex_ranges(&old.layout);
+            self.unindex_labels(id, &old.record.labels);
+            self.index_labels(id, &labels);
             if tx.journaling {
                 tx.journal.push(Undo::Replaced {
                     entry: Box::new(old),
