@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ClientError;
 
 mod pools;
+mod select;
 use crate::types::{
     AddressInfo, AllocateRequest, Allocation, AllocationList, BatchOp, BatchRequest, BatchResponse,
     ClusterStatus, CreatePoolRequest, ErrorBody, InitRequest, NodeAddr, Pool, PoolList, Released,

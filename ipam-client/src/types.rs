@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod pools;
+mod select;
 pub use pools::{AddRangeRequest, Network, NextFree, PoolRange, Route, UpdatePoolRequest};
+pub use select::{AddressFamily, AllocateAnyRequest};
 
 /// Labels on pools and allocations.
 pub type Labels = BTreeMap<String, String>;
@@ -345,6 +347,8 @@ pub enum BatchOp {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ttl_seconds: Option<u32>,
     },
+    /// Allocate in a pool the node chooses (`POST /api/v1/allocations`).
+    AllocateAny(AllocateAnyRequest),
 }
 
 /// `POST /api/v1/batch` body.

@@ -195,19 +195,34 @@ mod tests {
     #[test]
     fn scores_compare_exactly() {
         // The example: (30/100)/100 beats (60/100)/100.
-        assert_eq!(load(30, 100, 100).cmp_score(&load(60, 100, 100)), Ordering::Less);
+        assert_eq!(
+            load(30, 100, 100).cmp_score(&load(60, 100, 100)),
+            Ordering::Less
+        );
         // Equal ratios are equal however they are written.
         assert_eq!(load(1, 3, 1).cmp_score(&load(2, 6, 1)), Ordering::Equal);
         // Weight divides: twice the load at twice the weight ties.
         assert_eq!(load(2, 10, 2).cmp_score(&load(1, 10, 1)), Ordering::Equal);
         // Capacities past 2^64 and products past 2^256 stay exact.
         let big = u128::MAX;
-        assert_eq!(load(big - 1, big, 1000).cmp_score(&load(big, big, 1000)), Ordering::Less);
-        assert_eq!(load(big, big, 1000).cmp_score(&load(big, big, 999)), Ordering::Less);
-        assert_eq!(load(1, 1 << 64, 1).cmp_score(&load(0, 1 << 64, 1)), Ordering::Greater);
+        assert_eq!(
+            load(big - 1, big, 1000).cmp_score(&load(big, big, 1000)),
+            Ordering::Less
+        );
+        assert_eq!(
+            load(big, big, 1000).cmp_score(&load(big, big, 999)),
+            Ordering::Less
+        );
+        assert_eq!(
+            load(1, 1 << 64, 1).cmp_score(&load(0, 1 << 64, 1)),
+            Ordering::Greater
+        );
         // A float would call these equal: 2^-100 apart.
         let c = 1u128 << 100;
-        assert_eq!(load(c - 1, c, 1).cmp_score(&load(c - 2, c, 1)), Ordering::Greater);
+        assert_eq!(
+            load(c - 1, c, 1).cmp_score(&load(c - 2, c, 1)),
+            Ordering::Greater
+        );
     }
 
     #[test]
@@ -249,7 +264,10 @@ mod tests {
         idx.add_labels(1, &l(&[("zone", "a"), ("tier", "gold")]));
         idx.add_labels(2, &l(&[("zone", "a")]));
         idx.add_labels(3, &l(&[("zone", "a")]));
-        assert_eq!(idx.narrowest(&l(&[("zone", "a"), ("tier", "gold")])), Some(vec![1]));
+        assert_eq!(
+            idx.narrowest(&l(&[("zone", "a"), ("tier", "gold")])),
+            Some(vec![1])
+        );
         assert_eq!(idx.narrowest(&l(&[("zone", "b")])), Some(vec![]));
         assert_eq!(idx.narrowest(&Labels::new()), None);
         idx.remove_labels(1, &l(&[("zone", "a"), ("tier", "gold")]));

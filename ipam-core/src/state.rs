@@ -111,7 +111,11 @@ enum Undo {
     /// The pool's record, ranges or layout changed; `entry` is how it was.
     Replaced { entry: Box<PoolEntry> },
     /// The owner index gained (`added`) or lost `pool` for an owner's hash.
-    OwnerIndex { hash: u64, pool: PoolId, added: bool },
+    OwnerIndex {
+        hash: u64,
+        pool: PoolId,
+        added: bool,
+    },
 }
 
 /// The open tables of one `apply` call, the batch journal and scratch buffers.
@@ -524,9 +528,7 @@ impl State {
                         e.record.allocated += 1;
                     }
                 }
-                Undo::OwnerIndex { hash, pool, added } => {
-                    self.undo_owner_index(hash, pool, added)
-                }
+                Undo::OwnerIndex { hash, pool, added } => self.undo_owner_index(hash, pool, added),
             }
         }
         Ok(())

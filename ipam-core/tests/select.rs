@@ -65,8 +65,22 @@ fn fill(db: &mut Db, pool: &str, n: usize) {
 fn the_lower_score_wins_the_issues_example() {
     let mut db = Db::mem();
     // /25s: 126 allocatable minus the gateway = 125.
-    pool(&mut db, "a", "10.0.0.0/25", &[("zone", "x")], 100, 1_000_000);
-    pool(&mut db, "b", "10.0.1.0/25", &[("zone", "x")], 100, 1_000_000);
+    pool(
+        &mut db,
+        "a",
+        "10.0.0.0/25",
+        &[("zone", "x")],
+        100,
+        1_000_000,
+    );
+    pool(
+        &mut db,
+        "b",
+        "10.0.1.0/25",
+        &[("zone", "x")],
+        100,
+        1_000_000,
+    );
     fill(&mut db, "a", 60);
     fill(&mut db, "b", 30);
     let (a, existing) = got(&mut db, any("vm", &[("zone", "x")], None));
@@ -79,8 +93,22 @@ fn the_lower_score_wins_the_issues_example() {
 #[test]
 fn weight_divides_the_score_and_ties_go_by_name() {
     let mut db = Db::mem();
-    pool(&mut db, "light", "10.0.0.0/24", &[("k", "v")], 100, 1_000_000);
-    pool(&mut db, "heavy", "10.0.1.0/24", &[("k", "v")], 200, 1_000_000);
+    pool(
+        &mut db,
+        "light",
+        "10.0.0.0/24",
+        &[("k", "v")],
+        100,
+        1_000_000,
+    );
+    pool(
+        &mut db,
+        "heavy",
+        "10.0.1.0/24",
+        &[("k", "v")],
+        200,
+        1_000_000,
+    );
     // Both empty: equal scores (0), ties by name.
     let (a, _) = got(&mut db, any("o1", &[("k", "v")], None));
     assert_eq!(a.pool, "heavy");
@@ -99,7 +127,14 @@ fn weight_divides_the_score_and_ties_go_by_name() {
 fn a_pool_at_its_cap_is_skipped_and_a_full_set_is_exhausted() {
     let mut db = Db::mem();
     // /29: 6 usable minus the gateway = 5; a cap of 0.6 allows 3.
-    pool(&mut db, "small", "10.0.0.0/29", &[("t", "1")], 1000, 600_000);
+    pool(
+        &mut db,
+        "small",
+        "10.0.0.0/29",
+        &[("t", "1")],
+        1000,
+        600_000,
+    );
     pool(&mut db, "big", "10.0.1.0/29", &[("t", "1")], 1, 1_000_000);
     let mut per_pool = std::collections::BTreeMap::<String, usize>::new();
     for i in 0..8 {
@@ -108,7 +143,10 @@ fn a_pool_at_its_cap_is_skipped_and_a_full_set_is_exhausted() {
     }
     assert_eq!(per_pool["small"], 3, "the cap binds selection");
     assert_eq!(per_pool["big"], 5);
-    assert_eq!(code(&mut db, any("o9", &[("t", "1")], None)), ErrorCode::PoolExhausted);
+    assert_eq!(
+        code(&mut db, any("o9", &[("t", "1")], None)),
+        ErrorCode::PoolExhausted
+    );
     // An allocation naming the pool ignores the cap.
     db.alloc("small", "named");
 }
@@ -118,7 +156,10 @@ fn no_match_is_404_and_frozen_or_family_filter() {
     let mut db = Db::mem();
     pool(&mut db, "v4", "10.0.0.0/24", &[("z", "a")], 100, 1_000_000);
     pool(&mut db, "v6", "fd00::/64", &[("z", "a")], 100, 1_000_000);
-    assert_eq!(code(&mut db, any("o", &[("z", "b")], None)), ErrorCode::NoMatchingPool);
+    assert_eq!(
+        code(&mut db, any("o", &[("z", "b")], None)),
+        ErrorCode::NoMatchingPool
+    );
     assert_eq!(
         code(&mut db, any("o", &[("z", "a"), ("y", "1")], None)),
         ErrorCode::NoMatchingPool
@@ -268,7 +309,11 @@ fn selection_after_reopen_matches_selection_without_one() {
         }
     }
     assert_eq!(dbs[0].digest(), dbs[1].digest());
-    assert_eq!(in_p0(&dbs[0]), before, "nothing chosen from the relabelled pool");
+    assert_eq!(
+        in_p0(&dbs[0]),
+        before,
+        "nothing chosen from the relabelled pool"
+    );
 }
 
 #[test]

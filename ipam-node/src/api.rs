@@ -90,7 +90,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/leases/renew", post(crate::leases::renew_owner))
         .route("/api/v1/addresses/{ip}", get(address))
-        .route("/api/v1/allocations", get(owner_allocations))
+        .route(
+            "/api/v1/allocations",
+            get(owner_allocations).post(crate::select::allocate_any),
+        )
         .route("/api/v1/batch", post(batch))
         .route("/api/v1/cluster", get(cluster_status))
         .route("/api/v1/cluster/init", post(cluster_init))

@@ -30,6 +30,8 @@ pub struct Metrics {
     pool_shape: crate::pools::PoolGauges,
     /// Problems the last integrity check found (set by `check.rs`).
     pub integrity_problems: IntGauge,
+    /// `ipam_selections_total{pool,result}` (fed by `select.rs`).
+    pub selections: crate::select::SelectionMetrics,
     // Scrapes reset and refill the per-pool gauges; one at a time so none sees a half-filled set.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -119,7 +121,9 @@ impl Metrics {
             "Problems the last integrity check of this node's state found (0: consistent)",
         )?;
         registry.register(Box::new(integrity_problems.clone()))?;
+        let selections = crate::select::SelectionMetrics::new(&registry)?;
         Ok(Metrics {
+            selections,
             pool_shape,
             registry,
             pool_capacity,

@@ -144,6 +144,13 @@ pub fn batch_op(op: api::BatchOp) -> Result<Op, InputError> {
             generation,
         },
         api::BatchOp::ReleaseOwner { pool, owner } => Op::ReleaseOwner { pool, owner },
+        api::BatchOp::AllocateAny(req) => Op::AllocateAny {
+            owner: req.owner,
+            selector: req.selector,
+            family: req.family.map(crate::select::family),
+            labels: req.labels,
+            ttl_seconds: req.ttl_seconds,
+        },
     })
 }
 

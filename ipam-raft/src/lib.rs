@@ -36,6 +36,7 @@
 //! - `integrity` — [`Ipam::check`], the replica's integrity check
 //!   (`storage/state_machine/check.rs`); `backup` — [`Ipam::backup`] and [`restore`]
 //!   (`storage/state_machine/backup.rs`).
+//! - `select` — `Ipam::allocate_any`: an address from the pool `apply` chooses.
 //! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner,
 //!   cooling counts, log time.
 //!
@@ -74,6 +75,7 @@ mod ops;
 mod pools;
 mod reads;
 pub mod replication;
+mod select;
 mod status;
 
 pub use backup::restore;
