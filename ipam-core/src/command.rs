@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::OpError;
-use crate::pools::{PoolSpecV2, PoolUpdate};
+use crate::pools::{PoolSpecV2, PoolSpecV3, PoolUpdate};
 use crate::types::{Allocation, Cidr, Family, GatewayChoice, Labels, PoolInfo, PoolSpec};
 
 /// One operation on the state. Every operation is also a batch op.
@@ -125,6 +125,8 @@ pub enum Op {
         /// Lease length (10..=31,536,000 s, or 0 for permanent); `None`: the pool's default.
         ttl_seconds: Option<u32>,
     },
+    /// Create a pool with every field, a prefix pool's delegation included.
+    CreatePoolV3(Box<PoolSpecV3>),
 }
 
 /// One entry of a log entry's command list.

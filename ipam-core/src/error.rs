@@ -91,6 +91,8 @@ pub enum Unallocatable {
     Reserved,
     /// An address of the other family.
     WrongFamily,
+    /// Not the first address of an aligned block of a prefix pool.
+    Misaligned,
 }
 
 impl std::fmt::Display for Unallocatable {
@@ -103,6 +105,7 @@ impl std::fmt::Display for Unallocatable {
             Unallocatable::Gateway => "the gateway",
             Unallocatable::Reserved => "reserved",
             Unallocatable::WrongFamily => "of the other address family",
+            Unallocatable::Misaligned => "not aligned to the pool's delegated prefix length",
         })
     }
 }

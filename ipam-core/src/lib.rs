@@ -49,7 +49,9 @@ pub use error::{
     ReleaseError, StorageError, Unallocatable,
 };
 pub use lease::PoolLifecycle;
-pub use pools::{NetworkConfig, PoolSettings, PoolSpecV2, PoolUpdate, RangeSpec, Route};
+pub use pools::{
+    NetworkConfig, PoolSettings, PoolSpecV2, PoolSpecV3, PoolUpdate, RangeSpec, Route,
+};
 pub use state::check;
 pub use state::State;
 pub use types::{

@@ -302,14 +302,14 @@ impl<'r> Reader<'r> {
         if record.frozen {
             return Ok(out);
         }
-        let shape = PoolShape::build(&record.all_ranges(), &record.reserved).map_err(|e| {
-            StorageError::Corrupt {
-                table: "core_pools",
-                reason: format!("pool {pool:?}: {e}"),
-            }
+        let shape = PoolShape::of_record(&record).map_err(|e| StorageError::Corrupt {
+            table: "core_pools",
+            reason: format!("pool {pool:?}: {e}"),
         })?;
         let family = record.cidr.family();
         let allocatable = shape.initial_free();
+        // A prefix pool steps block by block.
+        let unit = allocatable.unit();
         // Cooling addresses are neither allocated nor free: the allocator takes them last,
         // oldest release first.
         let cooling = crate::state::cooling_positions(self.rtx, id)?;
@@ -338,16 +338,16 @@ impl<'r> Reader<'r> {
                             if emit(q, &mut out) {
                                 return Ok(out);
                             }
-                            p = q.checked_add(1);
+                            p = q.checked_add(unit);
                         }
-                        p = taken.checked_add(1);
+                        p = taken.checked_add(unit);
                     }
                 }
                 while let Some(q) = p.filter(|q| *q <= e) {
                     if emit(q, &mut out) {
                         return Ok(out);
                     }
-                    p = q.checked_add(1);
+                    p = q.checked_add(unit);
                 }
             }
         }

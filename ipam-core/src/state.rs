@@ -280,11 +280,9 @@ impl State {
             let (k, v) = row?;
             let id = decode_pool_key(k.value())?;
             let record: PoolRecord = decode("core_pools", v.value())?;
-            let layout = PoolShape::build(&record.all_ranges(), &record.reserved).map_err(|e| {
-                StorageError::Corrupt {
-                    table: "core_pools",
-                    reason: format!("pool {:?}: {e}", record.name),
-                }
+            let layout = PoolShape::of_record(&record).map_err(|e| StorageError::Corrupt {
+                table: "core_pools",
+                reason: format!("pool {:?}: {e}", record.name),
             })?;
             let mut free = layout.initial_free();
             let cooling = expire::load_cooling(rtx, id, &mut free, &record.name)?;
@@ -542,7 +540,10 @@ impl State {
         op: &Op,
     ) -> Result<Result<OpOutput, OpError>, StorageError> {
         // Pool creation validates inside `create_pool` (it needs the computed layout).
-        if !matches!(op, Op::CreatePool(_) | Op::CreatePoolV2(_)) {
+        if !matches!(
+            op,
+            Op::CreatePool(_) | Op::CreatePoolV2(_) | Op::CreatePoolV3(_)
+        ) {
             if let Err(e) = check_op(op) {
                 return Ok(Err(e));
             }
@@ -620,6 +621,7 @@ impl State {
             Op::RemoveRange { pool, cidr } => {
                 self.remove_range(tx, pool, *cidr)?.map_err(OpError::from)
             }
+            Op::CreatePoolV3(spec) => self.create_pool_v3(tx, stamp, spec)?.map_err(OpError::from),
             Op::AllocateAny {
                 owner,
                 selector,

@@ -138,6 +138,8 @@ pub struct PoolInfo {
     pub ranges: Vec<crate::pools::RangeSpec>,
     /// Second-round settings.
     pub settings: Box<crate::pools::PoolSettings>,
+    /// A prefix pool's delegated block length; `None` for an address pool.
+    pub delegation_prefix_len: Option<u8>,
 }
 
 /// One allocation instance.
@@ -164,6 +166,8 @@ pub struct Allocation {
     /// Interface configuration from the pool as it is now (filled in by whoever read the
     /// pool; `None` only for a pool that has none).
     pub network: Option<Box<crate::pools::NetworkConfig>>,
+    /// The delegated block, for an allocation of a prefix pool (`ip` is its first address).
+    pub prefix: Option<Cidr>,
 }
 
 /// One page of a pool's allocations in address order.

@@ -2,6 +2,7 @@
 //! overlap checks and address lookups use.
 
 use super::*;
+use crate::layout::PoolLayout;
 
 impl State {
     /// The existing pool with a range sharing an address with `[first, last]` of family
@@ -43,6 +44,30 @@ impl State {
         }
     }
 
+    pub(super) fn create_pool_v3(
+        &mut self,
+        tx: &mut Tx<'_>,
+        stamp: Stamp,
+        spec: &crate::pools::PoolSpecV3,
+    ) -> Result<Result<OpOutput, CreatePoolError>, StorageError> {
+        if let Err(e) = check_op(&Op::CreatePoolV3(Box::new(spec.clone()))) {
+            return Ok(Err(match e {
+                OpError::CreatePool(e) => e,
+                other => CreatePoolError::Input(crate::error::InputError::InvalidSetting {
+                    field: "pool".into(),
+                    reason: other.to_string(),
+                }),
+            }));
+        }
+        self.create_pool_with(
+            tx,
+            stamp,
+            &spec.base,
+            &spec.settings,
+            spec.delegation_prefix_len,
+        )
+    }
+
     pub(super) fn create_pool(
         &mut self,
         tx: &mut Tx<'_>,
@@ -50,9 +75,28 @@ impl State {
         spec: &crate::types::PoolSpec,
         settings: &PoolSettings,
     ) -> Result<Result<OpOutput, CreatePoolError>, StorageError> {
+        self.create_pool_with(tx, stamp, spec, settings, None)
+    }
+
+    fn create_pool_with(
+        &mut self,
+        tx: &mut Tx<'_>,
+        stamp: Stamp,
+        spec: &crate::types::PoolSpec,
+        settings: &PoolSettings,
+        delegation: Option<u8>,
+    ) -> Result<Result<OpOutput, CreatePoolError>, StorageError> {
         let (gateway, layout) = match pool_layout(spec) {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
+        };
+        // A prefix pool has no gateway and no network/broadcast exclusion: blocks instead.
+        let (gateway, layout) = match delegation {
+            None => (gateway, layout),
+            Some(len) => match PoolLayout::delegating(layout.cidr, &spec.reserved, len) {
+                Ok(l) => (None, l),
+                Err(e) => return Ok(Err(e)),
+            },
         };
         if let Err(e) = check_settings(settings, layout.cidr.family()) {
             return Ok(Err(e.into()));
@@ -88,6 +132,7 @@ impl State {
             allocated: 0,
         });
         record.set_settings(settings.clone());
+        record.delegation_prefix_len = delegation;
         let info = record.info(id);
         let name_record = NameRecord {
             pool: id,

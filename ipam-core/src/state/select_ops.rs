@@ -24,10 +24,12 @@ fn render_selector(selector: &Labels, family: Option<Family>) -> String {
 }
 
 impl PoolEntry {
-    /// Whether selection considers this pool for `selector` and `family` (frozen or full
-    /// pools match; they are skipped only when a new address is chosen).
+    /// Whether selection considers this pool for `selector` and `family`: an address pool
+    /// (never a prefix pool) carrying every pair. Frozen or full pools match; they are skipped
+    /// only when a new address is chosen.
     fn matches(&self, selector: &Labels, family: Option<Family>) -> bool {
-        family.is_none_or(|f| self.record.cidr.family() == f)
+        self.record.delegation_prefix_len.is_none()
+            && family.is_none_or(|f| self.record.cidr.family() == f)
             && selector
                 .iter()
                 .all(|(k, v)| self.record.labels.get(k) == Some(v))

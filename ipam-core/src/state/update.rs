@@ -126,6 +126,19 @@ impl State {
             if let Some(r) = &update.reserved {
                 check_reserved_entries(r)?;
             }
+            if record.delegation_prefix_len.is_some() && update.changes_layout() {
+                // Kept simple: a prefix pool's blocks are fixed at creation.
+                return Err(InputError::InvalidSetting {
+                    field: if update.gateway.is_some() {
+                        "gateway"
+                    } else {
+                        "reserved"
+                    }
+                    .into(),
+                    reason: "a prefix pool's gateway and reserved entries are fixed at creation"
+                        .into(),
+                });
+            }
             check_settings(
                 &update.apply_settings(&record.settings()),
                 record.cidr.family(),
@@ -218,6 +231,13 @@ impl State {
             Err(e) => return Ok(Err(e.into())),
         };
         let entry = &self.pools[&id];
+        if entry.record.delegation_prefix_len.is_some() {
+            return Ok(Err(CreatePoolError::from(InputError::InvalidSetting {
+                field: "ranges".into(),
+                reason: "a prefix pool has one range".into(),
+            })
+            .into()));
+        }
         let family = entry.record.cidr.family();
         if range.cidr.family() != family {
             return Ok(Err(UpdatePoolError::RangeFamily {
