@@ -232,6 +232,10 @@ pub struct CreatePool {
     /// Network configuration, lease and selection settings.
     #[command(flatten)]
     pub settings: crate::pool_args::PoolSettingsArgs,
+    /// Make it a prefix pool that hands out aligned blocks of this prefix length
+    /// (`10.42.0.0/16 --delegate 24` hands out /24s).
+    #[arg(long = "delegate", value_name = "PREFIX_LEN")]
+    pub delegation_prefix_len: Option<u8>,
 }
 
 /// `ipam-cli ip ...`.

@@ -170,6 +170,7 @@ fn create_request(args: CreatePool) -> CreatePoolRequest {
         reserved: args.reserved,
         labels: args.labels.into_iter().collect(),
         description: args.description,
+        delegation_prefix_len: args.delegation_prefix_len,
         ..args.settings.create_fields()
     }
 }

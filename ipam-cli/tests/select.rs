@@ -92,3 +92,28 @@ fn allocate_by_selector() {
         ],
     );
 }
+
+#[test]
+fn prefix_pools_print_their_blocks() {
+    let node = TestNode::start(None);
+    let created = node.ok(&[
+        "ip-pool",
+        "create",
+        "mesh",
+        "10.42.0.0/16",
+        "--delegate",
+        "24",
+    ]);
+    assert!(created.contains("delegates"), "{created}");
+    let got = node.ok(&["ip", "allocate", "mesh", "--owner", "host-3"]);
+    assert!(
+        got.contains("prefix      10.42.0.0/24") || got.contains("10.42.0.0/24"),
+        "{got}"
+    );
+    let json = node.json(&["ip", "allocate", "mesh", "--owner", "host-4"]);
+    assert_eq!(json["prefix"], "10.42.1.0/24");
+    assert!(json["network"].is_null());
+    let pool = node.json(&["ip-pool", "show", "mesh"]);
+    assert_eq!(pool["delegation_prefix_len"], 24);
+    assert_eq!(pool["stats"]["capacity"], "256");
+}

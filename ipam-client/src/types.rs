@@ -67,6 +67,9 @@ pub struct CreatePoolRequest {
     /// Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen: Option<bool>,
+    /// Make it a prefix pool handing out aligned blocks of this length (create only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_prefix_len: Option<u8>,
 }
 
 /// The three states of the `gateway` field: absent, `null`, or an address.
@@ -179,6 +182,9 @@ pub struct Pool {
     /// Selection bound on utilization, in (0, 1].
     #[serde(default)]
     pub max_utilization: f64,
+    /// A prefix pool's delegated block length; `null` for an address pool.
+    #[serde(default)]
+    pub delegation_prefix_len: Option<u8>,
 }
 
 /// `GET /api/v1/pools` response.
@@ -256,9 +262,12 @@ pub struct Allocation {
     /// RFC 3339, UTC: the last renewal (`allocated_at` until the first).
     #[serde(default)]
     pub renewed_at: String,
-    /// Interface configuration from the pool as it is now.
+    /// Interface configuration from the pool as it is now; `null` for a prefix pool's block.
     #[serde(default)]
     pub network: Option<Network>,
+    /// A prefix pool's block (`10.42.3.0/24`); absent for an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 /// `GET /api/v1/pools/{name}/allocations` and `GET /api/v1/allocations` responses.

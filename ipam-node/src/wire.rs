@@ -72,6 +72,7 @@ pub fn pool(p: &PoolInfo) -> api::Pool {
         reuse_cooldown_seconds: 0,
         weight: 0,
         max_utilization: 1.0,
+        delegation_prefix_len: p.delegation_prefix_len,
     };
     crate::pools::fill_pool(&mut out, p);
     out
@@ -90,6 +91,7 @@ pub fn allocation(a: &Allocation) -> api::Allocation {
         expires_at: a.expires_at.map(rfc3339),
         renewed_at: rfc3339(a.renewed_at),
         network: a.network.as_deref().map(crate::pools::network),
+        prefix: a.prefix.map(|c| c.to_string()),
     }
 }
 

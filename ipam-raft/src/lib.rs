@@ -36,6 +36,7 @@
 //! - `integrity` — [`Ipam::check`], the replica's integrity check
 //!   (`storage/state_machine/check.rs`); `backup` — [`Ipam::backup`] and [`restore`]
 //!   (`storage/state_machine/backup.rs`).
+//! - `prefixes` — `Ipam::create_pool_v3`: prefix pools (delegation).
 //! - `select` — `Ipam::allocate_any`: an address from the pool `apply` chooses.
 //! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner,
 //!   cooling counts, log time.
@@ -73,6 +74,7 @@ mod integrity;
 mod leases;
 mod ops;
 mod pools;
+mod prefixes;
 mod reads;
 pub mod replication;
 mod select;
