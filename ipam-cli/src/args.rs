@@ -234,8 +234,16 @@ pub struct CreatePool {
     pub settings: crate::pool_args::PoolSettingsArgs,
     /// Make it a prefix pool that hands out aligned blocks of this prefix length
     /// (`10.42.0.0/16 --delegate 24` hands out /24s).
-    #[arg(long = "delegate", value_name = "PREFIX_LEN")]
+    #[arg(
+        long = "delegate",
+        value_name = "PREFIX_LEN",
+        conflicts_with = "parent"
+    )]
     pub delegation_prefix_len: Option<u8>,
+    /// Make it a child pool of this prefix pool: the CIDR must be one of its allocated blocks
+    /// (`ip-pool create host-3 10.42.3.0/24 --parent mesh`).
+    #[arg(long, value_name = "POOL")]
+    pub parent: Option<String>,
 }
 
 /// `ipam-cli ip ...`.

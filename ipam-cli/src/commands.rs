@@ -171,6 +171,7 @@ fn create_request(args: CreatePool) -> CreatePoolRequest {
         labels: args.labels.into_iter().collect(),
         description: args.description,
         delegation_prefix_len: args.delegation_prefix_len,
+        parent: args.parent,
         ..args.settings.create_fields()
     }
 }

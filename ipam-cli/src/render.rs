@@ -177,6 +177,9 @@ pub fn pool_details(p: &Pool) -> String {
             format!("/{len} blocks (counts below are blocks)"),
         ));
     }
+    if let Some(parent) = &p.parent {
+        pairs.push(("parent", parent.clone()));
+    }
     pairs.extend([
         ("capacity", thousands(&p.stats.capacity)),
         ("allocated", thousands(&p.stats.allocated)),

@@ -70,6 +70,10 @@ pub struct CreatePoolRequest {
     /// Make it a prefix pool handing out aligned blocks of this length (create only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegation_prefix_len: Option<u8>,
+    /// Make it a child pool of this prefix pool: `cidr` must be one of its allocated blocks
+    /// (create only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// The three states of the `gateway` field: absent, `null`, or an address.
@@ -185,6 +189,9 @@ pub struct Pool {
     /// A prefix pool's delegated block length; `null` for an address pool.
     #[serde(default)]
     pub delegation_prefix_len: Option<u8>,
+    /// A child pool's parent prefix pool; `null` otherwise.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 /// `GET /api/v1/pools` response.
@@ -290,10 +297,13 @@ pub struct Released {
 /// `GET /api/v1/addresses/{ip}` response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressInfo {
-    /// The pool whose CIDR contains the address, or `null`.
+    /// The innermost pool whose CIDR contains the address, or `null`.
     pub pool: Option<String>,
     /// Its allocation, or `null`.
     pub allocation: Option<Allocation>,
+    /// The prefix pool's block allocation containing the address, or `null`.
+    #[serde(default)]
+    pub block: Option<Allocation>,
 }
 
 /// One op of `POST /api/v1/batch`.

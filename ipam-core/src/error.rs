@@ -275,6 +275,12 @@ pub enum CreatePoolError {
     /// Every pool id (2^32) has been used; ids are never reused.
     #[error("no pool id left: 2^32 pools have been created")]
     PoolIdsExhausted,
+    /// A child pool names a parent that does not exist.
+    #[error("parent pool {parent:?} not found")]
+    ParentNotFound {
+        /// The parent's name.
+        parent: String,
+    },
 }
 
 /// Errors of pool deletion.
@@ -300,6 +306,14 @@ pub enum DeletePoolError {
     Frozen {
         /// The name.
         pool: String,
+    },
+    /// A child pool lives in one of the prefix pool's blocks (even `force` keeps it).
+    #[error("pool {pool:?} has child pool {child:?}; delete the child first")]
+    PrefixInUse {
+        /// The prefix pool.
+        pool: String,
+        /// A child pool in one of its blocks.
+        child: String,
     },
 }
 
@@ -511,6 +525,16 @@ pub enum ReleaseError {
         /// The allocation's generation.
         actual: u64,
     },
+    /// The block is the CIDR of a child pool: delete the child before releasing it.
+    #[error("block {ip} of pool {pool:?} holds child pool {child:?}; delete the child first")]
+    PrefixInUse {
+        /// The prefix pool.
+        pool: String,
+        /// The block's first address.
+        ip: IpAddr,
+        /// The child pool.
+        child: String,
+    },
 }
 
 /// Errors of read queries that can be the caller's fault.
@@ -602,6 +626,7 @@ impl CreatePoolError {
         match self {
             CreatePoolError::Exists { .. } => ErrorCode::PoolExists,
             CreatePoolError::Overlap { .. } => ErrorCode::PoolOverlap,
+            CreatePoolError::ParentNotFound { .. } => ErrorCode::PoolNotFound,
             _ => ErrorCode::InvalidArgument,
         }
     }
@@ -614,6 +639,7 @@ impl DeletePoolError {
             DeletePoolError::PoolNotFound { .. } => ErrorCode::PoolNotFound,
             DeletePoolError::NotEmpty { .. } => ErrorCode::PoolNotEmpty,
             DeletePoolError::Frozen { .. } => ErrorCode::PoolFrozen,
+            DeletePoolError::PrefixInUse { .. } => ErrorCode::PrefixInUse,
         }
     }
 }
@@ -645,6 +671,7 @@ impl ReleaseError {
             ReleaseError::PoolNotFound { .. } => ErrorCode::PoolNotFound,
             ReleaseError::NotAllocated { .. } => ErrorCode::AllocationNotFound,
             ReleaseError::GenerationMismatch { .. } => ErrorCode::GenerationMismatch,
+            ReleaseError::PrefixInUse { .. } => ErrorCode::PrefixInUse,
         }
     }
 }

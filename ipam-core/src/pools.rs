@@ -130,6 +130,8 @@ pub struct PoolSpecV3 {
     /// Hand out aligned blocks of this prefix length instead of addresses: longer than the
     /// CIDR's prefix, at most 32 / 128, and at most 32 bits longer.
     pub delegation_prefix_len: Option<u8>,
+    /// A child pool: the name of the prefix pool whose allocated block equals this CIDR.
+    pub parent: Option<String>,
 }
 
 /// Checks a delegation length against the pool's CIDR.

@@ -318,7 +318,9 @@ impl State {
                 state.select.add_owner(owner, id);
             }
             for l in layout.ranges() {
-                state.ranges.insert((l.cidr.family().tag(), l.start), id);
+                state
+                    .ranges
+                    .insert((tables::range_tag(&record), l.start), id);
             }
             state.pools.insert(
                 id,
@@ -491,21 +493,21 @@ impl State {
                     if let Some(e) = self.pools.remove(&pool) {
                         self.unindex_labels(pool, &e.record.labels);
                         self.names.remove(&e.record.name);
-                        self.unindex_ranges(&e.layout);
+                        self.unindex_ranges(&e.layout, tables::range_tag(&e.record));
                     }
                 }
                 Undo::Deleted { entry } => {
                     self.index_labels(entry.id, &entry.record.labels);
                     self.names.insert(entry.record.name.clone(), entry.id);
-                    self.index_ranges(entry.id, &entry.layout);
+                    self.index_ranges(entry.id, &entry.layout, tables::range_tag(&entry.record));
                     self.pools.insert(entry.id, *entry);
                 }
                 Undo::Replaced { entry } => {
                     if let Some(now) = self.pools.remove(&entry.id) {
-                        self.unindex_ranges(&now.layout);
+                        self.unindex_ranges(&now.layout, tables::range_tag(&now.record));
                         self.unindex_labels(entry.id, &now.record.labels);
                     }
-                    self.index_ranges(entry.id, &entry.layout);
+                    self.index_ranges(entry.id, &entry.layout, tables::range_tag(&entry.record));
                     self.index_labels(entry.id, &entry.record.labels);
                     self.pools.insert(entry.id, *entry);
                 }

@@ -9,7 +9,7 @@
 //! | `core_meta` | `b"state"` | [`MetaRecord`] |
 //! | `core_pools` | pool id (u32 BE) | [`PoolRecord`] (version 3; 2 lacks the delegation, 1 = [`PoolRecordV1`]) |
 //! | `core_pool_names` | name bytes | [`NameRecord`] |
-//! | `core_ranges` | family tag (4 or 6) ++ first address (16 bytes BE) | [`RangeRecord`] (one row per range of a pool) |
+//! | `core_ranges` | family tag (4 or 6, + [`CHILD_TAG`] for a child pool) ++ first address (16 bytes BE) | [`RangeRecord`] (one row per range of a pool) |
 //! | `core_allocations` | pool id ++ address (16 bytes BE) | [`AllocationRecord`] |
 //! | `core_owners` | pool id ++ owner bytes | address (`u128`) |
 //! | `core_expiry` | expires_at (u64 BE) ++ pool id ++ address | `()` |
@@ -154,6 +154,8 @@ pub struct PoolRecord {
     pub max_utilization_ppm: u32,
     /// A prefix pool hands out aligned blocks of this prefix length (version 3).
     pub delegation_prefix_len: Option<u8>,
+    /// A child pool: the prefix pool whose allocated block is this pool's CIDR (version 3).
+    pub parent: Option<String>,
 }
 
 /// A pool as version 2 stored it: [`PoolRecord`] without `delegation_prefix_len`.
@@ -205,6 +207,7 @@ impl From<PoolRecordV2> for PoolRecord {
             weight: o.weight,
             max_utilization_ppm: o.max_utilization_ppm,
             delegation_prefix_len: None,
+            parent: None,
         }
     }
 }
@@ -421,6 +424,21 @@ pub fn owner_key(pool: PoolId, owner: &str) -> Vec<u8> {
     key
 }
 
+/// Added to the family tag of a child pool's [`RANGES`] key: a child lies inside its parent's
+/// block, so it is kept apart from the disjoint top-level ranges (an address lookup asks the
+/// child ranges first: the innermost pool).
+pub const CHILD_TAG: u8 = 0x80;
+
+/// The [`RANGES`] key tag of a pool's ranges.
+pub fn range_tag(record: &PoolRecord) -> u8 {
+    let tag = record.cidr.family().tag();
+    if record.parent.is_some() {
+        tag | CHILD_TAG
+    } else {
+        tag
+    }
+}
+
 /// Key of [`RANGES`].
 pub fn range_key(family_tag: u8, first: u128) -> [u8; 17] {
     let mut key = [0u8; 17];
@@ -449,6 +467,7 @@ impl PoolRecord {
             ranges: self.all_ranges(),
             settings: Box::new(self.settings()),
             delegation_prefix_len: self.delegation_prefix_len,
+            parent: self.parent.clone(),
         }
     }
 }
@@ -508,6 +527,7 @@ impl PoolRecord {
             weight: d.weight,
             max_utilization_ppm: d.max_utilization_ppm,
             delegation_prefix_len: None,
+            parent: None,
         }
     }
 

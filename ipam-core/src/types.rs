@@ -140,6 +140,8 @@ pub struct PoolInfo {
     pub settings: Box<crate::pools::PoolSettings>,
     /// A prefix pool's delegated block length; `None` for an address pool.
     pub delegation_prefix_len: Option<u8>,
+    /// A child pool's parent prefix pool.
+    pub parent: Option<String>,
 }
 
 /// One allocation instance.
@@ -186,6 +188,8 @@ pub struct AddressInfo {
     pub pool: Option<String>,
     /// The allocation of the address, if allocated.
     pub allocation: Option<Allocation>,
+    /// The prefix pool's block allocation that contains the address, if any.
+    pub block: Option<Allocation>,
 }
 
 impl fmt::Display for Cidr {

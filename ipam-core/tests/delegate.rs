@@ -26,7 +26,27 @@ fn prefix_pool(name: &str, cidr: &str, len: u8, reserved: &[&str]) -> Op {
         },
         settings: PoolSettings::default(),
         delegation_prefix_len: Some(len),
+        parent: None,
     }))
+}
+
+fn child(name: &str, cidr: &str, parent: &str) -> Op {
+    Op::CreatePoolV3(Box::new(PoolSpecV3 {
+        base: common::spec(name, cidr),
+        settings: PoolSettings::default(),
+        delegation_prefix_len: None,
+        parent: Some(parent.into()),
+    }))
+}
+
+fn lease(pool: &str, owner: &str, ttl: u32) -> Op {
+    Op::AllocateV2 {
+        pool: pool.into(),
+        owner: owner.into(),
+        ip: None,
+        labels: Labels::new(),
+        ttl_seconds: Some(ttl),
+    }
 }
 
 fn take(db: &mut Db, pool: &str, owner: &str, ip: Option<&str>) -> Result<Allocation, ErrorCode> {
@@ -171,4 +191,128 @@ fn selection_never_chooses_a_prefix_pool() {
         })
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::NoMatchingPool);
+}
+
+#[test]
+fn a_child_pool_lives_in_its_block_and_holds_it() {
+    let mut db = Db::mem();
+    db.op(prefix_pool("mesh", "10.42.0.0/16", 24, &[])).unwrap();
+    db.op(lease("mesh", "host-0", 60)).unwrap();
+    db.op(lease("mesh", "host-1", 60)).unwrap();
+    // Only an allocated block of a prefix pool, exactly, may hold a child.
+    let code = |db: &mut Db, op: Op| db.op(op).unwrap_err().code();
+    assert_eq!(
+        code(&mut db, child("c", "10.42.9.0/24", "mesh")),
+        ErrorCode::PoolOverlap
+    );
+    assert_eq!(
+        code(&mut db, child("c", "10.42.1.0/25", "mesh")),
+        ErrorCode::PoolOverlap
+    );
+    assert_eq!(
+        code(&mut db, child("c", "10.42.1.0/24", "nope")),
+        ErrorCode::PoolNotFound
+    );
+    assert_eq!(
+        code(&mut db, Op::CreatePool(common::spec("c", "10.42.1.0/24"))),
+        ErrorCode::PoolOverlap
+    );
+    // A failed batch that created a child leaves the block's lease as it was.
+    let before = db.digest();
+    db.batch(vec![
+        child("host-1", "10.42.1.0/24", "mesh"),
+        release("mesh", "10.9.9.9", None),
+    ])
+    .unwrap_err();
+    assert_eq!(db.digest(), before);
+
+    db.op(child("host-1", "10.42.1.0/24", "mesh")).unwrap();
+    assert_eq!(
+        code(&mut db, child("again", "10.42.1.0/24", "mesh")),
+        ErrorCode::PoolOverlap
+    );
+    let a = db.alloc("host-1", "vm-1");
+    assert_eq!(a.to_string(), "10.42.1.2");
+    assert!(check(&db.state, &db.rtx()).unwrap().is_empty());
+
+    // The innermost pool answers, naming the block.
+    let info = query::address(&db.rtx(), a).unwrap();
+    assert_eq!(info.pool.as_deref(), Some("host-1"));
+    assert_eq!(info.allocation.unwrap().owner, "vm-1");
+    assert_eq!(info.block.as_ref().unwrap().owner, "host-1");
+    let info = query::address(&db.rtx(), "10.42.0.7".parse().unwrap()).unwrap();
+    assert_eq!(info.pool.as_deref(), Some("mesh"));
+    assert_eq!(info.block.unwrap().owner, "host-0");
+
+    // While the child exists: no release, no delete of the parent, no expiry.
+    assert_eq!(
+        code(&mut db, release("mesh", "10.42.1.0", None)),
+        ErrorCode::PrefixInUse
+    );
+    assert_eq!(
+        code(
+            &mut db,
+            Op::ReleaseOwner {
+                pool: "mesh".into(),
+                owner: "host-1".into()
+            }
+        ),
+        ErrorCode::PrefixInUse
+    );
+    assert_eq!(
+        code(
+            &mut db,
+            Op::DeletePool {
+                pool: "mesh".into(),
+                force: true
+            }
+        ),
+        ErrorCode::PrefixInUse
+    );
+    db.advance(30_000);
+    db.op(Op::RenewOwner {
+        owner: "host-1".into(),
+    })
+    .unwrap();
+    db.advance(120_000);
+    db.apply(&[]);
+    let holders = |db: &Db| -> Vec<String> {
+        query::allocations(&db.rtx(), "mesh", None, None, 1000)
+            .unwrap()
+            .allocations
+            .into_iter()
+            .map(|a| a.owner)
+            .collect()
+    };
+    assert_eq!(
+        holders(&db),
+        ["host-1"],
+        "host-0's lease ended, host-1's block is held"
+    );
+    assert_eq!(
+        ipam_core::state::next_expiry(&db.rtx()).unwrap(),
+        None,
+        "nothing is due"
+    );
+    assert!(check(&db.state, &db.rtx()).unwrap().is_empty());
+    let before = db.digest();
+    db.reopen();
+    assert_eq!(db.digest(), before);
+    assert!(check(&db.state, &db.rtx()).unwrap().is_empty());
+
+    // Deleting the child makes the lapsed lease due again: the next entry ends it.
+    db.op(Op::DeletePool {
+        pool: "host-1".into(),
+        force: true,
+    })
+    .unwrap();
+    assert!(ipam_core::state::next_expiry(&db.rtx()).unwrap().is_some());
+    db.apply(&[]);
+    assert!(holders(&db).is_empty());
+    db.op(Op::DeletePool {
+        pool: "mesh".into(),
+        force: false,
+    })
+    .unwrap();
+    assert!(check(&db.state, &db.rtx()).unwrap().is_empty());
 }

@@ -405,6 +405,7 @@ async fn address(
     Ok(Json(api::AddressInfo {
         pool: info.pool,
         allocation: info.allocation.as_ref().map(wire::allocation),
+        block: info.block.as_ref().map(wire::allocation),
     }))
 }
 

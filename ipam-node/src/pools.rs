@@ -90,14 +90,16 @@ pub fn create_op(req: api::CreatePoolRequest) -> Result<Op, InputError> {
             .unwrap_or(PPM),
     };
     let delegation_prefix_len = req.delegation_prefix_len;
+    let parent = req.parent.clone();
     let base = wire::pool_spec(req)?;
     Ok(if first_round {
         Op::CreatePool(base)
-    } else if delegation_prefix_len.is_some() {
+    } else if delegation_prefix_len.is_some() || parent.is_some() {
         Op::CreatePoolV3(Box::new(ipam_core::PoolSpecV3 {
             base,
             settings,
             delegation_prefix_len,
+            parent,
         }))
     } else {
         Op::CreatePoolV2(Box::new(PoolSpecV2 { base, settings }))

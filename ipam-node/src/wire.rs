@@ -73,6 +73,7 @@ pub fn pool(p: &PoolInfo) -> api::Pool {
         weight: 0,
         max_utilization: 1.0,
         delegation_prefix_len: p.delegation_prefix_len,
+        parent: p.parent.clone(),
     };
     crate::pools::fill_pool(&mut out, p);
     out

@@ -159,5 +159,6 @@ impl CreatePoolRequest {
             && self.max_utilization.is_none()
             && self.frozen.is_none()
             && self.delegation_prefix_len.is_none()
+            && self.parent.is_none()
     }
 }

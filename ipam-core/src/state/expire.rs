@@ -129,6 +129,20 @@ pub(super) fn renew_record(
     Ok(())
 }
 
+/// Takes a delegated block's lease out of the expiry index (its child pool keeps it alive);
+/// the lease's `expires_at` stays in the row and counts again when the child is deleted.
+pub(super) fn suspend_expiry(
+    tx: &mut Tx<'_>,
+    id: PoolId,
+    pos: u128,
+    record: &AllocationRecord,
+) -> Result<(), StorageError> {
+    if let Some(at) = record.expires_at {
+        tx.del(TableId::Expiry, &expiry_key(at, id, pos))?;
+    }
+    Ok(())
+}
+
 /// Keeps the cooling addresses of `entry` for which `keep` is true and drops the others (an
 /// update made them unallocatable, or removed their range): an address that can no longer be
 /// allocated cannot be handed back to its last owner either.
@@ -257,6 +271,9 @@ impl State {
             }));
         }
         renew_record(tx, self.meta.now, id, pos, &mut record, ttl)?;
+        if self.child_of_block(entry, pos).is_some() {
+            suspend_expiry(tx, id, pos, &record)?;
+        }
         Ok(Ok(OpOutput::Renewed(
             record.into_allocation(&entry.record, ip),
         )))
@@ -287,6 +304,9 @@ impl State {
                 continue;
             }
             renew_record(tx, self.meta.now, id, pos, &mut record, None)?;
+            if self.child_of_block(entry, pos).is_some() {
+                suspend_expiry(tx, id, pos, &record)?;
+            }
             renewed.push(record.into_allocation(&entry.record, family.addr(pos)));
         }
         Ok(OpOutput::RenewedOwner { renewed })

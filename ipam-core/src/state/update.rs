@@ -11,7 +11,7 @@ use crate::command::OpOutput;
 use crate::error::{CreatePoolError, InputError, StorageError, UpdatePoolError};
 use crate::layout::resolve_gateway;
 use crate::pools::{all_ranges, check_settings, new_range, PoolShape, PoolUpdate, MAX_RANGES};
-use crate::tables::{allocation_key, decode, decode_allocation_key, encode, range_key};
+use crate::tables::{self, allocation_key, decode, decode_allocation_key, encode, range_key};
 use crate::tables::{AllocationRecord, RangeRecord};
 use crate::types::{addr_to_u128, Cidr, GatewayChoice, PoolId, Reserved};
 use crate::validate::{check_labels, check_reserved_entries, MAX_DESCRIPTION};
@@ -68,11 +68,11 @@ impl State {
             .layout
             .ranges()
             .iter()
-            .map(|l| (l.cidr.family().tag(), l.start))
+            .map(|l| (tables::range_tag(&entry.record), l.start))
             .collect();
         let labels = entry.record.labels.clone();
         if let Some(old) = self.pools.insert(id, entry) {
-            self.unindex_ranges(&old.layout);
+            self.unindex_ranges(&old.layout, tables::range_tag(&old.record));
             self.unindex_labels(id, &old.record.labels);
             self.index_labels(id, &labels);
             if tx.journaling {
@@ -231,10 +231,10 @@ impl State {
             Err(e) => return Ok(Err(e.into())),
         };
         let entry = &self.pools[&id];
-        if entry.record.delegation_prefix_len.is_some() {
+        if entry.record.delegation_prefix_len.is_some() || entry.record.parent.is_some() {
             return Ok(Err(CreatePoolError::from(InputError::InvalidSetting {
                 field: "ranges".into(),
-                reason: "a prefix pool has one range".into(),
+                reason: "a prefix pool or a child pool has one range".into(),
             })
             .into()));
         }

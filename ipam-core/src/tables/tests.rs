@@ -74,8 +74,10 @@ fn a_version_2_pool_record_reads_as_an_address_pool() {
         capacity: 254,
         allocated: 0,
     });
-    // Version 2 is version 3 without its last field (postcard writes `None` as one 0 byte).
+    // Version 2 is version 3 without its last two fields (postcard writes `None` as one 0
+    // byte each).
     let mut bytes = encode(&v3).unwrap();
+    assert_eq!(bytes.pop(), Some(0));
     assert_eq!(bytes.pop(), Some(0));
     bytes[0] = 2;
     let read: PoolRecord = decode("core_pools", &bytes).unwrap();

@@ -26,6 +26,7 @@
 //! - `ranges` — a range added on one node feeds allocations through the others; pool updates
 //!   and the preview agree on every replica.
 //! - `reads` — linearizable reads across nodes.
+//! - `select` — concurrent selections through every node never exceed a pool's cap.
 //! - `dashboard` — the leader's per-member replication progress and the `/ui` overview.
 //! - `trust` — a node with another token, or of another cluster, is never joined.
 //! - `upgrade` — a data dir and snapshot written by release 0.1.0 open and keep serving.
@@ -42,6 +43,7 @@ mod partition;
 mod ranges;
 mod reads;
 mod replication;
+mod select;
 mod snapshot;
 mod trust;
 mod upgrade;
