@@ -6,7 +6,7 @@
 //! to keep the run to well under a minute on a shared 2-core machine.
 //!
 //! `cargo bench -p ipam-bench --bench core` (set `IPAM_BENCH_ALLOCATIONS` to change the
-//! count).
+//! count, `IPAM_BENCH_SELECTIONS` for the selection rows of `core/select.rs`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -16,6 +16,9 @@ use ipam_core::layout::PoolLayout;
 use ipam_core::validate::pool_layout;
 use ipam_core::{query, GatewayChoice, Labels, PoolSpec, Stamp, State};
 use redb::{Durability, ReadableDatabase};
+
+#[path = "core/select.rs"]
+mod select;
 
 const BATCH: usize = 1_000;
 
@@ -245,12 +248,22 @@ fn main() {
     let d6 = decisions("fd00::/64", n);
     fragmented("10.0.0.0/8", n.min(200_000));
     fragmented("fd00::/64", n.min(200_000));
+    let sel_n: usize = std::env::var("IPAM_BENCH_SELECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let (sel_zone, sel_all) = select::selection(sel_n);
     println!("State::apply on a redb file:");
     let a4 = apply("10.0.0.0/8", n, Durability::Immediate, false);
     let a6 = apply("fd00::/64", n, Durability::Immediate, false);
     let n4 = apply("10.0.0.0/8", n, Durability::None, false);
     let b4 = apply("10.0.0.0/8", n, Durability::Immediate, true);
     println!("summary:");
+    println!(
+        "  selections/s among 10000 pools: {} with 100 matching, {} with all matching (target ≥ 50 k)",
+        human(sel_zone),
+        human(sel_all)
+    );
     println!(
         "  decisions/s  /8 {}  /64 {}  (target ≥ 5 M)",
         human(d4),

@@ -273,15 +273,35 @@ pub struct CreatePool {
     /// Network configuration, lease and selection settings.
     #[command(flatten)]
     pub settings: crate::pool_args::PoolSettingsArgs,
+    /// Make it a prefix pool that hands out aligned blocks of this prefix length
+    /// (`10.42.0.0/16 --delegate 24` hands out /24s).
+    #[arg(
+        long = "delegate",
+        value_name = "PREFIX_LEN",
+        conflicts_with = "parent"
+    )]
+    pub delegation_prefix_len: Option<u8>,
+    /// Make it a child pool of this prefix pool: the CIDR must be one of its allocated blocks
+    /// (`ip-pool create host-3 10.42.3.0/24 --parent mesh`).
+    #[arg(long, value_name = "POOL")]
+    pub parent: Option<String>,
 }
 
 /// `ipam-cli ip ...`.
 #[derive(Debug, Subcommand)]
 pub enum IpCommand {
     /// Allocate an address for an owner (returns the owner's existing one if it holds one).
+    /// Without a pool, `--selector` lets the cluster choose the least loaded matching pool.
     Allocate {
-        /// Pool name.
-        pool: String,
+        /// Pool name; omit it and give `--selector` to let the cluster choose.
+        #[arg(required_unless_present = "selector", conflicts_with_all = ["selector", "family"])]
+        pool: Option<String>,
+        /// Choose the pool: label pairs it must carry (`zone=a,tier=gold`; repeatable).
+        #[arg(long, value_name = "KEY=VALUE[,KEY=VALUE]", value_delimiter = ',', value_parser = parse_label, conflicts_with = "ip")]
+        selector: Option<Vec<(String, String)>>,
+        /// With `--selector`: only pools of this family (`ipv4` or `ipv6`).
+        #[arg(long, value_parser = crate::select::parse_family, requires = "selector")]
+        family: Option<ipam_client::types::AddressFamily>,
         /// Owner, for example `vm-42/eth0`.
         #[arg(long)]
         owner: String,

@@ -196,6 +196,8 @@ fn create_request(args: CreatePool) -> CreatePoolRequest {
         reserved: args.reserved,
         labels: args.labels.into_iter().collect(),
         description: args.description,
+        delegation_prefix_len: args.delegation_prefix_len,
+        parent: args.parent,
         ..args.settings.create_fields()
     }
 }
@@ -233,11 +235,24 @@ async fn confirm_force_delete(client: &Client, name: &str) -> anyhow::Result<()>
 async fn ip(client: &Client, out: Output, cmd: IpCommand) -> anyhow::Result<()> {
     match cmd {
         IpCommand::Allocate {
-            pool,
+            pool: None,
+            selector,
+            family,
+            owner,
+            labels,
+            ttl,
+            ..
+        } => {
+            let selector = selector.unwrap_or_default();
+            crate::select::allocate_any(client, out, owner, selector, family, labels, ttl).await
+        }
+        IpCommand::Allocate {
+            pool: Some(pool),
             owner,
             ip,
             labels,
             ttl,
+            ..
         } => {
             let req = AllocateRequest {
                 owner,

@@ -15,6 +15,7 @@
 //! - [`commands`] — `run`: one command → client calls → output.
 //! - [`pool_args`], [`pool_cmds`] — `ip-pool update`, `add-range`, `remove-range`,
 //!   `freeze`, `unfreeze`, `next-free` and the settings shared with `create`.
+//! - [`select`] — `ip allocate --selector`: the pool chosen by the cluster.
 //! - [`render`] — tables, key/value listings, number formatting.
 //! - [`exit`] — exit statuses and the one-line error message.
 //! - [`transfer`] — import/export file formats; [`plan`] — checking an import's rows;
@@ -40,6 +41,7 @@ mod plan;
 mod pool_args;
 mod pool_cmds;
 mod render;
+mod select;
 mod transfer;
 mod transfer_cmd;
 

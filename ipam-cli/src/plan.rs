@@ -259,6 +259,7 @@ mod tests {
             expires_at: None,
             renewed_at: String::new(),
             network: None,
+            prefix: None,
         }
     }
 

@@ -171,6 +171,15 @@ pub fn pool_details(p: &Pool) -> String {
         pairs.push((if i == 0 { "reserved" } else { "" }, r.clone()));
     }
     pairs.extend(crate::pool_args::detail_pairs(p));
+    if let Some(len) = p.delegation_prefix_len {
+        pairs.push((
+            "delegates",
+            format!("/{len} blocks (counts below are blocks)"),
+        ));
+    }
+    if let Some(parent) = &p.parent {
+        pairs.push(("parent", parent.clone()));
+    }
     pairs.extend([
         ("capacity", thousands(&p.stats.capacity)),
         ("allocated", thousands(&p.stats.allocated)),
@@ -202,8 +211,11 @@ pub fn allocation_table(allocations: &[Allocation]) -> String {
 
 /// One allocation, as `ip allocate` and `ip show` print it.
 pub fn allocation_details(a: &Allocation) -> String {
-    key_values(&[
-        ("ip", a.ip.clone()),
+    let mut pairs = vec![("ip", a.ip.clone())];
+    if let Some(prefix) = &a.prefix {
+        pairs.push(("prefix", prefix.clone()));
+    }
+    pairs.extend([
         ("pool", a.pool.clone()),
         ("owner", a.owner.clone()),
         ("generation", a.generation.to_string()),
@@ -214,7 +226,8 @@ pub fn allocation_details(a: &Allocation) -> String {
         ),
         ("renewed", a.renewed_at.clone()),
         ("labels", or_dash(Some(&labels(&a.labels)))),
-    ]) + &crate::pool_args::network_details(a.network.as_ref())
+    ]);
+    key_values(&pairs) + &crate::pool_args::network_details(a.network.as_ref())
 }
 
 /// `cluster status`.

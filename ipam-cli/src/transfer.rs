@@ -388,6 +388,7 @@ mod tests {
             expires_at: None,
             renewed_at: "2026-01-01T00:00:00Z".into(),
             network: None,
+            prefix: None,
         };
         let mut w = csv_writer(Vec::new()).unwrap();
         write_csv(&mut w, &a).unwrap();

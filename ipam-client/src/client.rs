@@ -16,6 +16,7 @@ use crate::error::ClientError;
 mod drift;
 mod events;
 mod pools;
+mod select;
 use crate::types::{
     AddressInfo, AllocateRequest, Allocation, AllocationList, BatchOp, BatchRequest, BatchResponse,
     ClusterStatus, CreatePoolRequest, ErrorBody, InitRequest, NodeAddr, Pool, PoolList, Released,

@@ -14,9 +14,11 @@ pub use drift::{
     SkippedEntry, UnknownEntry,
 };
 mod pools;
+mod select;
 pub use pools::{AddRangeRequest, Network, NextFree, PoolRange, Route, UpdatePoolRequest};
 mod events;
 pub use events::{Event, EventList};
+pub use select::{AddressFamily, AllocateAnyRequest};
 
 /// Labels on pools and allocations.
 pub type Labels = BTreeMap<String, String>;
@@ -72,6 +74,13 @@ pub struct CreatePoolRequest {
     /// Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen: Option<bool>,
+    /// Make it a prefix pool handing out aligned blocks of this length (create only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_prefix_len: Option<u8>,
+    /// Make it a child pool of this prefix pool: `cidr` must be one of its allocated blocks
+    /// (create only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// The three states of the `gateway` field: absent, `null`, or an address.
@@ -184,6 +193,12 @@ pub struct Pool {
     /// Selection bound on utilization, in (0, 1].
     #[serde(default)]
     pub max_utilization: f64,
+    /// A prefix pool's delegated block length; `null` for an address pool.
+    #[serde(default)]
+    pub delegation_prefix_len: Option<u8>,
+    /// A child pool's parent prefix pool; `null` otherwise.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 /// `GET /api/v1/pools` response.
@@ -261,9 +276,12 @@ pub struct Allocation {
     /// RFC 3339, UTC: the last renewal (`allocated_at` until the first).
     #[serde(default)]
     pub renewed_at: String,
-    /// Interface configuration from the pool as it is now.
+    /// Interface configuration from the pool as it is now; `null` for a prefix pool's block.
     #[serde(default)]
     pub network: Option<Network>,
+    /// A prefix pool's block (`10.42.3.0/24`); absent for an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 /// `GET /api/v1/pools/{name}/allocations` and `GET /api/v1/allocations` responses.
@@ -286,10 +304,13 @@ pub struct Released {
 /// `GET /api/v1/addresses/{ip}` response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressInfo {
-    /// The pool whose CIDR contains the address, or `null`.
+    /// The innermost pool whose CIDR contains the address, or `null`.
     pub pool: Option<String>,
     /// Its allocation, or `null`.
     pub allocation: Option<Allocation>,
+    /// The prefix pool's block allocation containing the address, or `null`.
+    #[serde(default)]
+    pub block: Option<Allocation>,
 }
 
 /// One op of `POST /api/v1/batch`.
@@ -352,6 +373,8 @@ pub enum BatchOp {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ttl_seconds: Option<u32>,
     },
+    /// Allocate in a pool the node chooses (`POST /api/v1/allocations`).
+    AllocateAny(AllocateAnyRequest),
 }
 
 /// `POST /api/v1/batch` body.

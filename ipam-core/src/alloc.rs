@@ -15,10 +15,17 @@ use std::collections::BTreeMap;
 ///
 /// Invariant: intervals are disjoint and never adjacent (adjacent ones are merged), so the
 /// representation of a given set of free addresses is unique.
+///
+/// A prefix pool's index counts in blocks: with `shift` = s, the index stores block numbers
+/// (`address >> s`) while every method takes and returns addresses (a block's first address),
+/// so the lowest free aligned block is the lowest free unit, O(log n), and the allocator's
+/// callers need not know which kind of pool they serve.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FreeIndex {
-    /// end → start.
+    /// end → start, in units of `1 << shift` addresses.
     intervals: BTreeMap<u128, u128>,
+    /// log2 of the addresses per unit: 0 for an address pool.
+    shift: u8,
 }
 
 impl FreeIndex {
@@ -27,22 +34,54 @@ impl FreeIndex {
         FreeIndex::default()
     }
 
+    /// An index with nothing free that counts in aligned blocks of `1 << shift` addresses.
+    pub fn in_blocks(shift: u8) -> FreeIndex {
+        FreeIndex {
+            intervals: BTreeMap::new(),
+            shift,
+        }
+    }
+
     /// An index where exactly `[start, end]` is free (nothing when `start > end`).
     pub fn with_range(start: u128, end: u128) -> FreeIndex {
         let mut intervals = BTreeMap::new();
         if start <= end {
             intervals.insert(end, start);
         }
-        FreeIndex { intervals }
+        FreeIndex {
+            intervals,
+            shift: 0,
+        }
     }
 
-    /// The lowest free address.
+    /// Addresses per unit (1, or the block size of a prefix pool).
+    pub fn unit(&self) -> u128 {
+        1u128 << self.shift
+    }
+
+    fn to_unit(&self, addr: u128) -> u128 {
+        addr >> self.shift
+    }
+
+    fn to_addr(&self, unit: u128) -> u128 {
+        unit << self.shift
+    }
+
+    /// The last address of unit `unit`.
+    fn unit_end(&self, unit: u128) -> u128 {
+        (unit << self.shift) | (self.unit() - 1)
+    }
+
+    /// The lowest free address (block).
     pub fn lowest(&self) -> Option<u128> {
-        self.intervals.first_key_value().map(|(_, s)| *s)
+        self.intervals
+            .first_key_value()
+            .map(|(_, s)| self.to_addr(*s))
     }
 
-    /// Takes the lowest free address out of the index.
+    /// Takes the lowest free address (block) out of the index.
     pub fn take_lowest(&mut self) -> Option<u128> {
+        let shift = self.shift;
         let mut first = self.intervals.first_entry()?;
         let start = *first.get();
         if start < *first.key() {
@@ -50,7 +89,7 @@ impl FreeIndex {
         } else {
             first.remove();
         }
-        Some(start)
+        Some(start << shift)
     }
 
     /// The free interval `(start, end)` containing `addr`, if `addr` is free.
@@ -62,13 +101,14 @@ impl FreeIndex {
             .map(|(e, s)| (*s, *e))
     }
 
-    /// Whether `addr` is free.
+    /// Whether `addr` (its whole block, in a prefix pool) is free.
     pub fn is_free(&self, addr: u128) -> bool {
-        self.interval_of(addr).is_some()
+        self.interval_of(self.to_unit(addr)).is_some()
     }
 
-    /// Takes `addr` out of the index; false (and no change) when it was not free.
+    /// Takes `addr` (its block) out of the index; false (and no change) when it was not free.
     pub fn take(&mut self, addr: u128) -> bool {
+        let addr = self.to_unit(addr);
         let Some((start, end)) = self.interval_of(addr) else {
             return false;
         };
@@ -93,6 +133,7 @@ impl FreeIndex {
     /// Returns `addr` to the index, merging with its neighbours; false (and no change) when it
     /// was already free.
     pub fn release(&mut self, addr: u128) -> bool {
+        let addr = self.to_unit(addr);
         // The first interval ending at or after `addr` either contains it (already free) or
         // is the candidate upper neighbour.
         let next = self.intervals.range(addr..).next().map(|(e, s)| (*s, *e));
@@ -121,6 +162,8 @@ impl FreeIndex {
         if lo > hi {
             return;
         }
+        // In blocks: every block the range touches.
+        let (lo, hi) = (self.to_unit(lo), self.to_unit(hi));
         // Every interval that meets [lo, hi] ends at or after `lo`; walk them in order.
         while let Some((start, end)) = self
             .intervals
@@ -139,6 +182,7 @@ impl FreeIndex {
         if lo > hi {
             return;
         }
+        let (lo, hi) = (self.to_unit(lo), self.to_unit(hi));
         let mut start = lo;
         if let Some(prev_end) = lo.checked_sub(1) {
             if let Some(s) = self.intervals.remove(&prev_end) {
@@ -163,22 +207,26 @@ impl FreeIndex {
 
     /// The lowest free address in `[lo, hi]`. O(log n).
     pub fn lowest_in(&self, lo: u128, hi: u128) -> Option<u128> {
+        let (lo, hi) = (self.to_unit(lo), self.to_unit(hi));
         self.intervals
             .range(lo..)
             .next()
             .map(|(_, s)| (*s).max(lo))
             .filter(|s| *s <= hi)
+            .map(|u| self.to_addr(u))
     }
 
     /// The free intervals clipped to `[lo, hi]`, in address order.
     pub fn intervals_in(&self, lo: u128, hi: u128) -> impl Iterator<Item = (u128, u128)> + '_ {
+        let (lo, hi) = (self.to_unit(lo), self.to_unit(hi));
         self.intervals
             .range(lo..)
             .map(move |(e, s)| ((*s).max(lo), (*e).min(hi)))
             .take_while(move |(s, _)| *s <= hi)
+            .map(|(s, e)| (self.to_addr(s), self.unit_end(e)))
     }
 
-    /// Number of free addresses. O(intervals); saturates at `u128::MAX` (only reachable by an
+    /// Number of free addresses (blocks, in a prefix pool). O(intervals); saturates at `u128::MAX` (only reachable by an
     /// index covering the whole IPv6 space, which no pool has).
     pub fn free_count(&self) -> u128 {
         self.intervals.iter().fold(0u128, |acc, (e, s)| {
@@ -191,9 +239,11 @@ impl FreeIndex {
         self.intervals.len()
     }
 
-    /// The free intervals `(start, end)` in address order.
+    /// The free intervals `(start, end)` in address order (first and last address).
     pub fn intervals(&self) -> impl Iterator<Item = (u128, u128)> + '_ {
-        self.intervals.iter().map(|(e, s)| (*s, *e))
+        self.intervals
+            .iter()
+            .map(|(e, s)| (self.to_addr(*s), self.unit_end(*e)))
     }
 
     /// Whether nothing is free.

@@ -275,7 +275,7 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
         let cidrs =
             std::iter::once(row.record.cidr).chain(row.record.ranges.iter().map(|r| r.cidr));
         for cidr in cidrs {
-            match ranges.get(range_key(cidr.family().tag(), cidr.first()).as_slice())? {
+            match ranges.get(range_key(tables::range_tag(&row.record), cidr.first()).as_slice())? {
                 Some(v) => match decode::<RangeRecord>("core_ranges", v.value()) {
                     Ok(r) if r.pool == *id && r.last == cidr.last() => {}
                     Ok(_) => {
@@ -323,7 +323,14 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
             }
         };
         highest_generation = highest_generation.max(record.generation);
-        if let Some(at) = record.expires_at {
+        // A block holding a child pool keeps its lease out of the expiry index.
+        let suspended = pools.get(&id).is_some_and(|p| {
+            p.record.delegation_prefix_len.is_some()
+                && state
+                    .ranges
+                    .contains_key(&(p.record.cidr.family().tag() | tables::CHILD_TAG, pos))
+        });
+        if let Some(at) = record.expires_at.filter(|_| !suspended) {
             leases.insert(tables::expiry_key(at, id, pos));
         }
         let Some(pool) = pools.get_mut(&id) else {

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::drift::{ReconcileReport, ReconcileSpec};
 use crate::error::OpError;
-use crate::pools::{PoolSpecV2, PoolUpdate};
-use crate::types::{Allocation, Cidr, GatewayChoice, Labels, PoolInfo, PoolSpec};
+use crate::pools::{PoolSpecV2, PoolSpecV3, PoolUpdate};
+use crate::types::{Allocation, Cidr, Family, GatewayChoice, Labels, PoolInfo, PoolSpec};
 
 /// One operation on the state. Every operation is also a batch op.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +113,24 @@ pub enum Op {
     /// Fix drift against an observed inventory, every change in this one op (the plan is
     /// recomputed in `apply`, never taken from the client). Not allowed inside a batch.
     Reconcile(Box<ReconcileSpec>),
+    /// Allocate for `owner` in a pool chosen by `apply` among the address pools whose labels
+    /// contain every `selector` pair (of `family` if given): the owner's held address, else
+    /// its cooling one, else the least loaded pool by `(allocated / capacity) / weight`
+    /// under its `max_utilization` ([`crate::select`]). Answered by [`OpOutput::AllocatedV2`].
+    AllocateAny {
+        /// Opaque owner, 1..=253 bytes.
+        owner: String,
+        /// Label pairs a pool must carry (empty: every address pool).
+        selector: Labels,
+        /// Only pools of this family.
+        family: Option<Family>,
+        /// Labels of the allocation.
+        labels: Labels,
+        /// Lease length (10..=31,536,000 s, or 0 for permanent); `None`: the pool's default.
+        ttl_seconds: Option<u32>,
+    },
+    /// Create a pool with every field, a prefix pool's delegation included.
+    CreatePoolV3(Box<PoolSpecV3>),
 }
 
 /// One entry of a log entry's command list.

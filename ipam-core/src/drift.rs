@@ -410,6 +410,7 @@ pub fn preview(
         expires_at: None,
         renewed_at: now,
         network: network(pool, ip),
+        prefix: None,
     };
     ReconcileReport {
         as_of: 0,

@@ -49,6 +49,10 @@ pub enum ErrorCode {
     FeatureUnavailable,
     /// 410 `history_truncated`.
     HistoryTruncated,
+    /// 404 `no_matching_pool`: no pool matches a selection's selector and family.
+    NoMatchingPool,
+    /// 409 `prefix_in_use`: a delegated block still has a child pool.
+    PrefixInUse,
 }
 
 impl ErrorCode {
@@ -72,6 +76,8 @@ impl ErrorCode {
             ErrorCode::PlanStale => "plan_stale",
             ErrorCode::FeatureUnavailable => "feature_unavailable",
             ErrorCode::HistoryTruncated => "history_truncated",
+            ErrorCode::NoMatchingPool => "no_matching_pool",
+            ErrorCode::PrefixInUse => "prefix_in_use",
         }
     }
 }
@@ -94,6 +100,8 @@ pub enum Unallocatable {
     Reserved,
     /// An address of the other family.
     WrongFamily,
+    /// Not the first address of an aligned block of a prefix pool.
+    Misaligned,
 }
 
 impl std::fmt::Display for Unallocatable {
@@ -106,6 +114,7 @@ impl std::fmt::Display for Unallocatable {
             Unallocatable::Gateway => "the gateway",
             Unallocatable::Reserved => "reserved",
             Unallocatable::WrongFamily => "of the other address family",
+            Unallocatable::Misaligned => "not aligned to the pool's delegated prefix length",
         })
     }
 }
@@ -275,6 +284,12 @@ pub enum CreatePoolError {
     /// Every pool id (2^32) has been used; ids are never reused.
     #[error("no pool id left: 2^32 pools have been created")]
     PoolIdsExhausted,
+    /// A child pool names a parent that does not exist.
+    #[error("parent pool {parent:?} not found")]
+    ParentNotFound {
+        /// The parent's name.
+        parent: String,
+    },
 }
 
 /// Errors of pool deletion.
@@ -300,6 +315,14 @@ pub enum DeletePoolError {
     Frozen {
         /// The name.
         pool: String,
+    },
+    /// A child pool lives in one of the prefix pool's blocks (even `force` keeps it).
+    #[error("pool {pool:?} has child pool {child:?}; delete the child first")]
+    PrefixInUse {
+        /// The prefix pool.
+        pool: String,
+        /// A child pool in one of its blocks.
+        child: String,
     },
 }
 
@@ -369,6 +392,20 @@ pub enum AllocateError {
     Frozen {
         /// The pool.
         pool: String,
+    },
+    /// No address pool matches a selection's selector (and family).
+    #[error("no pool matches selector {selector}")]
+    NoMatchingPool {
+        /// The selector as `k=v,k=v` (and `family=ipv4|ipv6` when one was given).
+        selector: String,
+    },
+    /// Pools match a selection, but every one is frozen, full or at its utilization cap.
+    #[error("{matching} pools match selector {selector}, but none can take an address (frozen, full or at max_utilization)")]
+    NoPoolAvailable {
+        /// The selector, rendered as for [`AllocateError::NoMatchingPool`].
+        selector: String,
+        /// How many pools matched.
+        matching: u64,
     },
 }
 
@@ -496,6 +533,16 @@ pub enum ReleaseError {
         expected: u64,
         /// The allocation's generation.
         actual: u64,
+    },
+    /// The block is the CIDR of a child pool: delete the child before releasing it.
+    #[error("block {ip} of pool {pool:?} holds child pool {child:?}; delete the child first")]
+    PrefixInUse {
+        /// The prefix pool.
+        pool: String,
+        /// The block's first address.
+        ip: IpAddr,
+        /// The child pool.
+        child: String,
     },
 }
 
@@ -644,6 +691,7 @@ impl CreatePoolError {
         match self {
             CreatePoolError::Exists { .. } => ErrorCode::PoolExists,
             CreatePoolError::Overlap { .. } => ErrorCode::PoolOverlap,
+            CreatePoolError::ParentNotFound { .. } => ErrorCode::PoolNotFound,
             _ => ErrorCode::InvalidArgument,
         }
     }
@@ -656,6 +704,7 @@ impl DeletePoolError {
             DeletePoolError::PoolNotFound { .. } => ErrorCode::PoolNotFound,
             DeletePoolError::NotEmpty { .. } => ErrorCode::PoolNotEmpty,
             DeletePoolError::Frozen { .. } => ErrorCode::PoolFrozen,
+            DeletePoolError::PrefixInUse { .. } => ErrorCode::PrefixInUse,
         }
     }
 }
@@ -673,6 +722,8 @@ impl AllocateError {
             AllocateError::Exhausted { .. } => ErrorCode::PoolExhausted,
             AllocateError::CoolingDown { .. } => ErrorCode::AddressCoolingDown,
             AllocateError::Frozen { .. } => ErrorCode::PoolFrozen,
+            AllocateError::NoMatchingPool { .. } => ErrorCode::NoMatchingPool,
+            AllocateError::NoPoolAvailable { .. } => ErrorCode::PoolExhausted,
         }
     }
 }
@@ -685,6 +736,7 @@ impl ReleaseError {
             ReleaseError::PoolNotFound { .. } => ErrorCode::PoolNotFound,
             ReleaseError::NotAllocated { .. } => ErrorCode::AllocationNotFound,
             ReleaseError::GenerationMismatch { .. } => ErrorCode::GenerationMismatch,
+            ReleaseError::PrefixInUse { .. } => ErrorCode::PrefixInUse,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::command::{Command, Op};
 pub const LEVEL_0_1_0: u32 = 1;
 
 /// The highest level this release knows: leases and renewal, second-round pools (settings,
-/// updates, ranges), reconcile.
+/// updates, ranges), reconcile, selection, prefix pools.
 pub const FEATURE_LEVEL: u32 = 2;
 
 /// The level an op needs. Exhaustive on purpose: a new op must say which release can apply it.
@@ -30,7 +30,9 @@ pub fn op_level(op: &Op) -> u32 {
         | Op::UpdatePool { .. }
         | Op::AddRange { .. }
         | Op::RemoveRange { .. }
-        | Op::Reconcile(_) => 2,
+        | Op::Reconcile(_)
+        | Op::AllocateAny { .. }
+        | Op::CreatePoolV3(_) => 2,
     }
 }
 

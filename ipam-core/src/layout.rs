@@ -22,8 +22,11 @@ pub struct PoolLayout {
     pub gateway: Option<u128>,
     /// Reserved positions as sorted, merged, disjoint inclusive intervals.
     reserved: Vec<(u128, u128)>,
-    /// Allocatable addresses of the empty pool.
+    /// Allocatable addresses of the empty pool (blocks, in a prefix pool).
     pub capacity: u128,
+    /// A prefix pool's block size as log2 of its addresses (`width - delegation_prefix_len`):
+    /// it hands out aligned blocks, has no gateway and no network/broadcast exclusion.
+    pub block_shift: Option<u8>,
 }
 
 /// What excluding network/broadcast/anycast means for a CIDR.
@@ -107,6 +110,27 @@ impl PoolLayout {
         gateway: Option<IpAddr>,
         reserved: &[Reserved],
     ) -> Result<PoolLayout, CreatePoolError> {
+        PoolLayout::build_with(cidr, gateway, reserved, None)
+    }
+
+    /// The layout of a prefix pool handing out aligned `/len` blocks; a block that overlaps a
+    /// reserved entry is never handed out. `len` must be longer than the CIDR's prefix and at
+    /// most its family's width (checked by the caller).
+    pub fn delegating(
+        cidr: Cidr,
+        reserved: &[Reserved],
+        len: u8,
+    ) -> Result<PoolLayout, CreatePoolError> {
+        let shift = cidr.family().bits().saturating_sub(len);
+        PoolLayout::build_with(cidr, None, reserved, Some(shift))
+    }
+
+    fn build_with(
+        cidr: Cidr,
+        gateway: Option<IpAddr>,
+        reserved: &[Reserved],
+        block_shift: Option<u8>,
+    ) -> Result<PoolLayout, CreatePoolError> {
         let (start, end) = (cidr.first(), cidr.last());
         let gateway = match gateway {
             None => None,
@@ -150,6 +174,7 @@ impl PoolLayout {
             gateway,
             reserved: merged,
             capacity: 0,
+            block_shift,
         };
         let free = layout.initial_free();
         layout.capacity = free.free_count();
@@ -162,6 +187,15 @@ impl PoolLayout {
     /// The free index of the empty pool: the CIDR minus network/broadcast (or anycast),
     /// gateway and reserved addresses. O(reserved entries).
     pub fn initial_free(&self) -> FreeIndex {
+        if let Some(shift) = self.block_shift {
+            // Every block touched by a reserved entry leaves the index.
+            let mut free = FreeIndex::in_blocks(shift);
+            free.insert_interval(self.start, self.end);
+            for (lo, hi) in &self.reserved {
+                free.remove_range(*lo, *hi);
+            }
+            return free;
+        }
         let mut free = FreeIndex::with_range(self.start, self.end);
         for pos in [self.start, self.end] {
             if edge_reason(&self.cidr, pos, self.start, self.end).is_some() {
@@ -179,6 +213,9 @@ impl PoolLayout {
 
     /// Why `ip` can never be allocated in this pool, or `None` when it can be.
     pub fn unallocatable(&self, ip: IpAddr) -> Option<Unallocatable> {
+        if let Some(shift) = self.block_shift {
+            return self.unallocatable_block(ip, shift);
+        }
         if let Some(reason) = position_reason(&self.cidr, ip) {
             return Some(reason);
         }
@@ -189,6 +226,29 @@ impl PoolLayout {
         let i = self.reserved.partition_point(|(_, hi)| *hi < pos);
         match self.reserved.get(i) {
             Some((lo, _)) if *lo <= pos => Some(Unallocatable::Reserved),
+            _ => None,
+        }
+    }
+}
+
+impl PoolLayout {
+    /// Why the block starting at `ip` cannot be handed out by this prefix pool.
+    fn unallocatable_block(&self, ip: IpAddr, shift: u8) -> Option<Unallocatable> {
+        if Family::of(ip) != self.cidr.family() {
+            return Some(Unallocatable::WrongFamily);
+        }
+        if !self.cidr.contains(ip) {
+            return Some(Unallocatable::OutsideCidr);
+        }
+        let pos = addr_to_u128(ip);
+        let mask = (1u128 << shift) - 1;
+        if pos & mask != 0 {
+            return Some(Unallocatable::Misaligned);
+        }
+        let last = pos | mask;
+        let i = self.reserved.partition_point(|(_, hi)| *hi < pos);
+        match self.reserved.get(i) {
+            Some((lo, _)) if *lo <= last => Some(Unallocatable::Reserved),
             _ => None,
         }
     }

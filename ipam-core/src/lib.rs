@@ -18,6 +18,8 @@
 //!   the multi-range [`pools::PoolShape`].
 //! - [`layout`] — which addresses of a pool are allocatable (network, broadcast, anycast,
 //!   gateway, reserved) and its capacity.
+//! - [`select`] — choosing the pool: exact score and cap comparison, the label and owner
+//!   indexes of selection (`state/select_ops.rs` applies it).
 //! - [`state`] — [`State`]: the derived in-memory index plus `apply` over redb tables.
 //! - [`query`] — read-only queries over a redb read transaction, and the state digest.
 //! - [`tables`] — redb table definitions and key/value encodings.
@@ -43,6 +45,7 @@ pub mod layout;
 pub mod lease;
 pub mod pools;
 pub mod query;
+pub mod select;
 pub mod state;
 pub mod tables;
 pub mod types;
@@ -56,7 +59,9 @@ pub use error::{
 pub use error::{ReconcileError, UpdatePoolError};
 pub use events::{Event, EventKind, EventPage};
 pub use lease::PoolLifecycle;
-pub use pools::{NetworkConfig, PoolSettings, PoolSpecV2, PoolUpdate, RangeSpec, Route};
+pub use pools::{
+    NetworkConfig, PoolSettings, PoolSpecV2, PoolSpecV3, PoolUpdate, RangeSpec, Route,
+};
 pub use state::check;
 pub use state::State;
 pub use types::{

@@ -120,6 +120,34 @@ pub struct PoolSpecV2 {
     pub settings: PoolSettings,
 }
 
+/// Pool creation with the delegation of prefix pools ([`crate::Op::CreatePoolV3`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSpecV3 {
+    /// The first-round fields.
+    pub base: PoolSpec,
+    /// The second-round settings.
+    pub settings: PoolSettings,
+    /// Hand out aligned blocks of this prefix length instead of addresses: longer than the
+    /// CIDR's prefix, at most 32 / 128, and at most 32 bits longer.
+    pub delegation_prefix_len: Option<u8>,
+    /// A child pool: the name of the prefix pool whose allocated block equals this CIDR.
+    pub parent: Option<String>,
+}
+
+/// Checks a delegation length against the pool's CIDR.
+pub fn check_delegation(cidr: Cidr, len: u8) -> Result<(), InputError> {
+    let (prefix, width) = (cidr.prefix(), cidr.family().bits());
+    if len <= prefix || len > width || len - prefix > 32 {
+        return Err(setting(
+            "delegation_prefix_len",
+            format!(
+                "must be longer than the pool's /{prefix}, at most {width} and at most 32 bits longer, got {len}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A partial update of a pool: `None` leaves a field as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolUpdate {
@@ -318,6 +346,23 @@ impl PoolShape {
         })
     }
 
+    /// A prefix pool's block size (log2 of its addresses); `None` for an address pool.
+    pub fn block_shift(&self) -> Option<u8> {
+        self.ranges.first().and_then(|l| l.block_shift)
+    }
+
+    /// The shape of a pool record: a prefix pool's one delegating range, or every range.
+    pub fn of_record(record: &crate::tables::PoolRecord) -> Result<PoolShape, CreatePoolError> {
+        match record.delegation_prefix_len {
+            Some(len) => Ok(PoolShape::single(PoolLayout::delegating(
+                record.cidr,
+                &record.reserved,
+                len,
+            )?)),
+            None => PoolShape::build(&record.all_ranges(), &record.reserved),
+        }
+    }
+
     /// The layouts of every range, in the order added.
     pub fn ranges(&self) -> &[PoolLayout] {
         &self.ranges
@@ -352,7 +397,10 @@ impl PoolShape {
 
     /// The free index of the empty pool, spanning every range.
     pub fn initial_free(&self) -> FreeIndex {
-        let mut free = FreeIndex::new();
+        let mut free = match self.block_shift() {
+            Some(shift) => FreeIndex::in_blocks(shift),
+            None => FreeIndex::new(),
+        };
         for l in &self.ranges {
             for (s, e) in l.initial_free().intervals() {
                 free.insert_interval(s, e);
@@ -371,6 +419,7 @@ impl PoolShape {
     /// Up to `n` free addresses in the order allocation hands them out.
     pub fn next_free(&self, free: &FreeIndex, n: usize) -> Vec<u128> {
         let mut out = Vec::with_capacity(n.min(1024));
+        let unit = free.unit();
         for l in &self.ranges {
             for (s, e) in free.intervals_in(l.start, l.end) {
                 let mut p = s;
@@ -379,10 +428,10 @@ impl PoolShape {
                         return out;
                     }
                     out.push(p);
-                    if p == e {
+                    if p.saturating_add(unit - 1) >= e {
                         break;
                     }
-                    p += 1;
+                    p += unit;
                 }
             }
         }

@@ -258,37 +258,67 @@ impl<'r> Reader<'r> {
 
     /// See [`address`].
     pub fn address(&self, ip: IpAddr) -> Result<AddressInfo, StorageError> {
-        let none = AddressInfo {
+        let mut info = AddressInfo {
             pool: None,
             allocation: None,
-        };
-        let Some(ranges) = self.table(&self.ranges, tables::RANGES)? else {
-            return Ok(none);
+            block: None,
         };
         let family = Family::of(ip);
         let pos = addr_to_u128(ip);
-        let lo = range_key(family.tag(), 0);
-        let key = range_key(family.tag(), pos);
-        // CIDRs are disjoint, so only the pool starting last at or before `ip` can hold it.
+        // Child pools first: they lie inside a parent's block, so they are the innermost.
+        let found = match self.range_holding(family.tag() | tables::CHILD_TAG, pos)? {
+            Some(r) => Some(r),
+            None => self.range_holding(family.tag(), pos)?,
+        };
+        let Some(range) = found else {
+            return Ok(info);
+        };
+        let record = self.pool_record(range.pool)?;
+        info.allocation = self
+            .allocation_record(range.pool, pos)?
+            .map(|rec| rec.into_allocation(&record, ip));
+        // The block: the parent's allocation of a child's CIDR, or the block of a prefix pool
+        // that contains the address.
+        let block_of = |holder: &PoolRecord, id: PoolId, len: u8| -> Result<_, StorageError> {
+            let width = holder.cidr.family().bits();
+            let mask = u128::MAX
+                .checked_shr(u32::from(len) + 128 - u32::from(width))
+                .unwrap_or(0);
+            let start = pos & !mask;
+            let at = holder.cidr.family().addr(start);
+            Ok(self
+                .allocation_record(id, start)?
+                .map(|rec| rec.into_allocation(holder, at)))
+        };
+        if let Some(parent) = &record.parent {
+            if let Ok((pid, prec)) = self.pool_by_name(parent) {
+                info.block = block_of(&prec, pid, record.cidr.prefix())?;
+            }
+        } else if let Some(len) = record.delegation_prefix_len {
+            info.block = block_of(&record, range.pool, len)?;
+            info.allocation = None;
+        }
+        info.pool = Some(record.name);
+        Ok(info)
+    }
+
+    /// The range of tag `tag` holding `pos`: ranges of one tag are disjoint, so only the one
+    /// starting last at or before `pos` can.
+    fn range_holding(&self, tag: u8, pos: u128) -> Result<Option<RangeRecord>, StorageError> {
+        let Some(ranges) = self.table(&self.ranges, tables::RANGES)? else {
+            return Ok(None);
+        };
+        let lo = range_key(tag, 0);
+        let key = range_key(tag, pos);
         let Some(row) = ranges
             .range::<&[u8]>(lo.as_slice()..=key.as_slice())?
             .next_back()
         else {
-            return Ok(none);
+            return Ok(None);
         };
         let (_, v) = row?;
         let range: RangeRecord = decode("core_ranges", v.value())?;
-        if range.last < pos {
-            return Ok(none);
-        }
-        let record = self.pool_record(range.pool)?;
-        let allocation = self
-            .allocation_record(range.pool, pos)?
-            .map(|rec| rec.into_allocation(&record, ip));
-        Ok(AddressInfo {
-            pool: Some(record.name),
-            allocation,
-        })
+        Ok((range.last >= pos).then_some(range))
     }
 
     /// See [`next_free`].
@@ -305,14 +335,14 @@ impl<'r> Reader<'r> {
         if record.frozen {
             return Ok(out);
         }
-        let shape = PoolShape::build(&record.all_ranges(), &record.reserved).map_err(|e| {
-            StorageError::Corrupt {
-                table: "core_pools",
-                reason: format!("pool {pool:?}: {e}"),
-            }
+        let shape = PoolShape::of_record(&record).map_err(|e| StorageError::Corrupt {
+            table: "core_pools",
+            reason: format!("pool {pool:?}: {e}"),
         })?;
         let family = record.cidr.family();
         let allocatable = shape.initial_free();
+        // A prefix pool steps block by block.
+        let unit = allocatable.unit();
         // Cooling addresses are neither allocated nor free: the allocator takes them last,
         // oldest release first.
         let cooling = crate::state::cooling_positions(self.rtx, id)?;
@@ -341,16 +371,16 @@ impl<'r> Reader<'r> {
                             if emit(q, &mut out) {
                                 return Ok(out);
                             }
-                            p = q.checked_add(1);
+                            p = q.checked_add(unit);
                         }
-                        p = taken.checked_add(1);
+                        p = taken.checked_add(unit);
                     }
                 }
                 while let Some(q) = p.filter(|q| *q <= e) {
                     if emit(q, &mut out) {
                         return Ok(out);
                     }
-                    p = q.checked_add(1);
+                    p = q.checked_add(unit);
                 }
             }
         }

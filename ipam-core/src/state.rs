@@ -38,6 +38,7 @@ pub mod check;
 mod events;
 mod pool_ops;
 mod reconcile;
+mod select_ops;
 mod update;
 pub use reconcile::{changed_at, drift_report, dry_run};
 
@@ -73,6 +74,8 @@ pub struct State {
     last_index: u64,
     /// The event sequence and its retention.
     events: events::EventLog,
+    /// Label and owner indexes of selection.
+    select: crate::select::SelectIndex,
 }
 
 /// Which core table a journaled row belongs to.
@@ -117,6 +120,12 @@ enum Undo {
     Cooled { pool: PoolId, pos: u128 },
     /// The pool's record, ranges or layout changed; `entry` is how it was.
     Replaced { entry: Box<PoolEntry> },
+    /// The owner index gained (`added`) or lost `pool` for an owner's hash.
+    OwnerIndex {
+        hash: u64,
+        pool: PoolId,
+        added: bool,
+    },
 }
 
 /// The open tables of one `apply` call, the batch journal and scratch buffers.
@@ -303,11 +312,9 @@ impl State {
             let (k, v) = row?;
             let id = decode_pool_key(k.value())?;
             let record: PoolRecord = decode("core_pools", v.value())?;
-            let layout = PoolShape::build(&record.all_ranges(), &record.reserved).map_err(|e| {
-                StorageError::Corrupt {
-                    table: "core_pools",
-                    reason: format!("pool {:?}: {e}", record.name),
-                }
+            let layout = PoolShape::of_record(&record).map_err(|e| StorageError::Corrupt {
+                table: "core_pools",
+                reason: format!("pool {:?}: {e}", record.name),
             })?;
             let mut free = layout.initial_free();
             let cooling = expire::load_cooling(rtx, id, &mut free, &record.name)?;
@@ -338,8 +345,14 @@ impl State {
                 });
             }
             state.names.insert(record.name.clone(), id);
+            state.select.add_labels(id, &record.labels);
+            for (owner, _, _) in &cooling.by_owner {
+                state.select.add_owner(owner, id);
+            }
             for l in layout.ranges() {
-                state.ranges.insert((l.cidr.family().tag(), l.start), id);
+                state
+                    .ranges
+                    .insert((tables::range_tag(&record), l.start), id);
             }
             state.pools.insert(
                 id,
@@ -352,6 +365,21 @@ impl State {
                     cooling,
                 },
             );
+        }
+        // Owner keys are pool id ++ owner bytes: the owner index needs no value decoded.
+        for row in rtx.open_table(tables::OWNERS)?.iter()? {
+            let (k, _) = row?;
+            let key = k.value();
+            let (Some(id), Ok(owner)) = (
+                key.get(..4).map(decode_pool_key).transpose()?,
+                std::str::from_utf8(key.get(4..).unwrap_or_default()),
+            ) else {
+                return Err(StorageError::Corrupt {
+                    table: "core_owners",
+                    reason: format!("malformed key of {} bytes", key.len()),
+                });
+            };
+            state.select.add_owner(owner, id);
         }
         Ok(state)
     }
@@ -519,20 +547,24 @@ impl State {
                 }
                 Undo::Created { pool } => {
                     if let Some(e) = self.pools.remove(&pool) {
+                        self.unindex_labels(pool, &e.record.labels);
                         self.names.remove(&e.record.name);
-                        self.unindex_ranges(&e.layout);
+                        self.unindex_ranges(&e.layout, tables::range_tag(&e.record));
                     }
                 }
                 Undo::Deleted { entry } => {
+                    self.index_labels(entry.id, &entry.record.labels);
                     self.names.insert(entry.record.name.clone(), entry.id);
-                    self.index_ranges(entry.id, &entry.layout);
+                    self.index_ranges(entry.id, &entry.layout, tables::range_tag(&entry.record));
                     self.pools.insert(entry.id, *entry);
                 }
                 Undo::Replaced { entry } => {
                     if let Some(now) = self.pools.remove(&entry.id) {
-                        self.unindex_ranges(&now.layout);
+                        self.unindex_ranges(&now.layout, tables::range_tag(&now.record));
+                        self.unindex_labels(entry.id, &now.record.labels);
                     }
-                    self.index_ranges(entry.id, &entry.layout);
+                    self.index_ranges(entry.id, &entry.layout, tables::range_tag(&entry.record));
+                    self.index_labels(entry.id, &entry.record.labels);
                     self.pools.insert(entry.id, *entry);
                 }
                 Undo::TookCooling {
@@ -552,6 +584,7 @@ impl State {
                         e.record.allocated += 1;
                     }
                 }
+                Undo::OwnerIndex { hash, pool, added } => self.undo_owner_index(hash, pool, added),
             }
         }
         Ok(())
@@ -565,7 +598,10 @@ impl State {
         op: &Op,
     ) -> Result<Result<OpOutput, OpError>, StorageError> {
         // Pool creation validates inside `create_pool` (it needs the computed layout).
-        if !matches!(op, Op::CreatePool(_) | Op::CreatePoolV2(_)) {
+        if !matches!(
+            op,
+            Op::CreatePool(_) | Op::CreatePoolV2(_) | Op::CreatePoolV3(_)
+        ) {
             if let Err(e) = check_op(op) {
                 return Ok(Err(e));
             }
@@ -644,6 +680,26 @@ impl State {
                 self.remove_range(tx, pool, *cidr)?.map_err(OpError::from)
             }
             Op::Reconcile(spec) => self.reconcile(tx, stamp, spec)?,
+            Op::CreatePoolV3(spec) => self.create_pool_v3(tx, stamp, spec)?.map_err(OpError::from),
+            Op::AllocateAny {
+                owner,
+                selector,
+                family,
+                labels,
+                ttl_seconds,
+            } => self
+                .allocate_any(tx, stamp, owner, selector, *family, labels, *ttl_seconds)?
+                .map(|out| match out {
+                    OpOutput::Allocated {
+                        allocation,
+                        existing,
+                    } => OpOutput::AllocatedV2 {
+                        allocation,
+                        existing,
+                    },
+                    other => other,
+                })
+                .map_err(OpError::from),
         };
         if result.is_ok() {
             self.pool_event(tx, stamp, op)?;

@@ -7,9 +7,9 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `core_meta` | `b"state"` | [`MetaRecord`] |
-//! | `core_pools` | pool id (u32 BE) | [`PoolRecord`] (version 2; version 1 = [`PoolRecordV1`]) |
+//! | `core_pools` | pool id (u32 BE) | [`PoolRecord`] (version 3; 2 lacks the delegation, 1 = [`PoolRecordV1`]) |
 //! | `core_pool_names` | name bytes | [`NameRecord`] |
-//! | `core_ranges` | family tag (4 or 6) ++ first address (16 bytes BE) | [`RangeRecord`] (one row per range of a pool) |
+//! | `core_ranges` | family tag (4 or 6, + [`CHILD_TAG`] for a child pool) ++ first address (16 bytes BE) | [`RangeRecord`] (one row per range of a pool) |
 //! | `core_allocations` | pool id ++ address (16 bytes BE) | [`AllocationRecord`] |
 //! | `core_owners` | pool id ++ owner bytes | address (`u128`) |
 //! | `core_expiry` | expires_at (u64 BE) ++ pool id ++ address | `()` |
@@ -175,6 +175,64 @@ pub struct PoolRecord {
     pub weight: u16,
     /// Selection bound on utilization, in parts per million.
     pub max_utilization_ppm: u32,
+    /// A prefix pool hands out aligned blocks of this prefix length (version 3).
+    pub delegation_prefix_len: Option<u8>,
+    /// A child pool: the prefix pool whose allocated block is this pool's CIDR (version 3).
+    pub parent: Option<String>,
+}
+
+/// A pool as version 2 stored it: [`PoolRecord`] without `delegation_prefix_len`.
+#[derive(Deserialize)]
+struct PoolRecordV2 {
+    name: String,
+    cidr: Cidr,
+    gateway: Option<IpAddr>,
+    reserved: Vec<Reserved>,
+    labels: Labels,
+    description: String,
+    created_at: Stamp,
+    capacity: u128,
+    allocated: u128,
+    revision: u64,
+    ranges: Vec<RangeSpec>,
+    frozen: bool,
+    dns: Vec<IpAddr>,
+    mtu: Option<u16>,
+    routes: Vec<Route>,
+    domain: Option<String>,
+    default_ttl_seconds: Option<u32>,
+    reuse_cooldown_seconds: u32,
+    weight: u16,
+    max_utilization_ppm: u32,
+}
+
+impl From<PoolRecordV2> for PoolRecord {
+    fn from(o: PoolRecordV2) -> PoolRecord {
+        PoolRecord {
+            name: o.name,
+            cidr: o.cidr,
+            gateway: o.gateway,
+            reserved: o.reserved,
+            labels: o.labels,
+            description: o.description,
+            created_at: o.created_at,
+            capacity: o.capacity,
+            allocated: o.allocated,
+            revision: o.revision,
+            ranges: o.ranges,
+            frozen: o.frozen,
+            dns: o.dns,
+            mtu: o.mtu,
+            routes: o.routes,
+            domain: o.domain,
+            default_ttl_seconds: o.default_ttl_seconds,
+            reuse_cooldown_seconds: o.reuse_cooldown_seconds,
+            weight: o.weight,
+            max_utilization_ppm: o.max_utilization_ppm,
+            delegation_prefix_len: None,
+            parent: None,
+        }
+    }
 }
 
 /// A pool as release 0.1.0 stored it (version 1).
@@ -389,6 +447,21 @@ pub fn owner_key(pool: PoolId, owner: &str) -> Vec<u8> {
     key
 }
 
+/// Added to the family tag of a child pool's [`RANGES`] key: a child lies inside its parent's
+/// block, so it is kept apart from the disjoint top-level ranges (an address lookup asks the
+/// child ranges first: the innermost pool).
+pub const CHILD_TAG: u8 = 0x80;
+
+/// The [`RANGES`] key tag of a pool's ranges.
+pub fn range_tag(record: &PoolRecord) -> u8 {
+    let tag = record.cidr.family().tag();
+    if record.parent.is_some() {
+        tag | CHILD_TAG
+    } else {
+        tag
+    }
+}
+
 /// Key of [`RANGES`].
 pub fn range_key(family_tag: u8, first: u128) -> [u8; 17] {
     let mut key = [0u8; 17];
@@ -416,6 +489,8 @@ impl PoolRecord {
             revision: self.revision,
             ranges: self.all_ranges(),
             settings: Box::new(self.settings()),
+            delegation_prefix_len: self.delegation_prefix_len,
+            parent: self.parent.clone(),
         }
     }
 }
@@ -435,11 +510,12 @@ impl Record for MetaRecord {
     }
 }
 impl Record for PoolRecord {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn decode_older(table: &'static str, version: u8, body: &[u8]) -> Result<Self, StorageError> {
         match version {
             1 => decode_body::<PoolRecordV1>(table, body).map(PoolRecord::from_v1),
+            2 => decode_body::<PoolRecordV2>(table, body).map(PoolRecord::from),
             _ => Err(StorageError::Corrupt {
                 table,
                 reason: format!("pool record format version {version} is unknown"),
@@ -473,6 +549,8 @@ impl PoolRecord {
             reuse_cooldown_seconds: d.reuse_cooldown_seconds,
             weight: d.weight,
             max_utilization_ppm: d.max_utilization_ppm,
+            delegation_prefix_len: None,
+            parent: None,
         }
     }
 
@@ -512,6 +590,10 @@ impl PoolRecord {
     /// The interface configuration of `ip` in this pool as it is now; `None` when `ip` lies
     /// in none of its ranges.
     pub fn network_for(&self, ip: IpAddr) -> Option<Box<NetworkConfig>> {
+        if self.delegation_prefix_len.is_some() {
+            // A delegated block is not an interface address.
+            return None;
+        }
         let range = std::iter::once(RangeSpec {
             cidr: self.cidr,
             gateway: self.gateway,
@@ -653,6 +735,9 @@ impl AllocationRecord {
             expires_at: self.expires_at,
             renewed_at: self.renewed_at,
             network: pool.network_for(ip),
+            prefix: pool
+                .delegation_prefix_len
+                .and_then(|len| Cidr::new(ip, len).ok()),
         }
     }
 }

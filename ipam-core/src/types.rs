@@ -138,6 +138,10 @@ pub struct PoolInfo {
     pub ranges: Vec<crate::pools::RangeSpec>,
     /// Second-round settings.
     pub settings: Box<crate::pools::PoolSettings>,
+    /// A prefix pool's delegated block length; `None` for an address pool.
+    pub delegation_prefix_len: Option<u8>,
+    /// A child pool's parent prefix pool.
+    pub parent: Option<String>,
 }
 
 /// One allocation instance.
@@ -164,6 +168,8 @@ pub struct Allocation {
     /// Interface configuration from the pool as it is now (filled in by whoever read the
     /// pool; `None` only for a pool that has none).
     pub network: Option<Box<crate::pools::NetworkConfig>>,
+    /// The delegated block, for an allocation of a prefix pool (`ip` is its first address).
+    pub prefix: Option<Cidr>,
 }
 
 /// One page of a pool's allocations in address order.
@@ -182,6 +188,8 @@ pub struct AddressInfo {
     pub pool: Option<String>,
     /// The allocation of the address, if allocated.
     pub allocation: Option<Allocation>,
+    /// The prefix pool's block allocation that contains the address, if any.
+    pub block: Option<Allocation>,
 }
 
 impl fmt::Display for Cidr {

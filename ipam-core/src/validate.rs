@@ -292,6 +292,21 @@ pub fn check_op(op: &Op) -> Result<(), OpError> {
             check_settings(&spec.settings, spec.base.cidr.family())
                 .map_err(CreatePoolError::from)?
         }
+        Op::CreatePoolV3(spec) => {
+            check_pool_spec(&spec.base)?;
+            check_settings(&spec.settings, spec.base.cidr.family())
+                .map_err(CreatePoolError::from)?;
+            if let Some(len) = spec.delegation_prefix_len {
+                crate::pools::check_delegation(spec.base.cidr, len)
+                    .map_err(CreatePoolError::from)?;
+                if matches!(spec.base.gateway, crate::types::GatewayChoice::Addr(_)) {
+                    Err(CreatePoolError::from(InputError::InvalidSetting {
+                        field: "gateway".into(),
+                        reason: "a prefix pool has no gateway".into(),
+                    }))?;
+                }
+            }
+        }
         Op::UpdatePool { pool, update, .. } => check_update(pool, update)
             .map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?,
         Op::AddRange { pool, cidr, .. } => check_name(pool)
@@ -301,6 +316,19 @@ pub fn check_op(op: &Op) -> Result<(), OpError> {
             check_name(pool).map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?
         }
         Op::Reconcile(spec) => crate::drift::check_spec(spec).map_err(ReconcileError::Input)?,
+        Op::AllocateAny {
+            owner,
+            selector,
+            labels,
+            ttl_seconds,
+            ..
+        } => (|| {
+            check_owner(owner)?;
+            check_labels(selector)?;
+            check_labels(labels)?;
+            ttl_seconds.map_or(Ok(()), check_ttl)
+        })()
+        .map_err(AllocateError::Input)?,
     }
     Ok(())
 }

@@ -473,6 +473,7 @@ fn results_carry_the_whole_allocation() {
         expires_at: Some(Stamp(30_005)),
         renewed_at: Stamp(5),
         network: None,
+        prefix: None,
     };
     for out in [
         OpOutput::Allocated {

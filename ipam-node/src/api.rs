@@ -104,7 +104,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/events", get(crate::events::list))
         .route("/api/v1/events/watch", get(crate::events::watch))
-        .route("/api/v1/allocations", get(owner_allocations))
+        .route(
+            "/api/v1/allocations",
+            get(owner_allocations).post(crate::select::allocate_any),
+        )
         .route("/api/v1/batch", post(batch))
         .route("/api/v1/cluster", get(cluster_status))
         .route("/api/v1/cluster/init", post(cluster_init))
@@ -429,6 +432,7 @@ async fn address(
     Ok(Json(api::AddressInfo {
         pool: info.pool,
         allocation: info.allocation.as_ref().map(wire::allocation),
+        block: info.block.as_ref().map(wire::allocation),
     }))
 }
 

@@ -17,6 +17,7 @@
 //! - [`error`] — [`ApiError`] and its one `IntoResponse`: status, code and body per failure.
 //! - [`wire`] — translation between the API's JSON types and the domain's types.
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
+//! - [`select`] — `POST /api/v1/allocations` (the pool chosen by selector) and its counter.
 //! - [`ui`] — the `/ui` dashboard: server-rendered pages and its login cookie.
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
 //! - [`events`] — `GET /api/v1/events`, `/api/v1/events/watch` (server-sent events) and
@@ -49,6 +50,7 @@ pub mod leases;
 pub mod metrics;
 pub mod pools;
 mod redact;
+pub mod select;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub integrity_problems: IntGauge,
     /// `ipam_reconcile_changes_total{kind}` (counted by `drift.rs`).
     pub reconcile: crate::drift::ReconcileMetrics,
+    /// `ipam_selections_total{pool,result}` (fed by `select.rs`).
+    pub selections: crate::select::SelectionMetrics,
     // Scrapes reset and refill the per-pool gauges; one at a time so none sees a half-filled set.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -122,8 +124,10 @@ impl Metrics {
         )?;
         registry.register(Box::new(integrity_problems.clone()))?;
         let reconcile = crate::drift::ReconcileMetrics::new(&registry)?;
+        let selections = crate::select::SelectionMetrics::new(&registry)?;
         Ok(Metrics {
             reconcile,
+            selections,
             pool_shape,
             registry,
             pool_capacity,

@@ -67,7 +67,7 @@ fn gateway(g: &api::GatewayField) -> Result<GatewayChoice, InputError> {
 }
 
 /// A create body → `CreatePool` when it carries only first-round fields (readable by every
-/// release), else `CreatePoolV2`.
+/// release), `CreatePoolV3` for a prefix pool, else `CreatePoolV2`.
 pub fn create_op(req: api::CreatePoolRequest) -> Result<Op, InputError> {
     let first_round = req.is_first_round();
     let d = PoolSettings::default();
@@ -89,9 +89,18 @@ pub fn create_op(req: api::CreatePoolRequest) -> Result<Op, InputError> {
             .transpose()?
             .unwrap_or(PPM),
     };
+    let delegation_prefix_len = req.delegation_prefix_len;
+    let parent = req.parent.clone();
     let base = wire::pool_spec(req)?;
     Ok(if first_round {
         Op::CreatePool(base)
+    } else if delegation_prefix_len.is_some() || parent.is_some() {
+        Op::CreatePoolV3(Box::new(ipam_core::PoolSpecV3 {
+            base,
+            settings,
+            delegation_prefix_len,
+            parent,
+        }))
     } else {
         Op::CreatePoolV2(Box::new(PoolSpecV2 { base, settings }))
     })
@@ -190,6 +199,7 @@ pub async fn create_pool(
     let pool = match create_op(req)? {
         Op::CreatePool(spec) => state.ipam.create_pool(spec).await?,
         Op::CreatePoolV2(spec) => state.ipam.create_pool_v2(*spec).await?,
+        Op::CreatePoolV3(spec) => state.ipam.create_pool_v3(*spec).await?,
         other => {
             return Err(ApiError::InvalidArgument(format!(
                 "unexpected op {other:?}"

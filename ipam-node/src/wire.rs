@@ -72,6 +72,8 @@ pub fn pool(p: &PoolInfo) -> api::Pool {
         reuse_cooldown_seconds: 0,
         weight: 0,
         max_utilization: 1.0,
+        delegation_prefix_len: p.delegation_prefix_len,
+        parent: p.parent.clone(),
     };
     crate::pools::fill_pool(&mut out, p);
     out
@@ -90,6 +92,7 @@ pub fn allocation(a: &Allocation) -> api::Allocation {
         expires_at: a.expires_at.map(rfc3339),
         renewed_at: rfc3339(a.renewed_at),
         network: a.network.as_deref().map(crate::pools::network),
+        prefix: a.prefix.map(|c| c.to_string()),
     }
 }
 
@@ -144,6 +147,13 @@ pub fn batch_op(op: api::BatchOp) -> Result<Op, InputError> {
             generation,
         },
         api::BatchOp::ReleaseOwner { pool, owner } => Op::ReleaseOwner { pool, owner },
+        api::BatchOp::AllocateAny(req) => Op::AllocateAny {
+            owner: req.owner,
+            selector: req.selector,
+            family: req.family.map(crate::select::family),
+            labels: req.labels,
+            ttl_seconds: req.ttl_seconds,
+        },
     })
 }
 

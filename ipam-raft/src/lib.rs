@@ -43,6 +43,8 @@
 //!   one `Op::Reconcile` decided in `apply`).
 //! - [`events`] — `Ipam::events`, `Ipam::history` and `Ipam::watch` ([`events::EventWatch`]):
 //!   the event log, read behind the read barrier, and a watch that follows the local replica.
+//! - `prefixes` — `Ipam::create_pool_v3`: prefix pools (delegation).
+//! - `select` — `Ipam::allocate_any`: an address from the pool `apply` chooses.
 //! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner,
 //!   cooling counts, log time.
 //!
@@ -83,9 +85,11 @@ mod integrity;
 mod leases;
 mod ops;
 mod pools;
+mod prefixes;
 mod reads;
 mod reconcile;
 pub mod replication;
+mod select;
 mod status;
 
 pub use backup::restore;

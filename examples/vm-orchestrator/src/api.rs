@@ -2,7 +2,7 @@
 //!
 //! | call | body | answer |
 //! |---|---|---|
-//! | `POST /vms` | `{"name", "nics": [{"name"?, "pool"? \| "ip"?}]}` | 201, the VM |
+//! | `POST /vms` | `{"name", "nics": [{"name"?, "pool"? \| "ip"? \| "selector"?: {k: v}}]}` | 201, the VM |
 //! | `GET /vms` | | 200, `{"vms": [...]}` |
 //! | `GET /vms/{name}` | | 200, the VM |
 //! | `DELETE /vms/{name}` | | 200, `{"released": [ip…]}` |
@@ -55,6 +55,7 @@ impl From<VmError> for ApiError {
             VmError::Exists(_) => (StatusCode::CONFLICT, "vm_exists"),
             VmError::NotFound(_) => (StatusCode::NOT_FOUND, "vm_not_found"),
             VmError::PoolNotFound(_) => (StatusCode::NOT_FOUND, "pool_not_found"),
+            VmError::NoMatchingPool(_) => (StatusCode::NOT_FOUND, "no_matching_pool"),
             VmError::AddressTaken { .. } => (StatusCode::CONFLICT, "address_in_use"),
             VmError::PoolExhausted(_) => (StatusCode::CONFLICT, "pool_exhausted"),
             VmError::Backend(_) => (StatusCode::BAD_GATEWAY, "backend_failed"),
@@ -84,6 +85,7 @@ struct NicBody {
     name: Option<String>,
     pool: Option<String>,
     ip: Option<IpAddr>,
+    selector: Option<Labels>,
 }
 
 #[derive(Deserialize)]
@@ -99,14 +101,15 @@ async fn create_vm(
 ) -> Result<Response, ApiError> {
     let mut nics = Vec::with_capacity(body.nics.len());
     for (i, nic) in body.nics.into_iter().enumerate() {
-        let target = match (nic.pool, nic.ip) {
-            (Some(pool), None) => NicTarget::Pool(pool),
-            (None, Some(ip)) => NicTarget::Address(ip),
+        let target = match (nic.pool, nic.ip, nic.selector) {
+            (Some(pool), None, None) => NicTarget::Pool(pool),
+            (None, Some(ip), None) => NicTarget::Address(ip),
+            (None, None, Some(selector)) => NicTarget::Selector(selector),
             _ => {
                 return Err(ApiError(
                     StatusCode::BAD_REQUEST,
                     "invalid_argument",
-                    format!("NIC {i}: give exactly one of \"pool\" and \"ip\""),
+                    format!("NIC {i}: give exactly one of \"pool\", \"ip\" and \"selector\""),
                 ))
             }
         };

@@ -57,13 +57,16 @@ enum Command {
 
 #[derive(Subcommand)]
 enum VmCommand {
-    /// Create a VM; one NIC per --ip-pool or --ip, in order (eth0, eth1, …)
+    /// Create a VM; one NIC per --ip-pool, --ip or --ip-selector, in that order (eth0, eth1, …)
     Create {
         name: String,
         #[arg(long = "ip-pool")]
         pools: Vec<String>,
         #[arg(long = "ip")]
         ips: Vec<IpAddr>,
+        /// The least loaded pool with these labels (`zone=a,tier=gold`)
+        #[arg(long = "ip-selector", value_name = "KEY=VALUE[,KEY=VALUE]")]
+        selectors: Vec<String>,
     },
     /// List VMs
     List,
@@ -91,11 +94,21 @@ async fn main() -> anyhow::Result<()> {
         } => serve(id, &listen, data_dir, join).await,
         Command::Vm { command } => {
             let (method, path, body) = match command {
-                VmCommand::Create { name, pools, ips } => {
+                VmCommand::Create {
+                    name,
+                    pools,
+                    ips,
+                    selectors,
+                } => {
+                    let mut selector_nics = Vec::with_capacity(selectors.len());
+                    for s in &selectors {
+                        selector_nics.push(json!({"selector": parse_selector(s)?}));
+                    }
                     let nics: Vec<Value> = pools
                         .iter()
                         .map(|p| json!({"pool": p}))
                         .chain(ips.iter().map(|ip| json!({"ip": ip})))
+                        .chain(selector_nics)
                         .collect();
                     (
                         reqwest::Method::POST,
@@ -122,6 +135,20 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `k=v[,k=v]` as a JSON object.
+fn parse_selector(s: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let mut out = serde_json::Map::new();
+    for pair in s.split(',') {
+        match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), Value::String(v.to_string()));
+            }
+            _ => anyhow::bail!("--ip-selector: expected KEY=VALUE[,KEY=VALUE], got {s:?}"),
+        }
+    }
+    Ok(out)
 }
 
 async fn serve(

@@ -23,6 +23,9 @@ pub enum NicTarget {
     Pool(String),
     /// This address, in whichever pool contains it.
     Address(IpAddr),
+    /// The least loaded pool whose labels contain every pair (chosen by IPAM's state
+    /// machine when the batch applies).
+    Selector(Labels),
 }
 
 /// One NIC of a VM to create.
@@ -74,6 +77,9 @@ pub enum VmError {
     /// pool grows.
     #[error("pool {0:?} has no free address")]
     PoolExhausted(String),
+    /// No pool matches a NIC's selector (`k=v,...`).
+    #[error("no pool matches selector {0}")]
+    NoMatchingPool(String),
     /// The backend failed; every address the VM was given has been released.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -165,15 +171,26 @@ impl Orchestrator {
 
         let mut ops = Vec::with_capacity(nics.len());
         for nic in nics {
+            let labels = Labels::from([("vm".to_string(), name.to_string())]);
             let (pool, ip) = match &nic.target {
                 NicTarget::Pool(pool) => (pool.clone(), None),
                 NicTarget::Address(ip) => (self.pool_of(*ip).await?, Some(*ip)),
+                NicTarget::Selector(selector) => {
+                    ops.push(Op::AllocateAny {
+                        owner: owner(name, &nic.name),
+                        selector: selector.clone(),
+                        family: None,
+                        labels,
+                        ttl_seconds: None,
+                    });
+                    continue;
+                }
             };
             ops.push(Op::Allocate {
                 pool,
                 owner: owner(name, &nic.name),
                 ip,
-                labels: Labels::from([("vm".to_string(), name.to_string())]),
+                labels,
             });
         }
         // Retrying after an unknown outcome is safe: each owner gets its allocation back.
@@ -183,7 +200,8 @@ impl Orchestrator {
         let mut allocations = Vec::with_capacity(outputs.len());
         for output in outputs {
             match output {
-                OpOutput::Allocated { allocation, .. } => allocations.push(allocation),
+                OpOutput::Allocated { allocation, .. }
+                | OpOutput::AllocatedV2 { allocation, .. } => allocations.push(allocation),
                 other => return Err(VmError::Unexpected(format!("{other:?}"))),
             }
         }
@@ -369,9 +387,16 @@ fn classify(error: IpamError, ops: &[Op]) -> VmError {
     };
     let pool = match ops.get(batch.index) {
         Some(Op::Allocate { pool, .. }) => pool.clone(),
+        Some(Op::AllocateAny { selector, .. }) => selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
         _ => String::new(),
     };
     match &batch.error {
+        OpError::Allocate(AllocateError::NoMatchingPool { .. }) => VmError::NoMatchingPool(pool),
+        OpError::Allocate(AllocateError::NoPoolAvailable { .. }) => VmError::PoolExhausted(pool),
         OpError::Allocate(AllocateError::PoolNotFound { .. }) => VmError::PoolNotFound(pool),
         OpError::Allocate(AllocateError::Exhausted { .. }) => VmError::PoolExhausted(pool),
         OpError::Allocate(AllocateError::AddressInUse { ip, owner, .. }) => VmError::AddressTaken {

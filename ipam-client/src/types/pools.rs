@@ -158,5 +158,7 @@ impl CreatePoolRequest {
             && self.weight.is_none()
             && self.max_utilization.is_none()
             && self.frozen.is_none()
+            && self.delegation_prefix_len.is_none()
+            && self.parent.is_none()
     }
 }

@@ -41,6 +41,7 @@ fn alloc(pool: &str, ip: IpAddr, owner: &str, at_ms: u64) -> Allocation {
         expires_at: None,
         renewed_at: Stamp(at_ms),
         network: None,
+        prefix: None,
     }
 }
 

@@ -52,6 +52,12 @@ impl State {
             if record.expires_at.is_some() {
                 // The holder asking again is a heartbeat: it renews the lease.
                 expire::renew_record(tx, stamp, id, held, &mut record, ttl_seconds)?;
+                let child_tag = family.tag() | crate::tables::CHILD_TAG;
+                if entry.record.delegation_prefix_len.is_some()
+                    && self.ranges.contains_key(&(child_tag, held))
+                {
+                    expire::suspend_expiry(tx, id, held, &record)?;
+                }
             }
             let allocation = record.into_allocation(&entry.record, held_ip);
             return Ok(Ok(OpOutput::Allocated {
@@ -159,6 +165,7 @@ impl State {
             Some(owner),
             Some(allocation.generation),
         )?;
+        self.owner_uses(tx, owner, id);
         Ok(Ok(OpOutput::Allocated {
             allocation,
             existing: false,
@@ -219,6 +226,7 @@ impl State {
             if tx.journaling {
                 tx.journal.push(Undo::Freed { pool: id, pos });
             }
+            self.owner_maybe_left(tx, &record.owner, id)?;
         }
         Ok(())
     }
@@ -258,6 +266,13 @@ impl State {
                 actual: record.generation,
             }));
         }
+        if let Some(child) = self.child_of_block(entry, pos) {
+            return Ok(Err(ReleaseError::PrefixInUse {
+                pool: pool.to_string(),
+                ip,
+                child: child.record.name.clone(),
+            }));
+        }
         let allocation = record.clone().into_allocation(&entry.record, ip);
         self.remove_allocation(tx, id, pos, &record)?;
         Ok(Ok(OpOutput::Released(allocation)))
@@ -283,6 +298,13 @@ impl State {
         let Some(record) = tx.allocation(id, held)? else {
             return Err(missing_allocation(pool, held));
         };
+        if let Some(child) = self.child_of_block(entry, held) {
+            return Ok(Err(ReleaseError::PrefixInUse {
+                pool: pool.to_string(),
+                ip: family.addr(held),
+                child: child.record.name.clone(),
+            }));
+        }
         self.remove_allocation(tx, id, held, &record)?;
         Ok(Ok(OpOutput::ReleasedOwner {
             released: vec![family.addr(held)],

@@ -225,6 +225,7 @@ impl State {
         let (kind, pool) = match op {
             Op::CreatePool(spec) => (EventKind::PoolCreated, spec.name.as_str()),
             Op::CreatePoolV2(spec) => (EventKind::PoolCreated, spec.base.name.as_str()),
+            Op::CreatePoolV3(spec) => (EventKind::PoolCreated, spec.base.name.as_str()),
             Op::DeletePool { pool, .. } => (EventKind::PoolDeleted, pool.as_str()),
             Op::UpdatePool { pool, .. }
             | Op::AddRange { pool, .. }

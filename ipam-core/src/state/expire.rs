@@ -129,6 +129,20 @@ pub(super) fn renew_record(
     Ok(())
 }
 
+/// Takes a delegated block's lease out of the expiry index (its child pool keeps it alive);
+/// the lease's `expires_at` stays in the row and counts again when the child is deleted.
+pub(super) fn suspend_expiry(
+    tx: &mut Tx<'_>,
+    id: PoolId,
+    pos: u128,
+    record: &AllocationRecord,
+) -> Result<(), StorageError> {
+    if let Some(at) = record.expires_at {
+        tx.del(TableId::Expiry, &expiry_key(at, id, pos))?;
+    }
+    Ok(())
+}
+
 /// Keeps the cooling addresses of `entry` for which `keep` is true and drops the others (an
 /// update made them unallocatable, or removed their range): an address that can no longer be
 /// allocated cannot be handed back to its last owner either.
@@ -161,6 +175,7 @@ impl State {
     pub(super) fn end_leases_and_cooldowns(&mut self, tx: &mut Tx<'_>) -> Result<(), StorageError> {
         let now = self.meta.now;
         self.expired.clear();
+        let mut cooled_off = Vec::new();
         for entry in self.pools.values_mut() {
             if entry.cooling.len() == 0 {
                 continue;
@@ -170,10 +185,15 @@ impl State {
                 if at.saturating_add(cooldown) > now.0 {
                     break;
                 }
-                entry.cooling.remove(pos);
+                if let Some((_, owner)) = entry.cooling.remove(pos) {
+                    cooled_off.push((entry.id, owner));
+                }
                 entry.free.release(pos);
                 tx.del(TableId::Cooling, &cooling_key(entry.id, Stamp(at), pos))?;
             }
+        }
+        for (id, owner) in cooled_off {
+            self.owner_maybe_left(tx, &owner, id)?;
         }
         let hi = expiry_key(now, PoolId::MAX, u128::MAX);
         let mut due = Vec::new();
@@ -251,6 +271,9 @@ impl State {
             }));
         }
         renew_record(tx, self.meta.now, id, pos, &mut record, ttl)?;
+        if self.child_of_block(entry, pos).is_some() {
+            suspend_expiry(tx, id, pos, &record)?;
+        }
         Ok(Ok(OpOutput::Renewed(
             record.into_allocation(&entry.record, ip),
         )))
@@ -281,6 +304,9 @@ impl State {
                 continue;
             }
             renew_record(tx, self.meta.now, id, pos, &mut record, None)?;
+            if self.child_of_block(entry, pos).is_some() {
+                suspend_expiry(tx, id, pos, &record)?;
+            }
             renewed.push(record.into_allocation(&entry.record, family.addr(pos)));
         }
         Ok(OpOutput::RenewedOwner { renewed })

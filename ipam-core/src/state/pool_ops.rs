@@ -2,6 +2,7 @@
 //! overlap checks and address lookups use.
 
 use super::*;
+use crate::layout::PoolLayout;
 
 impl State {
     /// The existing pool with a range sharing an address with `[first, last]` of family
@@ -29,18 +30,126 @@ impl State {
             .next()
     }
 
-    /// Adds every range of `shape` to the range index.
-    pub(super) fn index_ranges(&mut self, id: PoolId, shape: &PoolShape) {
+    /// Adds every range of `shape` to the range index under `tag` ([`tables::range_tag`]).
+    pub(super) fn index_ranges(&mut self, id: PoolId, shape: &PoolShape, tag: u8) {
         for l in shape.ranges() {
-            self.ranges.insert((l.cidr.family().tag(), l.start), id);
+            self.ranges.insert((tag, l.start), id);
         }
     }
 
     /// Removes every range of `shape` from the range index.
-    pub(super) fn unindex_ranges(&mut self, shape: &PoolShape) {
+    pub(super) fn unindex_ranges(&mut self, shape: &PoolShape, tag: u8) {
         for l in shape.ranges() {
-            self.ranges.remove(&(l.cidr.family().tag(), l.start));
+            self.ranges.remove(&(tag, l.start));
         }
+    }
+
+    /// The child pool whose CIDR is the block at `pos` of prefix pool `entry`, if any.
+    pub(super) fn child_of_block(&self, entry: &PoolEntry, pos: u128) -> Option<&PoolEntry> {
+        entry.record.delegation_prefix_len?;
+        let tag = entry.record.cidr.family().tag() | tables::CHILD_TAG;
+        let id = self.ranges.get(&(tag, pos))?;
+        self.pools.get(id)
+    }
+
+    /// A child pool of prefix pool `entry`, if it has any.
+    fn any_child(&self, entry: &PoolEntry) -> Option<&PoolEntry> {
+        entry.record.delegation_prefix_len?;
+        let tag = entry.record.cidr.family().tag() | tables::CHILD_TAG;
+        let (lo, hi) = (entry.record.cidr.first(), entry.record.cidr.last());
+        let (_, id) = self.ranges.range((tag, lo)..=(tag, hi)).next()?;
+        self.pools.get(id)
+    }
+
+    /// Checks that `cidr` may be a child of `parent`: a prefix pool holding `cidr` as one of
+    /// its allocated blocks with no child yet. Returns the parent's id and the block's lease end.
+    #[allow(clippy::type_complexity)]
+    fn check_parent(
+        &self,
+        tx: &Tx<'_>,
+        cidr: Cidr,
+        parent: &str,
+    ) -> Result<Result<(PoolId, Option<Stamp>), CreatePoolError>, StorageError> {
+        let Some(p) = self.names.get(parent).and_then(|id| self.pools.get(id)) else {
+            return Ok(Err(CreatePoolError::ParentNotFound {
+                parent: parent.to_string(),
+            }));
+        };
+        let overlap = || CreatePoolError::Overlap {
+            cidr,
+            existing: parent.to_string(),
+            existing_cidr: p.record.cidr,
+        };
+        let is_block = p.record.delegation_prefix_len == Some(cidr.prefix())
+            && p.record.cidr.family() == cidr.family()
+            && p.record.cidr.contains(cidr.network());
+        if !is_block || self.child_of_block(p, cidr.first()).is_some() {
+            return Ok(Err(overlap()));
+        }
+        match tx.allocation(p.id, cidr.first())? {
+            Some(block) => Ok(Ok((p.id, block.expires_at))),
+            None => Ok(Err(overlap())),
+        }
+    }
+
+    pub(super) fn create_pool_v3(
+        &mut self,
+        tx: &mut Tx<'_>,
+        stamp: Stamp,
+        spec: &crate::pools::PoolSpecV3,
+    ) -> Result<Result<OpOutput, CreatePoolError>, StorageError> {
+        if let Err(e) = check_op(&Op::CreatePoolV3(Box::new(spec.clone()))) {
+            return Ok(Err(match e {
+                OpError::CreatePool(e) => e,
+                other => CreatePoolError::Input(crate::error::InputError::InvalidSetting {
+                    field: "pool".into(),
+                    reason: other.to_string(),
+                }),
+            }));
+        }
+        if let Some(parent) = &spec.parent {
+            if spec.delegation_prefix_len.is_some() {
+                return Ok(Err(CreatePoolError::Input(
+                    crate::error::InputError::InvalidSetting {
+                        field: "parent".into(),
+                        reason: "a child pool cannot delegate prefixes itself".into(),
+                    },
+                )));
+            }
+            let cidr = match Cidr::new(spec.base.cidr.network(), spec.base.cidr.prefix()) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e.into())),
+            };
+            let (parent_id, lease_end) = match self.check_parent(tx, cidr, parent)? {
+                Ok(x) => x,
+                Err(e) => return Ok(Err(e)),
+            };
+            if self.names.contains_key(&spec.base.name) {
+                return Ok(Err(CreatePoolError::Exists {
+                    name: spec.base.name.clone(),
+                }));
+            }
+            let out =
+                self.create_pool_with(tx, stamp, &spec.base, &spec.settings, None, Some(parent))?;
+            if out.is_ok() {
+                // While the child exists its block's lease neither expires nor is due.
+                if let Some(at) = lease_end {
+                    tx.del(
+                        TableId::Expiry,
+                        &tables::expiry_key(at, parent_id, cidr.first()),
+                    )?;
+                }
+            }
+            return Ok(out);
+        }
+        self.create_pool_with(
+            tx,
+            stamp,
+            &spec.base,
+            &spec.settings,
+            spec.delegation_prefix_len,
+            None,
+        )
     }
 
     pub(super) fn create_pool(
@@ -50,9 +159,29 @@ impl State {
         spec: &crate::types::PoolSpec,
         settings: &PoolSettings,
     ) -> Result<Result<OpOutput, CreatePoolError>, StorageError> {
+        self.create_pool_with(tx, stamp, spec, settings, None, None)
+    }
+
+    fn create_pool_with(
+        &mut self,
+        tx: &mut Tx<'_>,
+        stamp: Stamp,
+        spec: &crate::types::PoolSpec,
+        settings: &PoolSettings,
+        delegation: Option<u8>,
+        parent: Option<&str>,
+    ) -> Result<Result<OpOutput, CreatePoolError>, StorageError> {
         let (gateway, layout) = match pool_layout(spec) {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
+        };
+        // A prefix pool has no gateway and no network/broadcast exclusion: blocks instead.
+        let (gateway, layout) = match delegation {
+            None => (gateway, layout),
+            Some(len) => match PoolLayout::delegating(layout.cidr, &spec.reserved, len) {
+                Ok(l) => (None, l),
+                Err(e) => return Ok(Err(e)),
+            },
         };
         if let Err(e) = check_settings(settings, layout.cidr.family()) {
             return Ok(Err(e.into()));
@@ -64,7 +193,12 @@ impl State {
         }
         let cidr = layout.cidr;
         let tag = cidr.family().tag();
-        if let Some((other, existing_cidr)) = self.overlapping(tag, layout.start, layout.end) {
+        // A child lies in its parent's block (checked by the caller): the one allowed overlap.
+        let overlap = match parent {
+            Some(_) => None,
+            None => self.overlapping(tag, layout.start, layout.end),
+        };
+        if let Some((other, existing_cidr)) = overlap {
             return Ok(Err(CreatePoolError::Overlap {
                 cidr,
                 existing: other.record.name.clone(),
@@ -88,6 +222,9 @@ impl State {
             allocated: 0,
         });
         record.set_settings(settings.clone());
+        record.delegation_prefix_len = delegation;
+        record.parent = parent.map(str::to_string);
+        let tag = tables::range_tag(&record);
         let info = record.info(id);
         let name_record = NameRecord {
             pool: id,
@@ -104,6 +241,7 @@ impl State {
             &encode(&range)?,
         )?;
         self.names.insert(spec.name.clone(), id);
+        self.index_labels(id, &spec.labels);
         self.ranges.insert((tag, layout.start), id);
         let free = layout.initial_free();
         let layout = PoolShape::single(layout);
@@ -143,6 +281,12 @@ impl State {
             });
         };
         let allocated = entry.record.allocated;
+        if let Some(child) = self.any_child(entry) {
+            return Ok(Err(DeletePoolError::PrefixInUse {
+                pool: name.to_string(),
+                child: child.record.name.clone(),
+            }));
+        }
         if entry.record.frozen {
             return Ok(Err(DeletePoolError::Frozen {
                 pool: name.to_string(),
@@ -174,7 +318,20 @@ impl State {
                 None => tx.del_range(TableId::Owners, &lo, Bound::Unbounded)?,
             }
         }
-        let tag = entry.record.cidr.family().tag();
+        // A deleted child gives its block's lease back to expiry.
+        if let Some(parent) = entry.record.parent.clone() {
+            if let Some(&pid) = self.names.get(&parent) {
+                let pos = entry.record.cidr.first();
+                if let Some(at) = tx.allocation(pid, pos)?.and_then(|b| b.expires_at) {
+                    tx.put(
+                        TableId::Expiry,
+                        &tables::expiry_key(at, pid, pos),
+                        &encode(&())?,
+                    )?;
+                }
+            }
+        }
+        let tag = tables::range_tag(&entry.record);
         let starts: Vec<u128> = entry.layout.ranges().iter().map(|l| l.start).collect();
         tx.del(TableId::Pools, &pool_key(id))?;
         tx.del(TableId::Names, name.as_bytes())?;
@@ -184,6 +341,8 @@ impl State {
         }
         self.names.remove(name);
         if let Some(entry) = self.pools.remove(&id) {
+            // The owner index keeps the deleted id: selection drops it when met.
+            self.unindex_labels(id, &entry.record.labels);
             if tx.journaling {
                 tx.journal.push(Undo::Deleted {
                     entry: Box::new(entry),

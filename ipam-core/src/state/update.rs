@@ -11,7 +11,7 @@ use crate::command::OpOutput;
 use crate::error::{CreatePoolError, InputError, StorageError, UpdatePoolError};
 use crate::layout::resolve_gateway;
 use crate::pools::{all_ranges, check_settings, new_range, PoolShape, PoolUpdate, MAX_RANGES};
-use crate::tables::{allocation_key, decode, decode_allocation_key, encode, range_key};
+use crate::tables::{self, allocation_key, decode, decode_allocation_key, encode, range_key};
 use crate::tables::{AllocationRecord, RangeRecord};
 use crate::types::{addr_to_u128, Cidr, GatewayChoice, PoolId, Reserved};
 use crate::validate::{check_labels, check_reserved_entries, MAX_DESCRIPTION};
@@ -68,10 +68,13 @@ impl State {
             .layout
             .ranges()
             .iter()
-            .map(|l| (l.cidr.family().tag(), l.start))
+            .map(|l| (tables::range_tag(&entry.record), l.start))
             .collect();
+        let labels = entry.record.labels.clone();
         if let Some(old) = self.pools.insert(id, entry) {
-            self.unindex_ranges(&old.layout);
+            self.unindex_ranges(&old.layout, tables::range_tag(&old.record));
+            self.unindex_labels(id, &old.record.labels);
+            self.index_labels(id, &labels);
             if tx.journaling {
                 tx.journal.push(Undo::Replaced {
                     entry: Box::new(old),
@@ -122,6 +125,19 @@ impl State {
             }
             if let Some(r) = &update.reserved {
                 check_reserved_entries(r)?;
+            }
+            if record.delegation_prefix_len.is_some() && update.changes_layout() {
+                // Kept simple: a prefix pool's blocks are fixed at creation.
+                return Err(InputError::InvalidSetting {
+                    field: if update.gateway.is_some() {
+                        "gateway"
+                    } else {
+                        "reserved"
+                    }
+                    .into(),
+                    reason: "a prefix pool's gateway and reserved entries are fixed at creation"
+                        .into(),
+                });
             }
             check_settings(
                 &update.apply_settings(&record.settings()),
@@ -215,6 +231,13 @@ impl State {
             Err(e) => return Ok(Err(e.into())),
         };
         let entry = &self.pools[&id];
+        if entry.record.delegation_prefix_len.is_some() || entry.record.parent.is_some() {
+            return Ok(Err(CreatePoolError::from(InputError::InvalidSetting {
+                field: "ranges".into(),
+                reason: "a prefix pool or a child pool has one range".into(),
+            })
+            .into()));
+        }
         let family = entry.record.cidr.family();
         if range.cidr.family() != family {
             return Ok(Err(UpdatePoolError::RangeFamily {

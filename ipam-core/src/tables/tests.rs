@@ -36,7 +36,7 @@ fn a_newer_record_reads_its_own_and_older_versions() {
 }
 
 #[test]
-fn a_version_1_pool_record_reads_as_version_2_with_defaults() {
+fn a_version_1_pool_record_reads_as_the_current_version_with_defaults() {
     let v1 = PoolRecordV1 {
         name: "vms".into(),
         cidr: "10.0.0.0/24".parse().unwrap(),
@@ -57,8 +57,32 @@ fn a_version_1_pool_record_reads_as_version_2_with_defaults() {
     assert_eq!(read.max_utilization_ppm, 1_000_000);
     assert!(read.ranges.is_empty() && !read.frozen && read.dns.is_empty());
     let again = encode(&read).unwrap();
-    assert_eq!(again[0], 2);
+    assert_eq!(again[0], 3);
     assert_eq!(decode::<PoolRecord>("core_pools", &again).unwrap(), read);
+}
+
+#[test]
+fn a_version_2_pool_record_reads_as_an_address_pool() {
+    let v3 = PoolRecord::from_v1(PoolRecordV1 {
+        name: "vms".into(),
+        cidr: "10.0.0.0/24".parse().unwrap(),
+        gateway: None,
+        reserved: vec![],
+        labels: Labels::new(),
+        description: String::new(),
+        created_at: Stamp(7),
+        capacity: 254,
+        allocated: 0,
+    });
+    // Version 2 is version 3 without its last two fields (postcard writes `None` as one 0
+    // byte each).
+    let mut bytes = encode(&v3).unwrap();
+    assert_eq!(bytes.pop(), Some(0));
+    assert_eq!(bytes.pop(), Some(0));
+    bytes[0] = 2;
+    let read: PoolRecord = decode("core_pools", &bytes).unwrap();
+    assert_eq!(read, v3);
+    assert_eq!(read.delegation_prefix_len, None);
 }
 
 #[test]

@@ -29,6 +29,7 @@
 //!   and the preview agree on every replica.
 //! - `reads` — linearizable reads across nodes.
 //! - `feature_level` — a member at a lower feature level blocks new kinds of commands only.
+//! - `select` — concurrent selections through every node never exceed a pool's cap.
 //! - `dashboard` — the leader's per-member replication progress and the `/ui` overview.
 //! - `trust` — a node with another token, or of another cluster, is never joined.
 //! - `upgrade` — a data dir and snapshot written by release 0.1.0 open and keep serving.
@@ -47,6 +48,7 @@ mod partition;
 mod ranges;
 mod reads;
 mod replication;
+mod select;
 mod snapshot;
 mod trust;
 mod upgrade;

@@ -1,0 +1,111 @@
+//! Selection rows of the core benchmark: `Op::AllocateAny` decided by `State::apply` among
+//! 10,000 pools, on an in-memory redb (the cost of the choice, not of the disk).
+
+use std::time::Instant;
+
+use ipam_core::command::{Command, CommandResult, Op, OpOutput};
+use ipam_core::{GatewayChoice, Labels, PoolSpec, Stamp, State};
+
+const POOLS: usize = 10_000;
+const ZONES: usize = 100;
+const PER_TXN: usize = 1_000;
+
+fn labels(pairs: &[(&str, String)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// 10,000 IPv6 /64 pools, `zone` = one of 100 (100 pools each), all `region=r1`.
+fn setup() -> (redb::Database, State) {
+    let db = redb::Database::builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .expect("in-memory db");
+    let mut state = State::open(&db).expect("open state");
+    let ops: Vec<Command> = (0..POOLS)
+        .map(|i| {
+            Command::Op(Op::CreatePool(PoolSpec {
+                name: format!("p{i:05}"),
+                cidr: format!("fd00:0:{:x}:{:x}::/64", i / 65536, i % 65536)
+                    .parse()
+                    .expect("cidr"),
+                gateway: GatewayChoice::Default,
+                reserved: Vec::new(),
+                labels: labels(&[
+                    ("zone", format!("z{}", i % ZONES)),
+                    ("region", "r1".to_string()),
+                ]),
+                description: String::new(),
+            }))
+        })
+        .collect();
+    let txn = db.begin_write().expect("txn");
+    let results = state.apply(&txn, Stamp(1), &ops).expect("apply");
+    txn.commit().expect("commit");
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, CommandResult::Op(Ok(OpOutput::PoolCreated(_))))));
+    (db, state)
+}
+
+/// `n` selections by new owners with `selector`; returns decisions per second.
+fn run(db: &redb::Database, state: &mut State, what: &str, selector: &Labels, n: usize) -> f64 {
+    let mut done = 0;
+    let mut owner = 0u64;
+    let start = Instant::now();
+    while done < n {
+        let k = PER_TXN.min(n - done);
+        let commands: Vec<Command> = (0..k)
+            .map(|_| {
+                owner += 1;
+                Command::Op(Op::AllocateAny {
+                    owner: format!("{what}-{owner}"),
+                    selector: selector.clone(),
+                    family: None,
+                    labels: Labels::new(),
+                    ttl_seconds: None,
+                })
+            })
+            .collect();
+        let txn = db.begin_write().expect("txn");
+        let results = state.apply(&txn, Stamp(2), &commands).expect("apply");
+        txn.commit().expect("commit");
+        let ok = results
+            .iter()
+            .filter(|r| matches!(r, CommandResult::Op(Ok(OpOutput::AllocatedV2 { .. }))))
+            .count();
+        assert_eq!(ok, k, "every selection gives an address");
+        done += k;
+    }
+    let elapsed = start.elapsed();
+    let r = super::rate(n, elapsed);
+    println!(
+        "  selection             {what:<24} {n} in {:>7.1} ms  {:>10}/s  ({:.1} µs each)",
+        elapsed.as_secs_f64() * 1e3,
+        super::human(r),
+        elapsed.as_secs_f64() * 1e6 / n as f64
+    );
+    r
+}
+
+/// The selection rows; returns (100 candidates, 10,000 candidates) decisions per second.
+pub fn selection(n: usize) -> (f64, f64) {
+    println!("selection among {POOLS} pools (State::apply, in-memory redb, {PER_TXN} per txn):");
+    let (db, mut state) = setup();
+    let zone = run(
+        &db,
+        &mut state,
+        "zone=z7 (100 match)",
+        &labels(&[("zone", "z7".to_string())]),
+        n,
+    );
+    let all = run(
+        &db,
+        &mut state,
+        "region=r1 (10000 match)",
+        &labels(&[("region", "r1".to_string())]),
+        (n / 20).max(1),
+    );
+    (zone, all)
+}

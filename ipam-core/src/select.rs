@@ -1,0 +1,277 @@
+//! Choosing the pool: the exact score comparison, the utilization cap, and the derived indexes
+//! that keep a selection independent of the number of pools that do not match.
+//!
+//! A pool's score is `(allocated / capacity) / weight`. Capacities reach 2^128 in IPv6 pools,
+//! so scores are compared by cross-multiplying into 320-bit integers
+//! (`a1 · c2 · w2` against `a2 · c1 · w1`) — exact, and free of floating point, as `apply`
+//! must be. The cap `(allocated + 1) / capacity ≤ max_utilization_ppm / 10^6` is compared the
+//! same way.
+//!
+//! [`SelectIndex`] holds two derived maps, rebuilt on load and never persisted:
+//! label pair → pools carrying it (the candidates of a selector are the smallest set among its
+//! pairs, filtered by the rest), and owner → pools where the owner holds or cools an address
+//! (so "the owner's existing allocation among the matching pools" costs one lookup per pool
+//! the owner uses, not one per matching pool). The owner map is keyed by a 64-bit hash of the
+//! owner and may hold stale pools: every candidate is confirmed against the tables, and a
+//! stale one is dropped when met.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::pools::PPM;
+use crate::types::{Labels, PoolId};
+
+/// A 320-bit unsigned integer as five 64-bit limbs, least significant first.
+type Wide = [u64; 5];
+
+/// `a · b · c` exactly.
+fn mul3(a: u128, b: u128, c: u64) -> Wide {
+    let a = [a as u64, (a >> 64) as u64];
+    let b = [b as u64, (b >> 64) as u64];
+    let mut ab = [0u64; 4];
+    for (i, &x) in a.iter().enumerate() {
+        let mut carry: u128 = 0;
+        for (j, &y) in b.iter().enumerate() {
+            let t = u128::from(x) * u128::from(y) + u128::from(ab[i + j]) + carry;
+            ab[i + j] = t as u64;
+            carry = t >> 64;
+        }
+        ab[i + 2] = carry as u64;
+    }
+    let mut out = [0u64; 5];
+    let mut carry: u128 = 0;
+    for (i, &x) in ab.iter().enumerate() {
+        let t = u128::from(x) * u128::from(c) + carry;
+        out[i] = t as u64;
+        carry = t >> 64;
+    }
+    out[4] = carry as u64;
+    out
+}
+
+fn cmp_wide(a: &Wide, b: &Wide) -> Ordering {
+    a.iter().rev().cmp(b.iter().rev())
+}
+
+/// The load of one pool as selection sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Load {
+    /// Allocations before this one.
+    pub allocated: u128,
+    /// Allocatable addresses (blocks in a prefix pool).
+    pub capacity: u128,
+    /// Weight, 1..=1000.
+    pub weight: u16,
+    /// Cap on utilization in parts per million.
+    pub max_utilization_ppm: u32,
+}
+
+impl Load {
+    /// Compares `(allocated / capacity) / weight` of two pools exactly. A pool with no
+    /// capacity or weight never takes an address, so it compares as the highest.
+    pub fn cmp_score(&self, other: &Load) -> Ordering {
+        let empty = |l: &Load| l.capacity == 0 || l.weight == 0;
+        match (empty(self), empty(other)) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Greater,
+            (false, true) => return Ordering::Less,
+            (false, false) => {}
+        }
+        let lhs = mul3(self.allocated, other.capacity, u64::from(other.weight));
+        let rhs = mul3(other.allocated, self.capacity, u64::from(self.weight));
+        cmp_wide(&lhs, &rhs)
+    }
+
+    /// Whether one more allocation keeps `(allocated + 1) / capacity ≤ max_utilization`.
+    pub fn under_cap(&self) -> bool {
+        if self.allocated >= self.capacity {
+            return false;
+        }
+        let lhs = mul3(self.allocated + 1, u128::from(PPM), 1);
+        let rhs = mul3(self.capacity, u128::from(self.max_utilization_ppm), 1);
+        cmp_wide(&lhs, &rhs) != Ordering::Greater
+    }
+}
+
+/// FNV-1a: a stable 64-bit hash of an owner (the index only narrows, the tables confirm).
+pub(crate) fn owner_hash(owner: &str) -> u64 {
+    owner.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Derived indexes of selection (see the module docs).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SelectIndex {
+    /// (key, value) → pools whose labels hold that pair.
+    labels: BTreeMap<(String, String), BTreeSet<PoolId>>,
+    /// owner hash → pools where an owner with that hash holds or cools an address (a superset).
+    owners: BTreeMap<u64, BTreeSet<PoolId>>,
+}
+
+impl SelectIndex {
+    pub(crate) fn add_labels(&mut self, id: PoolId, labels: &Labels) {
+        for (k, v) in labels {
+            self.labels
+                .entry((k.clone(), v.clone()))
+                .or_default()
+                .insert(id);
+        }
+    }
+
+    pub(crate) fn remove_labels(&mut self, id: PoolId, labels: &Labels) {
+        for (k, v) in labels {
+            let key = (k.clone(), v.clone());
+            if let Some(set) = self.labels.get_mut(&key) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.labels.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The pools carrying every pair of `selector` may only come from the smallest of its
+    /// pair sets: that set, or `None` for an empty selector (every pool is a candidate).
+    /// An unknown pair gives the empty set.
+    pub(crate) fn narrowest(&self, selector: &Labels) -> Option<Vec<PoolId>> {
+        let mut best: Option<&BTreeSet<PoolId>> = None;
+        for (k, v) in selector {
+            match self.labels.get(&(k.clone(), v.clone())) {
+                None => return Some(Vec::new()),
+                Some(set) if best.is_none_or(|b| set.len() < b.len()) => best = Some(set),
+                Some(_) => {}
+            }
+        }
+        best.map(|s| s.iter().copied().collect())
+    }
+
+    /// Records that `owner` holds or cools an address in `pool`; true when it was new.
+    pub(crate) fn add_owner(&mut self, owner: &str, pool: PoolId) -> bool {
+        self.owners
+            .entry(owner_hash(owner))
+            .or_default()
+            .insert(pool)
+    }
+
+    /// Forgets `pool` for `owner`'s hash; true when it was there.
+    pub(crate) fn remove_owner_hash(&mut self, hash: u64, pool: PoolId) -> bool {
+        let Some(set) = self.owners.get_mut(&hash) else {
+            return false;
+        };
+        let removed = set.remove(&pool);
+        if set.is_empty() {
+            self.owners.remove(&hash);
+        }
+        removed
+    }
+
+    pub(crate) fn add_owner_hash(&mut self, hash: u64, pool: PoolId) {
+        self.owners.entry(hash).or_default().insert(pool);
+    }
+
+    /// Pools where `owner` may hold or cool an address (to be confirmed).
+    pub(crate) fn owner_pools(&self, owner: &str) -> Vec<PoolId> {
+        self.owners
+            .get(&owner_hash(owner))
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(allocated: u128, capacity: u128, weight: u16) -> Load {
+        Load {
+            allocated,
+            capacity,
+            weight,
+            max_utilization_ppm: PPM,
+        }
+    }
+
+    #[test]
+    fn scores_compare_exactly() {
+        // The example: (30/100)/100 beats (60/100)/100.
+        assert_eq!(
+            load(30, 100, 100).cmp_score(&load(60, 100, 100)),
+            Ordering::Less
+        );
+        // Equal ratios are equal however they are written.
+        assert_eq!(load(1, 3, 1).cmp_score(&load(2, 6, 1)), Ordering::Equal);
+        // Weight divides: twice the load at twice the weight ties.
+        assert_eq!(load(2, 10, 2).cmp_score(&load(1, 10, 1)), Ordering::Equal);
+        // Capacities past 2^64 and products past 2^256 stay exact.
+        let big = u128::MAX;
+        assert_eq!(
+            load(big - 1, big, 1000).cmp_score(&load(big, big, 1000)),
+            Ordering::Less
+        );
+        assert_eq!(
+            load(big, big, 1000).cmp_score(&load(big, big, 999)),
+            Ordering::Less
+        );
+        assert_eq!(
+            load(1, 1 << 64, 1).cmp_score(&load(0, 1 << 64, 1)),
+            Ordering::Greater
+        );
+        // A float would call these equal: 2^-100 apart.
+        let c = 1u128 << 100;
+        assert_eq!(
+            load(c - 1, c, 1).cmp_score(&load(c - 2, c, 1)),
+            Ordering::Greater
+        );
+    }
+
+    #[test]
+    fn cap_allows_the_allocation_that_reaches_it() {
+        let capped = |allocated, capacity, ppm| Load {
+            allocated,
+            capacity,
+            weight: 1,
+            max_utilization_ppm: ppm,
+        };
+        assert!(capped(8, 10, 900_000).under_cap()); // 9/10 ≤ 0.9
+        assert!(!capped(9, 10, 900_000).under_cap()); // 10/10 > 0.9
+        assert!(capped(9, 10, PPM).under_cap());
+        assert!(!capped(10, 10, PPM).under_cap());
+        assert!(!capped(0, 0, PPM).under_cap());
+        assert!(capped(u128::MAX - 1, u128::MAX, PPM).under_cap());
+    }
+
+    #[test]
+    fn wide_product_matches_u128_when_it_fits() {
+        for (a, b, c) in [(3u128, 5u128, 7u64), (u64::MAX as u128, 2, 3), (0, 9, 9)] {
+            let w = mul3(a, b, c);
+            let expect = a * b * u128::from(c);
+            assert_eq!(w, [expect as u64, (expect >> 64) as u64, 0, 0, 0]);
+        }
+        // (2^128 - 1)^2 · 1000 needs the fifth limb.
+        assert_ne!(mul3(u128::MAX, u128::MAX, 1000)[4], 0);
+    }
+
+    #[test]
+    fn narrowest_picks_the_smallest_pair_set() {
+        let mut idx = SelectIndex::default();
+        let l = |pairs: &[(&str, &str)]| -> Labels {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        idx.add_labels(1, &l(&[("zone", "a"), ("tier", "gold")]));
+        idx.add_labels(2, &l(&[("zone", "a")]));
+        idx.add_labels(3, &l(&[("zone", "a")]));
+        assert_eq!(
+            idx.narrowest(&l(&[("zone", "a"), ("tier", "gold")])),
+            Some(vec![1])
+        );
+        assert_eq!(idx.narrowest(&l(&[("zone", "b")])), Some(vec![]));
+        assert_eq!(idx.narrowest(&Labels::new()), None);
+        idx.remove_labels(1, &l(&[("zone", "a"), ("tier", "gold")]));
+        assert_eq!(idx.narrowest(&l(&[("tier", "gold")])), Some(vec![]));
+        assert_eq!(idx.narrowest(&l(&[("zone", "a")])), Some(vec![2, 3]));
+    }
+}
