@@ -131,11 +131,15 @@ fn apply(cidr: &str, n: usize, durability: Durability, as_batch: bool) -> Applie
         .apply(
             &txn,
             Stamp(1),
-            &[Command::Op(Op::CreatePool(spec("bench", cidr)))],
+            &[
+                // As a new cluster's first entry does: the event log is on from here.
+                Command::Op(Op::SetFeatureLevel(ipam_core::feature::FEATURE_LEVEL)),
+                Command::Op(Op::CreatePool(spec("bench", cidr))),
+            ],
         )
         .expect("apply");
     txn.commit().expect("commit");
-    assert!(matches!(created[0], CommandResult::Op(Ok(_))));
+    assert!(matches!(created[1], CommandResult::Op(Ok(_))));
 
     let mut owner = 0u64;
     let mut commands: Vec<Command> = Vec::with_capacity(BATCH);

@@ -131,6 +131,11 @@ pub enum Op {
     },
     /// Create a pool with every field, a prefix pool's delegation included.
     CreatePoolV3(Box<PoolSpecV3>),
+    /// Raise the replicated feature level (never lowers it). The leader puts it first in the
+    /// first entry it proposes once every member runs a release that knows the level, so a
+    /// behaviour that older releases did not have (the event log) starts at one log index on
+    /// every replica. Not allowed inside a batch.
+    SetFeatureLevel(u32),
 }
 
 /// One entry of a log entry's command list.
@@ -184,6 +189,8 @@ pub enum OpOutput {
     PoolUpdated(PoolInfo),
     /// What a reconcile changed and skipped.
     Reconciled(Box<ReconcileReport>),
+    /// Answer of [`Op::SetFeatureLevel`]: the level after it.
+    FeatureLevel(u32),
 }
 
 /// A failed op of an atomic batch: its 0-based position and its error. Nothing of the batch

@@ -32,7 +32,8 @@ pub fn op_level(op: &Op) -> u32 {
         | Op::RemoveRange { .. }
         | Op::Reconcile(_)
         | Op::AllocateAny { .. }
-        | Op::CreatePoolV3(_) => 2,
+        | Op::CreatePoolV3(_)
+        | Op::SetFeatureLevel(_) => 2,
     }
 }
 

@@ -514,7 +514,12 @@ pub fn digest(rtx: &redb::ReadTransaction) -> Result<[u8; 32], StorageError> {
                 if name == "core_meta" && k.value().starts_with(tables::POOL_CHANGED_PREFIX) {
                     continue;
                 }
-                let canonical = tables::canonical_value(name, v.value())?;
+                // `core_meta` holds one record (`META_KEY`) and plain rows beside it.
+                let canonical = if name == "core_meta" && k.value() != tables::META_KEY {
+                    std::borrow::Cow::Borrowed(v.value())
+                } else {
+                    tables::canonical_value(name, v.value())?
+                };
                 let (k, v) = (k.value(), canonical.as_ref());
                 hasher.update((k.len() as u64).to_be_bytes());
                 hasher.update(k);

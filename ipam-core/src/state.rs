@@ -74,6 +74,9 @@ pub struct State {
     last_index: u64,
     /// The event sequence and its retention.
     events: events::EventLog,
+    /// The replicated feature level ([`tables::FEATURE_LEVEL_KEY`]); 0 in a `Default` state,
+    /// read as level 1.
+    level: u32,
     /// Label and owner indexes of selection.
     select: crate::select::SelectIndex,
 }
@@ -306,8 +309,10 @@ impl State {
             meta,
             last_index: reconcile::last_change(rtx)?,
             events: events::EventLog::load(rtx)?,
+            level: load_level(rtx)?,
             ..State::default()
         };
+        state.events.on = state.level >= 2;
         for row in rtx.open_table(tables::POOLS)?.iter()? {
             let (k, v) = row?;
             let id = decode_pool_key(k.value())?;
@@ -680,6 +685,7 @@ impl State {
                 self.remove_range(tx, pool, *cidr)?.map_err(OpError::from)
             }
             Op::Reconcile(spec) => self.reconcile(tx, stamp, spec)?,
+            Op::SetFeatureLevel(level) => Ok(self.set_feature_level(tx, *level)?),
             Op::CreatePoolV3(spec) => self.create_pool_v3(tx, stamp, spec)?.map_err(OpError::from),
             Op::AllocateAny {
                 owner,
@@ -705,5 +711,36 @@ impl State {
             self.pool_event(tx, stamp, op)?;
         }
         Ok(result)
+    }
+}
+
+/// The replicated feature level as stored (absent: 1).
+fn load_level(rtx: &redb::ReadTransaction) -> Result<u32, StorageError> {
+    let meta = rtx.open_table(tables::META)?;
+    let Some(v) = meta.get(tables::FEATURE_LEVEL_KEY)? else {
+        return Ok(crate::feature::LEVEL_0_1_0);
+    };
+    let bytes: [u8; 4] = v.value().try_into().map_err(|_| StorageError::Corrupt {
+        table: "core_meta",
+        reason: format!("feature level of {} bytes", v.value().len()),
+    })?;
+    Ok(u32::from_be_bytes(bytes))
+}
+
+impl State {
+    /// The replicated feature level: what the entries applied so far allow (1 until an
+    /// [`Op::SetFeatureLevel`] raised it). The event log is kept from level 2 on.
+    pub fn feature_level(&self) -> u32 {
+        self.level.max(crate::feature::LEVEL_0_1_0)
+    }
+
+    fn set_feature_level(&mut self, tx: &mut Tx<'_>, level: u32) -> Result<OpOutput, StorageError> {
+        if level > self.feature_level() {
+            tx.meta
+                .insert(tables::FEATURE_LEVEL_KEY, level.to_be_bytes().as_slice())?;
+            self.level = level;
+            self.events.on = level >= 2;
+        }
+        Ok(OpOutput::FeatureLevel(self.feature_level()))
     }
 }

@@ -76,6 +76,12 @@ pub const META_KEY: &[u8] = b"state";
 /// these rows, so a replica that ran a release without them for a while still compares equal.
 pub const POOL_CHANGED_PREFIX: &[u8] = b"changed";
 
+/// Key of the [`META`] row that holds the replicated feature level (`u32`, big-endian; absent:
+/// level 1, the level of everything release 0.1.0 wrote). It moves only through
+/// [`crate::Op::SetFeatureLevel`] entries, so every replica that applies the same log has the
+/// same level at every index, whatever release first applied the older entries.
+pub const FEATURE_LEVEL_KEY: &[u8] = b"feature_level";
+
 /// Key of a pool's last-change row in [`META`].
 pub fn pool_changed_key(id: PoolId) -> [u8; 11] {
     let mut key = [0u8; 11];

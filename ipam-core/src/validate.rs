@@ -316,6 +316,14 @@ pub fn check_op(op: &Op) -> Result<(), OpError> {
             check_name(pool).map_err(|e| UpdatePoolError::Layout(CreatePoolError::Input(e)))?
         }
         Op::Reconcile(spec) => crate::drift::check_spec(spec).map_err(ReconcileError::Input)?,
+        Op::SetFeatureLevel(level) => {
+            if *level == 0 {
+                Err(OpError::Input(InputError::InvalidSetting {
+                    field: "feature_level".into(),
+                    reason: "levels start at 1".into(),
+                }))?;
+            }
+        }
         Op::AllocateAny {
             owner,
             selector,
@@ -355,13 +363,14 @@ pub fn check_command(command: &Command) -> Result<(), BatchError> {
                 });
             }
             for (index, op) in ops.iter().enumerate() {
-                if matches!(op, Op::Reconcile(_)) {
-                    // A reconcile is atomic on its own and unbounded by the batch limit.
+                if matches!(op, Op::Reconcile(_) | Op::SetFeatureLevel(_)) {
+                    // A reconcile is atomic on its own and unbounded by the batch limit; the
+                    // feature level is not state a batch could roll back.
                     return Err(BatchError {
                         index,
                         error: OpError::Input(InputError::InvalidSetting {
                             field: "op".into(),
-                            reason: "a reconcile cannot be part of a batch".into(),
+                            reason: "a reconcile or feature level cannot be part of a batch".into(),
                         }),
                     });
                 }

@@ -170,6 +170,7 @@ pub fn op_output(out: &OpOutput) -> serde_json::Value {
         OpOutput::ReleasedOwner { released: ips } => serde_json::to_value(released(ips)),
         OpOutput::PoolDeleted { .. } | OpOutput::Released(_) => Ok(serde_json::json!({})),
         OpOutput::Reconciled(r) => serde_json::to_value(crate::drift::reconcile_response(r, false)),
+        OpOutput::FeatureLevel(level) => Ok(serde_json::json!({ "feature_level": level })),
     };
     // Serialising these plain structs cannot fail (string keys, no non-finite floats except a
     // utilization the core keeps in [0, 1]).

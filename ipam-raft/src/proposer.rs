@@ -9,10 +9,11 @@
 //! entry (up to `max_inflight_entries` entries are in flight). On the leader, a follower's
 //! forwarded list becomes an entry as it is: it was sized and coalesced on the follower.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ipam_core::{Command, CommandResult};
+use ipam_core::{Command, CommandResult, Op};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::Instrument as _;
@@ -266,10 +267,17 @@ async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
             Step::Local => {
                 let commands = commands_of(&batch);
                 let level = crate::feature::level_for(shared, &commands, deadline).await;
-                let (commands, refused) = crate::feature::gate(commands, level);
+                let (mut commands, refused) = crate::feature::gate(commands, level);
                 if commands.is_empty() {
                     let all = refused.into_iter().flatten().collect();
                     return distribute(batch, all);
+                }
+                // Every member knows a higher level than the replicated one: raise it first
+                // in this entry, so what the new level adds (the event log) starts here on every
+                // replica. Two entries in flight may both carry it; the second changes nothing.
+                let raise = level > shared.sm.applied_level.load(Ordering::Relaxed);
+                if raise {
+                    commands.insert(0, Command::Op(Op::SetFeatureLevel(level)));
                 }
                 let req = Request {
                     stamp: shared.clock.next(),
@@ -281,7 +289,11 @@ async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
                     Ok(Ok(resp)) => {
                         tracing::Span::current().record("index", resp.log_id.index);
                         crate::trace::emit_apply(&shared.sm.applies, resp.log_id.index);
-                        return distribute(batch, crate::feature::merge(refused, resp.data));
+                        let mut results = resp.data;
+                        if raise && !results.is_empty() {
+                            results.remove(0);
+                        }
+                        return distribute(batch, crate::feature::merge(refused, results));
                     }
                     Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
                         last = Attempt::Failed;

@@ -41,6 +41,9 @@ fn setup() -> (redb::Database, State) {
         })
         .collect();
     let txn = db.begin_write().expect("txn");
+    // As a new cluster's first entry does: the event log is on from here.
+    let level = Command::Op(Op::SetFeatureLevel(ipam_core::feature::FEATURE_LEVEL));
+    state.apply(&txn, Stamp(1), &[level]).expect("apply");
     let results = state.apply(&txn, Stamp(1), &ops).expect("apply");
     txn.commit().expect("commit");
     assert!(results

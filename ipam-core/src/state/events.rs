@@ -23,6 +23,10 @@ pub(super) struct EventLog {
     pub(super) last: u64,
     /// How many events are kept (at least 1).
     pub(super) retention: u64,
+    /// Events are kept: the replicated feature level is 2 or more. Entries applied below it
+    /// (written by release 0.1.0, which kept no events) must not gain events on a replica
+    /// that replays them later, or replicas would disagree on the log and its ids.
+    pub(super) on: bool,
 }
 
 impl Default for EventLog {
@@ -31,6 +35,7 @@ impl Default for EventLog {
             first: 0,
             last: 0,
             retention: DEFAULT_RETENTION,
+            on: false,
         }
     }
 }
@@ -56,6 +61,7 @@ impl EventLog {
             first,
             last,
             retention: DEFAULT_RETENTION,
+            on: false,
         })
     }
     /// Appends one event at log time `at`: its row and, when it names an address, its
@@ -72,6 +78,9 @@ impl EventLog {
         owner: Option<&str>,
         generation: Option<u64>,
     ) -> Result<(), StorageError> {
+        if !self.on {
+            return Ok(());
+        }
         let id = self.last.saturating_add(1);
         let record = EventRecord {
             at,
@@ -108,6 +117,9 @@ impl EventLog {
         lo: [u8; 20],
         hi: [u8; 20],
     ) -> Result<(), StorageError> {
+        if !self.on {
+            return Ok(());
+        }
         let mut dropped = Vec::new();
         for row in tx
             .allocations

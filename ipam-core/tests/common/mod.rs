@@ -24,13 +24,35 @@ impl Db {
         Db::with(db)
     }
 
-    pub fn with(db: Database) -> Db {
+    /// A fresh in-memory state at level 1: a replica before it applies the entry that raised
+    /// the level (or a data dir written by release 0.1.0).
+    pub fn mem_at_level_1() -> Db {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .expect("in-memory database");
         let state = State::open(&db).expect("open state");
         Db {
             db,
             state,
             stamp: 1_000,
         }
+    }
+
+    /// A state on `db` at this release's feature level, as a new cluster's first entry sets it
+    /// (the event log is on).
+    pub fn with(db: Database) -> Db {
+        let state = State::open(&db).expect("open state");
+        let mut db = Db {
+            db,
+            state,
+            stamp: 1_000,
+        };
+        let level = ipam_core::feature::FEATURE_LEVEL;
+        assert_eq!(
+            db.op(Op::SetFeatureLevel(level)),
+            Ok(OpOutput::FeatureLevel(level))
+        );
+        db
     }
 
     /// Moves the stamp of the next entries `ms` forward: log time only moves when a test says

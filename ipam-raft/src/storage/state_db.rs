@@ -84,6 +84,9 @@ pub(crate) struct SmShared {
     pub(crate) expirations: Mutex<std::collections::BTreeMap<String, u64>>,
     /// When recent entries were applied, for their trace spans (`crate::trace`).
     pub(crate) applies: crate::trace::ApplyLog,
+    /// The replicated feature level of the applied state (`ipam_core::State::feature_level`),
+    /// for the leader's decision to raise it.
+    pub(crate) applied_level: std::sync::atomic::AtomicU32,
     /// Events the state keeps (`ipam_core::events::DEFAULT_RETENTION` unless a test lowers it).
     pub(crate) event_retention: AtomicU64,
 }

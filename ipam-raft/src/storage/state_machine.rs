@@ -85,6 +85,7 @@ impl StateMachineStore {
         txn.open_table(SM_META).map_err(sm_write)?;
         txn.commit().map_err(sm_write)?;
         let state = State::open(&db).map_err(sm_read)?;
+        let level = state.feature_level();
         let applied = {
             let rtx = db.begin_read().map_err(sm_read)?;
             applied_of(&rtx)?.0
@@ -111,6 +112,7 @@ impl StateMachineStore {
             index: Mutex::new(state),
             expirations: Mutex::default(),
             applies: crate::trace::ApplyLog::default(),
+            applied_level: std::sync::atomic::AtomicU32::new(level),
             event_retention: AtomicU64::new(ipam_core::events::DEFAULT_RETENTION),
         });
         Ok(StateMachineStore { shared })
@@ -227,6 +229,9 @@ fn apply_batch(
     if let Some(start) = started {
         record_applies(shared, entries, start);
     }
+    shared
+        .applied_level
+        .store(state.feature_level(), Ordering::Relaxed);
     Ok(out)
 }
 
@@ -321,6 +326,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 sync_dir(&shared.dir).map_err(sm_write)?;
                 let db = open_db(&path)?;
                 *state = State::open(&db).map_err(sm_read)?;
+                shared
+                    .applied_level
+                    .store(state.feature_level(), Ordering::Relaxed);
                 *slot = Some(Arc::new(StateDb {
                     db,
                     _closing: closing,
