@@ -729,7 +729,10 @@ async fn cluster_endpoints() {
         c["members"],
         json!([{"id": 1, "addr": "127.0.0.1:1", "role": "voter", "feature_level": level}])
     );
-    assert_eq!(c["feature_level"], level, "a cluster of one release runs at its level");
+    assert_eq!(
+        c["feature_level"], level,
+        "a cluster of one release runs at its level"
+    );
     n.call(Method::POST, "/api/v1/cluster/init", None)
         .await
         .expect(409, "already_initialized");
