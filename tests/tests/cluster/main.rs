@@ -26,6 +26,8 @@
 //! - `ranges` — a range added on one node feeds allocations through the others; pool updates
 //!   and the preview agree on every replica.
 //! - `reads` — linearizable reads across nodes.
+//! - `mesh` — 200 hosts lease /24s of a /16 with child pools; a stopped host's block goes
+//!   only after its pool (injected clock).
 //! - `select` — concurrent selections through every node never exceed a pool's cap.
 //! - `dashboard` — the leader's per-member replication progress and the `/ui` overview.
 //! - `trust` — a node with another token, or of another cluster, is never joined.
@@ -39,6 +41,7 @@ mod failover;
 mod forwarding;
 mod membership;
 mod membership_safety;
+mod mesh;
 mod partition;
 mod ranges;
 mod reads;
