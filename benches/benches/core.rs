@@ -17,6 +17,8 @@ use ipam_core::validate::pool_layout;
 use ipam_core::{query, GatewayChoice, Labels, PoolSpec, Stamp, State};
 use redb::{Durability, ReadableDatabase};
 
+#[path = "core/delegate.rs"]
+mod delegate;
 #[path = "core/select.rs"]
 mod select;
 
@@ -256,6 +258,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    println!("prefix delegation (free index in blocks):");
+    let blk4 = delegate::blocks("10.0.0.0/8", 24, n);
+    let blk6 = delegate::blocks("fd00::/32", 64, n);
+    delegate::fragmented_blocks("fd00::/32", 64, n.min(200_000));
     let (sel_zone, sel_all) = select::selection(sel_n);
     println!("State::apply on a redb file:");
     let a4 = apply("10.0.0.0/8", n, Durability::Immediate, false);
@@ -263,6 +269,11 @@ fn main() {
     let n4 = apply("10.0.0.0/8", n, Durability::None, false);
     let b4 = apply("10.0.0.0/8", n, Durability::Immediate, true);
     println!("summary:");
+    println!(
+        "  block decisions/s  /8 by /24 {}  /32 by /64 {}  (target ≥ 1 M)",
+        human(blk4),
+        human(blk6)
+    );
     println!(
         "  selections/s among 10000 pools: {} with 100 matching, {} with all matching (target ≥ 50 k)",
         human(sel_zone),

@@ -117,3 +117,43 @@ fn prefix_pools_print_their_blocks() {
     assert_eq!(pool["delegation_prefix_len"], 24);
     assert_eq!(pool["stats"]["capacity"], "256");
 }
+
+#[test]
+fn the_mesh_recipe() {
+    let node = TestNode::start(None);
+    node.ok(&[
+        "ip-pool",
+        "create",
+        "mesh",
+        "10.42.0.0/16",
+        "--delegate",
+        "24",
+    ]);
+    for h in 0..4 {
+        node.ok(&["ip", "allocate", "mesh", "--owner", &format!("host-{h}")]);
+    }
+    let child = node.ok(&[
+        "ip-pool",
+        "create",
+        "host-3",
+        "10.42.3.0/24",
+        "--parent",
+        "mesh",
+    ]);
+    assert!(child.contains("parent"), "{child}");
+    let vm = node.json(&["ip", "allocate", "host-3", "--owner", "vm-1"]);
+    assert_eq!(vm["ip"], "10.42.3.2");
+    // 409 prefix_in_use exits 4.
+    node.fails(4, &["ip", "release", "mesh", "10.42.3.0"]);
+    node.fails(
+        4,
+        &[
+            "ip-pool",
+            "create",
+            "host-9",
+            "10.42.9.0/24",
+            "--parent",
+            "mesh",
+        ],
+    );
+}

@@ -77,6 +77,14 @@ impl Load {
             (false, true) => return Ordering::Less,
             (false, false) => {}
         }
+        // The common case fits u128 (IPv4 pools, IPv6 pools far from full); else 320 bits.
+        let narrow = |a: u128, c: u128, w: u16| a.checked_mul(c)?.checked_mul(u128::from(w));
+        if let (Some(l), Some(r)) = (
+            narrow(self.allocated, other.capacity, other.weight),
+            narrow(other.allocated, self.capacity, self.weight),
+        ) {
+            return l.cmp(&r);
+        }
         let lhs = mul3(self.allocated, other.capacity, u64::from(other.weight));
         let rhs = mul3(other.allocated, self.capacity, u64::from(self.weight));
         cmp_wide(&lhs, &rhs)
@@ -86,6 +94,9 @@ impl Load {
     pub fn under_cap(&self) -> bool {
         if self.allocated >= self.capacity {
             return false;
+        }
+        if self.max_utilization_ppm >= PPM {
+            return true;
         }
         let lhs = mul3(self.allocated + 1, u128::from(PPM), 1);
         let rhs = mul3(self.capacity, u128::from(self.max_utilization_ppm), 1);

@@ -296,6 +296,9 @@ pub fn check_op(op: &Op) -> Result<(), OpError> {
             check_pool_spec(&spec.base)?;
             check_settings(&spec.settings, spec.base.cidr.family())
                 .map_err(CreatePoolError::from)?;
+            if let Some(parent) = &spec.parent {
+                check_name(parent).map_err(CreatePoolError::from)?;
+            }
             if let Some(len) = spec.delegation_prefix_len {
                 crate::pools::check_delegation(spec.base.cidr, len)
                     .map_err(CreatePoolError::from)?;

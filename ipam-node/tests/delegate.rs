@@ -77,3 +77,68 @@ async fn a_prefix_pool_hands_out_blocks() {
     let r = n.get("/api/v1/pools/mesh").await;
     assert_eq!(r.json()["stats"]["allocated"], "0");
 }
+
+#[tokio::test]
+async fn a_child_pool_in_a_block_and_the_innermost_lookup() {
+    let n = start(None, true).await;
+    let r = n
+        .post(
+            "/api/v1/pools",
+            json!({"name": "mesh", "cidr": "10.42.0.0/16", "delegation_prefix_len": 24}),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 201, "{}", r.text);
+    let r = n
+        .post("/api/v1/pools/mesh/allocations", json!({"owner": "host-3"}))
+        .await;
+    assert_eq!(r.json()["prefix"], "10.42.0.0/24");
+    n.post(
+        "/api/v1/pools",
+        json!({"name": "stray", "cidr": "10.42.1.0/24", "parent": "mesh"}),
+    )
+    .await
+    .expect(409, "pool_overlap");
+    n.post(
+        "/api/v1/pools",
+        json!({"name": "stray", "cidr": "10.42.0.0/24", "parent": "nope"}),
+    )
+    .await
+    .expect(404, "pool_not_found");
+    n.post(
+        "/api/v1/pools",
+        json!({"name": "stray", "cidr": "10.42.0.0/24"}),
+    )
+    .await
+    .expect(409, "pool_overlap");
+    let r = n
+        .post(
+            "/api/v1/pools",
+            json!({"name": "host-3", "cidr": "10.42.0.0/24", "parent": "mesh"}),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 201, "{}", r.text);
+    assert_eq!(r.json()["parent"], "mesh");
+    let r = n
+        .post("/api/v1/pools/host-3/allocations", json!({"owner": "vm-1"}))
+        .await;
+    assert_eq!(r.json()["ip"], "10.42.0.2");
+    assert_eq!(r.json()["network"]["prefix"], "10.42.0.2/24");
+
+    let r = n.get("/api/v1/addresses/10.42.0.2").await;
+    let body = r.json();
+    assert_eq!(body["pool"], "host-3");
+    assert_eq!(body["allocation"]["owner"], "vm-1");
+    assert_eq!(body["block"]["owner"], "host-3");
+    assert_eq!(body["block"]["prefix"], "10.42.0.0/24");
+
+    n.delete("/api/v1/pools/mesh/allocations/10.42.0.0")
+        .await
+        .expect(409, "prefix_in_use");
+    n.delete("/api/v1/pools/mesh?force=true")
+        .await
+        .expect(409, "prefix_in_use");
+    let r = n.delete("/api/v1/pools/host-3?force=true").await;
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text);
+    let r = n.delete("/api/v1/pools/mesh/allocations/10.42.0.0").await;
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text);
+}

@@ -156,8 +156,16 @@ impl State {
             Some(ids) => Box::new(ids.iter().filter_map(|id| self.pools.get(id))),
             None => Box::new(self.pools.values()),
         };
+        // A one-pair selector's candidates all carry that pair: only family and kind remain.
+        let narrowed_exactly = narrowed.is_some() && selector.len() == 1;
         for e in candidates {
-            if !e.matches(selector, family) {
+            let matches = if narrowed_exactly {
+                e.record.delegation_prefix_len.is_none()
+                    && family.is_none_or(|f| e.record.cidr.family() == f)
+            } else {
+                e.matches(selector, family)
+            };
+            if !matches {
                 continue;
             }
             matching += 1;

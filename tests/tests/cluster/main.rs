@@ -29,6 +29,8 @@
 //!   and the preview agree on every replica.
 //! - `reads` — linearizable reads across nodes.
 //! - `feature_level` — a member at a lower feature level blocks new kinds of commands only.
+//! - `mesh` — 200 hosts lease /24s of a /16 with child pools; a stopped host's block goes
+//!   only after its pool (injected clock).
 //! - `select` — concurrent selections through every node never exceed a pool's cap.
 //! - `dashboard` — the leader's per-member replication progress and the `/ui` overview.
 //! - `trust` — a node with another token, or of another cluster, is never joined.
@@ -44,6 +46,7 @@ mod feature_level;
 mod forwarding;
 mod membership;
 mod membership_safety;
+mod mesh;
 mod partition;
 mod ranges;
 mod reads;
