@@ -16,7 +16,8 @@
 //!   cooling set equals the cooling rows;
 //! - every lease (an allocation with `expires_at`) has its expiry index row, and every expiry
 //!   row belongs to such a lease;
-//! - the generation counter is at least every allocation's generation.
+//! - the generation counter is at least every allocation's generation;
+//! - every recorded request has its id row, and every id and key row names its record.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -109,6 +110,11 @@ pub enum Problem {
         /// The highest allocation generation.
         highest: u64,
     },
+    /// The recorded requests and their id and key index disagree ([`crate::requests`]).
+    RequestIndex {
+        /// What disagrees.
+        detail: String,
+    },
 }
 
 impl Problem {
@@ -124,6 +130,7 @@ impl Problem {
             Problem::IndexMismatch { .. } => "index_mismatch",
             Problem::FreeIndexMismatch { .. } => "free_index_mismatch",
             Problem::GenerationBehind { .. } => "generation_behind",
+            Problem::RequestIndex { .. } => "request_index",
         }
     }
 
@@ -172,6 +179,7 @@ impl std::fmt::Display for Problem {
                 f,
                 "generation counter {recorded} is below allocation generation {highest}"
             ),
+            Problem::RequestIndex { detail } => write!(f, "recorded requests: {detail}"),
         }
     }
 }
@@ -449,6 +457,9 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
             recorded: meta.generation.min(state.meta.generation),
             highest: highest_generation.max(meta.generation),
         });
+    }
+    for detail in crate::requests::check(rtx)? {
+        problems.push(Problem::RequestIndex { detail });
     }
     Ok(problems)
 }

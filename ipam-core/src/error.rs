@@ -43,6 +43,8 @@ pub enum ErrorCode {
     RangeNotEmpty,
     /// 409 `pool_frozen`.
     PoolFrozen,
+    /// 422 `idempotency_key_reused`: an `Idempotency-Key` recorded with another request.
+    IdempotencyKeyReused,
 }
 
 impl ErrorCode {
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::RevisionMismatch => "revision_mismatch",
             ErrorCode::RangeNotEmpty => "range_not_empty",
             ErrorCode::PoolFrozen => "pool_frozen",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
 }
@@ -214,6 +217,9 @@ pub enum InputError {
         /// What is wrong.
         reason: String,
     },
+    /// An `Idempotency-Key` that is not 1..=128 visible ASCII characters.
+    #[error("an idempotency key must be 1 to 128 visible ASCII characters")]
+    InvalidIdempotencyKey,
 }
 
 /// Errors of pool creation.

@@ -23,6 +23,8 @@
 //! - [`tables`] — redb table definitions and key/value encodings.
 //! - [`lease`] — lease and cooldown settings of a pool, TTL rules, the cooling index.
 //! - `expire` — log time, expiry of due leases and end of cooldowns at the start of each entry.
+//! - [`requests`] — exactly-once: recent request ids and idempotency keys with their
+//!   recorded results, and their retention.
 //! - [`check`] — the integrity check of the tables and the in-memory index (`src/check.rs`,
 //!   a child of `state` so it can read the index).
 #![deny(missing_docs)]
@@ -34,6 +36,7 @@ pub mod layout;
 pub mod lease;
 pub mod pools;
 pub mod query;
+pub mod requests;
 pub mod state;
 pub mod tables;
 pub mod types;

@@ -14,6 +14,7 @@
 //! | `core_owners` | pool id ++ owner bytes | address (`u128`) |
 //! | `core_expiry` | expires_at (u64 BE) ++ pool id ++ address | `()` |
 //! | `core_cooling` | pool id ++ released_at (u64 BE) ++ address | [`CoolingRecord`] |
+//! | `core_requests`, `core_request_ids`, `core_request_keys` | see [`crate::requests`] | |
 
 use std::net::IpAddr;
 
@@ -57,6 +58,9 @@ pub const TABLES: &[redb::TableDefinition<'static, &'static [u8], &'static [u8]>
     OWNERS,
     EXPIRY,
     COOLING,
+    crate::requests::REQUESTS,
+    crate::requests::REQUEST_IDS,
+    crate::requests::REQUEST_KEYS,
 ];
 
 /// The only key of [`META`].

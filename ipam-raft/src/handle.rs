@@ -117,6 +117,8 @@ impl std::ops::Deref for Core {
 #[derive(Clone)]
 pub struct Ipam {
     pub(crate) core: Arc<Core>,
+    /// The idempotency key this handle's writes carry (`requests.rs`).
+    pub(crate) key: Option<Arc<ipam_core::requests::KeyedRequest>>,
 }
 
 impl std::fmt::Debug for Ipam {
@@ -153,6 +155,7 @@ impl Ipam {
             source,
         })?;
         files::check_node_id(&dir, config.id)?;
+        let incarnation = crate::requests::next_incarnation(&dir)?;
 
         let raft_config = openraft::Config {
             cluster_name: "raft-ipam".to_string(),
@@ -208,8 +211,9 @@ impl Ipam {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let clock = Stamper::new(config.clock.clone());
+        let id = config.id;
         let shared = Arc::new(Shared {
-            id: config.id,
+            id,
             config,
             metrics: raft.metrics(),
             raft,
@@ -217,6 +221,7 @@ impl Ipam {
             sm: sm_shared,
             clock,
             committed: AtomicU64::new(0),
+            ids: crate::requests::RequestIds::new(id, incarnation),
         });
         let proposer = Proposer::spawn(shared.clone(), &shutdown_rx);
         tasks::spawn(&shared, &shutdown_rx);
@@ -228,7 +233,7 @@ impl Ipam {
             shutdown_tx,
             closed_rx: tokio::sync::Mutex::new(Some(closed_rx)),
         });
-        Ok(Ipam { core })
+        Ok(Ipam { core, key: None })
     }
 
     /// The `/raft/*` routes (token-checked, 64 MiB body limit) to mount on the node's listener.

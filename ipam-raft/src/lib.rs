@@ -36,6 +36,8 @@
 //! - `integrity` — [`Ipam::check`], the replica's integrity check
 //!   (`storage/state_machine/check.rs`); `backup` — [`Ipam::backup`] and [`restore`]
 //!   (`storage/state_machine/backup.rs`).
+//! - `requests` — request ids of this node's proposals (incarnation file) and
+//!   `Ipam::with_idempotency_key`.
 //! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner,
 //!   cooling counts, log time.
 //!
@@ -74,6 +76,7 @@ mod ops;
 mod pools;
 mod reads;
 pub mod replication;
+mod requests;
 mod status;
 
 pub use backup::restore;

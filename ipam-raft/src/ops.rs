@@ -184,18 +184,28 @@ impl Ipam {
     pub async fn submit(&self, command: Command) -> Result<CommandResult, IpamError> {
         // Bad input never reaches the log.
         if let Err(e) = ipam_core::validate::check_command(&command) {
-            return Err(match command {
+            return Err(match ipam_core::requests::untagged(&command) {
                 Command::Op(_) => IpamError::Op(e.error),
-                Command::Batch(_) => IpamError::Batch(e),
+                _ => IpamError::Batch(e),
             });
         }
         self.propose_one(command).await
     }
 
-    /// Proposes one already validated command and returns its result.
+    /// Proposes one already validated command (with this handle's idempotency key) and
+    /// returns its result.
     async fn propose_one(&self, command: Command) -> Result<CommandResult, IpamError> {
-        let mut results = self.core.proposer.propose(vec![command], false).await?;
+        let mut results = self
+            .core
+            .proposer
+            .propose(vec![self.keyed(command)], false)
+            .await?;
         match results.pop() {
+            Some(CommandResult::IdempotencyKeyReused) if results.is_empty() => {
+                Err(IpamError::IdempotencyKeyReused {
+                    key: self.key.as_ref().map(|k| k.key.clone()).unwrap_or_default(),
+                })
+            }
             Some(r) if results.is_empty() => Ok(r),
             _ => Err(InternalError::ResultCount {
                 results: results.len() + 1,
@@ -211,7 +221,7 @@ impl Ipam {
         match self.propose_one(Command::Op(op.op)).await? {
             CommandResult::Op(Ok(out)) => K::take(out).ok_or_else(wrong),
             CommandResult::Op(Err(e)) => Err(IpamError::Op(e)),
-            CommandResult::Batch(_) => Err(wrong()),
+            _ => Err(wrong()),
         }
     }
 
@@ -263,7 +273,8 @@ impl Ipam {
             ttl_seconds,
         })?;
         let hit = |a: &Allocation| ip.is_none_or(|want| want == a.ip) && a.expires_at.is_none();
-        if matches!(self.cached_owner(pool, owner), Some(a) if hit(&a)) {
+        // A keyed request is recorded by the state machine: it always goes through the log.
+        if self.key.is_none() && matches!(self.cached_owner(pool, owner), Some(a) if hit(&a)) {
             // The local replica may lag or the owner may have released since: confirm behind a
             // barrier before answering from it.
             self.linearize().await?;
@@ -323,7 +334,7 @@ impl Ipam {
         match self.propose_one(command).await? {
             CommandResult::Batch(Ok(outputs)) => Ok(outputs),
             CommandResult::Batch(Err(e)) => Err(IpamError::Batch(e)),
-            CommandResult::Op(_) => Err(InternalError::WrongResult { op: "batch" }.into()),
+            _ => Err(InternalError::WrongResult { op: "batch" }.into()),
         }
     }
 }

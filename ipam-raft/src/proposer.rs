@@ -27,6 +27,7 @@ use crate::types::Request;
 pub(crate) struct Proposer {
     queue: mpsc::Sender<Proposal>,
     barrier: mpsc::Sender<BarrierRequest>,
+    shared: Arc<Shared>,
 }
 
 impl Proposer {
@@ -36,12 +37,20 @@ impl Proposer {
         let (queue, queue_rx) = mpsc::channel(capacity);
         let (barrier, barrier_rx) = mpsc::channel(capacity);
         tokio::spawn(run_proposer(shared.clone(), queue_rx, shutdown.clone()));
-        tokio::spawn(run_barrier(shared, barrier_rx, shutdown.clone()));
-        Proposer { queue, barrier }
+        tokio::spawn(run_barrier(shared.clone(), barrier_rx, shutdown.clone()));
+        Proposer {
+            queue,
+            barrier,
+            shared,
+        }
     }
 
     /// Queues `commands` for the next entry and waits for their results. `forwarded` commands
     /// (a follower's `/raft/propose`) are proposed as one entry of their own.
+    ///
+    /// A local command gets its request id here, once: every resend of it (to another leader,
+    /// after a lost forward) carries the same id, so the state machine applies it at most
+    /// once. A forwarded list carries its node's ids already.
     pub(crate) async fn propose(
         &self,
         commands: Vec<Command>,
@@ -50,6 +59,14 @@ impl Proposer {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
+        let commands = if forwarded {
+            commands
+        } else {
+            commands
+                .into_iter()
+                .map(|c| self.shared.ids.tag(c))
+                .collect()
+        };
         // A forwarded list is never merged with others, so its size is not needed.
         let (ops, bytes) = if forwarded {
             (0, 0)
@@ -252,11 +269,8 @@ async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
                     }
                     Ok(Err(RaftError::Fatal(_))) => {
                         // This node stops; the entry may already be in the log and commit
-                        // under the next leader, so a forwarding node must not retry it.
-                        let (fwd, local): (Vec<_>, Vec<_>) =
-                            batch.into_iter().partition(|p| p.forwarded);
-                        fail_all(fwd, expired());
-                        return fail_all(local, WireError::ShuttingDown);
+                        // under the next leader: the caller must hear that it may apply.
+                        return fail_all(batch, expired());
                     }
                 }
             }
