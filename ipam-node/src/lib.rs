@@ -14,6 +14,8 @@
 //! - [`api`] — [`router`]: every endpoint, the middleware (request id, tracing, metrics,
 //!   authentication, request timeout), [`AppState`].
 //! - [`extract`] — JSON, path and query extractors whose rejections are contract errors.
+//! - [`idempotency`] — the `Idempotency-Key` middleware: key check, request fingerprint,
+//!   the raft layer's key scope around the handler.
 //! - [`error`] — [`ApiError`] and its one `IntoResponse`: status, code and body per failure.
 //! - [`wire`] — translation between the API's JSON types and the domain's types.
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
@@ -39,6 +41,7 @@ pub mod check;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod join;
 pub mod lease_metrics;
 pub mod leases;

@@ -84,6 +84,8 @@ pub use clock::{ManualClock, StampClock};
 pub use config::{Config, Consistency};
 pub use error::{InternalError, IpamError, StartError};
 pub use handle::Ipam;
+pub use ipam_core::requests::KeyedRequest;
+pub use requests::with_idempotency_key_scope;
 pub use status::{ClusterStatus, Member, MemberRole};
 pub use storage::log as log_store;
 pub use storage::state_machine;

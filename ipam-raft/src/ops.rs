@@ -195,16 +195,15 @@ impl Ipam {
     /// Proposes one already validated command (with this handle's idempotency key) and
     /// returns its result.
     async fn propose_one(&self, command: Command) -> Result<CommandResult, IpamError> {
-        let mut results = self
-            .core
-            .proposer
-            .propose(vec![self.keyed(command)], false)
-            .await?;
+        let command = self.keyed(command);
+        let key = match &command {
+            Command::Tagged { key: Some(k), .. } => k.key.clone(),
+            _ => String::new(),
+        };
+        let mut results = self.core.proposer.propose(vec![command], false).await?;
         match results.pop() {
             Some(CommandResult::IdempotencyKeyReused) if results.is_empty() => {
-                Err(IpamError::IdempotencyKeyReused {
-                    key: self.key.as_ref().map(|k| k.key.clone()).unwrap_or_default(),
-                })
+                Err(IpamError::IdempotencyKeyReused { key })
             }
             Some(r) if results.is_empty() => Ok(r),
             _ => Err(InternalError::ResultCount {
@@ -274,7 +273,9 @@ impl Ipam {
         })?;
         let hit = |a: &Allocation| ip.is_none_or(|want| want == a.ip) && a.expires_at.is_none();
         // A keyed request is recorded by the state machine: it always goes through the log.
-        if self.key.is_none() && matches!(self.cached_owner(pool, owner), Some(a) if hit(&a)) {
+        if self.idempotency_key().is_none()
+            && matches!(self.cached_owner(pool, owner), Some(a) if hit(&a))
+        {
             // The local replica may lag or the owner may have released since: confirm behind a
             // barrier before answering from it.
             self.linearize().await?;

@@ -21,6 +21,22 @@ use crate::types::NodeId;
 
 const INCARNATION_FILE: &str = "incarnation";
 
+tokio::task_local! {
+    /// The idempotency key of the request a task serves ([`with_idempotency_key_scope`]).
+    static SCOPED_KEY: KeyedRequest;
+}
+
+/// Runs `f` with `key` as the idempotency key of every [`Ipam`] write it makes (as if through
+/// [`Ipam::with_idempotency_key`]). The HTTP layer wraps each keyed request in one scope, so
+/// every write route — present and future — honours `Idempotency-Key` without each handler
+/// passing the key along.
+pub async fn with_idempotency_key_scope<F: std::future::Future>(
+    key: KeyedRequest,
+    f: F,
+) -> F::Output {
+    SCOPED_KEY.scope(key, f).await
+}
+
 /// Reads the data dir's incarnation, adds one and records it durably.
 pub(crate) fn next_incarnation(dir: &Path) -> Result<u64, StartError> {
     let path = dir.join(INCARNATION_FILE);
@@ -100,18 +116,22 @@ impl Ipam {
         }
     }
 
-    /// The idempotency key this handle's writes carry.
-    pub fn idempotency_key(&self) -> Option<&KeyedRequest> {
-        self.key.as_deref()
+    /// The idempotency key this handle's writes carry: its own, or the one of the
+    /// enclosing [`with_idempotency_key_scope`].
+    pub fn idempotency_key(&self) -> Option<KeyedRequest> {
+        self.key
+            .as_deref()
+            .cloned()
+            .or_else(|| SCOPED_KEY.try_with(Clone::clone).ok())
     }
 
     /// `command` as proposed by this handle: tagged with its key, if any (the proposer adds
     /// the id).
     pub(crate) fn keyed(&self, command: Command) -> Command {
-        match &self.key {
+        match self.idempotency_key() {
             Some(key) => Command::Tagged {
                 id: RequestId::default(),
-                key: Some((**key).clone()),
+                key: Some(key),
                 command: Box::new(command),
             },
             None => command,
