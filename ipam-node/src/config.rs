@@ -85,6 +85,8 @@ pub struct NodeConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// Connections open at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Timeout of one snapshot chunk and of installing a whole received snapshot.
+    pub install_snapshot_timeout: Duration,
     /// The token was given on the command line (`ps` shows it): `run` warns.
     pub token_on_command_line: bool,
 }
@@ -119,6 +121,7 @@ impl Default for NodeConfig {
             tls: None,
             max_connections: crate::serve::DEFAULT_MAX_CONNECTIONS,
             token_on_command_line: false,
+            install_snapshot_timeout: raft.install_snapshot_timeout,
         }
     }
 }
@@ -272,6 +275,10 @@ pub struct Args {
     /// Connections open at once; beyond it new connections are closed at once [default: 10000]
     #[arg(long, env = "IPAM_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Timeout of one snapshot chunk and of installing a received snapshot, in milliseconds;
+    /// size it for the largest state [default: 300000]
+    #[arg(long, env = "IPAM_INSTALL_SNAPSHOT_TIMEOUT_MS")]
+    pub install_snapshot_timeout_ms: Option<u64>,
     /// A subcommand instead of running a node.
     #[command(subcommand)]
     #[serde(skip)]
@@ -340,6 +347,9 @@ impl Args {
             max_ops_per_entry: self.max_ops_per_entry.or(lower.max_ops_per_entry),
             max_inflight_entries: self.max_inflight_entries.or(lower.max_inflight_entries),
             queue_capacity: self.queue_capacity.or(lower.queue_capacity),
+            install_snapshot_timeout_ms: self
+                .install_snapshot_timeout_ms
+                .or(lower.install_snapshot_timeout_ms),
             check_interval: self.check_interval.or(lower.check_interval),
             restore: self.restore.or(lower.restore),
             log_level: self.log_level.or(lower.log_level),
@@ -409,6 +419,10 @@ impl Args {
             tls,
             max_connections: a.max_connections.unwrap_or(d.max_connections),
             token_on_command_line,
+            install_snapshot_timeout: ms(
+                a.install_snapshot_timeout_ms,
+                d.install_snapshot_timeout,
+            )?,
         };
         config.check()?;
         Ok(config)
@@ -488,6 +502,7 @@ impl NodeConfig {
             self.write_deadline,
             self.read_deadline,
             self.request_timeout,
+            self.install_snapshot_timeout,
         ];
         if durations.iter().any(|d| *d > MAX_DURATION) {
             return Err(too_long());

@@ -112,6 +112,7 @@ pub fn raft_config(config: &NodeConfig, advertise: String) -> ipam_raft::Config 
     c.max_ops_per_entry = config.max_ops_per_entry;
     c.max_inflight_entries = config.max_inflight_entries;
     c.queue_capacity = config.queue_capacity;
+    c.install_snapshot_timeout = config.install_snapshot_timeout;
     c
 }
 

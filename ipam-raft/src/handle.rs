@@ -144,11 +144,7 @@ impl Ipam {
             return Err(StartError::Config("advertise address is empty"));
         }
         let authorization = config.token.as_deref().map(bearer).transpose()?;
-        if config.queue_capacity == 0 || config.max_ops_per_entry == 0 {
-            return Err(StartError::Config(
-                "queue_capacity and max_ops_per_entry must be positive",
-            ));
-        }
+        config.validate().map_err(StartError::Config)?;
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|source| StartError::Io {
             path: dir.clone(),
