@@ -121,7 +121,9 @@ pub fn check(events: &[Event]) -> Result<Summary, Vec<String>> {
         } = &e.op
         {
             if holdings.contains_key(owner) {
-                problems.push(format!("owner {owner} allocated twice: the check needs unique owners"));
+                problems.push(format!(
+                    "owner {owner} allocated twice: the check needs unique owners"
+                ));
             }
             holdings.insert(
                 owner.clone(),
@@ -144,8 +146,7 @@ pub fn check(events: &[Event]) -> Result<Summary, Vec<String>> {
             };
             h.release_invoked = Some(h.release_invoked.map_or(e.invoked, |t| t.min(e.invoked)));
             if *acked {
-                h.release_acked =
-                    Some(h.release_acked.map_or(e.completed, |t| t.min(e.completed)));
+                h.release_acked = Some(h.release_acked.map_or(e.completed, |t| t.min(e.completed)));
             }
         }
     }
@@ -222,7 +223,13 @@ pub async fn read_pool(ipam: &ipam_raft::Ipam, pool: &str) -> Option<BTreeMap<St
     let mut after = None;
     loop {
         let page = ipam
-            .allocations(pool, None, after, 1_000, ipam_raft::Consistency::Linearizable)
+            .allocations(
+                pool,
+                None,
+                after,
+                1_000,
+                ipam_raft::Consistency::Linearizable,
+            )
             .await
             .ok()?;
         all.extend(page.allocations.iter().map(|a| (a.owner.clone(), a.ip)));
@@ -319,10 +326,16 @@ mod tests {
     #[test]
     fn a_lost_allocation_is_found() {
         let b = Instant::now();
-        let events = vec![ev(b, 0, 10, alloc("a", "10.0.0.2")), ev(b, 20, 30, read(&[]))];
+        let events = vec![
+            ev(b, 0, 10, alloc("a", "10.0.0.2")),
+            ev(b, 20, 30, read(&[])),
+        ];
         assert!(check(&events).is_err());
         // A read concurrent with the allocation may miss it.
-        let events = vec![ev(b, 0, 10, alloc("a", "10.0.0.2")), ev(b, 5, 30, read(&[]))];
+        let events = vec![
+            ev(b, 0, 10, alloc("a", "10.0.0.2")),
+            ev(b, 5, 30, read(&[])),
+        ];
         assert!(check(&events).is_ok());
     }
 

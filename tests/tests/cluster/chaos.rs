@@ -132,7 +132,11 @@ async fn writes_survive_repeated_isolation_of_leader_and_follower() {
                 )));
             }
         }
-        let nodes = cluster.running().iter().map(|&id| cluster.ipam(id).clone()).collect();
+        let nodes = cluster
+            .running()
+            .iter()
+            .map(|&id| cluster.ipam(id).clone())
+            .collect();
         let reads = tokio::spawn(reader(nodes, POOL.into(), history.clone(), stop.clone()));
 
         step(&done).await;
@@ -170,7 +174,9 @@ async fn writes_survive_repeated_isolation_of_leader_and_follower() {
             errors.len()
         );
         assert_only_unavailable("writers during leader changes", &errors);
-        let summary = history.check().unwrap_or_else(|p| panic!("history check: {p:#?}"));
+        let summary = history
+            .check()
+            .unwrap_or_else(|p| panic!("history check: {p:#?}"));
         eprintln!("history: {summary:?}");
         cluster.converge().await;
         // Exactly what the writers hold: nothing released came back, nothing is missing.

@@ -74,7 +74,9 @@ async fn paused_leaders_apply_each_write_once() {
             let child =
                 ChildNode::spawn_with_election(CHILD_ENTRY, id, &dir, Some((300, 500))).await;
             let ipam = cluster.ipam(leader);
-            ipam.add_learner(id, child.addr()).await.expect("add learner");
+            ipam.add_learner(id, child.addr())
+                .await
+                .expect("add learner");
             ipam.promote_voter(id).await.expect("promote");
             children.insert(id, child);
         }
@@ -94,7 +96,11 @@ async fn paused_leaders_apply_each_write_once() {
                 )));
             }
         }
-        let nodes = cluster.running().iter().map(|&id| cluster.ipam(id).clone()).collect();
+        let nodes = cluster
+            .running()
+            .iter()
+            .map(|&id| cluster.ipam(id).clone())
+            .collect();
         let reads = tokio::spawn(reader(nodes, POOL.into(), history.clone(), stop.clone()));
 
         step(&done).await;
@@ -133,7 +139,9 @@ async fn paused_leaders_apply_each_write_once() {
             errors.len()
         );
         assert_only_unavailable("writers while leaders are paused", &errors);
-        let summary = history.check().unwrap_or_else(|p| panic!("history check: {p:#?}"));
+        let summary = history
+            .check()
+            .unwrap_or_else(|p| panic!("history check: {p:#?}"));
         eprintln!("history: {summary:?}");
         cluster.converge().await;
         assert_eq!(cluster.assert_holds(POOL, &held).await, held.len());
