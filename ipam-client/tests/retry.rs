@@ -12,10 +12,13 @@ use ipam_client::types::AllocateRequest;
 use ipam_client::Client;
 use serde_json::json;
 
+/// (path, Idempotency-Key) of a request.
+type Seen = (String, Option<String>);
+
 #[derive(Clone, Default)]
 struct Script {
-    /// (path, Idempotency-Key) of every request.
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    /// Every request.
+    seen: Arc<Mutex<Vec<Seen>>>,
     /// Statuses to answer, in order; 201 with an allocation after they run out.
     statuses: Arc<Mutex<VecDeque<StatusCode>>>,
 }

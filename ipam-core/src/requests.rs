@@ -137,14 +137,6 @@ pub(crate) struct Requests<'t> {
     keys: redb::Table<'t, &'static [u8], &'static [u8]>,
 }
 
-/// What a tagged command's lookup found.
-pub(crate) enum Seen {
-    /// Not recorded: execute it.
-    New,
-    /// Recorded: answer this.
-    Answer(CommandResult),
-}
-
 fn seq_of(table: &'static str, v: &[u8]) -> Result<u64, StorageError> {
     decode::<u64>(table, v)
 }
@@ -168,27 +160,27 @@ impl<'t> Requests<'t> {
         }
     }
 
-    /// The recorded answer for `id` or `key`, if any.
+    /// The recorded answer for `id` or `key`, if any (`None`: execute the command).
     pub(crate) fn lookup(
         &self,
         id: &RequestId,
         key: Option<&KeyedRequest>,
-    ) -> Result<Seen, StorageError> {
+    ) -> Result<Option<CommandResult>, StorageError> {
         if let Some(v) = self.ids.get(id.key().as_slice())? {
             let seq = seq_of("core_request_ids", v.value())?;
-            return Ok(Seen::Answer(self.record(seq)?.result));
+            return Ok(Some(self.record(seq)?.result));
         }
         if let Some(k) = key {
             if let Some(v) = self.keys.get(k.table_key().as_slice())? {
                 let seq = seq_of("core_request_keys", v.value())?;
                 let rec = self.record(seq)?;
-                return Ok(Seen::Answer(match rec.key {
+                return Ok(Some(match rec.key {
                     Some((_, fp)) if fp == k.fingerprint => rec.result,
                     _ => CommandResult::IdempotencyKeyReused,
                 }));
             }
         }
-        Ok(Seen::New)
+        Ok(None)
     }
 
     /// Records `result` for `id` (and `key`, unless the answer is the key's reuse), then drops

@@ -23,7 +23,7 @@ use crate::error::{
 use crate::lease::Cooling;
 use crate::pools::PoolShape;
 use crate::pools::{check_settings, PoolSettings};
-use crate::requests::{RequestLimits, Requests, Seen};
+use crate::requests::{RequestLimits, Requests};
 use crate::tables::{
     self, allocation_key, decode, decode_allocation_key, decode_pool_key, encode, encode_into,
     owner_key, pool_key, range_key, AllocationRecord, MetaRecord, NameRecord, PoolRecord,
@@ -410,8 +410,8 @@ impl State {
             Command::Op(op) => CommandResult::Op(self.apply_op(tx, stamp, op)?),
             Command::Batch(ops) => CommandResult::Batch(self.apply_batch(tx, stamp, command, ops)?),
             Command::Tagged { id, key, command } => match requests.lookup(id, key.as_ref())? {
-                Seen::Answer(recorded) => recorded,
-                Seen::New => {
+                Some(recorded) => recorded,
+                None => {
                     let result = self.apply_command(tx, requests, stamp, command)?;
                     requests.insert(stamp, *id, key.as_ref(), &result, self.request_limits)?;
                     result
