@@ -16,9 +16,11 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `core_requests` | record sequence (u64 BE, oldest first) | [`RequestRecord`] |
-//! | `core_request_ids` | node ++ incarnation ++ sequence (3 × u64 BE) | record sequence (u64) |
-//! | `core_request_keys` | SHA-256 of the key (32 bytes) | record sequence (u64) |
+//! | `core_requests` | log time of the decision ++ record sequence (2 × u64 BE, oldest first) | [`RequestRecord`] |
+//! | `core_request_ids` | node ++ incarnation ++ sequence (3 × u64 BE) | the record's key (`u128`) |
+//! | `core_request_keys` | SHA-256 of the key (32 bytes) | the record's key (`u128`) |
+//!
+//! A record's key starts with its log time, so pruning by age reads keys only.
 
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -29,11 +31,11 @@ use crate::error::StorageError;
 use crate::tables::{decode, encode, CoreTable, Record};
 use crate::types::Stamp;
 
-/// Recorded results by record sequence, oldest first.
+/// Recorded results by (log time, record sequence), oldest first.
 pub const REQUESTS: CoreTable = TableDefinition::new("core_requests");
-/// Request id → record sequence.
+/// Request id → the record's key.
 pub const REQUEST_IDS: CoreTable = TableDefinition::new("core_request_ids");
-/// SHA-256 of an idempotency key → record sequence.
+/// SHA-256 of an idempotency key → the record's key.
 pub const REQUEST_KEYS: CoreTable = TableDefinition::new("core_request_keys");
 
 /// Who proposed a command: the node, its incarnation (rises on every start of the node, kept
@@ -105,7 +107,6 @@ pub struct RequestRecord {
 }
 
 impl Record for RequestRecord {}
-impl Record for u64 {}
 
 /// How long and how many records are kept. Every replica must use the same limits (they
 /// decide which rows are dropped); the raft layer always uses [`RequestLimits::default`].
@@ -137,8 +138,16 @@ pub(crate) struct Requests<'t> {
     keys: redb::Table<'t, &'static [u8], &'static [u8]>,
 }
 
-fn seq_of(table: &'static str, v: &[u8]) -> Result<u64, StorageError> {
-    decode::<u64>(table, v)
+/// A record's position: its log time in the high half, its sequence in the low half; the
+/// big-endian bytes are its key in [`REQUESTS`].
+type Pos = u128;
+
+fn pos_of(table: &'static str, v: &[u8]) -> Result<Pos, StorageError> {
+    decode::<u128>(table, v)
+}
+
+fn pos_at(pos: Pos) -> u64 {
+    (pos >> 64) as u64
 }
 
 impl<'t> Requests<'t> {
@@ -150,12 +159,12 @@ impl<'t> Requests<'t> {
         })
     }
 
-    fn record(&self, seq: u64) -> Result<RequestRecord, StorageError> {
-        match self.rows.get(seq.to_be_bytes().as_slice())? {
+    fn record(&self, pos: Pos) -> Result<RequestRecord, StorageError> {
+        match self.rows.get(pos.to_be_bytes().as_slice())? {
             Some(v) => decode("core_requests", v.value()),
             None => Err(StorageError::Corrupt {
                 table: "core_requests",
-                reason: format!("an index row names record {seq}, which is missing"),
+                reason: format!("an index row names record {pos:#x}, which is missing"),
             }),
         }
     }
@@ -167,13 +176,13 @@ impl<'t> Requests<'t> {
         key: Option<&KeyedRequest>,
     ) -> Result<Option<CommandResult>, StorageError> {
         if let Some(v) = self.ids.get(id.key().as_slice())? {
-            let seq = seq_of("core_request_ids", v.value())?;
-            return Ok(Some(self.record(seq)?.result));
+            let pos = pos_of("core_request_ids", v.value())?;
+            return Ok(Some(self.record(pos)?.result));
         }
         if let Some(k) = key {
             if let Some(v) = self.keys.get(k.table_key().as_slice())? {
-                let seq = seq_of("core_request_keys", v.value())?;
-                let rec = self.record(seq)?;
+                let pos = pos_of("core_request_keys", v.value())?;
+                let rec = self.record(pos)?;
                 return Ok(Some(match rec.key {
                     Some((_, fp)) if fp == k.fingerprint => rec.result,
                     _ => CommandResult::IdempotencyKeyReused,
@@ -193,10 +202,11 @@ impl<'t> Requests<'t> {
         result: &CommandResult,
         limits: RequestLimits,
     ) -> Result<(), StorageError> {
-        let next = match self.rows.last()? {
-            Some((k, _)) => seq_from_key(k.value())?.saturating_add(1),
+        let seq = match self.rows.last()? {
+            Some((k, _)) => (pos_from_key(k.value())? as u64).wrapping_add(1),
             None => 0,
         };
+        let pos = (Pos::from(now.0) << 64) | Pos::from(seq);
         let key = key
             .filter(|_| !matches!(result, CommandResult::IdempotencyKeyReused))
             .map(|k| (k.table_key(), k.fingerprint));
@@ -206,12 +216,12 @@ impl<'t> Requests<'t> {
             key,
             result: result.clone(),
         };
-        let seq_bytes = encode(&next)?;
+        let pos_bytes = encode(&pos)?;
         self.rows
-            .insert(next.to_be_bytes().as_slice(), encode(&rec)?.as_slice())?;
-        self.ids.insert(id.key().as_slice(), seq_bytes.as_slice())?;
+            .insert(pos.to_be_bytes().as_slice(), encode(&rec)?.as_slice())?;
+        self.ids.insert(id.key().as_slice(), pos_bytes.as_slice())?;
         if let Some((hash, _)) = key {
-            self.keys.insert(hash.as_slice(), seq_bytes.as_slice())?;
+            self.keys.insert(hash.as_slice(), pos_bytes.as_slice())?;
         }
         while self.rows.len()? > limits.max_entries {
             if !self.drop_oldest(None)? {
@@ -238,33 +248,32 @@ impl<'t> Requests<'t> {
     /// Removes the oldest record (only if decided at or before `before`, when given) and its
     /// index rows. False when nothing was removed.
     fn drop_oldest(&mut self, before: Option<u64>) -> Result<bool, StorageError> {
-        let (seq, rec) = match self.rows.first()? {
-            Some((k, v)) => (
-                seq_from_key(k.value())?,
-                decode::<RequestRecord>("core_requests", v.value())?,
-            ),
+        let pos = match self.rows.first()? {
+            Some((k, _)) => pos_from_key(k.value())?,
             None => return Ok(false),
         };
-        if before.is_some_and(|b| rec.at.0 > b) {
+        // The age is in the key: the record is decoded only when it goes.
+        if before.is_some_and(|b| pos_at(pos) > b) {
             return Ok(false);
         }
-        self.rows.remove(seq.to_be_bytes().as_slice())?;
-        self.remove_index(true, &rec.id.key(), seq)?;
+        let rec = self.record(pos)?;
+        self.rows.remove(pos.to_be_bytes().as_slice())?;
+        self.remove_index(true, &rec.id.key(), pos)?;
         if let Some((hash, _)) = rec.key {
-            self.remove_index(false, &hash, seq)?;
+            self.remove_index(false, &hash, pos)?;
         }
         Ok(true)
     }
 
-    /// Removes an index row only if it still names record `seq`.
-    fn remove_index(&mut self, ids: bool, key: &[u8], seq: u64) -> Result<(), StorageError> {
+    /// Removes an index row only if it still names record `pos`.
+    fn remove_index(&mut self, ids: bool, key: &[u8], pos: Pos) -> Result<(), StorageError> {
         let (table, name) = if ids {
             (&mut self.ids, "core_request_ids")
         } else {
             (&mut self.keys, "core_request_keys")
         };
         let names_it = match table.get(key)? {
-            Some(v) => seq_of(name, v.value())? == seq,
+            Some(v) => pos_of(name, v.value())? == pos,
             None => false,
         };
         if names_it {
@@ -274,12 +283,12 @@ impl<'t> Requests<'t> {
     }
 }
 
-fn seq_from_key(k: &[u8]) -> Result<u64, StorageError> {
-    let b: [u8; 8] = k.try_into().map_err(|_| StorageError::Corrupt {
+fn pos_from_key(k: &[u8]) -> Result<Pos, StorageError> {
+    let b: [u8; 16] = k.try_into().map_err(|_| StorageError::Corrupt {
         table: "core_requests",
-        reason: format!("key of {} bytes, expected 8", k.len()),
+        reason: format!("key of {} bytes, expected 16", k.len()),
     })?;
-    Ok(u64::from_be_bytes(b))
+    Ok(Pos::from_be_bytes(b))
 }
 
 /// The command inside any number of tags.
@@ -307,28 +316,33 @@ pub fn check(rtx: &redb::ReadTransaction) -> Result<Vec<String>, StorageError> {
     let mut records = std::collections::BTreeMap::new();
     for row in rows.iter()? {
         let (k, v) = row?;
-        let seq = match seq_from_key(k.value()) {
-            Ok(s) => s,
+        let pos = match pos_from_key(k.value()) {
+            Ok(p) => p,
             Err(e) => {
                 problems.push(e.to_string());
                 continue;
             }
         };
         match decode::<RequestRecord>("core_requests", v.value()) {
-            Ok(rec) => {
-                records.insert(seq, rec);
+            Ok(rec) if pos_at(pos) == rec.at.0 => {
+                records.insert(pos, rec);
             }
+            Ok(rec) => problems.push(format!(
+                "record {pos:#x} is keyed at log time {}, decided at {}",
+                pos_at(pos),
+                rec.at.0
+            )),
             Err(e) => problems.push(e.to_string()),
         }
     }
     let mut with_id = 0usize;
     for row in ids.iter()? {
         let (k, v) = row?;
-        match seq_of("core_request_ids", v.value()) {
-            Ok(seq) => match records.get(&seq) {
+        match pos_of("core_request_ids", v.value()) {
+            Ok(pos) => match records.get(&pos) {
                 Some(rec) if rec.id.key().as_slice() == k.value() => with_id += 1,
                 _ => problems.push(format!(
-                    "request id row names record {seq}, which is not its"
+                    "request id row names record {pos:#x}, which is not its"
                 )),
             },
             Err(e) => problems.push(e.to_string()),
@@ -342,14 +356,14 @@ pub fn check(rtx: &redb::ReadTransaction) -> Result<Vec<String>, StorageError> {
     }
     for row in keys.iter()? {
         let (k, v) = row?;
-        match seq_of("core_request_keys", v.value()) {
-            Ok(seq) => match records.get(&seq) {
+        match pos_of("core_request_keys", v.value()) {
+            Ok(pos) => match records.get(&pos) {
                 Some(RequestRecord {
                     key: Some((hash, _)),
                     ..
                 }) if hash.as_slice() == k.value() => {}
                 _ => problems.push(format!(
-                    "idempotency key row names record {seq}, which is not its"
+                    "idempotency key row names record {pos:#x}, which is not its"
                 )),
             },
             Err(e) => problems.push(e.to_string()),
