@@ -192,8 +192,9 @@ impl<'t> Requests<'t> {
         Ok(None)
     }
 
-    /// Records `result` for `id` (and `key`, unless the answer is the key's reuse), then drops
-    /// the oldest records beyond `limits.max_entries`.
+    /// Records the `result` of an executed command under `id` (and `key`), then drops the
+    /// oldest records beyond `limits.max_entries`. A repeat answered by [`Requests::lookup`] is
+    /// not recorded again.
     pub(crate) fn insert(
         &mut self,
         now: Stamp,
@@ -289,6 +290,15 @@ fn pos_from_key(k: &[u8]) -> Result<Pos, StorageError> {
         reason: format!("key of {} bytes, expected 16", k.len()),
     })?;
     Ok(Pos::from_be_bytes(b))
+}
+
+/// Number of recorded requests as `rtx` sees them.
+pub fn count(rtx: &redb::ReadTransaction) -> Result<u64, StorageError> {
+    match rtx.open_table(REQUESTS) {
+        Ok(t) => Ok(t.len()?),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The command inside any number of tags.

@@ -104,7 +104,7 @@ fn a_key_answers_its_request_and_refuses_another() {
     );
     assert_eq!(other, CommandResult::IdempotencyKeyReused);
     assert!(db.state.pool("p").is_some_and(|p| p.stats.allocated == 1));
-    // The refusal is recorded under its id, not under the key: the key keeps its answer.
+    // The refusal is answered again, and the key keeps its first answer.
     let again = one(
         &mut db,
         tagged(3, Some(("k1", 2)), allocate("p", "c", None)),

@@ -30,6 +30,8 @@ pub struct Metrics {
     pool_shape: crate::pools::PoolGauges,
     /// Problems the last integrity check found (set by `check.rs`).
     pub integrity_problems: IntGauge,
+    /// `ipam_request_records`: decided requests kept for exactly-once answers.
+    request_records: IntGauge,
     // Scrapes reset and refill the per-pool gauges; one at a time so none sees a half-filled set.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -119,7 +121,13 @@ impl Metrics {
             "Problems the last integrity check of this node's state found (0: consistent)",
         )?;
         registry.register(Box::new(integrity_problems.clone()))?;
+        let request_records = IntGauge::new(
+            "ipam_request_records",
+            "Decided requests (request ids, idempotency keys) whose answers this replica keeps",
+        )?;
+        registry.register(Box::new(request_records.clone()))?;
         Ok(Metrics {
+            request_records,
             pool_shape,
             registry,
             pool_capacity,
@@ -195,6 +203,10 @@ impl Metrics {
             }
             // Keep the last values: a scrape should not fail because one read did.
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read pools"),
+        }
+        match ipam.request_records().await {
+            Ok(n) => self.request_records.set(gauge(n)),
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot count request records"),
         }
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;

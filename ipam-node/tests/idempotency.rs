@@ -89,6 +89,16 @@ async fn a_repeated_key_gets_the_recorded_answer() {
         .await
         .expect(404, "pool_not_found");
     assert_eq!(n.get("/api/v1/pools/nope").await.status, StatusCode::OK);
+
+    // Every executed write is recorded (keyed or not; a repeat answered from a record and the
+    // cache-hit allocate are not): 2 pools, 2 allocations, 1 release, 1 failed delete.
+    let metrics = n.get("/metrics").await.text;
+    let records: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ipam_request_records "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ipam_request_records in\n{metrics}"));
+    assert_eq!(records, 6);
 }
 
 #[tokio::test]

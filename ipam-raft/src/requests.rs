@@ -116,6 +116,24 @@ impl Ipam {
         }
     }
 
+    /// Number of decided requests (request ids, idempotency keys) this replica keeps the
+    /// answers of (the `ipam_request_records` metric).
+    pub async fn request_records(&self) -> Result<u64, crate::IpamError> {
+        let db = self
+            .core
+            .sm
+            .db()
+            .map_err(|_| crate::IpamError::ShuttingDown)?;
+        tokio::task::spawn_blocking(move || {
+            let rtx = redb::ReadableDatabase::begin_read(&db.db)
+                .map_err(crate::InternalError::StateRead)?;
+            ipam_core::requests::count(&rtx)
+                .map_err(|e| crate::IpamError::Query(ipam_core::QueryError::from(e)))
+        })
+        .await
+        .map_err(crate::InternalError::Task)?
+    }
+
     /// The idempotency key this handle's writes carry: its own, or the one of the
     /// enclosing [`with_idempotency_key_scope`].
     pub fn idempotency_key(&self) -> Option<KeyedRequest> {
