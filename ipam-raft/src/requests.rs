@@ -83,17 +83,25 @@ impl RequestIds {
         }
     }
 
-    /// `command` tagged with a fresh id; a command the caller tagged with a key keeps its key
-    /// and gets its id here.
+    /// `command` tagged with a fresh id; a command the caller tagged keeps its (outermost)
+    /// key, and any id it carried is replaced: ids are this node's to give, and a nested tag
+    /// with a caller's id would make unrelated commands repeats of each other.
     pub(crate) fn tag(&self, command: Command) -> Command {
-        let (key, command) = match command {
-            Command::Tagged { key, command, .. } => (key, command),
-            other => (None, Box::new(other)),
-        };
+        let mut key = None;
+        let mut command = command;
+        while let Command::Tagged {
+            key: k,
+            command: inner,
+            ..
+        } = command
+        {
+            key = key.or(k);
+            command = *inner;
+        }
         Command::Tagged {
             id: self.next(),
             key,
-            command,
+            command: Box::new(command),
         }
     }
 }
@@ -171,6 +179,32 @@ mod tests {
             next_incarnation(dir.path()),
             Err(StartError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn nested_tags_become_one_with_a_fresh_id() {
+        let ids = RequestIds::new(1, 1);
+        let key = |k: &str| KeyedRequest {
+            key: k.into(),
+            fingerprint: [0; 32],
+        };
+        let nested = Command::Tagged {
+            id: RequestId::default(),
+            key: Some(key("outer")),
+            command: Box::new(Command::Tagged {
+                id: RequestId::default(),
+                key: Some(key("inner")),
+                command: Box::new(Command::Batch(Vec::new())),
+            }),
+        };
+        match ids.tag(nested) {
+            Command::Tagged { id, key, command } => {
+                assert_eq!(id.node, 1);
+                assert_eq!(key.map(|k| k.key).as_deref(), Some("outer"));
+                assert_eq!(*command, Command::Batch(Vec::new()));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
