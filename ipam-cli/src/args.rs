@@ -45,6 +45,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "IPAM_CLIENT_KEY", value_name = "FILE")]
     pub client_key: Option<std::path::PathBuf>,
 
+    /// Send KEY as `Idempotency-Key` on the command's write: running the same command again
+    /// with the same KEY gets the first answer and changes nothing (1-128 visible ASCII
+    /// characters; not for `import`, which writes many times)
+    #[arg(long, global = true, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

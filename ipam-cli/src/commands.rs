@@ -32,8 +32,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         ca_cert,
         client_cert,
         client_key,
+        idempotency_key,
         command,
     } = cli;
+    if let Some(key) = &idempotency_key {
+        if !(1..=128).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(UsageError(
+                "--idempotency-key must be 1 to 128 visible ASCII characters (no spaces)".into(),
+            )
+            .into());
+        }
+        if matches!(command, Command::Import { .. }) {
+            return Err(UsageError(
+                "--idempotency-key is for one write; import writes many times".into(),
+            )
+            .into());
+        }
+    }
     // `IPAM_TOKEN=` (set but empty) means no token, not an empty one.
     let token = token.filter(|t| !t.is_empty());
     if token.is_some() && std::env::var("IPAM_TOKEN").ok() != token {
@@ -63,6 +78,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         };
         let client = Client::with_tls(&endpoint, token.clone(), tls_options()?)?
             .with_consistency(consistency);
+        let client = match &idempotency_key {
+            Some(key) => client.with_idempotency_key(key.clone()),
+            None => client,
+        };
         Ok(match timeout {
             Some(t) => client.with_timeout(t),
             None => client,

@@ -59,6 +59,10 @@ pub struct Client {
     token: Option<String>,
     consistency: Consistency,
     timeout: Option<Duration>,
+    /// `Idempotency-Key` of every write (`retry.rs`).
+    pub(crate) idempotency_key: Option<String>,
+    /// Resends of a keyed write after a 503 or a failed connection (`retry.rs`).
+    pub(crate) write_retries: u32,
 }
 
 impl std::fmt::Debug for Client {
@@ -119,6 +123,8 @@ impl Client {
             token,
             consistency: Consistency::Linearizable,
             timeout: None,
+            idempotency_key: None,
+            write_retries: 0,
         })
     }
 
@@ -440,9 +446,23 @@ impl Client {
     }
 
     async fn send(&self, rb: RequestBuilder) -> Result<Response, ClientError> {
-        rb.send()
+        let mut req = rb.build().map_err(ClientError::Request)?;
+        let retries = self.add_key(&mut req);
+        self.execute_keyed(req, retries).await
+    }
+
+    pub(crate) async fn execute_once(
+        &self,
+        req: reqwest::Request,
+    ) -> Result<Response, ClientError> {
+        self.http
+            .execute(req)
             .await
             .map_err(|e| ClientError::transport(&self.endpoint, e))
+    }
+
+    pub(crate) async fn error_of(&self, resp: Response) -> ClientError {
+        self.error_from(resp).await
     }
 
     /// Sends and turns a non-2xx answer into an error.

@@ -24,6 +24,8 @@
 //!   backup; their types and calls.
 //! - [`error`] — [`ClientError`]: API errors with the node's code, unreachable node, timeout,
 //!   undecodable answer, TLS failures.
+//! - [`retry`] — `Idempotency-Key` on writes: a fixed key, or one per logical write reused on
+//!   the client's own retries after a 503 or a failed connection.
 //! - [`tls`] — [`TlsOptions`]: CA and client certificate for `https://` endpoints, and a
 //!   failed handshake as one readable reason.
 #![deny(missing_docs)]
@@ -31,6 +33,7 @@
 pub mod client;
 pub mod code;
 pub mod error;
+pub mod retry;
 pub mod tls;
 pub mod types;
 

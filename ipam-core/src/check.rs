@@ -19,6 +19,7 @@
 //! - the generation counter is at least every allocation's generation;
 //! - the event ids are contiguous and match the in-memory sequence, and the address index
 //!   holds exactly the events that name an address.
+//! - every recorded request has its id row, and every id and key row names its record.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -117,6 +118,11 @@ pub enum Problem {
         /// What is wrong.
         detail: String,
     },
+    /// The recorded requests and their id and key index disagree ([`crate::requests`]).
+    RequestIndex {
+        /// What disagrees.
+        detail: String,
+    },
 }
 
 impl Problem {
@@ -133,6 +139,7 @@ impl Problem {
             Problem::FreeIndexMismatch { .. } => "free_index_mismatch",
             Problem::GenerationBehind { .. } => "generation_behind",
             Problem::EventLog { .. } => "event_log",
+            Problem::RequestIndex { .. } => "request_index",
         }
     }
 
@@ -182,6 +189,7 @@ impl std::fmt::Display for Problem {
                 "generation counter {recorded} is below allocation generation {highest}"
             ),
             Problem::EventLog { detail } => write!(f, "event log: {detail}"),
+            Problem::RequestIndex { detail } => write!(f, "recorded requests: {detail}"),
         }
     }
 }
@@ -468,6 +476,9 @@ pub fn check(state: &State, rtx: &ReadTransaction) -> Result<Vec<Problem>, Stora
         });
     }
     super::events::check_events(state, rtx, &mut problems)?;
+    for detail in crate::requests::check(rtx)? {
+        problems.push(Problem::RequestIndex { detail });
+    }
     Ok(problems)
 }
 

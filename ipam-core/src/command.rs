@@ -145,6 +145,17 @@ pub enum Command {
     Op(Op),
     /// Operations applied in order as one unit: later ops see earlier ones; all apply or none.
     Batch(Vec<Op>),
+    /// `command` with the id of its proposal and the client's idempotency key: a repeat of a
+    /// recorded id or key is answered with the recorded result and executes nothing
+    /// ([`crate::requests`]).
+    Tagged {
+        /// The proposal's id.
+        id: crate::requests::RequestId,
+        /// The client's idempotency key with its request's fingerprint.
+        key: Option<crate::requests::KeyedRequest>,
+        /// The command.
+        command: Box<Command>,
+    },
 }
 
 /// What a successful operation produced.
@@ -211,6 +222,10 @@ pub enum CommandResult {
     Op(Result<OpOutput, OpError>),
     /// Result of [`Command::Batch`]: one output per op, or the first failure.
     Batch(Result<Vec<OpOutput>, BatchError>),
+    /// A [`Command::Tagged`] whose idempotency key was recorded with another request's
+    /// fingerprint; nothing was executed. (A tagged command otherwise gets its inner
+    /// command's result.)
+    IdempotencyKeyReused,
 }
 
 impl Command {
@@ -219,6 +234,7 @@ impl Command {
         match self {
             Command::Op(_) => 1,
             Command::Batch(ops) => ops.len(),
+            Command::Tagged { command, .. } => command.op_count(),
         }
     }
 }

@@ -56,6 +56,8 @@ pub enum ErrorCode {
     NoMatchingPool,
     /// 409 `prefix_in_use`: a delegated block still has a child pool.
     PrefixInUse,
+    /// 422 `idempotency_key_reused`: an `Idempotency-Key` recorded with another request.
+    IdempotencyKeyReused,
 }
 
 impl ErrorCode {
@@ -81,6 +83,7 @@ impl ErrorCode {
             ErrorCode::HistoryTruncated => "history_truncated",
             ErrorCode::NoMatchingPool => "no_matching_pool",
             ErrorCode::PrefixInUse => "prefix_in_use",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
 }
@@ -235,6 +238,9 @@ pub enum InputError {
         /// What is wrong.
         reason: String,
     },
+    /// An `Idempotency-Key` that is not 1..=128 visible ASCII characters.
+    #[error("an idempotency key must be 1 to 128 visible ASCII characters")]
+    InvalidIdempotencyKey,
 }
 
 /// Errors of pool creation.

@@ -42,6 +42,8 @@ pub fn required_level(command: &Command) -> u32 {
     match command {
         Command::Op(op) => op_level(op),
         Command::Batch(ops) => ops.iter().map(op_level).max().unwrap_or(LEVEL_0_1_0),
+        // Request ids and idempotency keys came with level 2.
+        Command::Tagged { command, .. } => required_level(command).max(2),
     }
 }
 
@@ -72,6 +74,34 @@ pub fn lower(command: Command, level: u32) -> Command {
         Command::Op(op) => Command::Op(lower_op(op, level)),
         Command::Batch(ops) => {
             Command::Batch(ops.into_iter().map(|o| lower_op(o, level)).collect())
+        }
+        // Below level 2 a request id cannot be sent: the command goes without it (at most
+        // once is lost only while releases are mixed). A caller's idempotency key is a
+        // promise that cannot be kept without it, so a keyed command stays tagged and is
+        // refused as unavailable.
+        Command::Tagged {
+            id,
+            key: Some(key),
+            command,
+        } => Command::Tagged {
+            id,
+            key: Some(key),
+            command: Box::new(lower(*command, level)),
+        },
+        Command::Tagged {
+            id,
+            key: None,
+            command,
+        } => {
+            if level < 2 {
+                lower(*command, level)
+            } else {
+                Command::Tagged {
+                    id,
+                    key: None,
+                    command: Box::new(lower(*command, level)),
+                }
+            }
         }
     }
 }

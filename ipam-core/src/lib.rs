@@ -31,6 +31,8 @@
 //!   [`feature::FEATURE_LEVEL`].
 //! - [`events`] — the event log's records and keys; `state/events.rs` writes and prunes it in
 //!   `apply`, `query/events.rs` lists it and an address's history.
+//! - [`requests`] — exactly-once: recent request ids and idempotency keys with their
+//!   recorded results, and their retention.
 //! - [`check`] — the integrity check of the tables and the in-memory index (`src/check.rs`,
 //!   a child of `state` so it can read the index).
 #![deny(missing_docs)]
@@ -45,6 +47,7 @@ pub mod layout;
 pub mod lease;
 pub mod pools;
 pub mod query;
+pub mod requests;
 pub mod select;
 pub mod state;
 pub mod tables;

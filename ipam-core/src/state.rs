@@ -23,6 +23,7 @@ use crate::error::{
 use crate::lease::Cooling;
 use crate::pools::PoolShape;
 use crate::pools::{check_settings, PoolSettings};
+use crate::requests::{RequestLimits, Requests};
 use crate::tables::{
     self, allocation_key, decode, decode_allocation_key, decode_pool_key, encode, encode_into,
     owner_key, pool_key, range_key, AllocationRecord, MetaRecord, NameRecord, PoolRecord,
@@ -79,6 +80,8 @@ pub struct State {
     level: u32,
     /// Label and owner indexes of selection.
     select: crate::select::SelectIndex,
+    /// Retention of recorded requests (the same on every replica).
+    request_limits: RequestLimits,
 }
 
 /// Which core table a journaled row belongs to.
@@ -452,15 +455,11 @@ impl State {
         self.meta.now = self.meta.now.max(stamp);
         self.end_leases_and_cooldowns(&mut tx)?;
         let stamp = self.meta.now;
+        let mut requests = Requests::open(txn)?;
+        requests.prune(stamp, self.request_limits)?;
         let mut results = Vec::with_capacity(commands.len());
         for command in commands {
-            let result = match command {
-                Command::Op(op) => CommandResult::Op(self.apply_op(&mut tx, stamp, op)?),
-                Command::Batch(ops) => {
-                    CommandResult::Batch(self.apply_batch(&mut tx, stamp, command, ops)?)
-                }
-            };
-            results.push(result);
+            results.push(self.apply_command(&mut tx, &mut requests, stamp, command)?);
         }
         let dirty = std::mem::take(&mut tx.dirty);
         reconcile::record_changes(self, &mut tx, index, &dirty)?;
@@ -480,6 +479,32 @@ impl State {
             tx.meta.insert(tables::META_KEY, bytes.as_slice())?;
         }
         Ok(results)
+    }
+
+    /// Retention of recorded requests: every replica must use the same (tests lower it).
+    pub fn set_request_limits(&mut self, limits: RequestLimits) {
+        self.request_limits = limits;
+    }
+
+    fn apply_command(
+        &mut self,
+        tx: &mut Tx<'_>,
+        requests: &mut Requests<'_>,
+        stamp: Stamp,
+        command: &Command,
+    ) -> Result<CommandResult, StorageError> {
+        Ok(match command {
+            Command::Op(op) => CommandResult::Op(self.apply_op(tx, stamp, op)?),
+            Command::Batch(ops) => CommandResult::Batch(self.apply_batch(tx, stamp, command, ops)?),
+            Command::Tagged { id, key, command } => match requests.lookup(id, key.as_ref())? {
+                Some(recorded) => recorded,
+                None => {
+                    let result = self.apply_command(tx, requests, stamp, command)?;
+                    requests.insert(stamp, *id, key.as_ref(), &result, self.request_limits)?;
+                    result
+                }
+            },
+        })
     }
 
     fn apply_batch(

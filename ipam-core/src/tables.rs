@@ -16,6 +16,7 @@
 //! | `core_cooling` | pool id ++ released_at (u64 BE) ++ address | [`CoolingRecord`] |
 //! | `core_events` | event id (u64 BE) | [`crate::events::EventRecord`] |
 //! | `core_event_addresses` | family tag ++ address (16 bytes BE) ++ event id (u64 BE) | `()` |
+//! | `core_requests`, `core_request_ids`, `core_request_keys` | see [`crate::requests`] | |
 
 use std::net::IpAddr;
 
@@ -65,6 +66,9 @@ pub const TABLES: &[redb::TableDefinition<'static, &'static [u8], &'static [u8]>
     COOLING,
     EVENTS,
     EVENT_ADDRESSES,
+    crate::requests::REQUESTS,
+    crate::requests::REQUEST_IDS,
+    crate::requests::REQUEST_KEYS,
 ];
 
 /// The only key of [`META`].

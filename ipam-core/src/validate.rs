@@ -381,6 +381,18 @@ pub fn check_command(command: &Command) -> Result<(), BatchError> {
             }
             Ok(())
         }
+        Command::Tagged { key, command, .. } => {
+            if key
+                .as_ref()
+                .is_some_and(|k| !crate::requests::check_key(&k.key))
+            {
+                return Err(BatchError {
+                    index: 0,
+                    error: OpError::Input(InputError::InvalidIdempotencyKey),
+                });
+            }
+            check_command(command)
+        }
     }
 }
 

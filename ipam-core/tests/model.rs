@@ -508,6 +508,8 @@ impl Model {
     fn apply_command(&mut self, c: &Command) -> CmdOutcome {
         match c {
             Command::Op(op) => CmdOutcome::Op(self.apply(op)),
+            // The generator tags nothing; tags are tested in `tests/requests.rs`.
+            Command::Tagged { command, .. } => self.apply_command(command),
             Command::Batch(ops) => {
                 // Stateless validation of every op runs before any op applies; the only
                 // stateless failure the generator produces is an invalid pool spec.
@@ -701,6 +703,7 @@ fn real_outcome(r: CommandResult) -> CmdOutcome {
             CmdOutcome::Batch(Ok(outs.into_iter().map(|o| outcome(Ok(o))).collect()))
         }
         CommandResult::Batch(Err(e)) => CmdOutcome::Batch(Err((e.index, e.error.code()))),
+        CommandResult::IdempotencyKeyReused => unreachable!("the generator sends no keys"),
     }
 }
 

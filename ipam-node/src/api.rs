@@ -138,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .merge(raft)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(crate::idempotency::idempotency))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn(declared_body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))

@@ -85,6 +85,8 @@ pub struct NodeConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// Connections open at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Timeout of one snapshot chunk and of installing a whole received snapshot.
+    pub install_snapshot_timeout: Duration,
     /// The token was given on the command line (`ps` shows it): `run` warns.
     pub token_on_command_line: bool,
     /// OTLP/HTTP traces URL spans are exported to; `None`: no trace export.
@@ -122,6 +124,7 @@ impl Default for NodeConfig {
             max_connections: crate::serve::DEFAULT_MAX_CONNECTIONS,
             token_on_command_line: false,
             otlp_endpoint: None,
+            install_snapshot_timeout: raft.install_snapshot_timeout,
         }
     }
 }
@@ -279,6 +282,10 @@ pub struct Args {
     /// Connections open at once; beyond it new connections are closed at once [default: 10000]
     #[arg(long, env = "IPAM_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Timeout of one snapshot chunk and of installing a received snapshot, in milliseconds;
+    /// size it for the largest state [default: 300000]
+    #[arg(long, env = "IPAM_INSTALL_SNAPSHOT_TIMEOUT_MS")]
+    pub install_snapshot_timeout_ms: Option<u64>,
     /// A subcommand instead of running a node.
     #[command(subcommand)]
     #[serde(skip)]
@@ -347,6 +354,9 @@ impl Args {
             max_ops_per_entry: self.max_ops_per_entry.or(lower.max_ops_per_entry),
             max_inflight_entries: self.max_inflight_entries.or(lower.max_inflight_entries),
             queue_capacity: self.queue_capacity.or(lower.queue_capacity),
+            install_snapshot_timeout_ms: self
+                .install_snapshot_timeout_ms
+                .or(lower.install_snapshot_timeout_ms),
             check_interval: self.check_interval.or(lower.check_interval),
             restore: self.restore.or(lower.restore),
             log_level: self.log_level.or(lower.log_level),
@@ -423,6 +433,10 @@ impl Args {
                 .map(crate::telemetry::traces_url)
                 .transpose()
                 .map_err(ConfigError::Invalid)?,
+            install_snapshot_timeout: ms(
+                a.install_snapshot_timeout_ms,
+                d.install_snapshot_timeout,
+            )?,
         };
         config.check()?;
         Ok(config)
@@ -502,6 +516,7 @@ impl NodeConfig {
             self.write_deadline,
             self.read_deadline,
             self.request_timeout,
+            self.install_snapshot_timeout,
         ];
         if durations.iter().any(|d| *d > MAX_DURATION) {
             return Err(too_long());

@@ -94,6 +94,7 @@ impl ApiError {
                 IpamError::Internal(_) => ApiCode::Internal,
                 IpamError::NodeIdInUse { .. } => ApiCode::NodeIdInUse,
                 IpamError::LearnerNotCaughtUp { .. } => ApiCode::LearnerNotCaughtUp,
+                IpamError::IdempotencyKeyReused { .. } => ApiCode::IdempotencyKeyReused,
                 _ => ApiCode::Internal,
             },
             ApiError::Op(e) => domain(e.code()),

@@ -14,6 +14,8 @@
 //! - [`api`] — [`router`]: every endpoint, the middleware (request id, tracing, metrics,
 //!   authentication, request timeout), [`AppState`].
 //! - [`extract`] — JSON, path and query extractors whose rejections are contract errors.
+//! - [`idempotency`] — the `Idempotency-Key` middleware: key check, request fingerprint,
+//!   the raft layer's key scope around the handler.
 //! - [`error`] — [`ApiError`] and its one `IntoResponse`: status, code and body per failure.
 //! - [`wire`] — translation between the API's JSON types and the domain's types.
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
@@ -44,6 +46,7 @@ pub mod drift;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod idempotency;
 pub mod join;
 pub mod lease_metrics;
 pub mod leases;
@@ -117,6 +120,7 @@ pub fn raft_config(config: &NodeConfig, advertise: String) -> ipam_raft::Config 
     c.max_inflight_entries = config.max_inflight_entries;
     c.queue_capacity = config.queue_capacity;
     c.traces = config.otlp_endpoint.is_some();
+    c.install_snapshot_timeout = config.install_snapshot_timeout;
     c
 }
 

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub reconcile: crate::drift::ReconcileMetrics,
     /// `ipam_selections_total{pool,result}` (fed by `select.rs`).
     pub selections: crate::select::SelectionMetrics,
+    /// `ipam_request_records`: decided requests kept for exactly-once answers.
+    request_records: IntGauge,
     // Scrapes reset and refill the per-pool gauges; one at a time so none sees a half-filled set.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -125,9 +127,15 @@ impl Metrics {
         registry.register(Box::new(integrity_problems.clone()))?;
         let reconcile = crate::drift::ReconcileMetrics::new(&registry)?;
         let selections = crate::select::SelectionMetrics::new(&registry)?;
+        let request_records = IntGauge::new(
+            "ipam_request_records",
+            "Decided requests (request ids, idempotency keys) whose answers this replica keeps",
+        )?;
+        registry.register(Box::new(request_records.clone()))?;
         Ok(Metrics {
             reconcile,
             selections,
+            request_records,
             pool_shape,
             registry,
             pool_capacity,
@@ -203,6 +211,10 @@ impl Metrics {
             }
             // Keep the last values: a scrape should not fail because one read did.
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read pools"),
+        }
+        match ipam.request_records().await {
+            Ok(n) => self.request_records.set(gauge(n)),
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot count request records"),
         }
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;

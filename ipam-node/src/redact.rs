@@ -63,6 +63,10 @@ impl fmt::Debug for Args {
             .field("tls_ca", &self.tls_ca)
             .field("tls_client_auth", &self.tls_client_auth)
             .field("max_connections", &self.max_connections)
+            .field(
+                "install_snapshot_timeout_ms",
+                &self.install_snapshot_timeout_ms,
+            )
             .field("check_interval", &self.check_interval)
             .field("restore", &self.restore)
             .field("command", &self.command)

@@ -72,6 +72,47 @@ pub struct Config {
     /// knows, [`ipam_core::feature::FEATURE_LEVEL`]). Lower only to act as an older release
     /// (tests, or holding a cluster at a level during a rollback window).
     pub feature_level: u32,
+    /// Bound of the proposer queue in encoded bytes (one proposal can be a 1 MiB batch);
+    /// beyond it callers get `Overloaded`.
+    pub queue_bytes: usize,
+}
+
+/// The longest duration any setting takes (one day): deadlines are added to `Instant::now()`,
+/// which must not overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+impl Config {
+    /// Checks settings that are unusable on their own: durations over [`MAX_DURATION`], a
+    /// zero heartbeat, election timeout or deadline, empty queues.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let durations = [
+            self.heartbeat,
+            self.election_timeout.0,
+            self.election_timeout.1,
+            self.install_snapshot_timeout,
+            self.write_deadline,
+            self.read_deadline,
+            self.rpc_timeout,
+            self.membership_deadline,
+            self.durable_interval,
+        ];
+        if durations.iter().any(|d| *d > MAX_DURATION) {
+            return Err("durations must be at most one day");
+        }
+        let waits = [
+            self.heartbeat,
+            self.election_timeout.0,
+            self.write_deadline,
+            self.read_deadline,
+        ];
+        if waits.iter().any(Duration::is_zero) {
+            return Err("heartbeat, election timeout and deadlines must be positive");
+        }
+        if self.queue_capacity == 0 || self.max_ops_per_entry == 0 || self.queue_bytes == 0 {
+            return Err("queue_capacity, queue_bytes and max_ops_per_entry must be positive");
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -86,7 +127,8 @@ impl Config {
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
             snapshot_logs: 5_000,
             max_in_snapshot_log_to_keep: 1_000,
-            install_snapshot_timeout: Duration::from_secs(30),
+            // A whole state of millions of rows streams and loads within this.
+            install_snapshot_timeout: Duration::from_secs(300),
             write_deadline: Duration::from_secs(10),
             read_deadline: Duration::from_secs(5),
             queue_capacity: 100_000,
@@ -103,6 +145,7 @@ impl Config {
             clock: crate::clock::StampClock::system(),
             traces: false,
             feature_level: ipam_core::feature::FEATURE_LEVEL,
+            queue_bytes: 64 << 20,
         }
     }
 }
@@ -135,12 +178,26 @@ impl fmt::Debug for Config {
             .field("durable_every_entries", &self.durable_every_entries)
             .field("durable_interval", &self.durable_interval)
             .field("peer_scheme", &self.peer_scheme)
+            .field("queue_bytes", &self.queue_bytes)
             .finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_are_bounded() {
+        let mut c = super::Config::new(1, "/tmp/x", "127.0.0.1:1");
+        assert_eq!(c.validate(), Ok(()));
+        c.write_deadline = std::time::Duration::from_secs(u64::MAX);
+        assert!(c.validate().is_err());
+        c.write_deadline = std::time::Duration::ZERO;
+        assert!(c.validate().is_err());
+        c.write_deadline = super::MAX_DURATION;
+        c.queue_bytes = 0;
+        assert!(c.validate().is_err());
+    }
+
     #[test]
     fn the_token_never_prints() {
         let mut c = super::Config::new(1, "/tmp/x", "127.0.0.1:1");

@@ -64,6 +64,13 @@ pub enum IpamError {
         /// The commit index it had to reach.
         target: u64,
     },
+    /// The idempotency key was recorded with a different request (method, path, query or
+    /// body); nothing was executed.
+    #[error("idempotency key {key:?} was used with a different request")]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+    },
 }
 
 impl From<InternalError> for IpamError {

@@ -97,11 +97,9 @@ pub(crate) fn gate(
                 required,
                 cluster: level,
             };
-            refused.push(Some(match c {
+            refused.push(Some(match ipam_core::requests::untagged(&c) {
                 Command::Op(_) => CommandResult::Op(Err(error)),
-                Command::Batch(_) => {
-                    CommandResult::Batch(Err(ipam_core::BatchError { index: 0, error }))
-                }
+                _ => CommandResult::Batch(Err(ipam_core::BatchError { index: 0, error })),
             }));
         } else {
             keep.push(c);

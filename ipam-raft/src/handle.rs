@@ -119,6 +119,8 @@ impl std::ops::Deref for Core {
 #[derive(Clone)]
 pub struct Ipam {
     pub(crate) core: Arc<Core>,
+    /// The idempotency key this handle's writes carry (`requests.rs`).
+    pub(crate) key: Option<Arc<ipam_core::requests::KeyedRequest>>,
 }
 
 impl std::fmt::Debug for Ipam {
@@ -144,17 +146,14 @@ impl Ipam {
             return Err(StartError::Config("advertise address is empty"));
         }
         let authorization = config.token.as_deref().map(bearer).transpose()?;
-        if config.queue_capacity == 0 || config.max_ops_per_entry == 0 {
-            return Err(StartError::Config(
-                "queue_capacity and max_ops_per_entry must be positive",
-            ));
-        }
+        config.validate().map_err(StartError::Config)?;
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|source| StartError::Io {
             path: dir.clone(),
             source,
         })?;
         files::check_node_id(&dir, config.id)?;
+        let incarnation = crate::requests::next_incarnation(&dir)?;
 
         let raft_config = openraft::Config {
             cluster_name: "raft-ipam".to_string(),
@@ -214,8 +213,9 @@ impl Ipam {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let clock = Stamper::new(config.clock.clone());
+        let id = config.id;
         let shared = Arc::new(Shared {
-            id: config.id,
+            id,
             config,
             metrics: raft.metrics(),
             raft,
@@ -223,6 +223,7 @@ impl Ipam {
             sm: sm_shared,
             clock,
             committed: AtomicU64::new(0),
+            ids: crate::requests::RequestIds::new(id, incarnation),
         });
         let proposer = Proposer::spawn(shared.clone(), &shutdown_rx);
         tasks::spawn(&shared, &shutdown_rx);
@@ -235,7 +236,7 @@ impl Ipam {
             watchers: AtomicU64::new(0),
             closed_rx: tokio::sync::Mutex::new(Some(closed_rx)),
         });
-        Ok(Ipam { core })
+        Ok(Ipam { core, key: None })
     }
 
     /// The `/raft/*` routes (token-checked, 64 MiB body limit) to mount on the node's listener.

@@ -45,6 +45,8 @@
 //!   the event log, read behind the read barrier, and a watch that follows the local replica.
 //! - `prefixes` — `Ipam::create_pool_v3`: prefix pools (delegation).
 //! - `select` — `Ipam::allocate_any`: an address from the pool `apply` chooses.
+//! - `requests` — request ids of this node's proposals (incarnation file) and
+//!   `Ipam::with_idempotency_key`.
 //! - `leases` — `Ipam`'s lease operations: allocate with a ttl, renew, renew by owner,
 //!   cooling counts, log time.
 //!
@@ -89,6 +91,7 @@ mod prefixes;
 mod reads;
 mod reconcile;
 pub mod replication;
+mod requests;
 mod select;
 mod status;
 
@@ -97,7 +100,9 @@ pub use clock::{ManualClock, StampClock};
 pub use config::{Config, Consistency};
 pub use error::{InternalError, IpamError, StartError};
 pub use handle::Ipam;
+pub use ipam_core::requests::KeyedRequest;
 pub use reconcile::ReconcileRequest;
+pub use requests::with_idempotency_key_scope;
 pub use status::{ClusterStatus, Member, MemberRole};
 pub use storage::log as log_store;
 pub use storage::state_machine;

@@ -186,25 +186,30 @@ impl Ipam {
     pub async fn submit(&self, command: Command) -> Result<CommandResult, IpamError> {
         // Bad input never reaches the log.
         if let Err(e) = ipam_core::validate::check_command(&command) {
-            return Err(match command {
+            return Err(match ipam_core::requests::untagged(&command) {
                 Command::Op(_) => IpamError::Op(e.error),
-                Command::Batch(_) => IpamError::Batch(e),
+                _ => IpamError::Batch(e),
             });
         }
-        let name = match command {
+        let name = match ipam_core::requests::untagged(&command) {
             Command::Op(_) => "command",
-            Command::Batch(_) => "batch",
+            _ => "batch",
         };
         self.propose_one(command, name).await
     }
 
-    /// Proposes one already validated command and returns its result.
-    /// `name` names the operation in its `ipam.write` trace span.
+    /// Proposes one already validated command (with this handle's idempotency key) and
+    /// returns its result. `name` names the operation in its `ipam.write` trace span.
     async fn propose_one(
         &self,
         command: Command,
         name: &'static str,
     ) -> Result<CommandResult, IpamError> {
+        let command = self.keyed(command);
+        let key = match &command {
+            Command::Tagged { key: Some(k), .. } => k.key.clone(),
+            _ => String::new(),
+        };
         let span = tracing::info_span!("ipam.write", op = name, ops = command.op_count());
         let mut results = self
             .core
@@ -213,6 +218,9 @@ impl Ipam {
             .instrument(span)
             .await?;
         match results.pop() {
+            Some(CommandResult::IdempotencyKeyReused) if results.is_empty() => {
+                Err(IpamError::IdempotencyKeyReused { key })
+            }
             Some(r) if results.is_empty() => Ok(r),
             _ => Err(InternalError::ResultCount {
                 results: results.len() + 1,
@@ -228,7 +236,7 @@ impl Ipam {
         match self.propose_one(Command::Op(op.op), K::NAME).await? {
             CommandResult::Op(Ok(out)) => K::take(out).ok_or_else(wrong),
             CommandResult::Op(Err(e)) => Err(IpamError::Op(e)),
-            CommandResult::Batch(_) => Err(wrong()),
+            _ => Err(wrong()),
         }
     }
 
@@ -280,7 +288,10 @@ impl Ipam {
             ttl_seconds,
         })?;
         let hit = |a: &Allocation| ip.is_none_or(|want| want == a.ip) && a.expires_at.is_none();
-        if matches!(self.cached_owner(pool, owner), Some(a) if hit(&a)) {
+        // A keyed request is recorded by the state machine: it always goes through the log.
+        if self.idempotency_key().is_none()
+            && matches!(self.cached_owner(pool, owner), Some(a) if hit(&a))
+        {
             // The local replica may lag or the owner may have released since: confirm behind a
             // barrier before answering from it.
             self.linearize().await?;
@@ -340,7 +351,7 @@ impl Ipam {
         match self.propose_one(command, "batch").await? {
             CommandResult::Batch(Ok(outputs)) => Ok(outputs),
             CommandResult::Batch(Err(e)) => Err(IpamError::Batch(e)),
-            CommandResult::Op(_) => Err(InternalError::WrongResult { op: "batch" }.into()),
+            _ => Err(InternalError::WrongResult { op: "batch" }.into()),
         }
     }
 }

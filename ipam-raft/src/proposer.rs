@@ -9,7 +9,7 @@
 //! entry (up to `max_inflight_entries` entries are in flight). On the leader, a follower's
 //! forwarded list becomes an entry as it is: it was sized and coalesced on the follower.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +29,51 @@ use crate::types::Request;
 pub(crate) struct Proposer {
     queue: mpsc::Sender<Proposal>,
     barrier: mpsc::Sender<BarrierRequest>,
+    shared: Arc<Shared>,
+    /// Encoded bytes of the proposals queued or in flight (bounded by `queue_bytes`).
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+/// A proposal's share of [`Proposer::queued_bytes`], given back when the proposal is dropped
+/// (answered).
+pub(crate) struct QueuedBytes {
+    counter: Option<Arc<AtomicUsize>>,
+    bytes: usize,
+}
+
+impl Drop for QueuedBytes {
+    fn drop(&mut self) {
+        if let Some(c) = &self.counter {
+            c.fetch_sub(self.bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+impl QueuedBytes {
+    /// Takes `bytes` of `counter` unless that would pass `cap` (a lone proposal always fits,
+    /// so one larger than the cap is not refused forever).
+    fn take(counter: &Arc<AtomicUsize>, bytes: usize, cap: usize) -> Option<QueuedBytes> {
+        let mut cur = counter.load(Ordering::Relaxed);
+        loop {
+            if cur > 0 && cur.saturating_add(bytes) > cap {
+                return None;
+            }
+            match counter.compare_exchange_weak(
+                cur,
+                cur + bytes,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Some(QueuedBytes {
+                        counter: Some(counter.clone()),
+                        bytes,
+                    })
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
 }
 
 impl Proposer {
@@ -38,12 +83,21 @@ impl Proposer {
         let (queue, queue_rx) = mpsc::channel(capacity);
         let (barrier, barrier_rx) = mpsc::channel(capacity);
         tokio::spawn(run_proposer(shared.clone(), queue_rx, shutdown.clone()));
-        tokio::spawn(run_barrier(shared, barrier_rx, shutdown.clone()));
-        Proposer { queue, barrier }
+        tokio::spawn(run_barrier(shared.clone(), barrier_rx, shutdown.clone()));
+        Proposer {
+            queue,
+            barrier,
+            shared,
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// Queues `commands` for the next entry and waits for their results. `forwarded` commands
     /// (a follower's `/raft/propose`) are proposed as one entry of their own.
+    ///
+    /// A local command gets its request id here, once: every resend of it (to another leader,
+    /// after a lost forward) carries the same id, so the state machine applies it at most
+    /// once. A forwarded list carries its node's ids already.
     pub(crate) async fn propose(
         &self,
         commands: Vec<Command>,
@@ -52,19 +106,29 @@ impl Proposer {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
-        // A forwarded list is never merged with others, so its size is not needed.
+        let commands = if forwarded {
+            commands
+        } else {
+            commands
+                .into_iter()
+                .map(|c| self.shared.ids.tag(c))
+                .collect()
+        };
+        let size: usize = commands
+            .iter()
+            .map(|c| {
+                postcard::serialize_with_flavor(c, postcard::ser_flavors::Size::default())
+                    .unwrap_or(0)
+            })
+            .sum();
+        let queued = QueuedBytes::take(&self.queued_bytes, size, self.shared.config.queue_bytes)
+            .ok_or(WireError::Overloaded)?;
+        // A forwarded list is never merged with others, so its size does not count for the
+        // entry caps.
         let (ops, bytes) = if forwarded {
             (0, 0)
         } else {
-            let ops = commands.iter().map(Command::op_count).sum();
-            let bytes = commands
-                .iter()
-                .map(|c| {
-                    postcard::serialize_with_flavor(c, postcard::ser_flavors::Size::default())
-                        .unwrap_or(0)
-                })
-                .sum();
-            (ops, bytes)
+            (commands.iter().map(Command::op_count).sum(), size)
         };
         let (tx, rx) = oneshot::channel();
         let proposal = Proposal {
@@ -74,6 +138,7 @@ impl Proposer {
             forwarded,
             reply: tx,
             span: tracing::Span::current(),
+            _queued: queued,
         };
         match self.queue.try_send(proposal) {
             Ok(()) => {}
@@ -84,15 +149,19 @@ impl Proposer {
     }
 
     /// The log index a linearizable read must wait for (coalesced with concurrent callers).
+    /// A full barrier queue is `Overloaded` at once: waiting for room would only queue the
+    /// caller behind a backlog it cannot see.
     pub(crate) async fn read_index(&self, forwarded: bool) -> Result<Option<u64>, WireError> {
         let (tx, rx) = oneshot::channel();
         self.barrier
-            .send(BarrierRequest {
+            .try_send(BarrierRequest {
                 forwarded,
                 reply: tx,
             })
-            .await
-            .map_err(|_| WireError::ShuttingDown)?;
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => WireError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => WireError::ShuttingDown,
+            })?;
         rx.await.unwrap_or(Err(WireError::ShuttingDown))
     }
 }
@@ -108,6 +177,7 @@ pub(crate) struct Proposal {
     /// The caller's span: the entry's `raft.write` span is its child (of the first proposal's;
     /// the others' follow from it).
     pub(crate) span: tracing::Span,
+    pub(crate) _queued: QueuedBytes,
 }
 
 /// A caller waiting for a read index.
@@ -303,11 +373,8 @@ async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
                     }
                     Ok(Err(RaftError::Fatal(_))) => {
                         // This node stops; the entry may already be in the log and commit
-                        // under the next leader, so a forwarding node must not retry it.
-                        let (fwd, local): (Vec<_>, Vec<_>) =
-                            batch.into_iter().partition(|p| p.forwarded);
-                        fail_all(fwd, expired());
-                        return fail_all(local, WireError::ShuttingDown);
+                        // under the next leader: the caller must hear that it may apply.
+                        return fail_all(batch, expired());
                     }
                 }
             }
@@ -479,6 +546,10 @@ mod tests {
             forwarded,
             reply: tx,
             span: tracing::Span::none(),
+            _queued: QueuedBytes {
+                counter: None,
+                bytes: 0,
+            },
         };
         (p, rx)
     }
@@ -559,5 +630,25 @@ mod tests {
             Some(Err(WireError::NotLeader { leader }))
         );
         assert!(rb.try_recv().is_err(), "the local one is still pending");
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_bytes() {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let a = QueuedBytes::take(&counter, 600, 1000).expect("fits");
+        assert!(
+            QueuedBytes::take(&counter, 500, 1000).is_none(),
+            "over the cap"
+        );
+        let b = QueuedBytes::take(&counter, 400, 1000).expect("exactly the cap");
+        drop(a);
+        assert_eq!(
+            counter.load(Ordering::Relaxed),
+            400,
+            "given back when answered"
+        );
+        drop(b);
+        let big = QueuedBytes::take(&counter, 5000, 1000);
+        assert!(big.is_some(), "alone, a proposal over the cap still goes");
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Stamper,
     /// Highest commit index seen; openraft's metrics carry none (see `tasks::track_committed`).
     pub(crate) committed: AtomicU64,
+    /// Ids of this node's proposals.
+    pub(crate) ids: crate::requests::RequestIds,
 }
 
 impl Shared {

@@ -16,6 +16,8 @@ use ipam_raft::{Config, Ipam};
 
 /// Tells the re-run test binary to act as a child node: `"<id> <port> <data dir>"`.
 pub const CHILD_ENV: &str = "IPAM_TESTS_CHILD_NODE";
+/// Overrides the child's election timeout: `"<min ms> <max ms>"`.
+pub const CHILD_ELECTION_ENV: &str = "IPAM_TESTS_CHILD_ELECTION_MS";
 
 /// The child's election timeout: longer than the in-process nodes', so that while they are up
 /// one of them leads.
@@ -29,21 +31,55 @@ pub struct ChildNode {
     data_dir: PathBuf,
     entry_test: String,
     process: Option<Child>,
+    election_ms: Option<(u64, u64)>,
 }
 
 impl ChildNode {
     /// Starts node `id` on `data_dir` in a child process running `entry_test` (the full name
     /// of the test in this binary that calls [`child_main`]), on a fresh loopback port.
     pub async fn spawn(entry_test: &str, id: u64, data_dir: &Path) -> ChildNode {
+        ChildNode::spawn_with_election(entry_test, id, data_dir, None).await
+    }
+
+    /// [`ChildNode::spawn`] with the election timeout `election_ms` (min, max) instead of the
+    /// child's default, so that the child can win elections against in-process nodes.
+    pub async fn spawn_with_election(
+        entry_test: &str,
+        id: u64,
+        data_dir: &Path,
+        election_ms: Option<(u64, u64)>,
+    ) -> ChildNode {
         let mut node = ChildNode {
             id,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_owned(),
             entry_test: entry_test.to_owned(),
             process: None,
+            election_ms,
         };
         node.launch().await;
         node
+    }
+
+    /// Pauses the child with SIGSTOP: it keeps its sockets and memory but answers nothing
+    /// until [`ChildNode::resume`] — a stalled leader, not a crashed one.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a paused child with SIGCONT.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(process) = &self.process {
+            let status = Command::new("kill")
+                .args([signal, &process.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill {signal} node {}", self.id);
+        }
     }
 
     /// The address the child's node advertises (kept across restarts).
@@ -73,7 +109,11 @@ impl ChildNode {
 
     async fn launch(&mut self) {
         let exe = std::env::current_exe().expect("test binary path");
-        let mut process = Command::new(exe)
+        let mut command = Command::new(exe);
+        if let Some((min, max)) = self.election_ms {
+            command.env(CHILD_ELECTION_ENV, format!("{min} {max}"));
+        }
+        let mut process = command
             .args([&self.entry_test, "--exact", "--ignored", "--nocapture"])
             .env(
                 CHILD_ENV,
@@ -149,11 +189,21 @@ pub fn child_main() {
         .await;
         let addr = listener.local_addr().expect("local addr");
         let mut config = Config::new(id, dir, addr.to_string());
-        config.election_timeout = CHILD_ELECTION;
+        config.election_timeout = election_override().unwrap_or(CHILD_ELECTION);
         let ipam = Ipam::start(config).await.expect("start child node");
         println!("listening on {addr}");
         axum::serve(listener, ipam.raft_router())
             .await
             .expect("child server");
     });
+}
+
+/// The election timeout [`CHILD_ELECTION_ENV`] asks for, if any.
+fn election_override() -> Option<(Duration, Duration)> {
+    let spec = std::env::var(CHILD_ELECTION_ENV).ok()?;
+    let mut parts = spec.split(' ').map(|p| p.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(min), Some(max)) => Some((Duration::from_millis(min), Duration::from_millis(max))),
+        _ => None,
+    }
 }

@@ -12,7 +12,10 @@
 //! - [`wait_until`] — the one polling loop: a condition, a deadline, and on timeout a panic
 //!   that says what was last observed. Tests never use a bare sleep as synchronisation.
 //! - [`bounded`] — an overall deadline around a whole test body.
-//! - [`child`] — a node in a child process, for crashes by SIGKILL.
+//! - [`child`] — a node in a child process, for crashes by SIGKILL and pauses by SIGSTOP.
+//! - [`history`] — the history checker: every client operation with its invocation and
+//!   completion time, checked for two holders of one address, lost allocations and undone
+//!   releases.
 //! - Helpers: [`pool_spec`], [`scan`], [`owner_map`], [`is_unavailable`],
 //!   [`allocate_retrying`], [`assert_only_unavailable`].
 //!
@@ -21,6 +24,7 @@
 //! it is dropped, so the tests of one binary run one at a time whatever `--test-threads` is.
 
 pub mod child;
+pub mod history;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

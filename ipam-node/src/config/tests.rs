@@ -195,6 +195,13 @@ fn durations_have_an_upper_bound() {
     assert!(bad(&["--join-timeout-secs", &u64::MAX.to_string()]).is_err());
     assert!(bad(&["--request-timeout-ms", "86400001"]).is_err());
     assert!(bad(&["--read-deadline-ms", "86400000"]).is_ok());
+    assert!(bad(&["--install-snapshot-timeout-ms", "86400001"]).is_err());
+    let c = bad(&["--install-snapshot-timeout-ms", "600000"]).expect("valid");
+    assert_eq!(c.install_snapshot_timeout, Duration::from_secs(600));
+    assert_eq!(
+        crate::raft_config(&c, "127.0.0.1:1".into()).install_snapshot_timeout,
+        Duration::from_secs(600)
+    );
     let file = Args::from_toml("election_timeout_max_ms = 9223372036854775807").unwrap();
     assert!(with_env(&[], || parse(&[]).merge(file)).is_err());
     // A config built in code is checked by `run` the same way.

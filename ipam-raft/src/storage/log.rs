@@ -283,10 +283,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // On openraft's serial path before every apply: no fsync (so cheap enough to run here).
-        // Losing it only means waiting to hear the commit index from the leader again.
-        self.inner
-            .write_meta(KEY_COMMITTED, &committed, Durability::None)
+        // No fsync: losing it only means waiting to hear the commit index from the leader
+        // again. Still off the executor: `begin_write` waits for an append's fsync.
+        self.blocking(move |inner| inner.write_meta(KEY_COMMITTED, &committed, Durability::None))
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -73,19 +73,17 @@ impl SmShared {
             .snapshot_lock
             .lock()
             .map_err(|_| corrupt("poisoned lock"))?;
-        let meta_path = self.snap_dir().join(SNAP_META);
-        let bytes = match std::fs::read(&meta_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(snap_read(e)),
+        let Some(current) = read_current(&self.snap_dir())? else {
+            return Ok(None);
         };
-        let current: CurrentSnapshot = decode(SNAP_META, &bytes).map_err(snap_read)?;
         let file = File::open(self.snap_dir().join(&current.file)).map_err(snap_read)?;
         Ok(Some((current.meta, file)))
     }
 
     /// Makes the snapshot file `tmp` the current snapshot with `meta`, and returns a fresh read
-    /// handle to it.
+    /// handle to it — unless the current snapshot is newer (a build started before an install
+    /// of a later snapshot finished after it): the current one stays, and the handle reads
+    /// `tmp`'s data from an unlinked file.
     pub(super) fn publish_snapshot(
         &self,
         tmp: &Path,
@@ -96,6 +94,18 @@ impl SmShared {
             .lock()
             .map_err(|_| corrupt("poisoned lock"))?;
         let dir = self.snap_dir();
+        if let Some(current) = read_current(&dir)? {
+            if current.meta.last_log_id > meta.last_log_id {
+                tracing::info!(
+                    current = %current.meta,
+                    older = %meta,
+                    "kept the current snapshot over an older one"
+                );
+                let handle = File::open(tmp).map_err(snap_read)?;
+                let _ = std::fs::remove_file(tmp);
+                return Ok(handle);
+            }
+        }
         // Each snapshot keeps its own file name and the meta names it, so a crash at any step
         // leaves a meta that matches its data.
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
@@ -113,6 +123,15 @@ impl SmShared {
         // Older snapshots are no longer named; open handles (a transfer under way) stay valid.
         remove_other_snapshots(&dir, &file_name);
         Ok(handle)
+    }
+}
+
+/// What `current.meta` in the snapshot dir `dir` records, if anything.
+fn read_current(dir: &Path) -> Result<Option<CurrentSnapshot>, StorageError> {
+    match std::fs::read(dir.join(SNAP_META)) {
+        Ok(bytes) => Ok(Some(decode(SNAP_META, &bytes).map_err(snap_read)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(snap_read(e)),
     }
 }
 
@@ -334,5 +353,61 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::state_machine::{Durable, StateMachineStore};
+
+    fn meta(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(1, 1),
+                index,
+            )),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("s-{index}"),
+        }
+    }
+
+    fn snapshot_file(shared: &SmShared, name: &str, content: &[u8]) -> PathBuf {
+        let path = shared.snap_dir().join(name);
+        std::fs::write(&path, content).expect("write");
+        path
+    }
+
+    /// Defect 5: a build started at X that finishes after the install of Y > X must not make
+    /// X current again (a restart would then load the older state and miss Y's entries,
+    /// already purged from the log).
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, _rx) = tokio::sync::watch::channel(None);
+        let sm = StateMachineStore::open(dir.path(), Durable::default(), tx).expect("open");
+        let shared = sm.shared();
+        let newer = snapshot_file(&shared, "installed.tmp", b"newer");
+        shared.publish_snapshot(&newer, &meta(20)).expect("install");
+        let older = snapshot_file(&shared, "build.tmp", b"older");
+        let mut handle = shared
+            .publish_snapshot(&older, &meta(10))
+            .expect("late build");
+        let mut data = Vec::new();
+        handle.read_to_end(&mut data).expect("read");
+        assert_eq!(data, b"older", "the builder still gets what it built");
+        assert!(!older.exists(), "the late build's file is not left behind");
+        let (current, mut file) = shared.current_snapshot().expect("read").expect("some");
+        assert_eq!(current.last_log_id.map(|l| l.index), Some(20));
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).expect("read");
+        assert_eq!(data, b"newer");
+        // A newer one still replaces it.
+        let newest = snapshot_file(&shared, "b2.tmp", b"newest");
+        shared
+            .publish_snapshot(&newest, &meta(30))
+            .expect("publish");
+        let (current, _) = shared.current_snapshot().expect("read").expect("some");
+        assert_eq!(current.last_log_id.map(|l| l.index), Some(30));
     }
 }

@@ -311,33 +311,44 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
-            // Swap: no handle to the old file may be used for writes past this point.
-            {
+            // The new file replaces the old one on disk while readers keep the old handle (its
+            // inode lives until they drop it); applies cannot run (this task holds the index
+            // lock). The database is opened and the index rebuilt before the handle swap, so
+            // the write lock is held for the swap alone: readers on executor threads never
+            // wait for file I/O (defect 6).
+            let closing = shared
+                .db
+                .read()
+                .map_err(|_| sm_write(std::io::Error::other("poisoned")))?
+                .as_ref()
+                .and_then(|d| d._closing.clone());
+            let path = shared.dir.join(STATE_FILE);
+            std::fs::rename(&tmp, &path).map_err(sm_write)?;
+            sync_dir(&shared.dir).map_err(sm_write)?;
+            let db = open_db(&path)?;
+            let new_state = State::open(&db).map_err(sm_read)?;
+            // The new handle inherits the old one's close signal; none is kept elsewhere, so
+            // shutdown can tell when every handle is gone.
+            let new = Some(Arc::new(StateDb {
+                db,
+                _closing: closing,
+            }));
+            let old = {
                 let mut slot = shared
                     .db
                     .write()
                     .map_err(|_| sm_write(std::io::Error::other("poisoned")))?;
-                // The new handle inherits the old one's close signal; none is kept elsewhere,
-                // so shutdown can tell when every handle is gone.
-                let closing = slot.as_ref().and_then(|d| d._closing.clone());
-                *slot = None;
-                let path = shared.dir.join(STATE_FILE);
-                std::fs::rename(&tmp, &path).map_err(sm_write)?;
-                sync_dir(&shared.dir).map_err(sm_write)?;
-                let db = open_db(&path)?;
-                *state = State::open(&db).map_err(sm_read)?;
-                shared
-                    .applied_level
-                    .store(state.feature_level(), Ordering::Relaxed);
-                *slot = Some(Arc::new(StateDb {
-                    db,
-                    _closing: closing,
-                }));
-            }
+                std::mem::replace(&mut *slot, new)
+            };
+            *state = new_state;
+            shared
+                .applied_level
+                .store(state.feature_level(), Ordering::Relaxed);
+            // Dropping the old handle commits (an fsync): after the lock is released.
+            drop(old);
             if let Ok(mut p) = shared.pending.lock() {
                 *p = Pending::default();
             }
-            shared.publish_durable(meta.last_log_id.map(|l| l.index));
             tracing::info!(snapshot = %meta, "installed snapshot");
             // Keep what was installed as this node's current snapshot, so it can serve it on.
             let seq = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
@@ -347,6 +358,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             std::io::copy(&mut src, &mut out).map_err(snap_write)?;
             out.sync_all().map_err(snap_write)?;
             shared.publish_snapshot(&copy, &meta)?;
+            // Only now may the log be purged up to the snapshot: a crash before this point
+            // restarts with a current snapshot that covers everything the log lacks (defect 5).
+            shared.publish_durable(meta.last_log_id.map(|l| l.index));
             // Received transfer files are no longer needed (open handles stay valid).
             if let Ok(rd) = std::fs::read_dir(shared.snap_dir()) {
                 for e in rd.flatten() {

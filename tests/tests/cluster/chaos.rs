@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipam_raft::{Ipam, IpamError};
+use ipam_tests::history::{reader, History, Op};
 use ipam_tests::{allocate_retrying, assert_only_unavailable, bounded, wait_until, Cluster, WAIT};
 
 const POOL: &str = "vms";
@@ -19,19 +20,20 @@ const ROUNDS: usize = 3;
 const STEP: usize = 30;
 
 /// What one writer was told: owners it holds (and where), and the errors it retried through.
-struct Outcome {
-    held: BTreeMap<String, IpAddr>,
-    errors: Vec<IpamError>,
+pub(crate) struct Outcome {
+    pub(crate) held: BTreeMap<String, IpAddr>,
+    pub(crate) errors: Vec<IpamError>,
 }
 
 /// Allocates fresh owners until `stop`, releasing every third one it got on the first try
 /// (an owner retried after an error could still be allocated later by the earlier attempt,
 /// which the contract allows, so only those are released).
-async fn writer(
+pub(crate) async fn writer(
     ipam: Ipam,
     name: String,
     stop: Arc<AtomicBool>,
     done: Arc<AtomicUsize>,
+    history: Arc<History>,
 ) -> Outcome {
     let mut outcome = Outcome {
         held: BTreeMap::new(),
@@ -41,12 +43,29 @@ async fn writer(
     while !stop.load(Ordering::Relaxed) {
         let owner = format!("{name}-{k}");
         k += 1;
+        let invoked = std::time::Instant::now();
         let (allocation, retried) = allocate_retrying(&ipam, POOL, &owner, WAIT).await;
         assert_eq!(allocation.owner, owner);
+        history.record(
+            invoked,
+            Op::Allocated {
+                owner: owner.clone(),
+                ip: allocation.ip,
+                failed_attempts: retried.len(),
+            },
+        );
         let first_try = retried.is_empty();
         outcome.errors.extend(retried);
         if first_try && k % 3 == 0 {
+            let invoked = std::time::Instant::now();
             release_retrying(&ipam, &owner, &mut outcome.errors).await;
+            history.record(
+                invoked,
+                Op::Release {
+                    owner: owner.clone(),
+                    acked: true,
+                },
+            );
         } else {
             outcome.held.insert(owner, allocation.ip);
         }
@@ -98,14 +117,27 @@ async fn writes_survive_repeated_isolation_of_leader_and_follower() {
 
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicUsize::new(0));
+        let history = Arc::new(History::new());
         let mut writers = Vec::new();
         for id in cluster.running() {
             for w in 0..WRITERS_PER_NODE {
                 let name = format!("n{id}w{w}");
                 let ipam = cluster.ipam(id).clone();
-                writers.push(tokio::spawn(writer(ipam, name, stop.clone(), done.clone())));
+                writers.push(tokio::spawn(writer(
+                    ipam,
+                    name,
+                    stop.clone(),
+                    done.clone(),
+                    history.clone(),
+                )));
             }
         }
+        let nodes = cluster
+            .running()
+            .iter()
+            .map(|&id| cluster.ipam(id).clone())
+            .collect();
+        let reads = tokio::spawn(reader(nodes, POOL.into(), history.clone(), stop.clone()));
 
         step(&done).await;
         // Cut off the leader, then a follower, then the leader again.
@@ -126,6 +158,7 @@ async fn writes_survive_repeated_isolation_of_leader_and_follower() {
             step(&done).await;
         }
         stop.store(true, Ordering::Relaxed);
+        reads.await.expect("reader task");
 
         let mut held = BTreeMap::new();
         let mut errors = Vec::new();
@@ -141,6 +174,10 @@ async fn writes_survive_repeated_isolation_of_leader_and_follower() {
             errors.len()
         );
         assert_only_unavailable("writers during leader changes", &errors);
+        let summary = history
+            .check()
+            .unwrap_or_else(|p| panic!("history check: {p:#?}"));
+        eprintln!("history: {summary:?}");
         cluster.converge().await;
         // Exactly what the writers hold: nothing released came back, nothing is missing.
         assert_eq!(cluster.assert_holds(POOL, &held).await, held.len());

@@ -15,7 +15,10 @@
 //!   leader stop and sees every event once, in order; every replica lists the same events.
 //! - `crash` — a node killed with SIGKILL (a child process) keeps what it acknowledged.
 //! - `chaos` — writers on every node while the leader or a follower is cut off and healed,
-//!   round after round; replicas end holding exactly what the writers were told.
+//!   round after round; replicas end holding exactly what the writers were told, and the
+//!   history checker finds no double holder, lost allocation or undone release.
+//! - `pause` — five voters, two of them child processes; leaders paused (SIGSTOP/SIGCONT, or
+//!   cut off) and resumed under writers and readers, checked by the history checker.
 //! - `partition` — an isolated follower or leader cannot write and says so; healing converges.
 //! - `snapshot` — a learner joins after the logs it needs are purged, is promoted, a member is
 //!   removed; a restarted node installs a snapshot over its old state while serving reads.
@@ -48,6 +51,7 @@ mod membership;
 mod membership_safety;
 mod mesh;
 mod partition;
+mod pause;
 mod ranges;
 mod reads;
 mod replication;
