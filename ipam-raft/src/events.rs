@@ -191,8 +191,10 @@ async fn follow(
             if pool.as_ref().is_some_and(|p| *p != event.pool) {
                 continue;
             }
-            if tx.send(Ok(event)).await.is_err() {
-                return;
+            // A consumer that stops reading must not keep the task past shutdown.
+            tokio::select! {
+                sent = tx.send(Ok(event)) => if sent.is_err() { return },
+                _ = shutdown.changed() => return,
             }
         }
     }
