@@ -80,7 +80,6 @@ enum TableId {
     Owners,
     Expiry,
     Cooling,
-    Events,
     EventAddresses,
 }
 
@@ -163,7 +162,6 @@ impl<'t> Tx<'t> {
             TableId::Owners => &mut self.owners,
             TableId::Expiry => &mut self.expiry,
             TableId::Cooling => &mut self.cooling,
-            TableId::Events => &mut self.events,
             TableId::EventAddresses => &mut self.event_addresses,
         }
     }
@@ -419,7 +417,7 @@ impl State {
             return Ok(Err(e));
         }
         let meta_before = self.meta;
-        let events_before = self.events;
+        let events_before = self.events.mark();
         tx.journaling = true;
         let mut outputs = Vec::with_capacity(ops.len());
         let mut failure = None;
@@ -443,7 +441,7 @@ impl State {
             Some(error) => {
                 self.rollback(tx, journal)?;
                 self.meta = meta_before;
-                self.events = events_before;
+                self.events.reset(events_before);
                 Ok(Err(error))
             }
         }
