@@ -376,6 +376,7 @@ impl State {
         let mut tx = Tx::open(txn)?;
         let meta_before = self.meta;
         self.meta.now = self.meta.now.max(stamp);
+        self.begin_events();
         self.end_leases_and_cooldowns(&mut tx)?;
         let stamp = self.meta.now;
         let mut results = Vec::with_capacity(commands.len());

@@ -29,6 +29,8 @@ pub(super) struct EventLog {
     pub(super) retention: u64,
     /// Events of the running `apply`, written as a block at its end.
     pending: Vec<EventRecord>,
+    /// Whether this state records events (decided at the start of each `apply`).
+    enabled: bool,
 }
 
 /// Where the log stood before an atomic batch, to go back to if it fails.
@@ -46,6 +48,7 @@ impl Default for EventLog {
             last: 0,
             retention: DEFAULT_RETENTION,
             pending: Vec::new(),
+            enabled: false,
         }
     }
 }
@@ -100,6 +103,9 @@ impl EventLog {
         owner: Option<&str>,
         generation: Option<u64>,
     ) -> Result<(), StorageError> {
+        if !self.enabled {
+            return Ok(());
+        }
         let id = self.last.saturating_add(1);
         let record = EventRecord {
             at,
@@ -135,6 +141,9 @@ impl EventLog {
         lo: [u8; 20],
         hi: [u8; 20],
     ) -> Result<(), StorageError> {
+        if !self.enabled {
+            return Ok(());
+        }
         let mut dropped = Vec::new();
         for row in tx
             .allocations
@@ -161,6 +170,19 @@ impl EventLog {
 }
 
 impl State {
+    /// Decides, at the start of an `apply`, whether this state records events: one that has
+    /// recorded some, or one that is still empty (a cluster created by this release). A state
+    /// that an earlier release built (its data dir, snapshot or backup) holds no events for
+    /// its past, and replicas may have applied different parts of the log with that release:
+    /// recording events from some arbitrary entry on would make replicas differ, so such a
+    /// state records none. Every replica decides the same for the same log.
+    pub(super) fn begin_events(&mut self) {
+        let pristine = self.pools.is_empty()
+            && self.meta.generation == 0
+            && self.meta.next_pool_id == crate::tables::MetaRecord::default().next_pool_id;
+        self.events.enabled = self.events.last > 0 || pristine;
+    }
+
     /// Newest event id written (0 when none has been).
     pub fn last_event_id(&self) -> u64 {
         self.events.last
