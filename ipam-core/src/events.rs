@@ -5,11 +5,13 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `core_events` | event id (u64 BE) | [`EventRecord`] |
+//! | `core_events` | id of the block's first event (u64 BE) | [`EventBlock`]: consecutive events |
 //! | `core_event_addresses` | family tag ++ address (16 bytes BE) ++ event id (u64 BE) | `()` |
 //!
-//! The sequence is the events table itself: the next id is one more than its last key, and the
-//! oldest retained id is its first key. Both are therefore carried by snapshots and backups with
+//! Events are stored in blocks of consecutive ids, one row per `apply` call (at most
+//! [`BLOCK_EVENTS`] events a row): a row per event would double the rows an allocation writes.
+//! The sequence is the events table itself: the next id follows the last block's last event,
+//! and the oldest retained id is the first block's key. Both are therefore carried by snapshots and backups with
 //! the table, and equal on every replica. The address index is keyed by address rather than by
 //! pool so that an address's history survives the deletion of its pool (and spans pools that
 //! covered it at different times).
@@ -93,6 +95,59 @@ pub struct EventRecord {
 }
 
 impl Record for EventRecord {}
+
+/// Most events one row of [`crate::tables::EVENTS`] holds.
+pub const BLOCK_EVENTS: usize = 1000;
+
+/// Consecutive events, the first one's id being the row's key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventBlock {
+    /// The events, in id order.
+    pub events: Vec<EventRecord>,
+}
+
+impl Record for EventBlock {}
+
+/// The block of `table` holding event `id` (or, when `id` is older than every kept event, the
+/// first block): its first id and its events.
+pub fn block_at<T>(table: &T, id: u64) -> Result<Option<(u64, EventBlock)>, StorageError>
+where
+    T: redb::ReadableTable<&'static [u8], &'static [u8]>,
+{
+    let row = match table
+        .range::<&[u8]>(..=event_key(id).as_slice())?
+        .next_back()
+    {
+        Some(row) => Some(row?),
+        None => table.first()?,
+    };
+    match row {
+        Some((k, v)) => Ok(Some((
+            decode_event_key(k.value())?,
+            crate::tables::decode("core_events", v.value())?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// The oldest and newest kept event ids of `table`; `None` when it holds none.
+pub fn bounds_of<T>(table: &T) -> Result<Option<(u64, u64)>, StorageError>
+where
+    T: redb::ReadableTable<&'static [u8], &'static [u8]>,
+{
+    let first = match table.first()? {
+        Some((k, _)) => decode_event_key(k.value())?,
+        None => return Ok(None),
+    };
+    let last = match table.last()? {
+        Some((k, v)) => {
+            let block: EventBlock = crate::tables::decode("core_events", v.value())?;
+            decode_event_key(k.value())? + (block.events.len() as u64).saturating_sub(1)
+        }
+        None => first,
+    };
+    Ok(Some((first, last)))
+}
 
 /// An event as queries return it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

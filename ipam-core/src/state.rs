@@ -94,7 +94,6 @@ enum TableId {
     Owners,
     Expiry,
     Cooling,
-    Events,
     EventAddresses,
 }
 
@@ -186,7 +185,6 @@ impl<'t> Tx<'t> {
             TableId::Owners => &mut self.owners,
             TableId::Expiry => &mut self.expiry,
             TableId::Cooling => &mut self.cooling,
-            TableId::Events => &mut self.events,
             TableId::EventAddresses => &mut self.event_addresses,
         }
     }
@@ -315,7 +313,6 @@ impl State {
             level: load_level(rtx)?,
             ..State::default()
         };
-        state.events.on = state.level >= 2;
         for row in rtx.open_table(tables::POOLS)?.iter()? {
             let (k, v) = row?;
             let id = decode_pool_key(k.value())?;
@@ -453,6 +450,7 @@ impl State {
         let mut tx = Tx::open(txn)?;
         let meta_before = self.meta;
         self.meta.now = self.meta.now.max(stamp);
+        self.begin_events();
         self.end_leases_and_cooldowns(&mut tx)?;
         let stamp = self.meta.now;
         let mut requests = Requests::open(txn)?;
@@ -518,7 +516,7 @@ impl State {
             return Ok(Err(e));
         }
         let meta_before = self.meta;
-        let events_before = self.events;
+        let events_before = self.events.mark();
         tx.journaling = true;
         let mut outputs = Vec::with_capacity(ops.len());
         let mut failure = None;
@@ -542,7 +540,7 @@ impl State {
             Some(error) => {
                 self.rollback(tx, journal)?;
                 self.meta = meta_before;
-                self.events = events_before;
+                self.events.reset(events_before);
                 Ok(Err(error))
             }
         }
@@ -764,7 +762,8 @@ impl State {
             tx.meta
                 .insert(tables::FEATURE_LEVEL_KEY, level.to_be_bytes().as_slice())?;
             self.level = level;
-            self.events.on = level >= 2;
+            // Commands after it in the same entry already record events.
+            self.events.enabled = level >= 2;
         }
         Ok(OpOutput::FeatureLevel(self.feature_level()))
     }

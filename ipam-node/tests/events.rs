@@ -283,3 +283,37 @@ async fn watch_streams_framed_events_with_keep_alive_and_resume() {
     let resp = app.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn dashboard_shows_recent_events_and_an_address_history() {
+    let n = start(None, true).await;
+    setup(&n).await;
+    // A hostile owner renders as text.
+    let r = n
+        .post(
+            "/api/v1/pools/db/allocations",
+            json!({"owner": "<script>x</script>"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = n.get("/ui").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains(r#"<table id="events">"#), "{}", r.text);
+    // Newest first.
+    let first = r.text.find(r#"data-event="8""#).expect("event 8");
+    let last = r.text.find(r#"data-event="1""#).expect("event 1");
+    assert!(first < last);
+    assert!(!r.text.contains("<script>x</script>"));
+    assert!(r.text.contains("&lt;script&gt;x&lt;/script&gt;"));
+
+    let r = n.get("/ui/addresses/10.0.0.2").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let history = &r.text[r.text.find(r#"<table id="history">"#).expect("history")..];
+    let rows: Vec<&str> = history
+        .match_indices("data-event=\"")
+        .map(|(i, _)| &history[i + 12..i + 13])
+        .collect();
+    assert_eq!(rows, ["7", "6", "3"]);
+    let r = n.get("/ui/addresses/10.9.9.9").await;
+    assert!(r.text.contains("No recorded events for this address."));
+}

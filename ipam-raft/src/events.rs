@@ -82,6 +82,26 @@ impl Ipam {
         .await
     }
 
+    /// The newest `count` (1..=1000) events, newest first (the dashboard's recent events).
+    pub async fn recent_events(
+        &self,
+        count: usize,
+        consistency: Consistency,
+    ) -> Result<Vec<Event>, IpamError> {
+        self.read(consistency, move |rtx| {
+            let Some((first, last)) =
+                ipam_core::query::event_bounds(rtx).map_err(QueryError::from)?
+            else {
+                return Ok(Vec::new());
+            };
+            let after = last.saturating_sub(count as u64).max(first - 1);
+            let mut page = ipam_core::query::events(rtx, Some(after), None, count)?;
+            page.events.reverse();
+            Ok(page.events)
+        })
+        .await
+    }
+
     /// Number of open [`Ipam::watch`] streams on this node.
     pub fn event_watchers(&self) -> u64 {
         self.core.watchers.load(Ordering::Relaxed)
@@ -171,8 +191,10 @@ async fn follow(
             if pool.as_ref().is_some_and(|p| *p != event.pool) {
                 continue;
             }
-            if tx.send(Ok(event)).await.is_err() {
-                return;
+            // A consumer that stops reading must not keep the task past shutdown.
+            tokio::select! {
+                sent = tx.send(Ok(event)) => if sent.is_err() { return },
+                _ = shutdown.changed() => return,
             }
         }
     }

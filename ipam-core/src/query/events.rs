@@ -3,31 +3,23 @@
 
 use std::net::IpAddr;
 
-use redb::{ReadTransaction, ReadableTable};
+use redb::ReadTransaction;
 
 use super::open;
 use crate::error::{QueryError, StorageError};
 use crate::events::{
-    address_event_key, decode_address_event_key, decode_event_key, event_key, Event, EventPage,
-    EventRecord,
+    address_event_key, block_at, bounds_of, decode_address_event_key, decode_event_key, event_key,
+    Event, EventBlock, EventPage,
 };
 use crate::tables::{self, decode};
 use crate::validate::check_limit;
 
 /// The oldest and newest kept event ids; `None` when no event was ever written.
 pub fn event_bounds(rtx: &ReadTransaction) -> Result<Option<(u64, u64)>, StorageError> {
-    let Some(table) = open(rtx, tables::EVENTS)? else {
-        return Ok(None);
-    };
-    let first = match table.first()? {
-        Some((k, _)) => decode_event_key(k.value())?,
-        None => return Ok(None),
-    };
-    let last = match table.last()? {
-        Some((k, _)) => decode_event_key(k.value())?,
-        None => first,
-    };
-    Ok(Some((first, last)))
+    match open(rtx, tables::EVENTS)? {
+        Some(table) => bounds_of(&table),
+        None => Ok(None),
+    }
 }
 
 /// `Err(HistoryTruncated)` when events after `after` were pruned (`after` is older than the
@@ -64,21 +56,27 @@ pub fn events(
     let Some(from) = after.unwrap_or(0).checked_add(1) else {
         return Ok(page);
     };
-    for row in table
-        .range::<&[u8]>(event_key(from).as_slice()..)
+    let Some((start, _)) = block_at(&table, from)? else {
+        return Ok(page);
+    };
+    'blocks: for row in table
+        .range::<&[u8]>(event_key(start).as_slice()..)
         .map_err(StorageError::from)?
     {
         let (k, v) = row.map_err(StorageError::from)?;
-        let id = decode_event_key(k.value())?;
-        let record: EventRecord = decode("core_events", v.value())?;
-        if pool.is_some_and(|p| p != record.pool) {
-            continue;
+        let key = decode_event_key(k.value())?;
+        let block: EventBlock = decode("core_events", v.value())?;
+        for (i, record) in block.events.into_iter().enumerate() {
+            let id = key + i as u64;
+            if id < from || pool.is_some_and(|p| p != record.pool) {
+                continue;
+            }
+            if page.events.len() == limit {
+                page.next = page.events.last().map(|e| e.id);
+                break 'blocks;
+            }
+            page.events.push(record.into_event(id));
         }
-        if page.events.len() == limit {
-            page.next = page.events.last().map(|e| e.id);
-            break;
-        }
-        page.events.push(record.into_event(id));
     }
     Ok(page)
 }
@@ -96,6 +94,8 @@ pub fn history(rtx: &ReadTransaction, ip: IpAddr, limit: usize) -> Result<Vec<Ev
     let lo = address_event_key(ip, 0);
     let hi = address_event_key(ip, u64::MAX);
     let mut out = Vec::new();
+    // Consecutive history entries often share a block: keep the last one decoded.
+    let mut cached: Option<(u64, EventBlock)> = None;
     for row in index
         .range::<&[u8]>(lo.as_slice()..=hi.as_slice())
         .map_err(StorageError::from)?
@@ -106,17 +106,23 @@ pub fn history(rtx: &ReadTransaction, ip: IpAddr, limit: usize) -> Result<Vec<Ev
         }
         let (k, _) = row.map_err(StorageError::from)?;
         let (_, id) = decode_address_event_key(k.value())?;
-        let Some(v) = events
-            .get(event_key(id).as_slice())
-            .map_err(StorageError::from)?
-        else {
+        let hit = cached
+            .as_ref()
+            .is_some_and(|(key, b)| *key <= id && id - key < b.events.len() as u64);
+        if !hit {
+            cached = block_at(&events, id)?;
+        }
+        let record = cached
+            .as_ref()
+            .filter(|(key, b)| *key <= id && id - key < b.events.len() as u64)
+            .map(|(key, b)| b.events[(id - key) as usize].clone());
+        let Some(record) = record else {
             return Err(StorageError::Corrupt {
                 table: "core_event_addresses",
                 reason: format!("{ip} names event {id}, which is not kept"),
             }
             .into());
         };
-        let record: EventRecord = decode("core_events", v.value())?;
         out.push(record.into_event(id));
     }
     Ok(out)

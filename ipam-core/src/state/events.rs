@@ -1,6 +1,8 @@
-//! Writing the event log in `apply`: one event per change, in the transaction of the change,
-//! and retention pruning at the end of each `apply` call. A child of `state` so that it shares
-//! the transaction's tables and the journal of atomic batches.
+//! Writing the event log in `apply`: one event per change, in the transaction of the change.
+//! Events collect in memory during an `apply` call (their address index rows are written at
+//! once, journaled like every row) and go to the events table as one block at its end, after
+//! which retention pruning runs. A child of `state` so that it shares the transaction's tables
+//! and the journal of atomic batches.
 
 use std::net::IpAddr;
 
@@ -9,24 +11,34 @@ use redb::ReadableTable;
 use super::{State, TableId, Tx};
 use crate::error::StorageError;
 use crate::events::{
-    address_event_key, decode_event_key, event_key, EventKind, EventRecord, DEFAULT_RETENTION,
+    address_event_key, bounds_of, event_key, EventBlock, EventKind, EventRecord, BLOCK_EVENTS,
+    DEFAULT_RETENTION,
 };
 use crate::tables::{self, decode, encode_into, AllocationRecord};
 use crate::types::Stamp;
 
-/// The event sequence as the events table defines it, cached in memory, and the retention.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The event sequence as the events table defines it, cached in memory, the events of the
+/// running `apply` not yet written, and the retention.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct EventLog {
     /// Oldest id kept (0: none written yet).
     pub(super) first: u64,
-    /// Newest id written (0: none written yet).
+    /// Newest id given out (0: none yet); the last `pending.len()` are not written yet.
     pub(super) last: u64,
     /// How many events are kept (at least 1).
     pub(super) retention: u64,
-    /// Events are kept: the replicated feature level is 2 or more. Entries applied below it
-    /// (written by release 0.1.0, which kept no events) must not gain events on a replica
-    /// that replays them later, or replicas would disagree on the log and its ids.
-    pub(super) on: bool,
+    /// Events of the running `apply`, written as a block at its end.
+    pending: Vec<EventRecord>,
+    /// Whether this state records events (decided at the start of each `apply`).
+    pub(super) enabled: bool,
+}
+
+/// Where the log stood before an atomic batch, to go back to if it fails.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct EventMark {
+    first: u64,
+    last: u64,
+    pending: usize,
 }
 
 impl Default for EventLog {
@@ -35,7 +47,8 @@ impl Default for EventLog {
             first: 0,
             last: 0,
             retention: DEFAULT_RETENTION,
-            on: false,
+            pending: Vec::new(),
+            enabled: false,
         }
     }
 }
@@ -49,24 +62,36 @@ impl EventLog {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(EventLog::default()),
             Err(e) => return Err(e.into()),
         };
-        let first = match table.first()? {
-            Some((k, _)) => decode_event_key(k.value())?,
-            None => return Ok(EventLog::default()),
-        };
-        let last = match table.last()? {
-            Some((k, _)) => decode_event_key(k.value())?,
-            None => first,
-        };
-        Ok(EventLog {
-            first,
-            last,
-            retention: DEFAULT_RETENTION,
-            on: false,
+        Ok(match bounds_of(&table)? {
+            Some((first, last)) => EventLog {
+                first,
+                last,
+                ..EventLog::default()
+            },
+            None => EventLog::default(),
         })
     }
-    /// Appends one event at log time `at`: its row and, when it names an address, its
-    /// address index row (both journaled inside an atomic batch, like every row). A method of
-    /// the log rather than of `State` so callers may hold a pool entry meanwhile.
+
+    /// Where the log stands (before an atomic batch).
+    pub(super) fn mark(&self) -> EventMark {
+        EventMark {
+            first: self.first,
+            last: self.last,
+            pending: self.pending.len(),
+        }
+    }
+
+    /// Back to `mark`: the failed batch's events are forgotten (its index rows are undone by
+    /// the journal).
+    pub(super) fn reset(&mut self, mark: EventMark) {
+        self.first = mark.first;
+        self.last = mark.last;
+        self.pending.truncate(mark.pending);
+    }
+    /// Appends one event at log time `at`: kept in memory until the end of the `apply`, and,
+    /// when it names an address, its address index row (journaled inside an atomic batch, like
+    /// every row). A method of the log rather than of `State` so callers may hold a pool entry
+    /// meanwhile.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn emit(
         &mut self,
@@ -78,7 +103,7 @@ impl EventLog {
         owner: Option<&str>,
         generation: Option<u64>,
     ) -> Result<(), StorageError> {
-        if !self.on {
+        if !self.enabled {
             return Ok(());
         }
         let id = self.last.saturating_add(1);
@@ -91,14 +116,13 @@ impl EventLog {
             owner: owner.map(str::to_string),
             generation,
         };
-        let mut buf = std::mem::take(&mut tx.buf);
-        encode_into(&mut buf, &record)?;
-        tx.put(TableId::Events, &event_key(id), &buf)?;
         if let Some(ip) = ip {
+            let mut buf = std::mem::take(&mut tx.buf);
             encode_into(&mut buf, &())?;
             tx.put(TableId::EventAddresses, &address_event_key(ip, id), &buf)?;
+            tx.buf = buf;
         }
-        tx.buf = buf;
+        self.pending.push(record);
         self.last = id;
         if self.first == 0 {
             self.first = id;
@@ -117,7 +141,7 @@ impl EventLog {
         lo: [u8; 20],
         hi: [u8; 20],
     ) -> Result<(), StorageError> {
-        if !self.on {
+        if !self.enabled {
             return Ok(());
         }
         let mut dropped = Vec::new();
@@ -146,6 +170,15 @@ impl EventLog {
 }
 
 impl State {
+    /// Decides, at the start of an `apply`, whether this state records events: from the
+    /// replicated feature level 2 on ([`crate::Op::SetFeatureLevel`]). Release 0.1.0 kept no
+    /// events, and replicas may have applied different parts of the log with it; the level
+    /// moves only by log entries, so every replica starts recording at the same entry with
+    /// the same ids, whatever release applied the entries before it.
+    pub(super) fn begin_events(&mut self) {
+        self.events.enabled = self.feature_level() >= 2;
+    }
+
     /// Newest event id written (0 when none has been).
     pub fn last_event_id(&self) -> u64 {
         self.events.last
@@ -198,25 +231,60 @@ impl State {
         )
     }
 
-    /// Drops the oldest events beyond the retention, with their address index rows.
+    /// Writes the events of this `apply` as blocks, then drops the oldest events beyond the
+    /// retention with their address index rows.
     pub(super) fn prune_events(&mut self, tx: &mut Tx<'_>) -> Result<(), StorageError> {
-        let log = self.events;
+        if !self.events.pending.is_empty() {
+            let pending = std::mem::take(&mut self.events.pending);
+            let mut id = self.events.last + 1 - pending.len() as u64;
+            let mut buf = std::mem::take(&mut tx.buf);
+            for chunk in pending.chunks(BLOCK_EVENTS) {
+                // Serialised from a borrowed slice: the same bytes as an `EventBlock`.
+                buf.clear();
+                buf.push(<EventBlock as tables::Record>::VERSION);
+                buf = postcard::to_extend(chunk, buf).map_err(|e| StorageError::Corrupt {
+                    table: "encode",
+                    reason: e.to_string(),
+                })?;
+                tx.events.insert(event_key(id).as_slice(), buf.as_slice())?;
+                id += chunk.len() as u64;
+            }
+            tx.buf = buf;
+        }
+        let log = &self.events;
         if log.first == 0 || log.last - log.first < log.retention {
             return Ok(());
         }
         let keep_from = log.last - log.retention + 1;
-        for id in log.first..keep_from {
-            let Some(old) = tx.events.remove(event_key(id).as_slice())? else {
-                return Err(StorageError::Corrupt {
-                    table: "core_events",
-                    reason: format!("event {id} is missing (the sequence has a gap)"),
-                });
+        loop {
+            let (key, block) = match tx.events.first()? {
+                Some((k, v)) => (
+                    crate::events::decode_event_key(k.value())?,
+                    decode::<EventBlock>("core_events", v.value())?,
+                ),
+                None => break,
             };
-            let record: EventRecord = decode("core_events", old.value())?;
-            drop(old);
-            if let Some(ip) = record.ip {
-                tx.event_addresses
-                    .remove(address_event_key(ip, id).as_slice())?;
+            if key >= keep_from {
+                break;
+            }
+            tx.events.remove(event_key(key).as_slice())?;
+            let dropped = usize::try_from(keep_from - key)
+                .unwrap_or(usize::MAX)
+                .min(block.events.len());
+            for (i, record) in block.events[..dropped].iter().enumerate() {
+                if let Some(ip) = record.ip {
+                    tx.event_addresses
+                        .remove(address_event_key(ip, key + i as u64).as_slice())?;
+                }
+            }
+            if dropped < block.events.len() {
+                let rest = EventBlock {
+                    events: block.events[dropped..].to_vec(),
+                };
+                let bytes = tables::encode(&rest)?;
+                tx.events
+                    .insert(event_key(keep_from).as_slice(), bytes.as_slice())?;
+                break;
             }
         }
         self.events.first = keep_from;
@@ -262,29 +330,38 @@ pub(super) fn check_events(
     let (mut first, mut last) = (0, 0);
     for row in rtx.open_table(tables::EVENTS)?.iter()? {
         let (k, v) = row?;
-        let id = match decode_event_key(k.value()) {
+        let key = match crate::events::decode_event_key(k.value()) {
             Ok(id) => id,
             Err(e) => {
                 report(e.to_string());
                 continue;
             }
         };
-        if let Some(want) = expected.filter(|w| *w != id) {
-            report(format!("event {want} is missing (next kept is {id})"));
+        if let Some(want) = expected.filter(|w| *w != key) {
+            report(format!("event {want} is missing (next kept is {key})"));
         }
-        expected = id.checked_add(1);
-        if first == 0 {
-            first = id;
-        }
-        last = id;
-        match decode::<EventRecord>("core_events", v.value()) {
-            Ok(record) => {
-                if let Some(ip) = record.ip {
-                    indexed.insert((ip, id));
-                }
+        let block = match decode::<EventBlock>("core_events", v.value()) {
+            Ok(b) => b,
+            Err(e) => {
+                report(format!("events from {key}: {e}"));
+                expected = None;
+                continue;
             }
-            Err(e) => report(format!("event {id}: {e}")),
+        };
+        if block.events.is_empty() {
+            report(format!("the block of events from {key} is empty"));
         }
+        if first == 0 {
+            first = key;
+        }
+        for (i, record) in block.events.iter().enumerate() {
+            let id = key + i as u64;
+            last = id;
+            if let Some(ip) = record.ip {
+                indexed.insert((ip, id));
+            }
+        }
+        expected = last.checked_add(1);
     }
     if (first, last) != (state.events.first, state.events.last) {
         report(format!(

@@ -30,6 +30,7 @@ use crate::api::AppState;
 use crate::error::ApiError;
 
 pub mod auth;
+pub mod events;
 pub mod pages;
 
 use auth::Session;
@@ -149,9 +150,17 @@ async fn overview(session: Session, State(state): State<AppState>) -> Response {
         Ok(p) => p,
         Err(e) => return error_page(&session, e.into()),
     };
+    let recent = match state
+        .ipam
+        .recent_events(events::RECENT, Consistency::Local)
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => return error_page(&session, e.into()),
+    };
     html(
         StatusCode::OK,
-        pages::overview(&session, &status, &members, &pools),
+        pages::overview(&session, &status, &members, &pools, &recent),
     )
     .into_response()
 }
@@ -221,10 +230,18 @@ async fn address(
     let read = async {
         let ip: IpAddr = parse_addr(&ip)?;
         let info = state.ipam.address(ip, Consistency::Local).await?;
-        Ok::<_, ApiError>((ip, info))
+        let history = state
+            .ipam
+            .history(ip, events::HISTORY, Consistency::Local)
+            .await?;
+        Ok::<_, ApiError>((ip, info, history))
     };
     match read.await {
-        Ok((ip, info)) => html(StatusCode::OK, pages::address(&session, ip, &info)).into_response(),
+        Ok((ip, info, history)) => html(
+            StatusCode::OK,
+            pages::address(&session, ip, &info, &history),
+        )
+        .into_response(),
         Err(e) => error_page(&session, e),
     }
 }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use axum::http::StatusCode;
-use ipam_core::{AddressInfo, Allocation, AllocationPage, Labels, PoolInfo};
+use ipam_core::{AddressInfo, Allocation, AllocationPage, Event, Labels, PoolInfo};
 use ipam_raft::ClusterStatus;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use sha2::{Digest, Sha256};
@@ -182,6 +182,7 @@ pub fn overview(
     status: &ClusterStatus,
     members: &[MemberView],
     pools: &[PoolInfo],
+    recent: &[Event],
 ) -> Markup {
     let leader = status
         .leader
@@ -259,6 +260,7 @@ pub fn overview(
                 }
             }
         }
+        (super::events::section("events", "Recent events", recent, "No events yet."))
     };
     layout(Some(session), "Overview", body, true)
 }
@@ -388,7 +390,7 @@ pub fn pool(
 }
 
 /// One address: its pool and who holds it.
-pub fn address(session: &Session, ip: IpAddr, info: &AddressInfo) -> Markup {
+pub fn address(session: &Session, ip: IpAddr, info: &AddressInfo, history: &[Event]) -> Markup {
     let body = html! {
         h1 { "Address " (ip) }
         section #address {
@@ -412,6 +414,7 @@ pub fn address(session: &Session, ip: IpAddr, info: &AddressInfo) -> Markup {
                 }
             }
         }
+        (super::events::section("history", "History", history, "No recorded events for this address."))
     };
     layout(Some(session), &format!("Address {ip}"), body, false)
 }
