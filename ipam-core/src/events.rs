@@ -86,7 +86,7 @@ pub struct EventRecord {
     pub pool: String,
     /// The address, for allocation events.
     pub ip: Option<IpAddr>,
-    /// The delegated block, for allocations of prefix pools (not yet produced).
+    /// The delegated block, for allocations of prefix pools.
     pub prefix: Option<Cidr>,
     /// The allocation's owner, for allocation events.
     pub owner: Option<String>,

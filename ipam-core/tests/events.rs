@@ -84,27 +84,37 @@ fn events_span_blocks_and_prune_inside_one() {
 }
 
 #[test]
-fn a_state_built_without_events_records_none() {
-    // A data dir of release 0.1.0: pools and allocations, no event rows.
+fn a_prefix_pools_events_name_their_block() {
     let mut db = Db::mem();
-    db.create("vms", "10.0.0.0/24");
-    db.alloc("vms", "a");
-    {
-        let txn = db.db.begin_write().unwrap();
-        for def in [
-            ipam_core::tables::EVENTS,
-            ipam_core::tables::EVENT_ADDRESSES,
-        ] {
-            txn.open_table(def).unwrap().retain(|_, _| false).unwrap();
-        }
-        txn.commit().unwrap();
-    }
-    db.reopen();
-    // Replicas may have applied different parts of the log with the old release: recording
-    // from here on would make them differ, so nothing is recorded.
-    db.alloc("vms", "b");
-    db.create("db", "10.1.0.0/24");
-    assert!(all(&db).is_empty());
-    assert_eq!(db.state.last_event_id(), 0);
+    let spec = ipam_core::PoolSpecV3 {
+        base: common::spec("mesh", "10.42.0.0/16"),
+        settings: Default::default(),
+        delegation_prefix_len: Some(24),
+        parent: None,
+    };
+    db.op(Op::CreatePoolV3(Box::new(spec))).unwrap();
+    db.op(allocate("mesh", "host-1", None)).unwrap();
+    db.op(allocate("mesh", "host-2", None)).unwrap();
+    db.op(Op::DeletePool {
+        pool: "mesh".into(),
+        force: true,
+    })
+    .unwrap();
+    let seen: Vec<(EventKind, Option<String>, Option<String>)> = all(&db)
+        .into_iter()
+        .map(|e| (e.kind, e.owner, e.prefix.map(|p| p.to_string())))
+        .collect();
+    let block = |b: &str| Some(b.to_string());
+    assert_eq!(
+        seen,
+        [
+            (EventKind::PoolCreated, None, None),
+            (EventKind::Allocated, block("host-1"), block("10.42.0.0/24")),
+            (EventKind::Allocated, block("host-2"), block("10.42.1.0/24")),
+            (EventKind::Released, block("host-1"), block("10.42.0.0/24")),
+            (EventKind::Released, block("host-2"), block("10.42.1.0/24")),
+            (EventKind::PoolDeleted, None, None),
+        ]
+    );
     assert_consistent(&db);
 }

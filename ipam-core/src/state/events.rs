@@ -28,7 +28,7 @@ pub(super) struct EventLog {
     /// How many events are kept (at least 1).
     pub(super) retention: u64,
     /// Events of the running `apply`, written as a block at its end.
-    pending: Vec<EventRecord>,
+    pub(super) pending: Vec<EventRecord>,
     /// Whether this state records events (decided at the start of each `apply`).
     pub(super) enabled: bool,
 }
@@ -88,6 +88,21 @@ impl EventLog {
         self.last = mark.last;
         self.pending.truncate(mark.pending);
     }
+
+    /// A prefix pool's events name their block: `prefix` of the pending events from `from` on
+    /// becomes their address with the pool's block length `len`.
+    pub(super) fn set_prefixes(&mut self, from: usize, len: Option<u8>) {
+        let Some(len) = len else { return };
+        for e in self.pending.iter_mut().skip(from) {
+            if let Some(ip) = e.ip {
+                e.prefix = Some(crate::types::Cidr {
+                    network: ip,
+                    prefix: len,
+                });
+            }
+        }
+    }
+
     /// Appends one event at log time `at`: kept in memory until the end of the `apply`, and,
     /// when it names an address, its address index row (journaled inside an atomic batch, like
     /// every row). A method of the log rather than of `State` so callers may hold a pool entry
@@ -207,7 +222,18 @@ impl State {
         owner: Option<&str>,
         generation: Option<u64>,
     ) -> Result<(), StorageError> {
-        self.events.emit(tx, at, kind, pool, ip, owner, generation)
+        let from = self.events.pending.len();
+        self.events
+            .emit(tx, at, kind, pool, ip, owner, generation)?;
+        let len = self.delegation_of(pool);
+        self.events.set_prefixes(from, len);
+        Ok(())
+    }
+
+    /// The block length of a prefix pool (`None` for an address pool or an unknown name).
+    pub(super) fn delegation_of(&self, pool: &str) -> Option<u8> {
+        let id = self.names.get(pool)?;
+        self.pools.get(id)?.record.delegation_prefix_len
     }
 
     /// The event of an allocation change: `kind` of `record` at `ip` in `pool`.

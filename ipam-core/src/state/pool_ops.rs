@@ -303,8 +303,11 @@ impl State {
             let lo = allocation_key(id, 0);
             let hi = allocation_key(id, u128::MAX);
             let family = entry.record.cidr.family();
+            let from = self.events.pending.len();
             self.events
                 .emit_dropped(tx, self.meta.now, name, family, lo, hi)?;
+            self.events
+                .set_prefixes(from, entry.record.delegation_prefix_len);
             tx.del_range(
                 TableId::Allocations,
                 lo.as_slice(),
