@@ -37,8 +37,10 @@ mod alloc_ops;
 #[path = "check.rs"]
 pub mod check;
 mod events;
+mod level;
 mod pool_ops;
 mod reconcile;
+mod rollback;
 mod select_ops;
 mod update;
 pub use reconcile::{changed_at, drift_report, dry_run};
@@ -310,7 +312,7 @@ impl State {
             meta,
             last_index: reconcile::last_change(rtx)?,
             events: events::EventLog::load(rtx)?,
-            level: load_level(rtx)?,
+            level: level::load_level(rtx)?,
             ..State::default()
         };
         for row in rtx.open_table(tables::POOLS)?.iter()? {
@@ -546,78 +548,6 @@ impl State {
         }
     }
 
-    /// Reverts a batch's changes, newest first.
-    fn rollback(&mut self, tx: &mut Tx<'_>, journal: Vec<Undo>) -> Result<(), StorageError> {
-        for undo in journal.into_iter().rev() {
-            match undo {
-                Undo::Row { table, key, old } => {
-                    let t = tx.table(table);
-                    match old {
-                        Some(v) => {
-                            t.insert(key.as_slice(), v.as_slice())?;
-                        }
-                        None => {
-                            t.remove(key.as_slice())?;
-                        }
-                    }
-                }
-                Undo::Took { pool, pos } => {
-                    if let Some(e) = self.pools.get_mut(&pool) {
-                        e.free.release(pos);
-                        e.record.allocated = e.record.allocated.saturating_sub(1);
-                    }
-                }
-                Undo::Freed { pool, pos } => {
-                    if let Some(e) = self.pools.get_mut(&pool) {
-                        e.free.take(pos);
-                        e.record.allocated += 1;
-                    }
-                }
-                Undo::Created { pool } => {
-                    if let Some(e) = self.pools.remove(&pool) {
-                        self.unindex_labels(pool, &e.record.labels);
-                        self.names.remove(&e.record.name);
-                        self.unindex_ranges(&e.layout, tables::range_tag(&e.record));
-                    }
-                }
-                Undo::Deleted { entry } => {
-                    self.index_labels(entry.id, &entry.record.labels);
-                    self.names.insert(entry.record.name.clone(), entry.id);
-                    self.index_ranges(entry.id, &entry.layout, tables::range_tag(&entry.record));
-                    self.pools.insert(entry.id, *entry);
-                }
-                Undo::Replaced { entry } => {
-                    if let Some(now) = self.pools.remove(&entry.id) {
-                        self.unindex_ranges(&now.layout, tables::range_tag(&now.record));
-                        self.unindex_labels(entry.id, &now.record.labels);
-                    }
-                    self.index_ranges(entry.id, &entry.layout, tables::range_tag(&entry.record));
-                    self.index_labels(entry.id, &entry.record.labels);
-                    self.pools.insert(entry.id, *entry);
-                }
-                Undo::TookCooling {
-                    pool,
-                    pos,
-                    at,
-                    owner,
-                } => {
-                    if let Some(e) = self.pools.get_mut(&pool) {
-                        e.cooling.insert(at, pos, owner);
-                        e.record.allocated = e.record.allocated.saturating_sub(1);
-                    }
-                }
-                Undo::Cooled { pool, pos } => {
-                    if let Some(e) = self.pools.get_mut(&pool) {
-                        e.cooling.remove(pos);
-                        e.record.allocated += 1;
-                    }
-                }
-                Undo::OwnerIndex { hash, pool, added } => self.undo_owner_index(hash, pool, added),
-            }
-        }
-        Ok(())
-    }
-
     /// Applies one op: `Ok(Err(_))` is a (committed) error result, `Err(_)` a storage failure.
     fn apply_op(
         &mut self,
@@ -734,37 +664,5 @@ impl State {
             self.pool_event(tx, stamp, op)?;
         }
         Ok(result)
-    }
-}
-
-/// The replicated feature level as stored (absent: 1).
-fn load_level(rtx: &redb::ReadTransaction) -> Result<u32, StorageError> {
-    let meta = rtx.open_table(tables::META)?;
-    let Some(v) = meta.get(tables::FEATURE_LEVEL_KEY)? else {
-        return Ok(crate::feature::LEVEL_0_1_0);
-    };
-    let bytes: [u8; 4] = v.value().try_into().map_err(|_| StorageError::Corrupt {
-        table: "core_meta",
-        reason: format!("feature level of {} bytes", v.value().len()),
-    })?;
-    Ok(u32::from_be_bytes(bytes))
-}
-
-impl State {
-    /// The replicated feature level: what the entries applied so far allow (1 until an
-    /// [`Op::SetFeatureLevel`] raised it). The event log is kept from level 2 on.
-    pub fn feature_level(&self) -> u32 {
-        self.level.max(crate::feature::LEVEL_0_1_0)
-    }
-
-    fn set_feature_level(&mut self, tx: &mut Tx<'_>, level: u32) -> Result<OpOutput, StorageError> {
-        if level > self.feature_level() {
-            tx.meta
-                .insert(tables::FEATURE_LEVEL_KEY, level.to_be_bytes().as_slice())?;
-            self.level = level;
-            // Commands after it in the same entry already record events.
-            self.events.enabled = level >= 2;
-        }
-        Ok(OpOutput::FeatureLevel(self.feature_level()))
     }
 }

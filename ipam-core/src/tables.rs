@@ -27,6 +27,12 @@ use crate::error::StorageError;
 use crate::pools::{NetworkConfig, PoolSettings, RangeSpec, Route};
 use crate::types::{Cidr, Family, Labels, PoolId, Reserved, Stamp};
 
+mod keys;
+pub use keys::{
+    allocation_key, cooling_key, decode_allocation_key, decode_cooling_key, decode_expiry_key,
+    decode_pool_key, expiry_key, owner_key, pool_changed_key, pool_key,
+};
+
 /// A core table: byte keys, byte values.
 pub type CoreTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -85,14 +91,6 @@ pub const POOL_CHANGED_PREFIX: &[u8] = b"changed";
 /// [`crate::Op::SetFeatureLevel`] entries, so every replica that applies the same log has the
 /// same level at every index, whatever release first applied the older entries.
 pub const FEATURE_LEVEL_KEY: &[u8] = b"feature_level";
-
-/// Key of a pool's last-change row in [`META`].
-pub fn pool_changed_key(id: PoolId) -> [u8; 11] {
-    let mut key = [0u8; 11];
-    key[..7].copy_from_slice(POOL_CHANGED_PREFIX);
-    key[7..].copy_from_slice(&id.to_be_bytes());
-    key
-}
 
 /// Format version of the records that never changed shape (and of every record written by
 /// release 0.1.0). A record that changes shape bumps its own [`Record::VERSION`].
@@ -413,50 +411,6 @@ pub fn decode_body<T: DeserializeOwned>(
     }
 }
 
-/// Key of [`POOLS`].
-pub fn pool_key(id: PoolId) -> [u8; 4] {
-    id.to_be_bytes()
-}
-
-/// Decodes a [`POOLS`] key.
-pub fn decode_pool_key(key: &[u8]) -> Result<PoolId, StorageError> {
-    <[u8; 4]>::try_from(key)
-        .map(PoolId::from_be_bytes)
-        .map_err(|_| StorageError::Corrupt {
-            table: "core_pools",
-            reason: format!("key of {} bytes", key.len()),
-        })
-}
-
-/// Key of [`ALLOCATIONS`].
-pub fn allocation_key(pool: PoolId, pos: u128) -> [u8; 20] {
-    let mut key = [0u8; 20];
-    key[..4].copy_from_slice(&pool.to_be_bytes());
-    key[4..].copy_from_slice(&pos.to_be_bytes());
-    key
-}
-
-/// Splits an [`ALLOCATIONS`] key into pool id and address position.
-pub fn decode_allocation_key(key: &[u8]) -> Result<(PoolId, u128), StorageError> {
-    let key = <[u8; 20]>::try_from(key).map_err(|_| StorageError::Corrupt {
-        table: "core_allocations",
-        reason: format!("key of {} bytes", key.len()),
-    })?;
-    let mut id = [0u8; 4];
-    id.copy_from_slice(&key[..4]);
-    let mut pos = [0u8; 16];
-    pos.copy_from_slice(&key[4..]);
-    Ok((PoolId::from_be_bytes(id), u128::from_be_bytes(pos)))
-}
-
-/// Key of [`OWNERS`].
-pub fn owner_key(pool: PoolId, owner: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(4 + owner.len());
-    key.extend_from_slice(&pool.to_be_bytes());
-    key.extend_from_slice(owner.as_bytes());
-    key
-}
-
 /// Added to the family tag of a child pool's [`RANGES`] key: a child lies inside its parent's
 /// block, so it is kept apart from the disjoint top-level ranges (an address lookup asks the
 /// child ranges first: the innermost pool).
@@ -672,62 +626,6 @@ pub fn canonical_value<'a>(
         }
         _ => Cow::Borrowed(value),
     })
-}
-
-/// Key of [`EXPIRY`].
-pub fn expiry_key(expires_at: Stamp, pool: PoolId, pos: u128) -> [u8; 28] {
-    let mut key = [0u8; 28];
-    key[..8].copy_from_slice(&expires_at.0.to_be_bytes());
-    key[8..12].copy_from_slice(&pool.to_be_bytes());
-    key[12..].copy_from_slice(&pos.to_be_bytes());
-    key
-}
-
-/// Splits an [`EXPIRY`] key into (expires_at, pool id, address position).
-pub fn decode_expiry_key(key: &[u8]) -> Result<(Stamp, PoolId, u128), StorageError> {
-    let key = <[u8; 28]>::try_from(key).map_err(|_| StorageError::Corrupt {
-        table: "core_expiry",
-        reason: format!("key of {} bytes", key.len()),
-    })?;
-    let mut at = [0u8; 8];
-    at.copy_from_slice(&key[..8]);
-    let mut id = [0u8; 4];
-    id.copy_from_slice(&key[8..12]);
-    let mut pos = [0u8; 16];
-    pos.copy_from_slice(&key[12..]);
-    Ok((
-        Stamp(u64::from_be_bytes(at)),
-        PoolId::from_be_bytes(id),
-        u128::from_be_bytes(pos),
-    ))
-}
-
-/// Key of [`COOLING`].
-pub fn cooling_key(pool: PoolId, released_at: Stamp, pos: u128) -> [u8; 28] {
-    let mut key = [0u8; 28];
-    key[..4].copy_from_slice(&pool.to_be_bytes());
-    key[4..12].copy_from_slice(&released_at.0.to_be_bytes());
-    key[12..].copy_from_slice(&pos.to_be_bytes());
-    key
-}
-
-/// Splits a [`COOLING`] key into (pool id, released_at, address position).
-pub fn decode_cooling_key(key: &[u8]) -> Result<(PoolId, Stamp, u128), StorageError> {
-    let key = <[u8; 28]>::try_from(key).map_err(|_| StorageError::Corrupt {
-        table: "core_cooling",
-        reason: format!("key of {} bytes", key.len()),
-    })?;
-    let mut id = [0u8; 4];
-    id.copy_from_slice(&key[..4]);
-    let mut at = [0u8; 8];
-    at.copy_from_slice(&key[4..12]);
-    let mut pos = [0u8; 16];
-    pos.copy_from_slice(&key[12..]);
-    Ok((
-        PoolId::from_be_bytes(id),
-        Stamp(u64::from_be_bytes(at)),
-        u128::from_be_bytes(pos),
-    ))
 }
 
 impl AllocationRecord {
