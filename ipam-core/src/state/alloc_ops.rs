@@ -231,13 +231,16 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn release(
-        &mut self,
+    /// The allocation at `ip` in `pool` that a release or a renewal names: its pool id,
+    /// position and record, once the checks both make pass (the pool exists, holds the
+    /// address, has it allocated, and at `generation` when fenced).
+    pub(super) fn addressed(
+        &self,
         tx: &mut Tx<'_>,
         pool: &str,
         ip: IpAddr,
         generation: Option<u64>,
-    ) -> Result<Result<OpOutput, ReleaseError>, StorageError> {
+    ) -> Result<Result<(PoolId, u128, AllocationRecord), ReleaseError>, StorageError> {
         let Some(entry) = self.names.get(pool).and_then(|id| self.pools.get(id)) else {
             return Ok(Err(ReleaseError::PoolNotFound {
                 pool: pool.to_string(),
@@ -266,6 +269,21 @@ impl State {
                 actual: record.generation,
             }));
         }
+        Ok(Ok((id, pos, record)))
+    }
+
+    pub(super) fn release(
+        &mut self,
+        tx: &mut Tx<'_>,
+        pool: &str,
+        ip: IpAddr,
+        generation: Option<u64>,
+    ) -> Result<Result<OpOutput, ReleaseError>, StorageError> {
+        let (id, pos, record) = match self.addressed(tx, pool, ip, generation)? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
+        let entry = &self.pools[&id];
         if let Some(child) = self.child_of_block(entry, pos) {
             return Ok(Err(ReleaseError::PrefixInUse {
                 pool: pool.to_string(),

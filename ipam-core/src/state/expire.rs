@@ -242,34 +242,11 @@ impl State {
         generation: Option<u64>,
         ttl: Option<u32>,
     ) -> Result<Result<OpOutput, ReleaseError>, StorageError> {
-        let Some(entry) = self.names.get(pool).and_then(|id| self.pools.get(id)) else {
-            return Ok(Err(ReleaseError::PoolNotFound {
-                pool: pool.to_string(),
-            }));
+        let (id, pos, mut record) = match self.addressed(tx, pool, ip, generation)? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
         };
-        let id = entry.id;
-        if !entry.layout.contains(ip) {
-            return Ok(Err(ReleaseError::OutsidePool {
-                pool: pool.to_string(),
-                ip,
-                cidr: entry.record.cidr,
-            }));
-        }
-        let pos = addr_to_u128(ip);
-        let Some(mut record) = tx.allocation(id, pos)? else {
-            return Ok(Err(ReleaseError::NotAllocated {
-                pool: pool.to_string(),
-                ip,
-            }));
-        };
-        if let Some(expected) = generation.filter(|g| *g != record.generation) {
-            return Ok(Err(ReleaseError::GenerationMismatch {
-                pool: pool.to_string(),
-                ip,
-                expected,
-                actual: record.generation,
-            }));
-        }
+        let entry = &self.pools[&id];
         renew_record(tx, self.meta.now, id, pos, &mut record, ttl)?;
         if self.child_of_block(entry, pos).is_some() {
             suspend_expiry(tx, id, pos, &record)?;
