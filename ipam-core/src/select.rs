@@ -14,12 +14,20 @@
 //! the owner uses, not one per matching pool). The owner map is keyed by a 64-bit hash of the
 //! owner and may hold stale pools: every candidate is confirmed against the tables, and a
 //! stale one is dropped when met.
+//!
+//! A third derived map orders the pools that can take an address now (address pools, not
+//! frozen, under their cap) by [`Ranked`] — exact score, then name — per family, once for
+//! every pool and once per label pair. The lowest-score choice walks the narrowest pair's set
+//! from its start and stops at the first pool that carries the rest of the selector, so it
+//! costs O(log n) per allocation or release of a pool (to move it in its sets) instead of a
+//! scan of every candidate per choice. `State` re-places a pool after every change of its
+//! count, settings, labels or existence, and on rollback and load.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::pools::PPM;
-use crate::types::{Labels, PoolId};
+use crate::types::{Family, Labels, PoolId};
 
 /// A 320-bit unsigned integer as five 64-bit limbs, least significant first.
 type Wide = [u64; 5];
@@ -111,6 +119,83 @@ pub(crate) fn owner_hash(owner: &str) -> u64 {
     })
 }
 
+/// A pool's place in the score order: the exact score, then the name (the contract's tie
+/// break), then the id (names are unique; it only makes the key whole).
+#[derive(Clone, Debug)]
+pub(crate) struct Ranked {
+    pub(crate) load: Load,
+    pub(crate) name: String,
+    pub(crate) id: PoolId,
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.load
+            .cmp_score(&other.load)
+            .then_with(|| self.name.cmp(&other.name))
+            .then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+/// Where a pool that can take an address is filed in the score order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Placement {
+    pub(crate) key: Ranked,
+    pub(crate) family: Family,
+    pub(crate) labels: Labels,
+}
+
+impl Placement {
+    /// Field by field (the key's order ignores the cap and may call unlike loads equal).
+    fn same(&self, other: &Placement) -> bool {
+        self == other && self.key.load == other.key.load && self.key.name == other.key.name
+    }
+}
+
+/// One ordered set per family: IPv4, IPv6.
+type ByFamily = [BTreeSet<Ranked>; 2];
+
+fn slot(family: Family) -> usize {
+    match family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+static NONE: BTreeSet<Ranked> = BTreeSet::new();
+
+/// The pools of one or two score-ordered sets, lowest first (two families merged).
+pub(crate) struct ByScore<'a> {
+    a: std::iter::Peekable<std::collections::btree_set::Iter<'a, Ranked>>,
+    b: std::iter::Peekable<std::collections::btree_set::Iter<'a, Ranked>>,
+}
+
+impl<'a> Iterator for ByScore<'a> {
+    type Item = &'a Ranked;
+
+    fn next(&mut self) -> Option<&'a Ranked> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y < x => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+}
+
 /// Derived indexes of selection (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SelectIndex {
@@ -118,6 +203,12 @@ pub(crate) struct SelectIndex {
     labels: BTreeMap<(String, String), BTreeSet<PoolId>>,
     /// owner hash → pools where an owner with that hash holds or cools an address (a superset).
     owners: BTreeMap<u64, BTreeSet<PoolId>>,
+    /// Every pool that can take an address, by score.
+    ranked: ByFamily,
+    /// (key, value) → the pools of `ranked` whose labels hold that pair, by score.
+    ranked_pairs: BTreeMap<(String, String), ByFamily>,
+    /// Pool → where it is filed in `ranked` and `ranked_pairs`.
+    placed: BTreeMap<PoolId, Placement>,
 }
 
 impl SelectIndex {
@@ -187,6 +278,102 @@ impl SelectIndex {
             .get(&owner_hash(owner))
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// Files pool `id` where `now` says (`None`: it cannot take an address, or is gone),
+    /// taking it out of where it was filed before.
+    pub(crate) fn place(&mut self, id: PoolId, now: Option<Placement>) {
+        if let (Some(old), Some(new)) = (self.placed.get(&id), &now) {
+            if old.same(new) {
+                return;
+            }
+        }
+        if let Some(old) = self.placed.remove(&id) {
+            let f = slot(old.family);
+            self.ranked[f].remove(&old.key);
+            for (k, v) in old.labels {
+                let pair = (k, v);
+                if let Some(sets) = self.ranked_pairs.get_mut(&pair) {
+                    sets[f].remove(&old.key);
+                    if sets.iter().all(BTreeSet::is_empty) {
+                        self.ranked_pairs.remove(&pair);
+                    }
+                }
+            }
+        }
+        let Some(now) = now else { return };
+        let f = slot(now.family);
+        self.ranked[f].insert(now.key.clone());
+        for (k, v) in &now.labels {
+            self.ranked_pairs.entry((k.clone(), v.clone())).or_default()[f].insert(now.key.clone());
+        }
+        self.placed.insert(id, now);
+    }
+
+    /// The pools that can take an address and may match `selector` and `family`, lowest
+    /// score first: those of the selector's pair with the fewest such pools (every pool for
+    /// an empty selector). The caller checks the selector's other pairs.
+    pub(crate) fn by_score(&self, selector: &Labels, family: Option<Family>) -> ByScore<'_> {
+        let count = |sets: &ByFamily| match family {
+            Some(f) => sets[slot(f)].len(),
+            None => sets[0].len() + sets[1].len(),
+        };
+        let mut best = Some(&self.ranked);
+        for (k, v) in selector {
+            match self.ranked_pairs.get(&(k.clone(), v.clone())) {
+                None => {
+                    best = None;
+                    break;
+                }
+                Some(sets) if best.is_none_or(|b| count(sets) < count(b)) => best = Some(sets),
+                Some(_) => {}
+            }
+        }
+        let (a, b) = match (best, family) {
+            (None, _) => (&NONE, &NONE),
+            (Some(sets), Some(f)) => (&sets[slot(f)], &NONE),
+            (Some(sets), None) => (&sets[0], &sets[1]),
+        };
+        ByScore {
+            a: a.iter().peekable(),
+            b: b.iter().peekable(),
+        }
+    }
+
+    /// Differences between the score index and `other`'s (a rebuild), for the tests' check.
+    pub(crate) fn score_index_differences(&self, other: &SelectIndex) -> Vec<String> {
+        let mut out = Vec::new();
+        let list = |s: &BTreeSet<Ranked>| -> Vec<(PoolId, Load)> {
+            s.iter().map(|r| (r.id, r.load)).collect()
+        };
+        for f in 0..2 {
+            if list(&self.ranked[f]) != list(&other.ranked[f]) {
+                out.push(format!("family {f}: every-pool order differs"));
+            }
+        }
+        let pairs =
+            |i: &SelectIndex| -> Vec<(String, String)> { i.ranked_pairs.keys().cloned().collect() };
+        if pairs(self) != pairs(other) {
+            out.push(format!(
+                "label pairs differ: {:?} vs {:?}",
+                pairs(self),
+                pairs(other)
+            ));
+        }
+        for (pair, sets) in &self.ranked_pairs {
+            if let Some(o) = other.ranked_pairs.get(pair) {
+                for f in 0..2 {
+                    if list(&sets[f]) != list(&o[f]) {
+                        out.push(format!("{pair:?} family {f}: order differs"));
+                    }
+                }
+            }
+        }
+        let placed = |i: &SelectIndex| -> Vec<PoolId> { i.placed.keys().copied().collect() };
+        if placed(self) != placed(other) {
+            out.push("placed pools differ".to_string());
+        }
+        out
     }
 }
 
