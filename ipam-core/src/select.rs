@@ -25,6 +25,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::pools::PPM;
 use crate::types::{Family, Labels, PoolId};
@@ -124,7 +125,8 @@ pub(crate) fn owner_hash(owner: &str) -> u64 {
 #[derive(Clone, Debug)]
 pub(crate) struct Ranked {
     pub(crate) load: Load,
-    pub(crate) name: String,
+    /// Shared by the pool's entries in every set (a count moves it without copying names).
+    pub(crate) name: Arc<str>,
     pub(crate) id: PoolId,
 }
 
@@ -151,23 +153,33 @@ impl PartialEq for Ranked {
 
 impl Eq for Ranked {}
 
-/// Where a pool that can take an address is filed in the score order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Placement {
-    pub(crate) key: Ranked,
+/// What the score index files of a pool that can take an address.
+pub(crate) struct Eligible<'a> {
+    pub(crate) load: Load,
+    pub(crate) name: &'a str,
     pub(crate) family: Family,
-    pub(crate) labels: Labels,
+    pub(crate) labels: &'a Labels,
 }
 
-impl Placement {
-    /// Field by field (the key's order ignores the cap and may call unlike loads equal).
-    fn same(&self, other: &Placement) -> bool {
-        self == other && self.key.load == other.key.load && self.key.name == other.key.name
-    }
+/// Where a pool is filed in the score order.
+#[derive(Clone, Debug)]
+struct Placement {
+    key: Ranked,
+    family: Family,
+    labels: Labels,
 }
 
 /// One ordered set per family: IPv4, IPv6.
 type ByFamily = [BTreeSet<Ranked>; 2];
+
+/// A label pair's two orders as the tests' check lists them.
+type PairOrder = (String, String, [Vec<(PoolId, Load)>; 2]);
+
+/// Moves `old` to `new` in `set` (both name the same pool).
+fn moved(set: &mut BTreeSet<Ranked>, old: &Ranked, new: &Ranked) {
+    set.remove(old);
+    set.insert(new.clone());
+}
 
 fn slot(family: Family) -> usize {
     match family {
@@ -205,8 +217,9 @@ pub(crate) struct SelectIndex {
     owners: BTreeMap<u64, BTreeSet<PoolId>>,
     /// Every pool that can take an address, by score.
     ranked: ByFamily,
-    /// (key, value) → the pools of `ranked` whose labels hold that pair, by score.
-    ranked_pairs: BTreeMap<(String, String), ByFamily>,
+    /// key → value → the pools of `ranked` whose labels hold that pair, by score (nested, so
+    /// a lookup borrows the pair instead of copying it).
+    ranked_pairs: BTreeMap<String, BTreeMap<String, ByFamily>>,
     /// Pool → where it is filed in `ranked` and `ranked_pairs`.
     placed: BTreeMap<PoolId, Placement>,
 }
@@ -281,33 +294,76 @@ impl SelectIndex {
     }
 
     /// Files pool `id` where `now` says (`None`: it cannot take an address, or is gone),
-    /// taking it out of where it was filed before.
-    pub(crate) fn place(&mut self, id: PoolId, now: Option<Placement>) {
-        if let (Some(old), Some(new)) = (self.placed.get(&id), &now) {
-            if old.same(new) {
+    /// taking it out of where it was filed before. A pool that keeps its name, family and
+    /// labels (every allocation and release) only moves within its sets.
+    pub(crate) fn place(&mut self, id: PoolId, now: Option<Eligible<'_>>) {
+        if let (Some(old), Some(now)) = (self.placed.get_mut(&id), &now) {
+            if old.family == now.family && *old.key.name == *now.name && old.labels == *now.labels {
+                if old.key.load == now.load {
+                    return;
+                }
+                let key = Ranked {
+                    load: now.load,
+                    name: Arc::clone(&old.key.name),
+                    id,
+                };
+                let f = slot(old.family);
+                moved(&mut self.ranked[f], &old.key, &key);
+                for (k, v) in &old.labels {
+                    if let Some(sets) = self
+                        .ranked_pairs
+                        .get_mut(k.as_str())
+                        .and_then(|m| m.get_mut(v.as_str()))
+                    {
+                        moved(&mut sets[f], &old.key, &key);
+                    }
+                }
+                old.key = key;
                 return;
             }
         }
         if let Some(old) = self.placed.remove(&id) {
             let f = slot(old.family);
             self.ranked[f].remove(&old.key);
-            for (k, v) in old.labels {
-                let pair = (k, v);
-                if let Some(sets) = self.ranked_pairs.get_mut(&pair) {
+            for (k, v) in &old.labels {
+                let Some(values) = self.ranked_pairs.get_mut(k.as_str()) else {
+                    continue;
+                };
+                if let Some(sets) = values.get_mut(v.as_str()) {
                     sets[f].remove(&old.key);
                     if sets.iter().all(BTreeSet::is_empty) {
-                        self.ranked_pairs.remove(&pair);
+                        values.remove(v.as_str());
                     }
+                }
+                if values.is_empty() {
+                    self.ranked_pairs.remove(k.as_str());
                 }
             }
         }
         let Some(now) = now else { return };
         let f = slot(now.family);
-        self.ranked[f].insert(now.key.clone());
-        for (k, v) in &now.labels {
-            self.ranked_pairs.entry((k.clone(), v.clone())).or_default()[f].insert(now.key.clone());
+        let key = Ranked {
+            load: now.load,
+            name: Arc::from(now.name),
+            id,
+        };
+        self.ranked[f].insert(key.clone());
+        for (k, v) in now.labels {
+            self.ranked_pairs
+                .entry(k.clone())
+                .or_default()
+                .entry(v.clone())
+                .or_default()[f]
+                .insert(key.clone());
         }
-        self.placed.insert(id, now);
+        self.placed.insert(
+            id,
+            Placement {
+                key,
+                family: now.family,
+                labels: now.labels.clone(),
+            },
+        );
     }
 
     /// The pools that can take an address and may match `selector` and `family`, lowest
@@ -320,7 +376,11 @@ impl SelectIndex {
         };
         let mut best = Some(&self.ranked);
         for (k, v) in selector {
-            match self.ranked_pairs.get(&(k.clone(), v.clone())) {
+            match self
+                .ranked_pairs
+                .get(k.as_str())
+                .and_then(|m| m.get(v.as_str()))
+            {
                 None => {
                     best = None;
                     break;
@@ -351,25 +411,25 @@ impl SelectIndex {
                 out.push(format!("family {f}: every-pool order differs"));
             }
         }
-        let pairs =
-            |i: &SelectIndex| -> Vec<(String, String)> { i.ranked_pairs.keys().cloned().collect() };
-        if pairs(self) != pairs(other) {
-            out.push(format!(
-                "label pairs differ: {:?} vs {:?}",
-                pairs(self),
-                pairs(other)
-            ));
+        let pairs = |i: &SelectIndex| -> Vec<PairOrder> {
+            i.ranked_pairs
+                .iter()
+                .flat_map(|(k, m)| {
+                    m.iter()
+                        .map(|(v, sets)| (k.clone(), v.clone(), [list(&sets[0]), list(&sets[1])]))
+                })
+                .collect()
+        };
+        let (mine, theirs) = (pairs(self), pairs(other));
+        if mine != theirs {
+            out.push(format!("label pairs differ: {mine:?} vs {theirs:?}"));
         }
-        for (pair, sets) in &self.ranked_pairs {
-            if let Some(o) = other.ranked_pairs.get(pair) {
-                for f in 0..2 {
-                    if list(&sets[f]) != list(&o[f]) {
-                        out.push(format!("{pair:?} family {f}: order differs"));
-                    }
-                }
-            }
-        }
-        let placed = |i: &SelectIndex| -> Vec<PoolId> { i.placed.keys().copied().collect() };
+        let placed = |i: &SelectIndex| -> Vec<String> {
+            i.placed
+                .iter()
+                .map(|(id, p)| format!("{id} {p:?}"))
+                .collect()
+        };
         if placed(self) != placed(other) {
             out.push("placed pools differ".to_string());
         }

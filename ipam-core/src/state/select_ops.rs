@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::error::AllocateError;
-use crate::select::{owner_hash, Load, Placement, Ranked};
+use crate::select::{owner_hash, Eligible, Load};
 use crate::types::Family;
 
 /// A selector as error messages show it: `k=v,k=v` (and the family when one was given).
@@ -44,20 +44,17 @@ impl PoolEntry {
         }
     }
 
-    /// Where the score index files this pool: only an address pool that can take one more
+    /// What the score index files of this pool: only an address pool that can take one more
     /// address now (not frozen, under its cap).
-    fn placement(&self) -> Option<Placement> {
+    fn eligible(&self) -> Option<Eligible<'_>> {
         let load = self.load();
         let eligible =
             self.record.delegation_prefix_len.is_none() && !self.record.frozen && load.under_cap();
-        eligible.then(|| Placement {
-            key: Ranked {
-                load,
-                name: self.record.name.clone(),
-                id: self.id,
-            },
+        eligible.then(|| Eligible {
+            load,
+            name: &self.record.name,
             family: self.record.cidr.family(),
-            labels: self.record.labels.clone(),
+            labels: &self.record.labels,
         })
     }
 }
@@ -76,7 +73,7 @@ impl State {
     /// Re-files pool `id` in the score index after any change of its count, settings,
     /// labels or existence.
     pub(super) fn rerank(&mut self, id: PoolId) {
-        let now = self.pools.get(&id).and_then(PoolEntry::placement);
+        let now = self.pools.get(&id).and_then(PoolEntry::eligible);
         self.select.place(id, now);
     }
 
@@ -86,7 +83,7 @@ impl State {
     pub fn check_select_index(&self) -> Result<(), String> {
         let mut rebuilt = crate::select::SelectIndex::default();
         for (id, e) in &self.pools {
-            rebuilt.place(*id, e.placement());
+            rebuilt.place(*id, e.eligible());
         }
         let mut problems = self.select.score_index_differences(&rebuilt);
         let mut selectors = vec![Labels::new()];
