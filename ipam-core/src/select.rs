@@ -125,15 +125,33 @@ pub(crate) fn owner_hash(owner: &str) -> u64 {
 #[derive(Clone, Debug)]
 pub(crate) struct Ranked {
     pub(crate) load: Load,
+    /// The name's first 8 bytes, big-endian, zero-padded: orders as the names do whenever it
+    /// differs, so equal scores (common: empty pools) rarely compare whole names.
+    head: u64,
     /// Shared by the pool's entries in every set (a count moves it without copying names).
     pub(crate) name: Arc<str>,
     pub(crate) id: PoolId,
+}
+
+impl Ranked {
+    fn new(load: Load, name: Arc<str>, id: PoolId) -> Ranked {
+        let mut head = [0u8; 8];
+        let n = name.len().min(8);
+        head[..n].copy_from_slice(&name.as_bytes()[..n]);
+        Ranked {
+            load,
+            head: u64::from_be_bytes(head),
+            name,
+            id,
+        }
+    }
 }
 
 impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> Ordering {
         self.load
             .cmp_score(&other.load)
+            .then(self.head.cmp(&other.head))
             .then_with(|| self.name.cmp(&other.name))
             .then(self.id.cmp(&other.id))
     }
@@ -302,11 +320,7 @@ impl SelectIndex {
                 if old.key.load == now.load {
                     return;
                 }
-                let key = Ranked {
-                    load: now.load,
-                    name: Arc::clone(&old.key.name),
-                    id,
-                };
+                let key = Ranked::new(now.load, Arc::clone(&old.key.name), id);
                 let f = slot(old.family);
                 moved(&mut self.ranked[f], &old.key, &key);
                 for (k, v) in &old.labels {
@@ -342,11 +356,7 @@ impl SelectIndex {
         }
         let Some(now) = now else { return };
         let f = slot(now.family);
-        let key = Ranked {
-            load: now.load,
-            name: Arc::from(now.name),
-            id,
-        };
+        let key = Ranked::new(now.load, Arc::from(now.name), id);
         self.ranked[f].insert(key.clone());
         for (k, v) in now.labels {
             self.ranked_pairs
@@ -508,6 +518,41 @@ mod tests {
         }
         // (2^128 - 1)^2 · 1000 needs the fifth limb.
         assert_ne!(mul3(u128::MAX, u128::MAX, 1000)[4], 0);
+    }
+
+    #[test]
+    fn equal_scores_order_by_whole_name() {
+        let names = [
+            "",
+            "a",
+            "a\0",
+            "a\0b",
+            "ab",
+            "abcdefgh",
+            "abcdefgh0",
+            "abcdefgi",
+            "abcdefg",
+            "b",
+            "é",
+            "e\u{ff}",
+            "zz",
+            "p00007",
+            "p00107",
+            "p0010",
+        ];
+        let mut ranked: Vec<Ranked> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Ranked::new(load(0, 10, 1), Arc::from(*n), i as PoolId))
+            .collect();
+        ranked.sort();
+        let got: Vec<&str> = ranked.iter().map(|r| &*r.name).collect();
+        let mut want = names.to_vec();
+        want.sort();
+        assert_eq!(got, want);
+        // The score comes first: a fuller pool sorts after every emptier one.
+        let full = Ranked::new(load(1, 10, 1), Arc::from(""), 99);
+        assert!(ranked.iter().all(|r| *r < full));
     }
 
     #[test]
