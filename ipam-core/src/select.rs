@@ -20,8 +20,9 @@
 //! every pool and once per label pair. The lowest-score choice walks the narrowest pair's set
 //! from its start and stops at the first pool that carries the rest of the selector, so it
 //! costs O(log n) per allocation or release of a pool (to move it in its sets) instead of a
-//! scan of every candidate per choice. `State` re-places a pool after every change of its
-//! count, settings, labels or existence, and on rollback and load.
+//! scan of every candidate per choice. `State` marks a pool stale at every change of its
+//! count, settings, labels or existence (rollback included) and re-files the stale pools
+//! before the next choice, and files every pool on load.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -271,6 +272,8 @@ pub(crate) struct SelectIndex {
     ranked_pairs: BTreeMap<String, BTreeMap<String, ByFamily>>,
     /// Pool → where it is filed in `ranked` and `ranked_pairs`.
     placed: BTreeMap<PoolId, Placement>,
+    /// Pools changed since they were last filed: re-filed before the next choice.
+    stale: BTreeSet<PoolId>,
 }
 
 impl SelectIndex {
@@ -340,6 +343,14 @@ impl SelectIndex {
             .get(&owner_hash(owner))
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
+    }
+
+    pub(crate) fn mark_stale(&mut self, id: PoolId) {
+        self.stale.insert(id);
+    }
+
+    pub(crate) fn next_stale(&mut self) -> Option<PoolId> {
+        self.stale.pop_first()
     }
 
     /// Files pool `id` where `now` says (`None`: it cannot take an address, or is gone),

@@ -392,6 +392,7 @@ impl State {
         for id in ids {
             state.rerank(id);
         }
+        state.refresh_ranks();
         Ok(state)
     }
 

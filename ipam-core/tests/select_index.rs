@@ -241,7 +241,7 @@ fn reopened_state_makes_the_same_choices() {
         .all(|r| matches!(r, CommandResult::Op(Ok(OpOutput::AllocatedV2 { .. })))));
     db.state.check_select_index().unwrap();
     // And a second state loaded from a read transaction agrees with the one that applied.
-    let loaded = ipam_core::State::load(&db.db.begin_read().unwrap()).unwrap();
+    let mut loaded = ipam_core::State::load(&db.db.begin_read().unwrap()).unwrap();
     loaded.check_select_index().unwrap();
     for family in [Family::V4, Family::V6] {
         let op = Op::AllocateAny {

@@ -70,17 +70,26 @@ impl State {
         self.select.remove_labels(id, labels);
     }
 
-    /// Re-files pool `id` in the score index after any change of its count, settings,
-    /// labels or existence.
+    /// Notes that pool `id`'s count, settings, labels or existence changed: it is re-filed in
+    /// the score index before the next choice reads it ([`State::refresh_ranks`]), so many
+    /// allocations naming the pool cost one move, and none if no selection follows.
     pub(super) fn rerank(&mut self, id: PoolId) {
-        let now = self.pools.get(&id).and_then(PoolEntry::eligible);
-        self.select.place(id, now);
+        self.select.mark_stale(id);
+    }
+
+    /// Re-files every pool changed since the last choice.
+    pub(super) fn refresh_ranks(&mut self) {
+        while let Some(id) = self.select.next_stale() {
+            let now = self.pools.get(&id).and_then(PoolEntry::eligible);
+            self.select.place(id, now);
+        }
     }
 
     /// Compares the score index with one rebuilt from the pools, and each selector's
     /// indexed choice with a scan of every pool; the differences, if any (for tests).
     #[doc(hidden)]
-    pub fn check_select_index(&self) -> Result<(), String> {
+    pub fn check_select_index(&mut self) -> Result<(), String> {
+        self.refresh_ranks();
         let mut rebuilt = crate::select::SelectIndex::default();
         for (id, e) in &self.pools {
             rebuilt.place(*id, e.eligible());
@@ -265,6 +274,7 @@ impl State {
         }
         // 3.: the lowest score among the pools that can take one more address; the count of
         // matching pools is only needed (and only scanned) when none can.
+        self.refresh_ranks();
         let Some(id) = self.lowest_score(selector, family) else {
             let (matching, _) = self.scan(selector, family);
             let selector = render_selector(selector, family);
