@@ -16,13 +16,13 @@
 //! stale one is dropped when met.
 //!
 //! A third derived map orders the pools that can take an address now (address pools, not
-//! frozen, under their cap) by exact score, then name (`Ranked` keys, `select/order.rs`) — per
-//! family, once for every pool and once per label pair. The lowest-score choice walks the narrowest pair's set
-//! from its start and stops at the first pool that carries the rest of the selector, so it
-//! costs O(log n) per allocation or release of a pool (to move it in its sets) instead of a
-//! scan of every candidate per choice. `State` marks a pool stale at every change of its
-//! count, settings, labels or existence (rollback included) and re-files the stale pools
-//! before the next choice, and files every pool on load.
+//! frozen, under their cap) by exact score, then name (`Ranked` keys, `select/order.rs`), per
+//! family, once for every pool and once per label pair. The lowest-score choice walks the
+//! narrowest pair's set from its start and stops at the first pool that carries the rest of
+//! the selector, so it costs O(log n) per allocation or release of a pool (to move it in its
+//! sets) instead of a scan of every candidate per choice. `State` marks a pool stale at every
+//! change of its count, settings, labels or existence (rollback included) and re-files the
+//! stale pools before the next choice, and files every pool on load.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
