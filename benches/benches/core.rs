@@ -263,6 +263,7 @@ fn main() {
     let blk4 = delegate::blocks("10.0.0.0/8", 24, n);
     let blk6 = delegate::blocks("fd00::/32", 64, n);
     delegate::fragmented_blocks("fd00::/32", 64, n.min(200_000));
+    let (dec_zone, dec_all) = select::decisions(sel_n);
     let (sel_zone, sel_all) = select::selection(sel_n);
     println!("State::apply on a redb file:");
     let a4 = apply("10.0.0.0/8", n, Durability::Immediate, false);
@@ -276,7 +277,12 @@ fn main() {
         human(blk6)
     );
     println!(
-        "  selections/s among 10000 pools: {} with 100 matching, {} with all matching (target ≥ 50 k)",
+        "  selection decisions/s among 10000 pools, in memory: {} with 100 matching, {} with all matching (target ≥ 50 k)",
+        human(dec_zone),
+        human(dec_all)
+    );
+    println!(
+        "  selections/s among 10000 pools, applied with the allocation: {} with 100 matching, {} with all matching",
         human(sel_zone),
         human(sel_all)
     );

@@ -28,7 +28,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::pools::PPM;
-use crate::types::{Labels, PoolId};
+use crate::types::{Family, Labels, PoolId};
 
 mod order;
 pub(crate) use order::Eligible;
@@ -263,6 +263,39 @@ impl SelectIndex {
 mod tests {
     use super::*;
 
+    #[test]
+    fn decision_bench_chooses_what_a_scan_chooses() {
+        let pools: Vec<(String, Family, Labels, Load)> = (0..60u32)
+            .map(|i| {
+                let labels = Labels::from([("zone".to_string(), format!("z{}", i % 3))]);
+                let l = Load {
+                    allocated: u128::from(i * 7 % 11),
+                    capacity: u128::from(10 + i % 5),
+                    weight: 1 + (i % 4) as u16,
+                    max_utilization_ppm: PPM,
+                };
+                (format!("p{i:02}"), Family::V4, labels, l)
+            })
+            .collect();
+        let mut model = pools.clone();
+        let mut bench = DecisionBench::new(pools);
+        let selector = Labels::from([("zone".to_string(), "z1".to_string())]);
+        loop {
+            let want = model
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, _, labels, l))| {
+                    labels.get("zone").map(String::as_str) == Some("z1") && l.under_cap()
+                })
+                .min_by(|(_, a), (_, b)| a.3.cmp_score(&b.3).then(a.0.cmp(&b.0)))
+                .map(|(i, _)| i);
+            let got = bench.decide(&selector);
+            assert_eq!(got, want);
+            let Some(i) = want else { break };
+            model[i].3.allocated += 1;
+        }
+    }
+
     fn load(allocated: u128, capacity: u128, weight: u16) -> Load {
         Load {
             allocated,
@@ -400,5 +433,62 @@ mod tests {
         idx.remove_labels(1, &l(&[("zone", "a"), ("tier", "gold")]));
         assert_eq!(idx.narrowest(&l(&[("tier", "gold")])), Some(vec![]));
         assert_eq!(idx.narrowest(&l(&[("zone", "a")])), Some(vec![2, 3]));
+    }
+}
+
+/// Selection decisions on the score index alone, as the core benchmark's in-memory row
+/// measures them (the counterpart of the allocator's lowest-free decisions): choose the
+/// lowest-score pool that matches, count one more address in it and re-file it, with no
+/// tables behind. Not part of the API.
+#[doc(hidden)]
+pub struct DecisionBench {
+    index: SelectIndex,
+    pools: Vec<(String, Family, Labels, Load)>,
+}
+
+impl DecisionBench {
+    /// An index over `pools` (name, family, labels, load); pool `i` gets id `i`.
+    pub fn new(pools: Vec<(String, Family, Labels, Load)>) -> DecisionBench {
+        let mut bench = DecisionBench {
+            index: SelectIndex::default(),
+            pools,
+        };
+        for id in 0..bench.pools.len() {
+            bench.refile(id);
+        }
+        bench
+    }
+
+    fn refile(&mut self, id: usize) {
+        let Some((name, family, labels, load)) = self.pools.get(id) else {
+            return;
+        };
+        let now = load.under_cap().then_some(Eligible {
+            load: *load,
+            name,
+            family: *family,
+            labels,
+        });
+        self.index.place(id as PoolId, now);
+    }
+
+    /// One decision for `selector`: the chosen pool's index, which now counts one more
+    /// address; `None` when no pool can take one.
+    pub fn decide(&mut self, selector: &Labels) -> Option<usize> {
+        let pools = &self.pools;
+        let chosen = self
+            .index
+            .by_score(selector, None)
+            .find(|r| {
+                pools.get(r.id as usize).is_some_and(|(_, _, labels, _)| {
+                    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                })
+            })
+            .map(|r| r.id as usize)?;
+        if let Some(p) = self.pools.get_mut(chosen) {
+            p.3.allocated += 1;
+        }
+        self.refile(chosen);
+        Some(chosen)
     }
 }

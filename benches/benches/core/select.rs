@@ -143,3 +143,51 @@ pub fn selection(n: usize) -> (f64, f64) {
     run(&db, &mut state, "named pool (no choice)", Ask::Named, n);
     (zone, all)
 }
+
+/// Decisions on the score index alone (no tables), as the allocator's and the block rows
+/// measure theirs: the same 10,000 /64 pools; each decision counts an address in the chosen
+/// pool and re-files it. Returns (100 candidates, 10,000 candidates) decisions per second.
+pub fn decisions(n: usize) -> (f64, f64) {
+    use ipam_core::select::{DecisionBench, Load};
+    use ipam_core::Family;
+    println!("selection decisions in memory (score index, {POOLS} pools):");
+    let pools = (0..POOLS)
+        .map(|i| {
+            let load = Load {
+                allocated: 0,
+                capacity: (1u128 << 64) - 2,
+                weight: 100,
+                max_utilization_ppm: 1_000_000,
+            };
+            let labels = labels(&[
+                ("zone", format!("z{}", i % ZONES)),
+                ("region", "r1".to_string()),
+            ]);
+            (format!("p{i:05}"), Family::V6, labels, load)
+        })
+        .collect();
+    let mut bench = DecisionBench::new(pools);
+    let mut rates = Vec::new();
+    for (what, selector) in [
+        ("zone=z7 (100 match)", labels(&[("zone", "z7".to_string())])),
+        (
+            "region=r1 (10000 match)",
+            labels(&[("region", "r1".to_string())]),
+        ),
+    ] {
+        let start = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(bench.decide(&selector)).expect("a pool can take an address");
+        }
+        let elapsed = start.elapsed();
+        let r = super::rate(n, elapsed);
+        println!(
+            "  decisions in memory   {what:<24} {n} in {:>7.1} ms  {:>10}/s  ({:.0} ns each)",
+            elapsed.as_secs_f64() * 1e3,
+            super::human(r),
+            elapsed.as_secs_f64() * 1e9 / n as f64,
+        );
+        rates.push(r);
+    }
+    (rates[0], rates[1])
+}
