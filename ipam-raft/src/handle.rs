@@ -184,9 +184,10 @@ impl Ipam {
         let d = dir.clone();
         let c1 = DropSignal(closing_tx.clone());
         let c2 = DropSignal(closing_tx);
+        let disk = config.disk.clone();
         let (log, sm) = tokio::task::spawn_blocking(move || {
-            let sm = StateMachineStore::open_with(&d, durable, durable_tx, Some(c1))?;
-            let log = LogStore::open_with(&d.join(LOG_FILE), purge_limit, Some(c2))?;
+            let sm = StateMachineStore::open_with(&d, durable, durable_tx, Some(c1), disk.clone())?;
+            let log = LogStore::open_with(&d.join(LOG_FILE), purge_limit, Some(c2), &disk)?;
             Ok::<_, crate::types::StorageError>((log, sm))
         })
         .await
