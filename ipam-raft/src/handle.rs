@@ -152,6 +152,13 @@ impl Ipam {
             path: dir.clone(),
             source,
         })?;
+        // The data dir's own entry must survive a power cut like the files in it.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            files::sync_dir(parent).map_err(|source| StartError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
         files::check_node_id(&dir, config.id)?;
         let incarnation = crate::requests::next_incarnation(&dir)?;
 
@@ -188,6 +195,10 @@ impl Ipam {
         let (log, sm) = tokio::task::spawn_blocking(move || {
             let sm = StateMachineStore::open_with(&d, durable, durable_tx, Some(c1), disk.clone())?;
             let log = LogStore::open_with(&d.join(LOG_FILE), purge_limit, Some(c2), &disk)?;
+            // A new file's name is durable only once its directory is synced: without this a
+            // power cut could lose a fresh `log.redb` whole, acknowledged entries included.
+            disk.sync_dir(&d)
+                .map_err(crate::storage::state_db::sm_write)?;
             Ok::<_, crate::types::StorageError>((log, sm))
         })
         .await
