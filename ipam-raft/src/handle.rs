@@ -273,17 +273,15 @@ impl Ipam {
             return Ok(());
         };
         let _ = self.core.shutdown_tx.send(true);
-        self.core
-            .raft
-            .shutdown()
-            .await
-            .map_err(InternalError::RaftShutdown)?;
+        // After a fatal error raft's shutdown fails, but the stores must still close before
+        // this returns: a restart in this process must not race the old instance's files.
+        let stopped = self.core.raft.shutdown().await;
         // Closing may run the final durable commit: keep it off the async threads.
         let sm = self.core.sm.clone();
         let _ = tokio::task::spawn_blocking(move || sm.close()).await;
         // openraft's state machine worker exits after its core: wait for the stores' drop.
         match tokio::time::timeout(CLOSE_WAIT, rx.recv()).await {
-            Ok(_) => Ok(()),
+            Ok(_) => stopped.map_err(|e| InternalError::RaftShutdown(e).into()),
             Err(_) => Err(InternalError::CloseTimeout {
                 secs: CLOSE_WAIT.as_secs(),
             }

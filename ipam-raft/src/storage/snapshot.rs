@@ -318,9 +318,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let shared = self.shared.clone();
         let rtx = self.rtx.take();
         let (meta, file) = tokio::task::spawn_blocking(move || {
+            // Held until the snapshot is published: its close signal keeps `shutdown` waiting,
+            // so a build never publishes into a data dir that a restarted node already uses.
+            let db = shared.db()?;
             let rtx = match rtx {
                 Some(r) => r,
-                None => shared.db()?.db.begin_read().map_err(snap_read)?,
+                None => db.db.begin_read().map_err(snap_read)?,
             };
             // Logs up to this snapshot may be purged once it exists: the state it covers must
             // be on disk first.
@@ -345,6 +348,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 snapshot_id,
             };
             let file = shared.publish_snapshot(&tmp, &meta)?;
+            drop(db);
             tracing::info!(snapshot = %meta, "built snapshot");
             Ok::<_, StorageError>((meta, file))
         })
