@@ -161,6 +161,41 @@ fn power_off() -> io::Error {
 #[derive(Default)]
 pub struct PowerCutDisk {
     state: Arc<Mutex<State>>,
+    gate: Arc<Gate>,
+}
+
+/// Holds the next `sync_dir` until released (slow file I/O on demand).
+#[derive(Default)]
+pub struct Gate {
+    /// (armed, entered, released)
+    state: Mutex<(bool, bool, bool)>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, bool, bool)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Whether a `sync_dir` is waiting at the gate.
+    pub fn entered(&self) -> bool {
+        self.lock().1
+    }
+    /// Lets the waiting (or next) `sync_dir` through.
+    pub fn release(&self) {
+        self.lock().2 = true;
+        self.cv.notify_all();
+    }
+    fn pass(&self) {
+        let mut g = self.lock();
+        if !g.0 {
+            return;
+        }
+        g.0 = false;
+        g.1 = true;
+        while !g.2 {
+            g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 impl PowerCutDisk {
@@ -200,6 +235,12 @@ impl PowerCutDisk {
     /// Mutating calls so far (for calibrating cut points).
     pub fn ops(&self) -> u64 {
         self.lock().ops
+    }
+
+    /// Makes the next `sync_dir` wait until the returned gate is released.
+    pub fn gate_next_sync_dir(&self) -> Arc<Gate> {
+        *self.gate.lock() = (true, false, false);
+        self.gate.clone()
     }
 
     /// Turns the power back on: new opens see the bytes that survived.
@@ -252,6 +293,7 @@ impl DiskIo for PowerCutDisk {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.gate.pass();
         let mut s = self.lock();
         let epoch = s.epoch;
         s.tick(epoch)?;
