@@ -219,6 +219,7 @@ impl Ipam {
         )?);
         net.set_identity(&config.advertise, config.feature_level);
         let network = NetworkFactory { net: net.clone() };
+        let restored_lead = restored_lead(config.id, &log).await?;
         let raft = Raft::new(config.id, raft_config, network, log, sm)
             .await
             .map_err(|e| StartError::Raft(Box::new(e)))?;
@@ -236,6 +237,7 @@ impl Ipam {
             clock,
             committed: AtomicU64::new(0),
             ids: crate::requests::RequestIds::new(id, incarnation),
+            restored_lead,
         });
         let proposer = Proposer::spawn(shared.clone(), &shutdown_rx);
         tasks::spawn(&shared, &shutdown_rx);
@@ -393,4 +395,23 @@ impl Ipam {
             .admin(AdminRequest::RemoveMember(id), false)
             .await?)
     }
+}
+
+/// `(term, last log index)` when this node restarts as the leader of its recorded vote.
+///
+/// openraft 0.9 then resumes leading at once, and its read index is the larger of the commit
+/// index (restored from an unsynced record, so it may lag) and this leader's first entry of the
+/// term (long committed): a read barrier could pass before entries acknowledged before the
+/// restart are committed again. Everything such a leader acknowledged is in its log, so its
+/// read barriers wait for the last index it restarted with (`Shared::read_floor`).
+async fn restored_lead(id: NodeId, log: &LogStore) -> Result<Option<(u64, u64)>, StartError> {
+    use openraft::storage::RaftLogStorage;
+    let mut log = log.clone();
+    let storage = |e| StartError::Storage(Box::new(e));
+    let vote = log.read_vote().await.map_err(storage)?;
+    let Some(vote) = vote.filter(|v| v.committed && v.leader_id.node_id == id) else {
+        return Ok(None);
+    };
+    let last = log.get_log_state().await.map_err(storage)?.last_log_id;
+    Ok(last.map(|l| (vote.leader_id.term, l.index)))
 }

@@ -253,7 +253,17 @@ async fn three_nodes_lose_power_at_once_and_keep_every_acknowledged_write() {
                 while !disk.is_off() {
                     let owner = format!("r{round}-c{c}-{i}");
                     i += 1;
-                    if let Ok((a, _)) = ipam.allocate("vms", &owner, None, BTreeMap::new()).await {
+                    if let Ok((a, existing)) =
+                        ipam.allocate("vms", &owner, None, BTreeMap::new()).await
+                    {
+                        assert_eq!(a.owner, owner, "answered with another owner's allocation");
+                        if std::env::var("IPAM_POWER_DEBUG").is_ok() {
+                            let st = ipam.status();
+                            eprintln!(
+                                "ACK {owner} {} existing={existing} on node {} committed {} applied {} off={}",
+                                a.ip, ipam.id(), st.committed_index, st.applied_index, disk.is_off()
+                            );
+                        }
                         acked.lock().expect("acked").insert(owner, a.ip);
                     }
                 }
