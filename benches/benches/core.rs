@@ -251,6 +251,11 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     println!("ipam-core benchmark: {n} allocations per run, {BATCH} per write transaction");
+    if std::env::var("IPAM_BENCH_ONLY").as_deref() == Ok("requests") {
+        // The request-row pair alone (for profiling it).
+        requests::tagged_vs_untagged("10.0.0.0/8", n);
+        return;
+    }
     println!("allocator index (free intervals):");
     let d4 = decisions("10.0.0.0/8", n);
     let d6 = decisions("fd00::/64", n);
