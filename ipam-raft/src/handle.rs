@@ -152,12 +152,12 @@ impl Ipam {
             path: dir.clone(),
             source,
         })?;
-        // The data dir's own entry must survive a power cut like the files in it.
+        // The data dir's own entry should survive a power cut like the files in it; a parent
+        // this process may not open (e.g. mode 711) must not stop the node, though.
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            files::sync_dir(parent).map_err(|source| StartError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            if let Err(e) = files::sync_dir(parent) {
+                tracing::warn!(dir = %parent.display(), error = %e, "could not fsync the data dir's parent");
+            }
         }
         files::check_node_id(&dir, config.id)?;
         let incarnation = crate::requests::next_incarnation(&dir)?;
