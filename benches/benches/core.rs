@@ -6,7 +6,8 @@
 //! to keep the run to well under a minute on a shared 2-core machine.
 //!
 //! `cargo bench -p ipam-bench --bench core` (set `IPAM_BENCH_ALLOCATIONS` to change the
-//! count, `IPAM_BENCH_SELECTIONS` for the selection rows of `core/select.rs`).
+//! count, `IPAM_BENCH_SELECTIONS` for the selection rows of `core/select.rs`,
+//! `IPAM_BENCH_SELECTIONS_ALL` for its row where every pool matches).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -19,7 +19,8 @@
 //! - [`layout`] — which addresses of a pool are allocatable (network, broadcast, anycast,
 //!   gateway, reserved) and its capacity.
 //! - [`select`] — choosing the pool: exact score and cap comparison, the label and owner
-//!   indexes of selection (`state/select_ops.rs` applies it).
+//!   indexes of selection and (`select/order.rs`) the score order of the pools that can take
+//!   an address (`state/select_ops.rs` applies it).
 //! - [`state`] — [`State`]: the derived in-memory index plus `apply` over redb tables.
 //! - [`query`] — read-only queries over a redb read transaction, and the state digest.
 //! - [`tables`] — redb table definitions and key/value encodings.

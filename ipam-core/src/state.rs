@@ -388,6 +388,11 @@ impl State {
             };
             state.select.add_owner(owner, id);
         }
+        let ids: Vec<PoolId> = state.pools.keys().copied().collect();
+        for id in ids {
+            state.rerank(id);
+        }
+        state.refresh_ranks();
         Ok(state)
     }
 

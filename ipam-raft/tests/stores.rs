@@ -177,3 +177,30 @@ async fn purge_stops_at_the_durable_applied_index() {
     assert_eq!(state.last_purged_log_id, Some(log_id(9)));
     assert_eq!(state.last_log_id, Some(log_id(13)));
 }
+
+#[tokio::test]
+async fn the_committed_id_is_written_with_the_next_append() {
+    let dir = TempDir::new().expect("tmp");
+    let path = dir.path().join("log.redb");
+    let (_limit_tx, limit) = watch::channel(None);
+    {
+        let mut log = LogStore::open(&path, limit.clone()).expect("open");
+        for e in history(4) {
+            log.blocking_append(vec![e]).await.expect("append");
+        }
+        log.save_committed(Some(log_id(3))).await.expect("save");
+        // The same store answers what it was told at once.
+        assert_eq!(log.read_committed().await.expect("read"), Some(log_id(3)));
+        log.blocking_append(vec![normal(5, vec![])])
+            .await
+            .expect("append");
+        // Saved after the last append: not on disk, which only makes a restart lag.
+        log.save_committed(Some(log_id(5))).await.expect("save");
+    }
+    let mut log = LogStore::open(&path, limit).expect("reopen");
+    assert_eq!(
+        log.read_committed().await.expect("read"),
+        Some(log_id(3)),
+        "the id saved before an append survives a restart"
+    );
+}

@@ -52,8 +52,15 @@ fn setup() -> (redb::Database, State) {
     (db, state)
 }
 
-/// `n` selections by new owners with `selector`; returns decisions per second.
-fn run(db: &redb::Database, state: &mut State, what: &str, selector: &Labels, n: usize) -> f64 {
+/// What a row asks for: a selection, or (the floor) an allocation naming its pool.
+enum Ask<'a> {
+    Select(&'a Labels),
+    /// Round-robin over the pools of zone z7, as the zone row fills them.
+    Named,
+}
+
+/// `n` selections (or named allocations) by new owners; returns decisions per second.
+fn run(db: &redb::Database, state: &mut State, what: &str, ask: Ask<'_>, n: usize) -> f64 {
     let mut done = 0;
     let mut owner = 0u64;
     let cpu0 = super::cpu_time();
@@ -63,12 +70,22 @@ fn run(db: &redb::Database, state: &mut State, what: &str, selector: &Labels, n:
         let commands: Vec<Command> = (0..k)
             .map(|_| {
                 owner += 1;
-                Command::Op(Op::AllocateAny {
-                    owner: format!("{what}-{owner}"),
-                    selector: selector.clone(),
-                    family: None,
-                    labels: Labels::new(),
-                    ttl_seconds: None,
+                let who = format!("{what}-{owner}");
+                Command::Op(match &ask {
+                    Ask::Select(selector) => Op::AllocateAny {
+                        owner: who,
+                        selector: (*selector).clone(),
+                        family: None,
+                        labels: Labels::new(),
+                        ttl_seconds: None,
+                    },
+                    Ask::Named => Op::AllocateV2 {
+                        pool: format!("p{:05}", 7 + ZONES * (owner as usize % (POOLS / ZONES))),
+                        owner: who,
+                        ip: None,
+                        labels: Labels::new(),
+                        ttl_seconds: None,
+                    },
                 })
             })
             .collect();
@@ -99,22 +116,30 @@ fn run(db: &redb::Database, state: &mut State, what: &str, selector: &Labels, n:
 }
 
 /// The selection rows; returns (100 candidates, 10,000 candidates) decisions per second.
+/// The second row makes `IPAM_BENCH_SELECTIONS_ALL` selections (default `n`; a build with the
+/// scan of every candidate needs it low, at about 2.5 ms per selection).
 pub fn selection(n: usize) -> (f64, f64) {
+    let n_all: usize = std::env::var("IPAM_BENCH_SELECTIONS_ALL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(n);
     println!("selection among {POOLS} pools (State::apply, in-memory redb, {PER_TXN} per txn):");
     let (db, mut state) = setup();
     let zone = run(
         &db,
         &mut state,
         "zone=z7 (100 match)",
-        &labels(&[("zone", "z7".to_string())]),
+        Ask::Select(&labels(&[("zone", "z7".to_string())])),
         n,
     );
     let all = run(
         &db,
         &mut state,
         "region=r1 (10000 match)",
-        &labels(&[("region", "r1".to_string())]),
-        (n / 100).max(1),
+        Ask::Select(&labels(&[("region", "r1".to_string())])),
+        n_all.max(1),
     );
+    // The same allocations naming their pool: what the choice adds is the difference.
+    run(&db, &mut state, "named pool (no choice)", Ask::Named, n);
     (zone, all)
 }

@@ -165,6 +165,7 @@ impl State {
             Some(owner),
             Some(allocation.generation),
         )?;
+        self.rerank(id);
         self.owner_uses(tx, owner, id);
         Ok(Ok(OpOutput::Allocated {
             allocation,
@@ -228,6 +229,7 @@ impl State {
             }
             self.owner_maybe_left(tx, &record.owner, id)?;
         }
+        self.rerank(id);
         Ok(())
     }
 

@@ -257,6 +257,7 @@ impl State {
             },
         );
         tx.dirty.push(id);
+        self.rerank(id);
         if tx.journaling {
             tx.journal.push(Undo::Created { pool: id });
         }
@@ -346,6 +347,7 @@ impl State {
         if let Some(entry) = self.pools.remove(&id) {
             // The owner index keeps the deleted id: selection drops it when met.
             self.unindex_labels(id, &entry.record.labels);
+            self.rerank(id);
             if tx.journaling {
                 tx.journal.push(Undo::Deleted {
                     entry: Box::new(entry),

@@ -4,6 +4,22 @@
 use super::{State, Tx, Undo};
 use crate::error::StorageError;
 use crate::tables;
+use crate::types::PoolId;
+
+impl Undo {
+    /// The pool whose in-memory entry this undo changes (none for a row or the owner index).
+    fn pool(&self) -> Option<PoolId> {
+        match self {
+            Undo::Row { .. } | Undo::OwnerIndex { .. } => None,
+            Undo::Took { pool, .. }
+            | Undo::Freed { pool, .. }
+            | Undo::Created { pool }
+            | Undo::TookCooling { pool, .. }
+            | Undo::Cooled { pool, .. } => Some(*pool),
+            Undo::Deleted { entry } | Undo::Replaced { entry } => Some(entry.id),
+        }
+    }
+}
 
 impl State {
     /// Reverts a batch's changes, newest first.
@@ -12,7 +28,12 @@ impl State {
         tx: &mut Tx<'_>,
         journal: Vec<Undo>,
     ) -> Result<(), StorageError> {
+        // The score index follows the pools once the journal is replayed.
+        let mut changed = Vec::new();
         for undo in journal.into_iter().rev() {
+            if let Some(pool) = undo.pool() {
+                changed.push(pool);
+            }
             match undo {
                 Undo::Row { table, key, old } => {
                     let t = tx.table(table);
@@ -78,6 +99,11 @@ impl State {
                 }
                 Undo::OwnerIndex { hash, pool, added } => self.undo_owner_index(hash, pool, added),
             }
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        for id in changed {
+            self.rerank(id);
         }
         Ok(())
     }

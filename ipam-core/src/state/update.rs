@@ -87,6 +87,7 @@ impl State {
         for key in keys {
             self.ranges.insert(key, id);
         }
+        self.rerank(id);
     }
 
     fn output(&self, id: PoolId) -> OpOutput {

@@ -11,8 +11,10 @@
 //! (figures in `docs/performance.md`). After a crash redb instead rebuilds that state by
 //! walking the file on open, which stays short because the log is purged behind snapshots.
 //!
-//! Small, cached operations (a `Durability::None` meta write, reading the few entries a
-//! replication round sends) run on the calling task: a `spawn_blocking` round trip costs more
+//! The committed id is not written on its own: it rides the next append's transaction.
+//!
+//! Small, cached operations (reading the few entries a replication round sends) run on the
+//! calling task: a `spawn_blocking` round trip costs more
 //! than they do. Anything that fsyncs or may read many entries goes to the blocking pool.
 
 use std::fmt::Debug;
@@ -59,6 +61,9 @@ struct LogInner {
     purge_limit: PurgeLimit,
     /// A purge that the limit held back, finished by a later append.
     pending_purge: Mutex<Option<LogId>>,
+    /// The committed id openraft last saved, not yet written: it rides the next append's
+    /// transaction instead of a transaction of its own per entry on every replica.
+    pending_committed: Mutex<Option<Option<LogId>>>,
     _closing: Option<DropSignal>,
 }
 
@@ -104,6 +109,7 @@ impl LogStore {
                 db,
                 purge_limit,
                 pending_purge: Mutex::new(None),
+                pending_committed: Mutex::new(None),
                 _closing: closing,
             }),
         })
@@ -284,13 +290,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // No fsync: losing it only means waiting to hear the commit index from the leader
-        // again. Still off the executor: `begin_write` waits for an append's fsync.
-        self.blocking(move |inner| inner.write_meta(KEY_COMMITTED, &committed, Durability::None))
-            .await
+        // Kept in memory and written by the next append: a stored committed id that lags only
+        // means applying fewer entries at start-up and hearing the rest from the leader, while
+        // a transaction of its own (even without fsync) per entry on every replica cost a redb
+        // commit and a blocking-pool hop on the serial path.
+        if let Ok(mut p) = self.inner.pending_committed.lock() {
+            *p = Some(committed);
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        let pending = self.inner.pending_committed.lock().ok().and_then(|p| *p);
+        if let Some(committed) = pending {
+            return Ok(committed);
+        }
         self.blocking(|inner| Ok(inner.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten()))
             .await
     }
@@ -319,6 +333,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                             .insert(entry.log_id.index, bytes.as_slice())
                             .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
                     }
+                }
+                let committed = inner.pending_committed.lock().ok().and_then(|p| *p);
+                if let Some(committed) = committed {
+                    let bytes = encode(&committed).map_err(write_err)?;
+                    let mut meta = txn.open_table(META).map_err(write_err)?;
+                    meta.insert(KEY_COMMITTED, bytes.as_slice())
+                        .map_err(write_err)?;
                 }
                 // Finish a purge the durable limit held back, now that it may have moved.
                 let pending = inner.pending_purge.lock().ok().and_then(|p| *p);
