@@ -3,8 +3,9 @@
 //! power is cut, after a random number of disk operations. After the restart every
 //! acknowledged write must be there and the state must pass the integrity check.
 //!
-//! The seed is printed; `IPAM_POWER_SEED=<seed>` replays a run, `IPAM_POWER_CYCLES` changes
-//! the number of cut points.
+//! The seed is printed; `IPAM_POWER_SEED=<seed>` replays its cut points and modes (which
+//! operation a cut hits still depends on thread scheduling), `IPAM_POWER_CYCLES` changes the
+//! number of cut points, `IPAM_POWER_DEBUG=1` prints each start's status.
 
 mod support;
 

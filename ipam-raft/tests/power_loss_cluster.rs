@@ -5,7 +5,8 @@
 //!
 //! Each node keeps its listener across the restart (the members' addresses are in the log), and
 //! its routes go to whichever instance currently runs. The seed is printed;
-//! `IPAM_POWER_SEED=<seed>` replays the cut points.
+//! `IPAM_POWER_SEED=<seed>` replays the cut points (the schedule of the nodes' disk operations
+//! still varies), `IPAM_POWER_DEBUG=1` prints every acknowledgement.
 
 mod support;
 
