@@ -20,6 +20,8 @@ use redb::{Durability, ReadableDatabase};
 
 #[path = "core/delegate.rs"]
 mod delegate;
+#[path = "core/requests.rs"]
+mod requests;
 #[path = "core/select.rs"]
 mod select;
 
@@ -250,6 +252,11 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     println!("ipam-core benchmark: {n} allocations per run, {BATCH} per write transaction");
+    if std::env::var("IPAM_BENCH_ONLY").as_deref() == Ok("requests") {
+        // The request-row pair alone (for profiling it).
+        requests::tagged_vs_untagged("10.0.0.0/8", n);
+        return;
+    }
     println!("allocator index (free intervals):");
     let d4 = decisions("10.0.0.0/8", n);
     let d6 = decisions("fd00::/64", n);
@@ -270,6 +277,8 @@ fn main() {
     let a6 = apply("fd00::/64", n, Durability::Immediate, false);
     let n4 = apply("10.0.0.0/8", n, Durability::None, false);
     let b4 = apply("10.0.0.0/8", n, Durability::Immediate, true);
+    println!("request rows (every proposal is Command::Tagged):");
+    let (untagged, tagged) = requests::tagged_vs_untagged("10.0.0.0/8", n.min(200_000));
     println!("summary:");
     println!(
         "  block decisions/s  /8 by /24 {}  /32 by /64 {}  (target ≥ 1 M)",
@@ -303,5 +312,11 @@ fn main() {
         human(a6.allocs_per_s),
         human(n4.allocs_per_s),
         human(b4.allocs_per_s),
+    );
+    println!(
+        "  applied allocs/s untagged {}  tagged {}  (request rows cost {:.0} % of the time)",
+        human(untagged),
+        human(tagged),
+        (untagged / tagged - 1.0) * 100.0
     );
 }

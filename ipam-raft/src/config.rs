@@ -75,6 +75,8 @@ pub struct Config {
     /// Bound of the proposer queue in encoded bytes (one proposal can be a 1 MiB batch);
     /// beyond it callers get `Overloaded`.
     pub queue_bytes: usize,
+    /// Where the redb stores keep their bytes (real files unless a test sets a simulated disk).
+    pub(crate) disk: crate::disk::Disk,
 }
 
 /// The longest duration any setting takes (one day): deadlines are added to `Instant::now()`,
@@ -146,7 +148,16 @@ impl Config {
             traces: false,
             feature_level: ipam_core::feature::FEATURE_LEVEL,
             queue_bytes: 64 << 20,
+            disk: crate::disk::Disk::default(),
         }
+    }
+}
+
+#[cfg(feature = "testing")]
+impl Config {
+    /// Keeps the redb stores on `disk` instead of real files (power-loss tests).
+    pub fn set_disk(&mut self, disk: crate::disk::Disk) {
+        self.disk = disk;
     }
 }
 

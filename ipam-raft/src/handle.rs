@@ -152,6 +152,13 @@ impl Ipam {
             path: dir.clone(),
             source,
         })?;
+        // The data dir's own entry should survive a power cut like the files in it; a parent
+        // this process may not open (e.g. mode 711) must not stop the node, though.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Err(e) = files::sync_dir(parent) {
+                tracing::warn!(dir = %parent.display(), error = %e, "could not fsync the data dir's parent");
+            }
+        }
         files::check_node_id(&dir, config.id)?;
         let incarnation = crate::requests::next_incarnation(&dir)?;
 
@@ -184,9 +191,14 @@ impl Ipam {
         let d = dir.clone();
         let c1 = DropSignal(closing_tx.clone());
         let c2 = DropSignal(closing_tx);
+        let disk = config.disk.clone();
         let (log, sm) = tokio::task::spawn_blocking(move || {
-            let sm = StateMachineStore::open_with(&d, durable, durable_tx, Some(c1))?;
-            let log = LogStore::open_with(&d.join(LOG_FILE), purge_limit, Some(c2))?;
+            let sm = StateMachineStore::open_with(&d, durable, durable_tx, Some(c1), disk.clone())?;
+            let log = LogStore::open_with(&d.join(LOG_FILE), purge_limit, Some(c2), &disk)?;
+            // A new file's name is durable only once its directory is synced: without this a
+            // power cut could lose a fresh `log.redb` whole, acknowledged entries included.
+            disk.sync_dir(&d)
+                .map_err(crate::storage::state_db::sm_write)?;
             Ok::<_, crate::types::StorageError>((log, sm))
         })
         .await
@@ -207,6 +219,7 @@ impl Ipam {
         )?);
         net.set_identity(&config.advertise, config.feature_level);
         let network = NetworkFactory { net: net.clone() };
+        let restored_lead = restored_lead(config.id, &log).await?;
         let raft = Raft::new(config.id, raft_config, network, log, sm)
             .await
             .map_err(|e| StartError::Raft(Box::new(e)))?;
@@ -224,6 +237,7 @@ impl Ipam {
             clock,
             committed: AtomicU64::new(0),
             ids: crate::requests::RequestIds::new(id, incarnation),
+            restored_lead,
         });
         let proposer = Proposer::spawn(shared.clone(), &shutdown_rx);
         tasks::spawn(&shared, &shutdown_rx);
@@ -261,17 +275,15 @@ impl Ipam {
             return Ok(());
         };
         let _ = self.core.shutdown_tx.send(true);
-        self.core
-            .raft
-            .shutdown()
-            .await
-            .map_err(InternalError::RaftShutdown)?;
+        // After a fatal error raft's shutdown fails, but the stores must still close before
+        // this returns: a restart in this process must not race the old instance's files.
+        let stopped = self.core.raft.shutdown().await;
         // Closing may run the final durable commit: keep it off the async threads.
         let sm = self.core.sm.clone();
         let _ = tokio::task::spawn_blocking(move || sm.close()).await;
         // openraft's state machine worker exits after its core: wait for the stores' drop.
         match tokio::time::timeout(CLOSE_WAIT, rx.recv()).await {
-            Ok(_) => Ok(()),
+            Ok(_) => stopped.map_err(|e| InternalError::RaftShutdown(e).into()),
             Err(_) => Err(InternalError::CloseTimeout {
                 secs: CLOSE_WAIT.as_secs(),
             }
@@ -383,4 +395,23 @@ impl Ipam {
             .admin(AdminRequest::RemoveMember(id), false)
             .await?)
     }
+}
+
+/// `(term, last log index)` when this node restarts as the leader of its recorded vote.
+///
+/// openraft 0.9 then resumes leading at once, and its read index is the larger of the commit
+/// index (restored from an unsynced record, so it may lag) and this leader's first entry of the
+/// term (long committed): a read barrier could pass before entries acknowledged before the
+/// restart are committed again. Everything such a leader acknowledged is in its log, so its
+/// read barriers wait for the last index it restarted with (`Shared::read_floor`).
+async fn restored_lead(id: NodeId, log: &LogStore) -> Result<Option<(u64, u64)>, StartError> {
+    use openraft::storage::RaftLogStorage;
+    let mut log = log.clone();
+    let storage = |e| StartError::Storage(Box::new(e));
+    let vote = log.read_vote().await.map_err(storage)?;
+    let Some(vote) = vote.filter(|v| v.committed && v.leader_id.node_id == id) else {
+        return Ok(None);
+    };
+    let last = log.get_log_state().await.map_err(storage)?.last_log_id;
+    Ok(last.map(|l| (vote.leader_id.term, l.index)))
 }

@@ -13,6 +13,8 @@
 //! - [`types`] — the one `TypeConfig`, the log payload ([`types::Request`]) and aliases for
 //!   openraft's generic types and errors.
 //! - [`config`] — [`Config`] with its defaults, [`Consistency`].
+//! - `disk` — where the redb stores keep their bytes: real files, or a test's simulated disk
+//!   (`testing` feature: [`Disk`], [`DiskIo`], for the power-loss tests).
 //! - `files` — the data dir's `node_id` and `cluster_id` files; the one atomic file write.
 //! - [`clock`] — the leader's stamp clock (the only wall-clock read for the log): its source
 //!   [`StampClock`], and [`ManualClock`] for tests.
@@ -62,6 +64,7 @@ pub mod error;
 pub mod types;
 
 pub mod config;
+mod disk;
 mod files;
 
 pub mod clock;
@@ -98,6 +101,8 @@ mod status;
 pub use backup::restore;
 pub use clock::{ManualClock, StampClock};
 pub use config::{Config, Consistency};
+#[cfg(feature = "testing")]
+pub use disk::{Disk, DiskIo};
 pub use error::{InternalError, IpamError, StartError};
 pub use handle::Ipam;
 pub use ipam_core::requests::KeyedRequest;

@@ -476,7 +476,10 @@ async fn fetch_read_index(shared: &Shared, mut group: Vec<BarrierRequest>) {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(remaining, shared.raft.get_read_log_id()).await {
                     Err(_) => return answer(group, Err(WireError::NoLeader)),
-                    Ok(Ok((read, _applied))) => return answer(group, Ok(read.map(|l| l.index))),
+                    Ok(Ok((read, _applied))) => {
+                        let index = read.map(|l| l.index).max(shared.read_floor());
+                        return answer(group, Ok(index));
+                    }
                     Ok(Err(RaftError::APIError(
                         CheckIsLeaderError::ForwardToLeader(_)
                         | CheckIsLeaderError::QuorumNotEnough(_),

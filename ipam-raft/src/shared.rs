@@ -29,9 +29,20 @@ pub(crate) struct Shared {
     pub(crate) committed: AtomicU64,
     /// Ids of this node's proposals.
     pub(crate) ids: crate::requests::RequestIds,
+    /// `(term, last log index)` when this node restarted as the leader of its recorded vote
+    /// (see `handle::restored_lead`).
+    pub(crate) restored_lead: Option<(u64, u64)>,
 }
 
 impl Shared {
+    /// The lowest read index a read barrier on this leader may answer: the last log index it
+    /// restarted with, while it still leads the term it restarted in.
+    pub(crate) fn read_floor(&self) -> Option<u64> {
+        let (term, last) = self.restored_lead?;
+        let m = self.metrics.borrow();
+        (m.state == ServerState::Leader && m.current_term == term).then_some(last)
+    }
+
     /// Where a request must go right now, from the latest metrics.
     pub(crate) fn target(&self) -> Target {
         let m = self.metrics.borrow();

@@ -88,15 +88,16 @@ fn join_err(e: tokio::task::JoinError) -> StorageError {
 impl LogStore {
     /// Opens (or creates) `log.redb` at `path`.
     pub fn open(path: &Path, purge_limit: PurgeLimit) -> Result<LogStore, StorageError> {
-        Self::open_with(path, purge_limit, None)
+        Self::open_with(path, purge_limit, None, &crate::disk::Disk::default())
     }
 
     pub(crate) fn open_with(
         path: &Path,
         purge_limit: PurgeLimit,
         closing: Option<DropSignal>,
+        disk: &crate::disk::Disk,
     ) -> Result<LogStore, StorageError> {
-        let db = Database::builder().create(path).map_err(write_err)?;
+        let db = disk.create_db(path).map_err(write_err)?;
         let txn = db.begin_write().map_err(write_err)?;
         {
             txn.open_table(LOG).map_err(write_err)?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ipam_core::tables::{decode_value as decode, encode_value as encode};
 use openraft::RaftSnapshotBuilder;
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{Durability, ReadTransaction, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::state_db::{applied_of, write_meta, SmShared, KEY_APPLIED, KEY_MEMBERSHIP};
@@ -232,14 +232,15 @@ fn write_snapshot(
 
 /// Loads a snapshot stream into a fresh database at `path`, ending with an `Immediate` commit.
 pub(super) fn load_snapshot(
+    disk: &crate::disk::Disk,
     src: &mut File,
     path: &Path,
     meta: &SnapshotMeta,
 ) -> Result<(), StorageError> {
     src.seek(SeekFrom::Start(0)).map_err(snap_read)?;
     let mut r = BufReader::with_capacity(1 << 20, src);
-    let _ = std::fs::remove_file(path);
-    let db = Database::builder().create(path).map_err(snap_write)?;
+    disk.remove(path).map_err(snap_write)?;
+    let db = disk.create_db(path).map_err(snap_write)?;
     let mut txn = db.begin_write().map_err(snap_write)?;
     txn.set_durability(Durability::None).map_err(snap_write)?;
     let mut buf = Vec::new();
@@ -317,9 +318,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let shared = self.shared.clone();
         let rtx = self.rtx.take();
         let (meta, file) = tokio::task::spawn_blocking(move || {
+            // Held until the snapshot is published: its close signal keeps `shutdown` waiting,
+            // so a build never publishes into a data dir that a restarted node already uses.
+            let db = shared.db()?;
             let rtx = match rtx {
                 Some(r) => r,
-                None => shared.db()?.db.begin_read().map_err(snap_read)?,
+                None => db.db.begin_read().map_err(snap_read)?,
             };
             // Logs up to this snapshot may be purged once it exists: the state it covers must
             // be on disk first.
@@ -344,6 +348,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 snapshot_id,
             };
             let file = shared.publish_snapshot(&tmp, &meta)?;
+            drop(db);
             tracing::info!(snapshot = %meta, "built snapshot");
             Ok::<_, StorageError>((meta, file))
         })

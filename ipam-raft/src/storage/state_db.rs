@@ -69,6 +69,8 @@ impl Drop for StateDb {
 /// and the node's readers.
 pub(crate) struct SmShared {
     pub(super) dir: PathBuf,
+    /// Where `state.redb` (and an install's temporary copy) keep their bytes.
+    pub(super) disk: crate::disk::Disk,
     /// Swapped when a snapshot is installed; `None` after shutdown.
     pub(super) db: RwLock<Option<Arc<StateDb>>>,
     pub(super) durable_tx: watch::Sender<Option<u64>>,
@@ -130,8 +132,8 @@ pub(super) fn write_meta<T: Serialize>(
     Ok(())
 }
 
-pub(super) fn open_db(path: &Path) -> Result<Database, StorageError> {
-    Database::builder().create(path).map_err(sm_write)
+pub(super) fn open_db(disk: &crate::disk::Disk, path: &Path) -> Result<Database, StorageError> {
+    disk.create_db(path).map_err(sm_write)
 }
 
 pub(crate) fn applied_of(

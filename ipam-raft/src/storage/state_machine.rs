@@ -40,7 +40,6 @@ use super::state_db::{
     applied_of, open_db, sm_read, sm_write, write_meta, Pending, SmShared, StateDb, KEY_APPLIED,
     KEY_MEMBERSHIP, SM_META, STATE_FILE, STATE_TMP,
 };
-use crate::files::sync_dir;
 use crate::types::{
     Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
     TypeConfig,
@@ -59,7 +58,7 @@ impl StateMachineStore {
         durable: Durable,
         durable_tx: watch::Sender<Option<u64>>,
     ) -> Result<StateMachineStore, StorageError> {
-        Self::open_with(dir, durable, durable_tx, None)
+        Self::open_with(dir, durable, durable_tx, None, crate::disk::Disk::default())
     }
 
     pub(crate) fn open_with(
@@ -67,10 +66,11 @@ impl StateMachineStore {
         durable: Durable,
         durable_tx: watch::Sender<Option<u64>>,
         closing: Option<DropSignal>,
+        disk: crate::disk::Disk,
     ) -> Result<StateMachineStore, StorageError> {
         std::fs::create_dir_all(dir.join(SNAP_DIR)).map_err(sm_write)?;
         // Leftovers of an interrupted install or snapshot transfer.
-        let _ = std::fs::remove_file(dir.join(STATE_TMP));
+        let _ = disk.remove(&dir.join(STATE_TMP));
         if let Ok(rd) = std::fs::read_dir(dir.join(SNAP_DIR)) {
             for e in rd.flatten() {
                 let name = e.file_name();
@@ -80,7 +80,7 @@ impl StateMachineStore {
                 }
             }
         }
-        let db = open_db(&dir.join(STATE_FILE))?;
+        let db = open_db(&disk, &dir.join(STATE_FILE))?;
         let txn = db.begin_write().map_err(sm_write)?;
         txn.open_table(SM_META).map_err(sm_write)?;
         txn.commit().map_err(sm_write)?;
@@ -94,6 +94,7 @@ impl StateMachineStore {
         durable_tx.send_replace(applied.map(|l| l.index));
         let shared = Arc::new(SmShared {
             dir: dir.to_path_buf(),
+            disk,
             db: RwLock::new(Some(Arc::new(StateDb {
                 db,
                 _closing: closing,
@@ -307,8 +308,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let meta = meta.clone();
         self.blocking(move |shared, state| {
             let tmp = shared.dir.join(STATE_TMP);
-            if let Err(e) = load_snapshot(&mut src, &tmp, &meta) {
-                let _ = std::fs::remove_file(&tmp);
+            if let Err(e) = load_snapshot(&shared.disk, &mut src, &tmp, &meta) {
+                let _ = shared.disk.remove(&tmp);
                 return Err(e);
             }
             // The new file replaces the old one on disk while readers keep the old handle (its
@@ -323,9 +324,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .as_ref()
                 .and_then(|d| d._closing.clone());
             let path = shared.dir.join(STATE_FILE);
-            std::fs::rename(&tmp, &path).map_err(sm_write)?;
-            sync_dir(&shared.dir).map_err(sm_write)?;
-            let db = open_db(&path)?;
+            shared.disk.rename(&tmp, &path).map_err(sm_write)?;
+            shared.disk.sync_dir(&shared.dir).map_err(sm_write)?;
+            let db = open_db(&shared.disk, &path)?;
             let new_state = State::open(&db).map_err(sm_read)?;
             // The new handle inherits the old one's close signal; none is kept elsewhere, so
             // shutdown can tell when every handle is gone.

@@ -1,0 +1,106 @@
+//! Where the redb stores of a data dir keep their bytes: real files, or (tests, `testing`
+//! feature) a [`DiskIo`] that can model a power cut. Every file operation whose durability
+//! matters for `log.redb` and `state.redb` (open or create, rename over, remove, directory
+//! fsync) goes through [`Disk`], so a simulated disk sees the order of writes and syncs.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, DatabaseError, StorageBackend};
+
+/// The file operations of the redb stores, for a disk that is not the real file system.
+pub trait DiskIo: Send + Sync + 'static {
+    /// A backend for the database file at `path`, created empty (not yet durable as a
+    /// directory entry) if it does not exist.
+    fn open(&self, path: &Path) -> io::Result<Box<dyn StorageBackend>>;
+    /// Renames `from` over `to` (durable only after [`DiskIo::sync_dir`] of the directory).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes `path`; a missing file is not an error.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes the entries (creations, renames, removals) of directory `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The disk the stores use: real files unless a test installed a [`DiskIo`].
+#[derive(Clone, Default)]
+pub struct Disk(Option<Arc<dyn DiskIo>>);
+
+impl fmt::Debug for Disk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Disk(custom)"
+        } else {
+            "Disk(files)"
+        })
+    }
+}
+
+impl Disk {
+    /// A disk backed by `io` instead of real files.
+    pub fn custom(io: Arc<dyn DiskIo>) -> Disk {
+        Disk(Some(io))
+    }
+
+    /// Opens (or creates) the database at `path`.
+    pub(crate) fn create_db(&self, path: &Path) -> Result<Database, DatabaseError> {
+        match &self.0 {
+            None => Database::builder().create(path),
+            Some(io) => {
+                let backend = io.open(path).map_err(redb::StorageError::from)?;
+                Database::builder().create_with_backend(Boxed(backend))
+            }
+        }
+    }
+
+    pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        match &self.0 {
+            None => std::fs::rename(from, to),
+            Some(io) => io.rename(from, to),
+        }
+    }
+
+    pub(crate) fn remove(&self, path: &Path) -> io::Result<()> {
+        let res = match &self.0 {
+            None => std::fs::remove_file(path),
+            Some(io) => io.remove(path),
+        };
+        match res {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    pub(crate) fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        match &self.0 {
+            None => crate::files::sync_dir(dir),
+            Some(io) => io.sync_dir(dir),
+        }
+    }
+}
+
+/// redb wants a sized backend; this forwards to a boxed one.
+#[derive(Debug)]
+struct Boxed(Box<dyn StorageBackend>);
+
+impl StorageBackend for Boxed {
+    fn len(&self) -> io::Result<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write(offset, data)
+    }
+    fn close(&self) -> io::Result<()> {
+        self.0.close()
+    }
+}

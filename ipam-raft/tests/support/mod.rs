@@ -1,0 +1,4 @@
+//! Helpers shared by several test binaries of this crate (each uses a part of them).
+#![allow(dead_code)]
+
+pub mod power_cut;
