@@ -23,6 +23,14 @@ pub trait DiskIo: Send + Sync + 'static {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
 
+/// Page cache of `state.redb` (and of a snapshot being installed). redb's default is 1 GiB per
+/// database, which a node holding a million allocations filled: 680 MB resident after loading
+/// them, 340 MB after a restart (the load reads every row once). The OS page cache still
+/// holds the file; a miss costs a `pread` of a cached page.
+pub(crate) const STATE_CACHE_BYTES: usize = 64 << 20;
+/// Page cache of `log.redb`: the entries in flight and the few a lagging follower needs.
+pub(crate) const LOG_CACHE_BYTES: usize = 16 << 20;
+
 /// The disk the stores use: real files unless a test installed a [`DiskIo`].
 #[derive(Clone, Default)]
 pub struct Disk(Option<Arc<dyn DiskIo>>);
@@ -43,13 +51,19 @@ impl Disk {
         Disk(Some(io))
     }
 
-    /// Opens (or creates) the database at `path`.
-    pub(crate) fn create_db(&self, path: &Path) -> Result<Database, DatabaseError> {
+    /// Opens (or creates) the database at `path`, with a page cache of `cache_bytes`.
+    pub(crate) fn create_db(
+        &self,
+        path: &Path,
+        cache_bytes: usize,
+    ) -> Result<Database, DatabaseError> {
+        let mut builder = Database::builder();
+        builder.set_cache_size(cache_bytes);
         match &self.0 {
-            None => Database::builder().create(path),
+            None => builder.create(path),
             Some(io) => {
                 let backend = io.open(path).map_err(redb::StorageError::from)?;
-                Database::builder().create_with_backend(Boxed(backend))
+                builder.create_with_backend(Boxed(backend))
             }
         }
     }

@@ -97,7 +97,9 @@ impl LogStore {
         closing: Option<DropSignal>,
         disk: &crate::disk::Disk,
     ) -> Result<LogStore, StorageError> {
-        let db = disk.create_db(path).map_err(write_err)?;
+        let db = disk
+            .create_db(path, crate::disk::LOG_CACHE_BYTES)
+            .map_err(write_err)?;
         let txn = db.begin_write().map_err(write_err)?;
         {
             txn.open_table(LOG).map_err(write_err)?;

@@ -240,7 +240,9 @@ pub(super) fn load_snapshot(
     src.seek(SeekFrom::Start(0)).map_err(snap_read)?;
     let mut r = BufReader::with_capacity(1 << 20, src);
     disk.remove(path).map_err(snap_write)?;
-    let db = disk.create_db(path).map_err(snap_write)?;
+    let db = disk
+        .create_db(path, crate::disk::STATE_CACHE_BYTES)
+        .map_err(snap_write)?;
     let mut txn = db.begin_write().map_err(snap_write)?;
     txn.set_durability(Durability::None).map_err(snap_write)?;
     let mut buf = Vec::new();

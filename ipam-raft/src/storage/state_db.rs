@@ -133,7 +133,8 @@ pub(super) fn write_meta<T: Serialize>(
 }
 
 pub(super) fn open_db(disk: &crate::disk::Disk, path: &Path) -> Result<Database, StorageError> {
-    disk.create_db(path).map_err(sm_write)
+    disk.create_db(path, crate::disk::STATE_CACHE_BYTES)
+        .map_err(sm_write)
 }
 
 pub(crate) fn applied_of(
