@@ -259,6 +259,63 @@ impl SelectIndex {
     }
 }
 
+/// Selection decisions on the score index alone, as the core benchmark's in-memory row
+/// measures them (the counterpart of the allocator's lowest-free decisions): choose the
+/// lowest-score pool that matches, count one more address in it and re-file it, with no
+/// tables behind. Not part of the API.
+#[doc(hidden)]
+pub struct DecisionBench {
+    index: SelectIndex,
+    pools: Vec<(String, Family, Labels, Load)>,
+}
+
+impl DecisionBench {
+    /// An index over `pools` (name, family, labels, load); pool `i` gets id `i`.
+    pub fn new(pools: Vec<(String, Family, Labels, Load)>) -> DecisionBench {
+        let mut bench = DecisionBench {
+            index: SelectIndex::default(),
+            pools,
+        };
+        for id in 0..bench.pools.len() {
+            bench.refile(id);
+        }
+        bench
+    }
+
+    fn refile(&mut self, id: usize) {
+        let Some((name, family, labels, load)) = self.pools.get(id) else {
+            return;
+        };
+        let now = load.under_cap().then_some(Eligible {
+            load: *load,
+            name,
+            family: *family,
+            labels,
+        });
+        self.index.place(id as PoolId, now);
+    }
+
+    /// One decision for `selector`: the chosen pool's index, which now counts one more
+    /// address; `None` when no pool can take one.
+    pub fn decide(&mut self, selector: &Labels) -> Option<usize> {
+        let pools = &self.pools;
+        let chosen = self
+            .index
+            .by_score(selector, None)
+            .find(|r| {
+                pools.get(r.id as usize).is_some_and(|(_, _, labels, _)| {
+                    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                })
+            })
+            .map(|r| r.id as usize)?;
+        if let Some(p) = self.pools.get_mut(chosen) {
+            p.3.allocated += 1;
+        }
+        self.refile(chosen);
+        Some(chosen)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,62 +490,5 @@ mod tests {
         idx.remove_labels(1, &l(&[("zone", "a"), ("tier", "gold")]));
         assert_eq!(idx.narrowest(&l(&[("tier", "gold")])), Some(vec![]));
         assert_eq!(idx.narrowest(&l(&[("zone", "a")])), Some(vec![2, 3]));
-    }
-}
-
-/// Selection decisions on the score index alone, as the core benchmark's in-memory row
-/// measures them (the counterpart of the allocator's lowest-free decisions): choose the
-/// lowest-score pool that matches, count one more address in it and re-file it, with no
-/// tables behind. Not part of the API.
-#[doc(hidden)]
-pub struct DecisionBench {
-    index: SelectIndex,
-    pools: Vec<(String, Family, Labels, Load)>,
-}
-
-impl DecisionBench {
-    /// An index over `pools` (name, family, labels, load); pool `i` gets id `i`.
-    pub fn new(pools: Vec<(String, Family, Labels, Load)>) -> DecisionBench {
-        let mut bench = DecisionBench {
-            index: SelectIndex::default(),
-            pools,
-        };
-        for id in 0..bench.pools.len() {
-            bench.refile(id);
-        }
-        bench
-    }
-
-    fn refile(&mut self, id: usize) {
-        let Some((name, family, labels, load)) = self.pools.get(id) else {
-            return;
-        };
-        let now = load.under_cap().then_some(Eligible {
-            load: *load,
-            name,
-            family: *family,
-            labels,
-        });
-        self.index.place(id as PoolId, now);
-    }
-
-    /// One decision for `selector`: the chosen pool's index, which now counts one more
-    /// address; `None` when no pool can take one.
-    pub fn decide(&mut self, selector: &Labels) -> Option<usize> {
-        let pools = &self.pools;
-        let chosen = self
-            .index
-            .by_score(selector, None)
-            .find(|r| {
-                pools.get(r.id as usize).is_some_and(|(_, _, labels, _)| {
-                    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-                })
-            })
-            .map(|r| r.id as usize)?;
-        if let Some(p) = self.pools.get_mut(chosen) {
-            p.3.allocated += 1;
-        }
-        self.refile(chosen);
-        Some(chosen)
     }
 }
