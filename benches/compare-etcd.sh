@@ -60,7 +60,14 @@ for i in 0 1 2; do
     pids+=("$!")
 done
 deadline=$((SECONDS + 60))
-until ETCDCTL_API=3 etcdctl --endpoints "$endpoints" endpoint health >/dev/null 2>&1; do
+# Each member's /health (etcd-server has no etcdctl; that is Debian's etcd-client).
+healthy() {
+    local e
+    for e in ${endpoints//,/ }; do
+        curl -fsS --max-time 2 "$e/health" 2>/dev/null | grep -q '"health":"true"' || return 1
+    done
+}
+until healthy; do
     ((SECONDS < deadline)) || { echo "etcd not healthy within 60 s" >&2; exit 1; }
     sleep 0.2
 done
