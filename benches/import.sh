@@ -25,76 +25,8 @@ for bin in "$node_bin" "$cli_bin"; do
     fi
 done
 
-work="$(mktemp -d -t ipam-import.XXXXXX)"
-token="bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-pids=()
-
-cleanup() {
-    local status=$?
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ $status -ne 0 ]]; then
-        for log in "$work"/node-*.log; do
-            [[ -f "$log" ]] && tail -n 20 "$log" >&2
-        done
-    fi
-    if [[ "${IPAM_BENCH_KEEP:-0}" == 1 ]]; then
-        echo "kept $work" >&2
-    else
-        rm -rf "$work"
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Starts node $1 with extra flags; sets $addr to its bound host:port.
-start_node() {
-    local id=$1
-    shift
-    local out="$work/node-$id.out"
-    mkdir -p "$work/data-$id"
-    : >"$out"
-    RUST_BACKTRACE=0 "$node_bin" --id "$id" --listen 127.0.0.1:0 --data-dir "$work/data-$id" \
-        --token "$token" --log-level warn "$@" >"$out" 2>"$work/node-$id.log" &
-    pids+=("$!")
-    local deadline=$((SECONDS + 30))
-    addr=""
-    while [[ -z "$addr" ]]; do
-        kill -0 "${pids[-1]}" 2>/dev/null || { echo "node $id exited" >&2; exit 1; }
-        ((SECONDS < deadline)) || { echo "node $id did not start" >&2; exit 1; }
-        addr="$(sed -n '1s/^listening on //p' "$out")"
-        [[ -n "$addr" ]] || sleep 0.05
-    done
-}
-
-# Waits until node 1 reports $1 voters and every address given is ready.
-wait_ready() {
-    local want=$1
-    shift
-    local deadline=$((SECONDS + 120))
-    while :; do
-        local ready=0
-        for a in "$@"; do
-            curl -fsS -o /dev/null --max-time 2 "http://$a/readyz" 2>/dev/null && ready=$((ready + 1))
-        done
-        local voters
-        voters="$(curl -fsS --max-time 2 -H "Authorization: Bearer $token" \
-            "http://$addr1/api/v1/cluster" 2>/dev/null | grep -o '"role":"voter"' | wc -l || true)"
-        [[ $ready -eq $# && "$voters" -eq $want ]] && return 0
-        ((SECONDS < deadline)) || { echo "cluster not ready in time" >&2; exit 1; }
-        sleep 0.2
-    done
-}
+# shellcheck source=benches/lib.sh
+source "$root/benches/lib.sh"
 
 start_node 1
 addr1=$addr
