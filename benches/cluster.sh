@@ -18,18 +18,9 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
-node_bin="${IPAM_BENCH_NODE_BIN:-$target_dir/release/ipam-node}"
-bench_bin="$target_dir/release/ipam-bench"
-for bin in "$node_bin" "$bench_bin"; do
-    if [[ ! -x "$bin" ]]; then
-        echo "missing $bin: run cargo build --release -p ipam-node -p ipam-bench" >&2
-        exit 2
-    fi
-done
-
 # shellcheck source=benches/lib.sh
 source "$root/benches/lib.sh"
+release_bins
 
 # One join at a time, so that node ids and roles come up in order (node 1 leads). Concurrent
 # joins also work: a learner join waits out a membership change in progress.

@@ -1,9 +1,25 @@
-# Shared by benches/cluster.sh and benches/scale.sh (sourced, not run): a temp dir for the
-# nodes' data and logs, start_node, wait_ready, and a cleanup that stops every node started.
-# The caller sets node_bin first; IPAM_BENCH_KEEP=1 keeps the temp dir, IPAM_BENCH_READY_SECS
-# (default 120) bounds wait_ready, IPAM_BENCH_NODE_ARGS adds flags to every node,
+# Shared by benches/cluster.sh, scale.sh and import.sh (sourced, not run): a temp dir for the
+# nodes' data and logs, release_bins, start_node, wait_ready, and a cleanup that stops every
+# node started. The caller sets node_bin (or calls release_bins) before starting nodes.
+# IPAM_BENCH_KEEP=1 keeps the temp dir, IPAM_BENCH_READY_SECS (default 120) bounds wait_ready,
+# IPAM_BENCH_NODE_ARGS adds flags to every node,
 # IPAM_BENCH_LOG_LEVEL sets their --log-level (default warn).
 # shellcheck shell=bash
+# Sets node_bin (IPAM_BENCH_NODE_BIN, else the release build) and bench_bin, the release
+# ipam-bench; stops (status 2) when either is missing.
+release_bins() {
+    local target_dir="${CARGO_TARGET_DIR:-$root/target}"
+    node_bin="${IPAM_BENCH_NODE_BIN:-$target_dir/release/ipam-node}"
+    bench_bin="$target_dir/release/ipam-bench"
+    local bin
+    for bin in "$node_bin" "$bench_bin"; do
+        if [[ ! -x "$bin" ]]; then
+            echo "missing $bin: run cargo build --release -p ipam-node -p ipam-bench" >&2
+            exit 2
+        fi
+    done
+}
+
 work="$(mktemp -d -t ipam-bench.XXXXXX)"
 token="bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 pids=()

@@ -15,15 +15,9 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
-node_bin="${IPAM_BENCH_NODE_BIN:-$target_dir/release/ipam-node}"
-bench_bin="$target_dir/release/ipam-bench"
-for bin in "$node_bin" "$bench_bin"; do
-    if [[ ! -x "$bin" ]]; then
-        echo "missing $bin: run cargo build --release -p ipam-node -p ipam-bench" >&2
-        exit 2
-    fi
-done
+# shellcheck source=benches/lib.sh
+source "$root/benches/lib.sh"
+release_bins
 n="${IPAM_SCALE_ALLOCATIONS:-1000000}"
 batch=1000
 if ((n < batch)); then
@@ -31,9 +25,6 @@ if ((n < batch)); then
     exit 2
 fi
 IPAM_BENCH_NODE_ARGS="${IPAM_BENCH_NODE_ARGS:-} --snapshot-logs 100 --snapshot-keep-logs 10"
-
-# shellcheck source=benches/lib.sh
-source "$root/benches/lib.sh"
 
 now_ms() { date +%s%3N; }
 # One field of a node's /readyz answer.
