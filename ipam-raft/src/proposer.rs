@@ -127,12 +127,11 @@ impl Proposer {
         let queued = QueuedBytes::take(&self.queued_bytes, size, self.shared.config.queue_bytes)
             .ok_or(WireError::Overloaded)?;
         let ops = commands.iter().map(Command::op_count).sum();
-        let bytes = size;
         let (tx, rx) = oneshot::channel();
         let proposal = Proposal {
             commands,
             ops,
-            bytes,
+            bytes: size,
             forwarded,
             reply: tx,
             span: tracing::Span::current(),
