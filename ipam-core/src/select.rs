@@ -25,14 +25,16 @@
 //! stale pools before the next choice, and files every pool on load.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::pools::PPM;
 use crate::types::{Family, Labels, PoolId};
 
 mod order;
+mod owners;
 pub(crate) use order::Eligible;
 use order::{ByFamily, Placement};
+use owners::OwnerIndex;
 
 /// A 320-bit unsigned integer as five 64-bit limbs, least significant first.
 type Wide = [u64; 5];
@@ -161,10 +163,7 @@ pub(crate) struct SelectIndex {
     /// (key, value) → pools whose labels hold that pair.
     labels: BTreeMap<(String, String), BTreeSet<PoolId>>,
     /// owner hash → pools where an owner with that hash holds or cools an address (a superset).
-    /// A hash map of small sorted vectors: one entry per owner of the whole state (a million
-    /// and more), nearly always in one pool, so a B-tree set per owner cost an allocation and
-    /// a random walk per allocation (5 % of the applied allocation in the core bench).
-    owners: HashMap<u64, Vec<PoolId>>,
+    owners: OwnerIndex,
     /// Every pool that can take an address, by score.
     ranked: ByFamily,
     /// key → value → the pools of `ranked` whose labels hold that pair, by score (nested, so
@@ -215,47 +214,21 @@ impl SelectIndex {
 
     /// Records that `owner` holds or cools an address in `pool`; true when it was new.
     pub(crate) fn add_owner(&mut self, owner: &str, pool: PoolId) -> bool {
-        let set = self.owners.entry(owner_hash(owner)).or_default();
-        match set.binary_search(&pool) {
-            Ok(_) => false,
-            Err(at) => {
-                set.insert(at, pool);
-                true
-            }
-        }
+        self.owners.add(owner_hash(owner), pool)
     }
 
     /// Forgets `pool` for `owner`'s hash; true when it was there.
     pub(crate) fn remove_owner_hash(&mut self, hash: u64, pool: PoolId) -> bool {
-        let Some(set) = self.owners.get_mut(&hash) else {
-            return false;
-        };
-        let removed = match set.binary_search(&pool) {
-            Ok(at) => {
-                set.remove(at);
-                true
-            }
-            Err(_) => false,
-        };
-        if set.is_empty() {
-            self.owners.remove(&hash);
-        }
-        removed
+        self.owners.remove(hash, pool)
     }
 
     pub(crate) fn add_owner_hash(&mut self, hash: u64, pool: PoolId) {
-        let set = self.owners.entry(hash).or_default();
-        if let Err(at) = set.binary_search(&pool) {
-            set.insert(at, pool);
-        }
+        self.owners.add(hash, pool);
     }
 
     /// Pools where `owner` may hold or cool an address (to be confirmed).
     pub(crate) fn owner_pools(&self, owner: &str) -> Vec<PoolId> {
-        self.owners
-            .get(&owner_hash(owner))
-            .map(|s| s.to_vec())
-            .unwrap_or_default()
+        self.owners.pools(owner_hash(owner))
     }
 }
 

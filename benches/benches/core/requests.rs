@@ -12,7 +12,15 @@ use ipam_core::requests::RequestId;
 use ipam_core::{Labels, Stamp, State};
 use redb::Durability;
 
-const PER_TXN: usize = 1_000;
+/// Commands per write transaction: 1,000 by default; `IPAM_BENCH_PER_TXN=15` gives the size
+/// of a log entry at 64 clients (15–16 ops), where each transaction's fixed cost shows.
+fn per_txn() -> usize {
+    std::env::var("IPAM_BENCH_PER_TXN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(1_000)
+}
 
 /// Allocations per second applied untagged and tagged; prints both and the cost.
 pub fn tagged_vs_untagged(cidr: &str, n: usize) -> (f64, f64) {
@@ -28,7 +36,8 @@ pub fn tagged_vs_untagged(cidr: &str, n: usize) -> (f64, f64) {
         n as f64 / tagged.as_secs_f64(),
     );
     println!(
-        "  apply untagged        {cidr:<14} {n} allocs: {:>9.1} k/s",
+        "  apply untagged        {cidr:<14} {n} allocs, {} per txn: {:>9.1} k/s",
+        per_txn(),
         u / 1e3
     );
     println!(
@@ -40,7 +49,7 @@ pub fn tagged_vs_untagged(cidr: &str, n: usize) -> (f64, f64) {
     (u, t)
 }
 
-/// `n` allocations through `State::apply`, `PER_TXN` commands per transaction; the time of
+/// `n` allocations through `State::apply`, [`per_txn`] commands per transaction; the time of
 /// the applies and commits.
 fn run(cidr: &str, n: usize, tag: bool) -> Duration {
     let db = redb::Database::builder()
@@ -61,9 +70,10 @@ fn run(cidr: &str, n: usize, tag: bool) -> Duration {
     txn.commit().expect("commit");
     // Built up front, so the timed loop is the applies and commits alone.
     let mut seq = 0u64;
-    let batches: Vec<Vec<Command>> = (0..n.div_ceil(PER_TXN))
+    let per_txn = per_txn();
+    let batches: Vec<Vec<Command>> = (0..n.div_ceil(per_txn))
         .map(|i| {
-            let k = PER_TXN.min(n - i * PER_TXN);
+            let k = per_txn.min(n - i * per_txn);
             (0..k)
                 .map(|_| {
                     seq += 1;
