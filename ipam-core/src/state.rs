@@ -202,11 +202,13 @@ impl<'t> Tx<'t> {
 
     fn put(&mut self, table: TableId, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         self.touch(table, key);
+        let journaling = self.journaling;
+        // The old row is copied only for a batch's journal: outside one it is dropped unread.
         let old = self
             .table(table)
             .insert(key, value)?
-            .map(|g| g.value().to_vec());
-        if self.journaling {
+            .and_then(|g| journaling.then(|| g.value().to_vec()));
+        if journaling {
             self.journal.push(Undo::Row {
                 table,
                 key: key.to_vec(),
@@ -218,8 +220,12 @@ impl<'t> Tx<'t> {
 
     fn del(&mut self, table: TableId, key: &[u8]) -> Result<(), StorageError> {
         self.touch(table, key);
-        let old = self.table(table).remove(key)?.map(|g| g.value().to_vec());
-        if self.journaling && old.is_some() {
+        let journaling = self.journaling;
+        let old = self
+            .table(table)
+            .remove(key)?
+            .and_then(|g| journaling.then(|| g.value().to_vec()));
+        if journaling && old.is_some() {
             self.journal.push(Undo::Row {
                 table,
                 key: key.to_vec(),
