@@ -159,8 +159,8 @@ impl Ipam {
                 tracing::warn!(dir = %parent.display(), error = %e, "could not fsync the data dir's parent");
             }
         }
-        files::check_node_id(&dir, config.id)?;
-        let incarnation = crate::requests::next_incarnation(&dir)?;
+        files::check_node_id(&config.disk, &dir, config.id)?;
+        let incarnation = crate::requests::next_incarnation(&config.disk, &dir)?;
 
         let raft_config = openraft::Config {
             cluster_name: "raft-ipam".to_string(),
@@ -213,6 +213,7 @@ impl Ipam {
             config.token.clone(),
             authorization,
             &dir,
+            config.disk.clone(),
             config.rpc_timeout,
             config.http_client.clone(),
             config.peer_scheme,

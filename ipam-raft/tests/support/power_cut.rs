@@ -5,8 +5,9 @@
 //! pending writes' 4 KiB pages survives, as a real disk may persist some unsynced writes in any
 //! order. Handles opened before a cut fail every call; a reopen sees the surviving bytes.
 //!
-//! Snapshot stream files (`snapshots/`) stay on the real file system: this models only the
-//! redb stores (`log.redb`, `state.redb`, an install's `state.redb.tmp`).
+//! It holds every file of a data dir: the redb stores, the snapshot files and
+//! `snapshots/current.meta`, the `node_id`, `cluster_id` and `incarnation` files. Directories
+//! are not modelled (the real ones exist); a file's directory is its path's parent.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -85,6 +86,10 @@ struct State {
     ops: u64,
     /// Cut the power when `ops` reaches this.
     cut_at: Option<(u64, Cut)>,
+    /// Cut the power at the n-th mutating call on a path that matches.
+    cut_on: Option<(fn(&Path) -> bool, u64, Cut)>,
+    /// The path of the call each cut hit.
+    cut_paths: Vec<PathBuf>,
     rng: Option<Rng>,
     files: Vec<SimFile>,
     names: BTreeMap<PathBuf, usize>,
@@ -128,18 +133,27 @@ impl State {
         self.epoch += 1;
         self.off = true;
         self.cut_at = None;
+        self.cut_on = None;
         self.cuts += 1;
     }
 
-    /// Counts one mutating call; cuts the power when the armed count is reached.
-    fn tick(&mut self, epoch: u64) -> io::Result<()> {
+    /// Counts one mutating call on `path`; cuts the power when an armed count is reached.
+    fn tick(&mut self, epoch: u64, path: &Path) -> io::Result<()> {
         self.alive(epoch)?;
         self.ops += 1;
-        if let Some((at, how)) = self.cut_at {
-            if self.ops >= at {
-                self.cut(how);
-                return Err(power_off());
+        let mut how = self.cut_at.filter(|(at, _)| self.ops >= *at).map(|c| c.1);
+        if let Some((pred, left, on_how)) = &mut self.cut_on {
+            if pred(path) {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    how = Some(*on_how);
+                }
             }
+        }
+        if let Some(how) = how {
+            self.cut_paths.push(path.to_path_buf());
+            self.cut(how);
+            return Err(power_off());
         }
         Ok(())
     }
@@ -220,6 +234,18 @@ impl PowerCutDisk {
         s.cut_at = Some((s.ops + k.max(1), how));
     }
 
+    /// Cuts the power at the `k`-th next mutating call on a path for which `on` holds (a
+    /// write, length change or sync of a file opened at such a path, a rename from or to one,
+    /// its removal, a sync of such a directory).
+    pub fn arm_on(&self, on: fn(&Path) -> bool, k: u64, how: Cut) {
+        self.lock().cut_on = Some((on, k.max(1), how));
+    }
+
+    /// The path of the call each armed cut so far hit.
+    pub fn cut_paths(&self) -> Vec<PathBuf> {
+        self.lock().cut_paths.clone()
+    }
+
     /// Cuts the power now (if it is on).
     pub fn cut(&self, how: Cut) {
         let mut s = self.lock();
@@ -270,12 +296,42 @@ impl DiskIo for PowerCutDisk {
             state: self.state.clone(),
             file,
             epoch,
+            path: path.to_path_buf(),
         }))
+    }
+    fn open_existing(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
+        let s = self.lock();
+        let epoch = s.epoch;
+        s.alive(epoch)?;
+        let file = *s
+            .names
+            .get(path)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(Box::new(Backend {
+            state: self.state.clone(),
+            file,
+            epoch,
+            path: path.to_path_buf(),
+        }))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let s = self.lock();
+        s.alive(s.epoch)?;
+        Ok(s.names
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .cloned()
+            .collect())
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut s = self.lock();
         let epoch = s.epoch;
-        s.tick(epoch)?;
+        let on = if s.cut_on.is_some_and(|(pred, ..)| pred(from)) {
+            from
+        } else {
+            to
+        };
+        s.tick(epoch, on)?;
         let f = s
             .names
             .remove(from)
@@ -286,7 +342,7 @@ impl DiskIo for PowerCutDisk {
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut s = self.lock();
         let epoch = s.epoch;
-        s.tick(epoch)?;
+        s.tick(epoch, path)?;
         s.names
             .remove(path)
             .map(|_| ())
@@ -296,7 +352,7 @@ impl DiskIo for PowerCutDisk {
         self.gate.pass();
         let mut s = self.lock();
         let epoch = s.epoch;
-        s.tick(epoch)?;
+        s.tick(epoch, dir)?;
         let in_dir = |p: &Path| p.parent() == Some(dir);
         s.durable_names.retain(|p, _| !in_dir(p));
         let live: Vec<(PathBuf, usize)> = s
@@ -315,11 +371,16 @@ struct Backend {
     state: Arc<Mutex<State>>,
     file: usize,
     epoch: u64,
+    /// Where it was opened (the file may have been renamed since).
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backend").field("file", &self.file).finish()
+        f.debug_struct("Backend")
+            .field("file", &self.file)
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -348,7 +409,7 @@ impl redb::StorageBackend for Backend {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut s = self.lock();
-        s.tick(self.epoch)?;
+        s.tick(self.epoch, &self.path)?;
         let f = &mut s.files[self.file];
         let op = Pending::SetLen(len);
         apply(&mut f.live, &op);
@@ -357,7 +418,7 @@ impl redb::StorageBackend for Backend {
     }
     fn sync_data(&self) -> io::Result<()> {
         let mut s = self.lock();
-        s.tick(self.epoch)?;
+        s.tick(self.epoch, &self.path)?;
         let f = &mut s.files[self.file];
         for op in std::mem::take(&mut f.pending) {
             apply(&mut f.durable, &op);
@@ -366,7 +427,7 @@ impl redb::StorageBackend for Backend {
     }
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut s = self.lock();
-        s.tick(self.epoch)?;
+        s.tick(self.epoch, &self.path)?;
         let f = &mut s.files[self.file];
         let op = Pending::Write(offset, data.to_vec());
         apply(&mut f.live, &op);
