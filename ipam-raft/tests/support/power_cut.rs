@@ -178,35 +178,51 @@ pub struct PowerCutDisk {
     gate: Arc<Gate>,
 }
 
-/// Holds the next `sync_dir` until released (slow file I/O on demand).
+/// Holds a `sync_dir` until released (slow file I/O on demand): the first one after a rename
+/// onto a path the gate was armed for.
 #[derive(Default)]
 pub struct Gate {
-    /// (armed, entered, released)
-    state: Mutex<(bool, bool, bool)>,
+    state: Mutex<GateState>,
     cv: std::sync::Condvar,
 }
 
+#[derive(Default)]
+struct GateState {
+    armed: Option<fn(&Path) -> bool>,
+    /// A rename onto an armed path happened: the next `sync_dir` waits.
+    primed: bool,
+    entered: bool,
+    released: bool,
+}
+
 impl Gate {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, bool, bool)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
     /// Whether a `sync_dir` is waiting at the gate.
     pub fn entered(&self) -> bool {
-        self.lock().1
+        self.lock().entered
     }
     /// Lets the waiting (or next) `sync_dir` through.
     pub fn release(&self) {
-        self.lock().2 = true;
+        self.lock().released = true;
         self.cv.notify_all();
+    }
+    fn renamed(&self, to: &Path) {
+        let mut g = self.lock();
+        if g.armed.is_some_and(|on| on(to)) {
+            g.armed = None;
+            g.primed = true;
+        }
     }
     fn pass(&self) {
         let mut g = self.lock();
-        if !g.0 {
+        if !g.primed {
             return;
         }
-        g.0 = false;
-        g.1 = true;
-        while !g.2 {
+        g.primed = false;
+        g.entered = true;
+        while !g.released {
             g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -263,9 +279,13 @@ impl PowerCutDisk {
         self.lock().ops
     }
 
-    /// Makes the next `sync_dir` wait until the returned gate is released.
-    pub fn gate_next_sync_dir(&self) -> Arc<Gate> {
-        *self.gate.lock() = (true, false, false);
+    /// Makes the first `sync_dir` after a rename onto a path for which `on` holds wait until
+    /// the returned gate is released.
+    pub fn gate_sync_dir_after_rename(&self, on: fn(&Path) -> bool) -> Arc<Gate> {
+        *self.gate.lock() = GateState {
+            armed: Some(on),
+            ..GateState::default()
+        };
         self.gate.clone()
     }
 
@@ -337,6 +357,8 @@ impl DiskIo for PowerCutDisk {
             .remove(from)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         s.names.insert(to.to_path_buf(), f);
+        drop(s);
+        self.gate.renamed(to);
         Ok(())
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
