@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ipam_core::{GatewayChoice, PoolSpec};
 use ipam_raft::{Config, Consistency, Ipam, IpamError};
-use support::power_cut::{Cut, PowerCutDisk, Rng};
+use support::power_cut::{is_small_file, is_snapshot, kind, Cut, PowerCutDisk, Rng};
 
 /// Cut points of the one-node test.
 const CYCLES: u64 = 1_000;
@@ -228,6 +228,7 @@ async fn acknowledged_writes_survive_1000_power_cuts() {
     let started = Instant::now();
     let mut done = 0;
     let mut total_acks = 0;
+    let mut hit: BTreeMap<&'static str, u64> = BTreeMap::new();
     while done < cycles {
         let dir = tempfile::tempdir().expect("tmp");
         let disk = PowerCutDisk::new(rng.next_u64());
@@ -239,9 +240,19 @@ async fn acknowledged_writes_survive_1000_power_cuts() {
             } else {
                 Cut::RandomPages
             };
-            let k = rng.range(1, 400);
-            disk.arm(k, how);
-            let ctx = format!("seed {seed} cycle {done} (cut after {k} ops, {how:?})");
+            // A quarter of the cuts land in a snapshot build or publish, an eighth in a small
+            // file's atomic write (most at start: the incarnation).
+            let (k, on) = match rng.range(0, 7) {
+                0 | 1 => (rng.range(1, 12), "snapshot "),
+                2 => (rng.range(1, 6), "small-file "),
+                _ => (rng.range(1, 400), ""),
+            };
+            match on {
+                "snapshot " => disk.arm_on(is_snapshot, k, how),
+                "small-file " => disk.arm_on(is_small_file, k, how),
+                _ => disk.arm(k, how),
+            }
+            let ctx = format!("seed {seed} cycle {done} (cut after {k} {on}ops, {how:?})");
             power_cycle(dir.path(), &disk, durable_every, &mut acked, &ctx).await;
             disk.power_on();
             done += 1;
@@ -260,10 +271,22 @@ async fn acknowledged_writes_survive_1000_power_cuts() {
         }
         ipam.shutdown().await.expect("shutdown");
         total_acks += acked.allocations.len();
+        for p in disk.cut_paths() {
+            *hit.entry(kind(&p)).or_default() += 1;
+        }
     }
     println!(
-        "{done} power cuts, {total_acks} acknowledged allocations checked in {:?}",
+        "{done} power cuts, {total_acks} acknowledged allocations checked in {:?}; armed cuts \
+         hit {hit:?}",
         started.elapsed()
     );
     assert!(total_acks > 0, "no write was ever acknowledged");
+    if cycles >= 100 {
+        for what in ["snapshot", "small file", "log", "state"] {
+            assert!(
+                hit.get(what).is_some_and(|n| *n > 0),
+                "no cut hit a {what} file: {hit:?}"
+            );
+        }
+    }
 }

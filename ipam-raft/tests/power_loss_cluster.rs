@@ -20,7 +20,7 @@ use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use ipam_core::{GatewayChoice, PoolSpec};
 use ipam_raft::{Config, Consistency, Ipam};
-use support::power_cut::{Cut, PowerCutDisk, Rng};
+use support::power_cut::{is_snapshot, kind, Cut, PowerCutDisk, Rng};
 use tower::ServiceExt;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -74,7 +74,7 @@ fn config(node: &Node, disk: &Arc<PowerCutDisk>) -> Config {
     c.set_disk(disk.disk());
     c.heartbeat = Duration::from_millis(50);
     c.election_timeout = (Duration::from_millis(300), Duration::from_millis(600));
-    c.snapshot_logs = 200;
+    c.snapshot_logs = 50;
     c.max_in_snapshot_log_to_keep = 20;
     c.durable_every_entries = 50;
     c.durable_interval = Duration::from_secs(3600);
@@ -84,10 +84,20 @@ fn config(node: &Node, disk: &Arc<PowerCutDisk>) -> Config {
 
 async fn start(nodes: &mut [Node], disk: &Arc<PowerCutDisk>) {
     for n in nodes.iter_mut() {
-        let ipam = Ipam::start(config(n, disk)).await.expect("start");
-        *n.slot.lock().expect("slot") = Some(ipam.raft_router());
-        n.ipam = Some(ipam);
+        start_one(n, disk).await;
     }
+}
+
+async fn start_one(n: &mut Node, disk: &Arc<PowerCutDisk>) {
+    let ipam = Ipam::start(config(n, disk)).await.expect("start");
+    *n.slot.lock().expect("slot") = Some(ipam.raft_router());
+    n.ipam = Some(ipam);
+}
+
+/// A file of node 3's snapshot install: the received stream, the new state file, the copy
+/// kept as its current snapshot and its publish (`snapshots/`), the rename into place.
+fn installing_on_3(p: &std::path::Path) -> bool {
+    p.ancestors().any(|a| a.ends_with("n3")) && (is_snapshot(p) || p.ends_with("state.redb.tmp"))
 }
 
 async fn stop(nodes: &mut [Node]) {
@@ -289,9 +299,64 @@ async fn three_nodes_lose_power_at_once_and_keep_every_acknowledged_write() {
         );
         verify(&nodes, &acked, &ctx).await;
     }
+    install_round(&mut nodes, &disk, &mut rng, seed, &acked).await;
     stop(&mut nodes).await;
     assert!(
         !acked.lock().expect("acked").is_empty(),
         "nothing was acknowledged"
     );
+}
+
+/// Node 3 is down while the others write past a snapshot and purge their logs, so it catches
+/// up by a snapshot install; the power goes at a random call of that install (the received
+/// stream, the new `state.redb`, its rename, the copy published as node 3's snapshot).
+async fn install_round(
+    nodes: &mut [Node],
+    disk: &Arc<PowerCutDisk>,
+    rng: &mut Rng,
+    seed: u64,
+    acked: &Mutex<BTreeMap<String, IpAddr>>,
+) {
+    let how = if rng.coin() {
+        Cut::AllPendingLost
+    } else {
+        Cut::RandomPages
+    };
+    let k = rng.range(1, 40);
+    let ctx = format!("seed {seed} install round (cut at call {k} of node 3's install, {how:?})");
+    stop(&mut nodes[2..]).await;
+    let writer = ipam(&nodes[0]).clone();
+    for i in 0..120 {
+        let owner = format!("install-{i}");
+        let (a, _) = writer
+            .allocate("vms", &owner, None, BTreeMap::new())
+            .await
+            .unwrap_or_else(|e| panic!("{ctx}: allocate {owner}: {e}"));
+        acked.lock().expect("acked").insert(owner, a.ip);
+    }
+    let target = writer.status().committed_index;
+    disk.arm_on(installing_on_3, k, how);
+    let cuts_before = disk.cut_paths().len();
+    start_one(&mut nodes[2], disk).await;
+    let deadline = Instant::now() + WAIT;
+    while !disk.is_off() && ipam(&nodes[2]).status().applied_index < target {
+        assert!(Instant::now() < deadline, "{ctx}: node 3 never caught up");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let hit = disk.cut_paths().get(cuts_before).cloned();
+    if hit.is_none() {
+        disk.cut(how);
+    }
+    stop(nodes).await;
+    disk.power_on();
+    start(nodes, disk).await;
+    println!(
+        "{ctx}: cut {}",
+        match &hit {
+            Some(p) => format!("at {} ({})", p.display(), kind(p)),
+            None => "after the install".to_string(),
+        }
+    );
+    let acked = acked.lock().expect("acked").clone();
+    verify(nodes, &acked, &ctx).await;
 }

@@ -27,6 +27,37 @@ pub enum Cut {
     RandomPages,
 }
 
+/// A path of the snapshot dir (`snapshots/` or a file in it).
+pub fn is_snapshot(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n == "snapshots")
+        || p.parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "snapshots")
+}
+
+/// A path of one of the small files of a data dir (or its `.tmp` sibling).
+pub fn is_small_file(p: &Path) -> bool {
+    p.file_stem()
+        .is_some_and(|n| n == "node_id" || n == "cluster_id" || n == "incarnation")
+}
+
+/// What a cut hit, for the tests' coverage figures: `log`, `state`, `snapshot`, `small file`
+/// or `data dir` (a directory fsync of the data dir).
+pub fn kind(p: &Path) -> &'static str {
+    let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    if is_snapshot(p) {
+        "snapshot"
+    } else if is_small_file(p) {
+        "small file"
+    } else if name.starts_with("log.redb") {
+        "log"
+    } else if name.starts_with("state.redb") {
+        "state"
+    } else {
+        "data dir"
+    }
+}
+
 /// A small seeded generator (splitmix64): tests print the seed to replay a failure.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
