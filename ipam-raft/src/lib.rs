@@ -102,9 +102,9 @@ mod status;
 pub use backup::restore;
 pub use clock::{ManualClock, StampClock};
 pub use config::{Config, Consistency};
+pub use disk::SnapshotFile;
 #[cfg(feature = "testing")]
 pub use disk::{Disk, DiskIo};
-pub use disk::SnapshotFile;
 pub use error::{InternalError, IpamError, StartError};
 pub use handle::Ipam;
 pub use ipam_core::requests::KeyedRequest;

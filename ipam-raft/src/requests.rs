@@ -14,8 +14,8 @@ use std::sync::Arc;
 use ipam_core::requests::{KeyedRequest, RequestId};
 use ipam_core::Command;
 
-use crate::error::StartError;
 use crate::disk::Disk;
+use crate::error::StartError;
 use crate::files::read_text;
 use crate::handle::Ipam;
 use crate::types::NodeId;

@@ -151,7 +151,11 @@ async fn a_leader_restarted_in_its_term_never_reads_below_its_last_entry() {
         .wait_for(WAIT, |s| s.leader.is_some())
         .await
         .expect("leader");
-    assert_eq!(st.leader, Some(1), "node 1 has the only short election timeout");
+    assert_eq!(
+        st.leader,
+        Some(1),
+        "node 1 has the only short election timeout"
+    );
     leader
         .create_pool(PoolSpec {
             name: "vms".into(),

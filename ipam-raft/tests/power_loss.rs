@@ -1,7 +1,9 @@
-//! Power loss, not SIGKILL: the redb stores run on a simulated disk (`support/power_cut.rs`)
-//! that drops every write not yet synced (or keeps a random subset of its pages) when the
-//! power is cut, after a random number of disk operations. After the restart every
-//! acknowledged write must be there and the state must pass the integrity check.
+//! Power loss, not SIGKILL: the data dir (redb stores, snapshot files, `current.meta`, the
+//! small id files) is on a simulated disk (`support/power_cut.rs`) that drops every write not
+//! yet synced (or keeps a random subset of its pages) when the power is cut, after a random
+//! number of disk operations or at a random call in the snapshot dir or on a small file. After
+//! the restart every acknowledged write must be there and the state must pass the integrity
+//! check.
 //!
 //! The seed is printed; `IPAM_POWER_SEED=<seed>` replays its cut points and modes (which
 //! operation a cut hits still depends on thread scheduling), `IPAM_POWER_CYCLES` changes the

@@ -214,12 +214,19 @@ mod tests {
         struct Mem(std::sync::Mutex<Vec<u8>>);
         impl StorageBackend for Mem {
             fn len(&self) -> io::Result<u64> {
-                Ok(self.0.lock().map_err(|_| io::Error::other("poisoned"))?.len() as u64)
+                Ok(self
+                    .0
+                    .lock()
+                    .map_err(|_| io::Error::other("poisoned"))?
+                    .len() as u64)
             }
             fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
                 let b = self.0.lock().map_err(|_| io::Error::other("poisoned"))?;
                 let s = offset as usize;
-                out.copy_from_slice(b.get(s..s + out.len()).ok_or(io::ErrorKind::UnexpectedEof)?);
+                out.copy_from_slice(
+                    b.get(s..s + out.len())
+                        .ok_or(io::ErrorKind::UnexpectedEof)?,
+                );
                 Ok(())
             }
             fn set_len(&self, len: u64) -> io::Result<()> {

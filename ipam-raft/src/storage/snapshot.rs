@@ -116,7 +116,8 @@ impl SmShared {
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         // Never the snapshot id: an installed snapshot's id comes from a peer.
         let file_name = format!("snapshot-{seq}{SNAP_EXT}");
-        disk.rename(tmp, &dir.join(&file_name)).map_err(snap_write)?;
+        disk.rename(tmp, &dir.join(&file_name))
+            .map_err(snap_write)?;
         disk.sync_dir(&dir).map_err(snap_write)?;
         let current = CurrentSnapshot {
             meta: meta.clone(),

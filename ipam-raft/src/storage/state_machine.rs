@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use ipam_core::State;
 use openraft::storage::RaftStateMachine;
-use openraft::EntryPayload;
+use openraft::{EntryPayload, RaftSnapshotBuilder};
 use redb::{Durability, ReadTransaction, ReadableDatabase};
 use tokio::sync::watch;
 
@@ -123,6 +123,37 @@ impl StateMachineStore {
 
     pub(crate) fn shared(&self) -> Arc<SmShared> {
         self.shared.clone()
+    }
+
+    /// Finishes a snapshot install that a crash cut between moving `state.redb` to the
+    /// snapshot and publishing it as the current snapshot: the state is then ahead of the
+    /// log's last entry `log_last` and of the current snapshot. openraft's start-up purges the
+    /// log up to the applied id and requires a snapshot at least that far, or it panics
+    /// (`purge_upto <= snapshot_last_log_id`); a snapshot of the state is the one the install
+    /// was publishing.
+    pub(crate) async fn finish_interrupted_install(
+        &mut self,
+        log_last: Option<LogId>,
+    ) -> Result<(), StorageError> {
+        let (applied, _) = self.applied_state().await?;
+        if applied <= log_last {
+            return Ok(());
+        }
+        let current = self
+            .get_current_snapshot()
+            .await?
+            .and_then(|s| s.meta.last_log_id);
+        if current >= applied {
+            return Ok(());
+        }
+        tracing::warn!(
+            applied = ?applied,
+            log_last = ?log_last,
+            snapshot = ?current,
+            "state ahead of the log and the current snapshot (an interrupted install): publishing a snapshot of it"
+        );
+        self.get_snapshot_builder().await.build_snapshot().await?;
+        Ok(())
     }
 
     async fn blocking<T, F>(&mut self, f: F) -> Result<T, StorageError>

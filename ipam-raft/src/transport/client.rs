@@ -151,7 +151,8 @@ impl NetShared {
 
     /// Records the cluster id durably (before any RPC relies on it).
     pub(crate) fn set_cluster_id(&self, id: &str) -> std::io::Result<()> {
-        self.disk.write_atomic(&self.cluster_id_path, id.as_bytes())?;
+        self.disk
+            .write_atomic(&self.cluster_id_path, id.as_bytes())?;
         if let Ok(mut g) = self.cluster_id.write() {
             *g = Some(id.to_string());
         }

@@ -44,7 +44,10 @@ pub fn is_small_file(p: &Path) -> bool {
 /// What a cut hit, for the tests' coverage figures: `log`, `state`, `snapshot`, `small file`
 /// or `data dir` (a directory fsync of the data dir).
 pub fn kind(p: &Path) -> &'static str {
-    let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     if is_snapshot(p) {
         "snapshot"
     } else if is_small_file(p) {
