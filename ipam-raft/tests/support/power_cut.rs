@@ -18,6 +18,9 @@ use ipam_raft::{Disk, DiskIo};
 
 const PAGE: u64 = 4096;
 
+/// Which paths an armed cut or gate watches.
+pub type PathPred = fn(&Path) -> bool;
+
 /// What survives a cut of the pending (unsynced) writes.
 #[derive(Clone, Copy, Debug)]
 pub enum Cut {
@@ -121,7 +124,7 @@ struct State {
     /// Cut the power when `ops` reaches this.
     cut_at: Option<(u64, Cut)>,
     /// Cut the power at the n-th mutating call on a path that matches.
-    cut_on: Option<(fn(&Path) -> bool, u64, Cut)>,
+    cut_on: Option<(PathPred, u64, Cut)>,
     /// The path of the call each cut hit.
     cut_paths: Vec<PathBuf>,
     rng: Option<Rng>,
@@ -222,7 +225,7 @@ pub struct Gate {
 
 #[derive(Default)]
 struct GateState {
-    armed: Option<fn(&Path) -> bool>,
+    armed: Option<PathPred>,
     /// A rename onto an armed path happened: the next `sync_dir` waits.
     primed: bool,
     entered: bool,
