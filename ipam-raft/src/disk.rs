@@ -1,20 +1,30 @@
-//! Where the redb stores of a data dir keep their bytes: real files, or (tests, `testing`
-//! feature) a [`DiskIo`] that can model a power cut. Every file operation whose durability
-//! matters for `log.redb` and `state.redb` (open or create, rename over, remove, directory
-//! fsync) goes through [`Disk`], so a simulated disk sees the order of writes and syncs.
+//! Where a data dir keeps its bytes: real files, or (tests, `testing` feature) a [`DiskIo`]
+//! that can model a power cut. Every file operation whose durability matters — of `log.redb`
+//! and `state.redb`, of the snapshot files and `snapshots/current.meta`, of the `node_id`,
+//! `cluster_id` and `incarnation` files (open or create, read, rename over, remove, list,
+//! directory fsync) — goes through [`Disk`], so a simulated disk sees the order of writes and
+//! syncs. Offline restore (`restore_backup`) writes a fresh data dir with real files only.
 
 use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{Database, DatabaseError, StorageBackend};
 
-/// The file operations of the redb stores, for a disk that is not the real file system.
+mod file;
+pub(crate) use file::DiskFile;
+pub use file::SnapshotFile;
+
+/// The file operations of a data dir, for a disk that is not the real file system.
 pub trait DiskIo: Send + Sync + 'static {
-    /// A backend for the database file at `path`, created empty (not yet durable as a
-    /// directory entry) if it does not exist.
+    /// A handle to the file at `path`, created empty (not yet durable as a directory entry)
+    /// if it does not exist.
     fn open(&self, path: &Path) -> io::Result<Box<dyn StorageBackend>>;
+    /// A handle to the existing file at `path` (`NotFound` if there is none).
+    fn open_existing(&self, path: &Path) -> io::Result<Box<dyn StorageBackend>>;
+    /// The paths of the files directly in `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Renames `from` over `to` (durable only after [`DiskIo::sync_dir`] of the directory).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes `path`; a missing file is not an error.
@@ -66,6 +76,78 @@ impl Disk {
                 builder.create_with_backend(Boxed(backend))
             }
         }
+    }
+
+    /// Opens `path` for reading and writing, created if missing and truncated.
+    pub(crate) fn create(&self, path: &Path) -> io::Result<DiskFile> {
+        match &self.0 {
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map(DiskFile::Real),
+            Some(io) => {
+                let backend = io.open(path)?;
+                if backend.len()? > 0 {
+                    backend.set_len(0)?;
+                }
+                Ok(DiskFile::sim(backend))
+            }
+        }
+    }
+
+    /// Opens the existing file `path` for reading.
+    pub(crate) fn open_read(&self, path: &Path) -> io::Result<DiskFile> {
+        match &self.0 {
+            None => std::fs::File::open(path).map(DiskFile::Real),
+            Some(io) => io.open_existing(path).map(DiskFile::sim),
+        }
+    }
+
+    /// The whole content of the (small) file `path`.
+    pub(crate) fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        match &self.0 {
+            None => std::fs::read(path),
+            Some(io) => {
+                let backend = io.open_existing(path)?;
+                let len = usize::try_from(backend.len()?).map_err(io::Error::other)?;
+                let mut out = vec![0; len];
+                backend.read(0, &mut out)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// The names of the files directly in `dir`.
+    pub(crate) fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        match &self.0 {
+            None => Ok(std::fs::read_dir(dir)?
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()),
+            Some(io) => Ok(io
+                .list(dir)?
+                .iter()
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect()),
+        }
+    }
+
+    /// Replaces `path` with `bytes` so that a crash leaves either the old or the new content:
+    /// write a sibling `.tmp`, fsync it, rename it over `path`, fsync the directory.
+    pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let tmp = path.with_extension("tmp");
+        let mut f = self.create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        self.rename(&tmp, path)?;
+        self.sync_dir(path.parent().unwrap_or(Path::new(".")))
     }
 
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

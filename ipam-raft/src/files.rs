@@ -1,43 +1,40 @@
 //! The small files of a data dir besides the redb stores: `node_id` (which node the dir
-//! belongs to) and `cluster_id` (which cluster it joined), and the one atomic write every
-//! such file (and the snapshot meta) goes through.
+//! belongs to) and `cluster_id` (which cluster it joined). They are written with
+//! [`Disk::write_atomic`], like the snapshot meta and the `incarnation` file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::disk::Disk;
 use crate::error::StartError;
 use crate::types::NodeId;
 
 const NODE_ID_FILE: &str = "node_id";
 const CLUSTER_ID_FILE: &str = "cluster_id";
 
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content:
-/// write a sibling `.tmp`, fsync it, rename it over `path`, fsync the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
-
 /// Makes the directory's entries (a rename, a new file) durable.
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// The text of the small file `path`, `None` if it does not exist.
+pub(crate) fn read_text(disk: &Disk, path: &Path) -> std::io::Result<Option<String>> {
+    match disk.read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Records the node id in the data dir, or checks it against the recorded one.
-pub(crate) fn check_node_id(dir: &Path, id: NodeId) -> Result<(), StartError> {
+pub(crate) fn check_node_id(disk: &Disk, dir: &Path, id: NodeId) -> Result<(), StartError> {
     let path = dir.join(NODE_ID_FILE);
     let io = |source| StartError::Io {
         path: path.clone(),
         source,
     };
-    match std::fs::read_to_string(&path) {
-        Ok(s) => {
+    match read_text(disk, &path).map_err(io)? {
+        Some(s) => {
             let recorded: u64 = s.trim().parse().map_err(|_| StartError::Corrupt {
                 path: path.clone(),
                 content: s.clone(),
@@ -51,10 +48,9 @@ pub(crate) fn check_node_id(dir: &Path, id: NodeId) -> Result<(), StartError> {
             }
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            write_atomic(&path, id.to_string().as_bytes()).map_err(io)
-        }
-        Err(e) => Err(io(e)),
+        None => disk
+            .write_atomic(&path, id.to_string().as_bytes())
+            .map_err(io),
     }
 }
 
@@ -64,13 +60,10 @@ pub(crate) fn cluster_id_path(dir: &Path) -> PathBuf {
 }
 
 /// The cluster id recorded at `path`, if any.
-pub(crate) fn read_cluster_id(path: &Path) -> std::io::Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
-        Ok(_) => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+pub(crate) fn read_cluster_id(disk: &Disk, path: &Path) -> std::io::Result<Option<String>> {
+    Ok(read_text(disk, path)?
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty()))
 }
 
 /// A fresh cluster id: 128 bits from the process's randomly keyed hasher, time and node id.
@@ -99,8 +92,8 @@ mod tests {
     fn an_atomic_write_replaces_the_file_and_leaves_no_tmp() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        write_atomic(&path, b"one").unwrap();
-        write_atomic(&path, b"two").unwrap();
+        Disk::default().write_atomic(&path, b"one").unwrap();
+        Disk::default().write_atomic(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert!(!path.with_extension("tmp").exists());
     }
@@ -108,10 +101,10 @@ mod tests {
     #[test]
     fn a_data_dir_keeps_its_node_id() {
         let dir = tempfile::tempdir().unwrap();
-        check_node_id(dir.path(), 3).unwrap();
-        check_node_id(dir.path(), 3).unwrap();
+        check_node_id(&Disk::default(), dir.path(), 3).unwrap();
+        check_node_id(&Disk::default(), dir.path(), 3).unwrap();
         assert!(matches!(
-            check_node_id(dir.path(), 4),
+            check_node_id(&Disk::default(), dir.path(), 4),
             Err(StartError::NodeIdMismatch {
                 recorded: 3,
                 configured: 4,
@@ -120,7 +113,7 @@ mod tests {
         ));
         std::fs::write(dir.path().join(NODE_ID_FILE), "x").unwrap();
         assert!(matches!(
-            check_node_id(dir.path(), 3),
+            check_node_id(&Disk::default(), dir.path(), 3),
             Err(StartError::Corrupt { .. })
         ));
     }

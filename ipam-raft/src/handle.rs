@@ -159,8 +159,8 @@ impl Ipam {
                 tracing::warn!(dir = %parent.display(), error = %e, "could not fsync the data dir's parent");
             }
         }
-        files::check_node_id(&dir, config.id)?;
-        let incarnation = crate::requests::next_incarnation(&dir)?;
+        files::check_node_id(&config.disk, &dir, config.id)?;
+        let incarnation = crate::requests::next_incarnation(&config.disk, &dir)?;
 
         let raft_config = openraft::Config {
             cluster_name: "raft-ipam".to_string(),
@@ -192,7 +192,7 @@ impl Ipam {
         let c1 = DropSignal(closing_tx.clone());
         let c2 = DropSignal(closing_tx);
         let disk = config.disk.clone();
-        let (log, sm) = tokio::task::spawn_blocking(move || {
+        let (log, mut sm) = tokio::task::spawn_blocking(move || {
             let sm = StateMachineStore::open_with(&d, durable, durable_tx, Some(c1), disk.clone())?;
             let log = LogStore::open_with(&d.join(LOG_FILE), purge_limit, Some(c2), &disk)?;
             // A new file's name is durable only once its directory is synced: without this a
@@ -213,6 +213,7 @@ impl Ipam {
             config.token.clone(),
             authorization,
             &dir,
+            config.disk.clone(),
             config.rpc_timeout,
             config.http_client.clone(),
             config.peer_scheme,
@@ -220,6 +221,15 @@ impl Ipam {
         net.set_identity(&config.advertise, config.feature_level);
         let network = NetworkFactory { net: net.clone() };
         let restored_lead = restored_lead(config.id, &log).await?;
+        let log_last = {
+            use openraft::storage::RaftLogStorage;
+            log.clone().get_log_state().await
+        }
+        .map_err(|e| StartError::Storage(Box::new(e)))?
+        .last_log_id;
+        sm.finish_interrupted_install(log_last)
+            .await
+            .map_err(|e| StartError::Storage(Box::new(e)))?;
         let raft = Raft::new(config.id, raft_config, network, log, sm)
             .await
             .map_err(|e| StartError::Raft(Box::new(e)))?;

@@ -13,9 +13,10 @@
 //! - [`types`] — the one `TypeConfig`, the log payload ([`types::Request`]) and aliases for
 //!   openraft's generic types and errors.
 //! - [`config`] — [`Config`] with its defaults, [`Consistency`].
-//! - `disk` — where the redb stores keep their bytes: real files, or a test's simulated disk
-//!   (`testing` feature: [`Disk`], [`DiskIo`], for the power-loss tests).
-//! - `files` — the data dir's `node_id` and `cluster_id` files; the one atomic file write.
+//! - `disk` — where a data dir keeps its bytes (stores, snapshot files, small files): real
+//!   files, or a test's simulated disk (`testing` feature: [`Disk`], [`DiskIo`], for the
+//!   power-loss tests); [`SnapshotFile`], openraft's snapshot data on that disk.
+//! - `files` — the data dir's `node_id` and `cluster_id` files.
 //! - [`clock`] — the leader's stamp clock (the only wall-clock read for the log): its source
 //!   [`StampClock`], and [`ManualClock`] for tests.
 //! - `route` — leader knowledge to a target, and the retry policy shared by writes, read
@@ -101,6 +102,7 @@ mod status;
 pub use backup::restore;
 pub use clock::{ManualClock, StampClock};
 pub use config::{Config, Consistency};
+pub use disk::SnapshotFile;
 #[cfg(feature = "testing")]
 pub use disk::{Disk, DiskIo};
 pub use error::{InternalError, IpamError, StartError};

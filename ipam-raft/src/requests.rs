@@ -14,8 +14,9 @@ use std::sync::Arc;
 use ipam_core::requests::{KeyedRequest, RequestId};
 use ipam_core::Command;
 
+use crate::disk::Disk;
 use crate::error::StartError;
-use crate::files::write_atomic;
+use crate::files::read_text;
 use crate::handle::Ipam;
 use crate::types::NodeId;
 
@@ -38,22 +39,22 @@ pub async fn with_idempotency_key_scope<F: std::future::Future>(
 }
 
 /// Reads the data dir's incarnation, adds one and records it durably.
-pub(crate) fn next_incarnation(dir: &Path) -> Result<u64, StartError> {
+pub(crate) fn next_incarnation(disk: &Disk, dir: &Path) -> Result<u64, StartError> {
     let path = dir.join(INCARNATION_FILE);
     let io = |source| StartError::Io {
         path: path.clone(),
         source,
     };
-    let previous = match std::fs::read_to_string(&path) {
-        Ok(s) => s.trim().parse::<u64>().map_err(|_| StartError::Corrupt {
+    let previous = match read_text(disk, &path).map_err(io)? {
+        Some(s) => s.trim().parse::<u64>().map_err(|_| StartError::Corrupt {
             path: path.clone(),
             content: s.clone(),
         })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(io(e)),
+        None => 0,
     };
     let next = previous.saturating_add(1);
-    write_atomic(&path, next.to_string().as_bytes()).map_err(io)?;
+    disk.write_atomic(&path, next.to_string().as_bytes())
+        .map_err(io)?;
     Ok(next)
 }
 
@@ -172,11 +173,11 @@ mod tests {
     #[test]
     fn the_incarnation_rises_on_every_start() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(next_incarnation(dir.path()).ok(), Some(1));
-        assert_eq!(next_incarnation(dir.path()).ok(), Some(2));
+        assert_eq!(next_incarnation(&Disk::default(), dir.path()).ok(), Some(1));
+        assert_eq!(next_incarnation(&Disk::default(), dir.path()).ok(), Some(2));
         std::fs::write(dir.path().join(INCARNATION_FILE), "junk").expect("write");
         assert!(matches!(
-            next_incarnation(dir.path()),
+            next_incarnation(&Disk::default(), dir.path()),
             Err(StartError::Corrupt { .. })
         ));
     }

@@ -42,7 +42,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = Node,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = crate::disk::SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -1,7 +1,9 @@
-//! Power loss, not SIGKILL: the redb stores run on a simulated disk (`support/power_cut.rs`)
-//! that drops every write not yet synced (or keeps a random subset of its pages) when the
-//! power is cut, after a random number of disk operations. After the restart every
-//! acknowledged write must be there and the state must pass the integrity check.
+//! Power loss, not SIGKILL: the data dir (redb stores, snapshot files, `current.meta`, the
+//! small id files) is on a simulated disk (`support/power_cut.rs`) that drops every write not
+//! yet synced (or keeps a random subset of its pages) when the power is cut, after a random
+//! number of disk operations or at a random call in the snapshot dir or on a small file. After
+//! the restart every acknowledged write must be there and the state must pass the integrity
+//! check.
 //!
 //! The seed is printed; `IPAM_POWER_SEED=<seed>` replays its cut points and modes (which
 //! operation a cut hits still depends on thread scheduling), `IPAM_POWER_CYCLES` changes the
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ipam_core::{GatewayChoice, PoolSpec};
 use ipam_raft::{Config, Consistency, Ipam, IpamError};
-use support::power_cut::{Cut, PowerCutDisk, Rng};
+use support::power_cut::{is_small_file, is_snapshot, kind, Cut, PowerCutDisk, Rng};
 
 /// Cut points of the one-node test.
 const CYCLES: u64 = 1_000;
@@ -228,6 +230,7 @@ async fn acknowledged_writes_survive_1000_power_cuts() {
     let started = Instant::now();
     let mut done = 0;
     let mut total_acks = 0;
+    let mut hit: BTreeMap<&'static str, u64> = BTreeMap::new();
     while done < cycles {
         let dir = tempfile::tempdir().expect("tmp");
         let disk = PowerCutDisk::new(rng.next_u64());
@@ -239,9 +242,19 @@ async fn acknowledged_writes_survive_1000_power_cuts() {
             } else {
                 Cut::RandomPages
             };
-            let k = rng.range(1, 400);
-            disk.arm(k, how);
-            let ctx = format!("seed {seed} cycle {done} (cut after {k} ops, {how:?})");
+            // A quarter of the cuts land in a snapshot build or publish, an eighth in a small
+            // file's atomic write (most at start: the incarnation).
+            let (k, on) = match rng.range(0, 7) {
+                0 | 1 => (rng.range(1, 12), "snapshot "),
+                2 => (rng.range(1, 6), "small-file "),
+                _ => (rng.range(1, 400), ""),
+            };
+            match on {
+                "snapshot " => disk.arm_on(is_snapshot, k, how),
+                "small-file " => disk.arm_on(is_small_file, k, how),
+                _ => disk.arm(k, how),
+            }
+            let ctx = format!("seed {seed} cycle {done} (cut after {k} {on}ops, {how:?})");
             power_cycle(dir.path(), &disk, durable_every, &mut acked, &ctx).await;
             disk.power_on();
             done += 1;
@@ -260,10 +273,22 @@ async fn acknowledged_writes_survive_1000_power_cuts() {
         }
         ipam.shutdown().await.expect("shutdown");
         total_acks += acked.allocations.len();
+        for p in disk.cut_paths() {
+            *hit.entry(kind(&p)).or_default() += 1;
+        }
     }
     println!(
-        "{done} power cuts, {total_acks} acknowledged allocations checked in {:?}",
+        "{done} power cuts, {total_acks} acknowledged allocations checked in {:?}; armed cuts \
+         hit {hit:?}",
         started.elapsed()
     );
     assert!(total_acks > 0, "no write was ever acknowledged");
+    if cycles >= 100 {
+        for what in ["snapshot", "small file", "log", "state"] {
+            assert!(
+                hit.get(what).is_some_and(|n| *n > 0),
+                "no cut hit a {what} file: {hit:?}"
+            );
+        }
+    }
 }

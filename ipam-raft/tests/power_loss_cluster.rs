@@ -1,5 +1,6 @@
-//! Three in-process voters under load lose power at the same instant: their redb stores share
-//! one simulated disk (`support/power_cut.rs`), cut after a random number of disk operations.
+//! Three in-process voters under load lose power at the same instant: their data dirs share
+//! one simulated disk (`support/power_cut.rs`), cut after a random number of disk operations,
+//! and once more in the middle of a snapshot install on node 3.
 //! After the restart on the surviving bytes no acknowledged allocation is lost, no address has
 //! two owners, the state passes the integrity check and all replicas' digests are equal.
 //!
@@ -20,7 +21,7 @@ use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use ipam_core::{GatewayChoice, PoolSpec};
 use ipam_raft::{Config, Consistency, Ipam};
-use support::power_cut::{Cut, PowerCutDisk, Rng};
+use support::power_cut::{is_snapshot, kind, Cut, PowerCutDisk, Rng};
 use tower::ServiceExt;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -74,7 +75,7 @@ fn config(node: &Node, disk: &Arc<PowerCutDisk>) -> Config {
     c.set_disk(disk.disk());
     c.heartbeat = Duration::from_millis(50);
     c.election_timeout = (Duration::from_millis(300), Duration::from_millis(600));
-    c.snapshot_logs = 200;
+    c.snapshot_logs = 50;
     c.max_in_snapshot_log_to_keep = 20;
     c.durable_every_entries = 50;
     c.durable_interval = Duration::from_secs(3600);
@@ -84,10 +85,25 @@ fn config(node: &Node, disk: &Arc<PowerCutDisk>) -> Config {
 
 async fn start(nodes: &mut [Node], disk: &Arc<PowerCutDisk>) {
     for n in nodes.iter_mut() {
-        let ipam = Ipam::start(config(n, disk)).await.expect("start");
-        *n.slot.lock().expect("slot") = Some(ipam.raft_router());
-        n.ipam = Some(ipam);
+        start_one(n, disk).await;
     }
+}
+
+async fn start_one(n: &mut Node, disk: &Arc<PowerCutDisk>) {
+    let ipam = Ipam::start(config(n, disk)).await.expect("start");
+    *n.slot.lock().expect("slot") = Some(ipam.raft_router());
+    n.ipam = Some(ipam);
+}
+
+/// Node 3's new state file of a snapshot install (its writes, syncs, rename into place).
+fn loading_on_3(p: &std::path::Path) -> bool {
+    p.ancestors().any(|a| a.ends_with("n3")) && p.ends_with("state.redb.tmp")
+}
+
+/// Node 3's snapshot dir: the received stream, the copy kept as its current snapshot, its
+/// publish (rename, directory fsyncs, `current.meta`), the removal of the older ones.
+fn publishing_on_3(p: &std::path::Path) -> bool {
+    p.ancestors().any(|a| a.ends_with("n3")) && is_snapshot(p)
 }
 
 async fn stop(nodes: &mut [Node]) {
@@ -210,28 +226,7 @@ async fn three_nodes_lose_power_at_once_and_keep_every_acknowledged_write() {
     let mut rng = Rng::new(seed);
     let root = tempfile::tempdir().expect("tmp");
     let disk = PowerCutDisk::new(rng.next_u64());
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        nodes.push(listen(id, root.path()).await);
-    }
-    start(&mut nodes, &disk).await;
-    let members = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
-    ipam(&nodes[0]).init(members).await.expect("init");
-    ipam(&nodes[0])
-        .wait_for(WAIT, |s| s.leader.is_some())
-        .await
-        .expect("leader");
-    ipam(&nodes[0])
-        .create_pool(PoolSpec {
-            name: "vms".into(),
-            cidr: "10.0.0.0/16".parse().expect("cidr"),
-            gateway: GatewayChoice::Default,
-            reserved: Vec::new(),
-            labels: BTreeMap::new(),
-            description: String::new(),
-        })
-        .await
-        .expect("pool");
+    let mut nodes = cluster(root.path(), &disk).await;
 
     let acked: Arc<Mutex<BTreeMap<String, IpAddr>>> = Arc::default();
     for round in 0..ROUNDS {
@@ -289,9 +284,146 @@ async fn three_nodes_lose_power_at_once_and_keep_every_acknowledged_write() {
         );
         verify(&nodes, &acked, &ctx).await;
     }
+    let how = if rng.coin() {
+        Cut::AllPendingLost
+    } else {
+        Cut::RandomPages
+    };
+    // Loading a fresh `state.redb` takes more calls than publishing: half the cuts each.
+    let (on, k, what): (Pred, u64, &str) = if rng.coin() {
+        (loading_on_3, rng.range(1, 40), "state file")
+    } else {
+        (publishing_on_3, rng.range(1, 14), "snapshot dir")
+    };
+    let ctx = format!(
+        "seed {seed} install round (cut at call {k} on node 3's {what} in its install, {how:?})"
+    );
+    install_round(&mut nodes, &disk, (on, k, how), &ctx, &acked).await;
     stop(&mut nodes).await;
     assert!(
         !acked.lock().expect("acked").is_empty(),
         "nothing was acknowledged"
     );
+}
+
+/// Node 3 is down while the others write past a snapshot and purge their logs, so it catches
+/// up by a snapshot install; the power goes at a random call of that install (the received
+/// stream, the new `state.redb`, its rename, the copy published as node 3's snapshot).
+async fn install_round(
+    nodes: &mut [Node],
+    disk: &Arc<PowerCutDisk>,
+    (on, k, how): (Pred, u64, Cut),
+    ctx: &str,
+    acked: &Mutex<BTreeMap<String, IpAddr>>,
+) {
+    stop(&mut nodes[2..]).await;
+    let writer = ipam(&nodes[0]).clone();
+    for i in 0..120 {
+        let owner = format!("install-{i}");
+        let (a, _) = writer
+            .allocate("vms", &owner, None, BTreeMap::new())
+            .await
+            .unwrap_or_else(|e| panic!("{ctx}: allocate {owner}: {e}"));
+        acked.lock().expect("acked").insert(owner, a.ip);
+    }
+    let target = writer.status().committed_index;
+    disk.arm_on(on, k, how);
+    let cuts_before = disk.cut_paths().len();
+    start_one(&mut nodes[2], disk).await;
+    let deadline = Instant::now() + WAIT;
+    while !disk.is_off() && ipam(&nodes[2]).status().applied_index < target {
+        assert!(Instant::now() < deadline, "{ctx}: node 3 never caught up");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let hit = disk.cut_paths().get(cuts_before).cloned();
+    if hit.is_none() {
+        disk.cut(how);
+    }
+    stop(nodes).await;
+    disk.power_on();
+    start(nodes, disk).await;
+    println!(
+        "{ctx}: cut {}",
+        match &hit {
+            Some(p) => format!("at {} ({})", p.display(), kind(p)),
+            None => "after the install".to_string(),
+        }
+    );
+    let acked = acked.lock().expect("acked").clone();
+    verify(nodes, &acked, ctx).await;
+}
+
+type Pred = fn(&std::path::Path) -> bool;
+
+/// Starts three nodes on `disk` and creates pool `vms`.
+async fn cluster(root: &std::path::Path, disk: &Arc<PowerCutDisk>) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(listen(id, root).await);
+    }
+    start(&mut nodes, disk).await;
+    let members = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+    ipam(&nodes[0]).init(members).await.expect("init");
+    ipam(&nodes[0])
+        .wait_for(WAIT, |s| s.leader.is_some())
+        .await
+        .expect("leader");
+    ipam(&nodes[0])
+        .create_pool(PoolSpec {
+            name: "vms".into(),
+            cidr: "10.0.0.0/16".parse().expect("cidr"),
+            gateway: GatewayChoice::Default,
+            reserved: Vec::new(),
+            labels: BTreeMap::new(),
+            description: String::new(),
+        })
+        .await
+        .expect("pool");
+    nodes
+}
+
+/// Regression: the power went after node 3's install moved `state.redb` to the snapshot and
+/// before it published the snapshot (its first `current.meta` write). The restart found the
+/// state ahead of the log and of the current snapshot; openraft purged the log up to the
+/// state and panicked (`purge_upto <= snapshot_last_log_id`) until start-up published a
+/// snapshot of that state (`StateMachineStore::finish_interrupted_install`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_between_an_installs_state_swap_and_its_publish() {
+    let root = tempfile::tempdir().expect("tmp");
+    let disk = PowerCutDisk::new(7);
+    let mut nodes = cluster(root.path(), &disk).await;
+    let acked = Mutex::new(BTreeMap::new());
+    // Node 3 gets a snapshot of its own first: one older than the one it will install.
+    let meta = nodes[2].dir.join("snapshots").join("current.meta");
+    let mut i = 0;
+    let deadline = Instant::now() + WAIT;
+    while !ipam_raft::DiskIo::list(&*disk, meta.parent().expect("dir"))
+        .expect("list")
+        .contains(&meta)
+    {
+        assert!(Instant::now() < deadline, "node 3 never built a snapshot");
+        let owner = format!("early-{i}");
+        i += 1;
+        let (a, _) = ipam(&nodes[0])
+            .allocate("vms", &owner, None, BTreeMap::new())
+            .await
+            .expect("allocate");
+        acked.lock().expect("acked").insert(owner, a.ip);
+    }
+    let meta_on_3: Pred =
+        |p| p.ancestors().any(|a| a.ends_with("n3")) && p.ends_with("snapshots/current.tmp");
+    install_round(
+        &mut nodes,
+        &disk,
+        (meta_on_3, 1, Cut::AllPendingLost),
+        "cut at node 3's install publish",
+        &acked,
+    )
+    .await;
+    let hit = disk.cut_paths();
+    assert!(
+        hit.last().is_some_and(|p| meta_on_3(p)),
+        "the cut did not hit the install's publish: {hit:?}"
+    );
+    stop(&mut nodes).await;
 }

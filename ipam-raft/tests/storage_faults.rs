@@ -96,9 +96,8 @@ async fn a_local_read_completes_while_a_snapshot_install_syncs() {
     }
     let disk = PowerCutDisk::new(6);
     let (learner, learner_addr) = node(2, root.path(), |c| c.set_disk(disk.disk())).await;
-    // Armed after the learner's start (which syncs its dir once): the next directory fsync is
-    // the install's, after the new state file is renamed into place.
-    let gate = disk.gate_next_sync_dir();
+    // The install's directory fsync, after the new state file is renamed into place.
+    let gate = disk.gate_sync_dir_after_rename(|p| p.ends_with("state.redb"));
     let adding = {
         let (leader, addr) = (leader.clone(), learner_addr);
         tokio::spawn(async move { leader.add_learner(2, addr).await })

@@ -2,7 +2,6 @@
 //! applied id and membership, then every row of every core table — so neither building nor
 //! installing holds the state in memory. `snapshots/current.meta` names the current file.
 
-use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -14,7 +13,7 @@ use redb::{Durability, ReadTransaction, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::state_db::{applied_of, write_meta, SmShared, KEY_APPLIED, KEY_MEMBERSHIP};
-use crate::files::{sync_dir, write_atomic};
+use crate::disk::{Disk, DiskFile};
 use crate::types::{
     LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership, TypeConfig,
 };
@@ -68,15 +67,20 @@ impl SmShared {
         self.dir.join(SNAP_DIR)
     }
 
-    pub(super) fn current_snapshot(&self) -> Result<Option<(SnapshotMeta, File)>, StorageError> {
+    pub(super) fn current_snapshot(
+        &self,
+    ) -> Result<Option<(SnapshotMeta, DiskFile)>, StorageError> {
         let _g = self
             .snapshot_lock
             .lock()
             .map_err(|_| corrupt("poisoned lock"))?;
-        let Some(current) = read_current(&self.snap_dir())? else {
+        let Some(current) = read_current(&self.disk, &self.snap_dir())? else {
             return Ok(None);
         };
-        let file = File::open(self.snap_dir().join(&current.file)).map_err(snap_read)?;
+        let file = self
+            .disk
+            .open_read(&self.snap_dir().join(&current.file))
+            .map_err(snap_read)?;
         Ok(Some((current.meta, file)))
     }
 
@@ -88,21 +92,22 @@ impl SmShared {
         &self,
         tmp: &Path,
         meta: &SnapshotMeta,
-    ) -> Result<File, StorageError> {
+    ) -> Result<DiskFile, StorageError> {
         let _g = self
             .snapshot_lock
             .lock()
             .map_err(|_| corrupt("poisoned lock"))?;
+        let disk = &self.disk;
         let dir = self.snap_dir();
-        if let Some(current) = read_current(&dir)? {
+        if let Some(current) = read_current(disk, &dir)? {
             if current.meta.last_log_id > meta.last_log_id {
                 tracing::info!(
                     current = %current.meta,
                     older = %meta,
                     "kept the current snapshot over an older one"
                 );
-                let handle = File::open(tmp).map_err(snap_read)?;
-                let _ = std::fs::remove_file(tmp);
+                let handle = disk.open_read(tmp).map_err(snap_read)?;
+                let _ = disk.remove(tmp);
                 return Ok(handle);
             }
         }
@@ -111,24 +116,26 @@ impl SmShared {
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         // Never the snapshot id: an installed snapshot's id comes from a peer.
         let file_name = format!("snapshot-{seq}{SNAP_EXT}");
-        std::fs::rename(tmp, dir.join(&file_name)).map_err(snap_write)?;
-        sync_dir(&dir).map_err(snap_write)?;
+        disk.rename(tmp, &dir.join(&file_name))
+            .map_err(snap_write)?;
+        disk.sync_dir(&dir).map_err(snap_write)?;
         let current = CurrentSnapshot {
             meta: meta.clone(),
             file: file_name.clone(),
         };
         let bytes = encode(&current).map_err(snap_write)?;
-        write_atomic(&dir.join(SNAP_META), &bytes).map_err(snap_write)?;
-        let handle = File::open(dir.join(&file_name)).map_err(snap_read)?;
+        disk.write_atomic(&dir.join(SNAP_META), &bytes)
+            .map_err(snap_write)?;
+        let handle = disk.open_read(&dir.join(&file_name)).map_err(snap_read)?;
         // Older snapshots are no longer named; open handles (a transfer under way) stay valid.
-        remove_other_snapshots(&dir, &file_name);
+        remove_other_snapshots(disk, &dir, &file_name);
         Ok(handle)
     }
 }
 
 /// What `current.meta` in the snapshot dir `dir` records, if anything.
-fn read_current(dir: &Path) -> Result<Option<CurrentSnapshot>, StorageError> {
-    match std::fs::read(dir.join(SNAP_META)) {
+fn read_current(disk: &Disk, dir: &Path) -> Result<Option<CurrentSnapshot>, StorageError> {
+    match disk.read(&dir.join(SNAP_META)) {
         Ok(bytes) => Ok(Some(decode(SNAP_META, &bytes).map_err(snap_read)?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(snap_read(e)),
@@ -136,14 +143,10 @@ fn read_current(dir: &Path) -> Result<Option<CurrentSnapshot>, StorageError> {
 }
 
 /// Removes every snapshot file in `dir` but `keep`.
-fn remove_other_snapshots(dir: &Path, keep: &str) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name.ends_with(SNAP_EXT) && name != keep {
-                let _ = std::fs::remove_file(e.path());
-            }
+fn remove_other_snapshots(disk: &Disk, dir: &Path, keep: &str) {
+    for name in disk.list(dir).unwrap_or_default() {
+        if name.ends_with(SNAP_EXT) && name != keep {
+            let _ = disk.remove(&dir.join(name));
         }
     }
 }
@@ -188,11 +191,12 @@ pub(super) fn read_record<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<bool,
 
 /// Writes a snapshot of `rtx` to `path`, returning its last applied id and membership.
 fn write_snapshot(
+    disk: &Disk,
     rtx: &ReadTransaction,
     path: &Path,
 ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
     let (last_applied, membership) = applied_of(rtx)?;
-    let file = File::create(path).map_err(snap_write)?;
+    let file = disk.create(path).map_err(snap_write)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let mut buf = Vec::new();
     write_record(
@@ -232,8 +236,8 @@ fn write_snapshot(
 
 /// Loads a snapshot stream into a fresh database at `path`, ending with an `Immediate` commit.
 pub(super) fn load_snapshot(
-    disk: &crate::disk::Disk,
-    src: &mut File,
+    disk: &Disk,
+    src: &mut DiskFile,
     path: &Path,
     meta: &SnapshotMeta,
 ) -> Result<(), StorageError> {
@@ -356,11 +360,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             shared.make_durable()?;
             let seq = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
             let tmp = shared.snap_dir().join(format!("build-{seq}.tmp"));
-            let res = write_snapshot(&rtx, &tmp);
+            let res = write_snapshot(&shared.disk, &rtx, &tmp);
             let (last_applied, membership) = match res {
                 Ok(v) => v,
                 Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
+                    let _ = shared.disk.remove(&tmp);
                     return Err(e);
                 }
             };
@@ -382,7 +386,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .map_err(snap_write)??;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
+            snapshot: Box::new(file.into()),
         })
     }
 }

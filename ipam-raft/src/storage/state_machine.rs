@@ -13,7 +13,6 @@
 //! The integrity check is in `storage/state_machine/check.rs`, backups and restore in
 //! `storage/state_machine/backup.rs`.
 
-use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -23,7 +22,7 @@ use std::time::Instant;
 
 use ipam_core::State;
 use openraft::storage::RaftStateMachine;
-use openraft::EntryPayload;
+use openraft::{EntryPayload, RaftSnapshotBuilder};
 use redb::{Durability, ReadTransaction, ReadableDatabase};
 use tokio::sync::watch;
 
@@ -40,6 +39,7 @@ use super::state_db::{
     applied_of, open_db, sm_read, sm_write, write_meta, Pending, SmShared, StateDb, KEY_APPLIED,
     KEY_MEMBERSHIP, SM_META, STATE_FILE, STATE_TMP,
 };
+use crate::disk::SnapshotFile;
 use crate::types::{
     Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
     TypeConfig,
@@ -68,16 +68,13 @@ impl StateMachineStore {
         closing: Option<DropSignal>,
         disk: crate::disk::Disk,
     ) -> Result<StateMachineStore, StorageError> {
-        std::fs::create_dir_all(dir.join(SNAP_DIR)).map_err(sm_write)?;
+        let snap_dir = dir.join(SNAP_DIR);
+        std::fs::create_dir_all(&snap_dir).map_err(sm_write)?;
         // Leftovers of an interrupted install or snapshot transfer.
         let _ = disk.remove(&dir.join(STATE_TMP));
-        if let Ok(rd) = std::fs::read_dir(dir.join(SNAP_DIR)) {
-            for e in rd.flatten() {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                if name.ends_with(".tmp") || name.ends_with(".part") {
-                    let _ = std::fs::remove_file(e.path());
-                }
+        for name in disk.list(&snap_dir).unwrap_or_default() {
+            if name.ends_with(".tmp") || name.ends_with(".part") {
+                let _ = disk.remove(&snap_dir.join(name));
             }
         }
         let db = open_db(&disk, &dir.join(STATE_FILE))?;
@@ -126,6 +123,37 @@ impl StateMachineStore {
 
     pub(crate) fn shared(&self) -> Arc<SmShared> {
         self.shared.clone()
+    }
+
+    /// Finishes a snapshot install that a crash cut between moving `state.redb` to the
+    /// snapshot and publishing it as the current snapshot: the state is then ahead of the
+    /// log's last entry `log_last` and of the current snapshot. openraft's start-up purges the
+    /// log up to the applied id and requires a snapshot at least that far, or it panics
+    /// (`purge_upto <= snapshot_last_log_id`); a snapshot of the state is the one the install
+    /// was publishing.
+    pub(crate) async fn finish_interrupted_install(
+        &mut self,
+        log_last: Option<LogId>,
+    ) -> Result<(), StorageError> {
+        let (applied, _) = self.applied_state().await?;
+        if applied <= log_last {
+            return Ok(());
+        }
+        let current = self
+            .get_current_snapshot()
+            .await?
+            .and_then(|s| s.meta.last_log_id);
+        if current >= applied {
+            return Ok(());
+        }
+        tracing::warn!(
+            applied = ?applied,
+            log_last = ?log_last,
+            snapshot = ?current,
+            "state ahead of the log and the current snapshot (an interrupted install): publishing a snapshot of it"
+        );
+        self.get_snapshot_builder().await.build_snapshot().await?;
+        Ok(())
     }
 
     async fn blocking<T, F>(&mut self, f: F) -> Result<T, StorageError>
@@ -285,26 +313,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
         let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let path = self.shared.snap_dir().join(format!("recv-{seq}.part"));
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
+        let disk = self.shared.disk.clone();
+        let file = tokio::task::spawn_blocking(move || disk.create(&path))
             .await
+            .map_err(snap_write)?
             .map_err(snap_write)?;
-        Ok(Box::new(file))
+        Ok(Box::new(file.into()))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<tokio::fs::File>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
-        let mut src = snapshot.into_std().await;
+        let mut src = snapshot.into_disk_file().await;
         let meta = meta.clone();
         self.blocking(move |shared, state| {
             let tmp = shared.dir.join(STATE_TMP);
@@ -355,19 +380,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let seq = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
             let copy = shared.snap_dir().join(format!("installed-{seq}.tmp"));
             src.seek(SeekFrom::Start(0)).map_err(snap_read)?;
-            let mut out = File::create(&copy).map_err(snap_write)?;
-            std::io::copy(&mut src, &mut out).map_err(snap_write)?;
+            let mut out = shared.disk.create(&copy).map_err(snap_write)?;
+            src.copy_to(&mut out).map_err(snap_write)?;
             out.sync_all().map_err(snap_write)?;
             shared.publish_snapshot(&copy, &meta)?;
             // Only now may the log be purged up to the snapshot: a crash before this point
             // restarts with a current snapshot that covers everything the log lacks (defect 5).
             shared.publish_durable(meta.last_log_id.map(|l| l.index));
             // Received transfer files are no longer needed (open handles stay valid).
-            if let Ok(rd) = std::fs::read_dir(shared.snap_dir()) {
-                for e in rd.flatten() {
-                    if e.file_name().to_string_lossy().ends_with(".part") {
-                        let _ = std::fs::remove_file(e.path());
-                    }
+            let snap_dir = shared.snap_dir();
+            for name in shared.disk.list(&snap_dir).unwrap_or_default() {
+                if name.ends_with(".part") {
+                    let _ = shared.disk.remove(&snap_dir.join(name));
                 }
             }
             Ok(())
@@ -382,7 +406,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(snap_read)??;
         Ok(cur.map(|(meta, file)| Snapshot {
             meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
+            snapshot: Box::new(file.into()),
         }))
     }
 }

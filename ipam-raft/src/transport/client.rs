@@ -73,6 +73,8 @@ pub(crate) struct NetShared {
     authorization: Option<reqwest::header::HeaderValue>,
     cluster_id: RwLock<Option<String>>,
     cluster_id_path: PathBuf,
+    /// The data dir's disk, where the cluster id is recorded.
+    disk: crate::disk::Disk,
     isolated: AtomicBool,
     /// Feature level each peer address last reported (see `feature.rs`).
     levels: RwLock<std::collections::BTreeMap<String, u32>>,
@@ -86,6 +88,7 @@ impl NetShared {
         token: Option<String>,
         authorization: Option<reqwest::header::HeaderValue>,
         data_dir: &Path,
+        disk: crate::disk::Disk,
         connect_timeout: Duration,
         client: Option<reqwest::Client>,
         scheme: &'static str,
@@ -101,7 +104,7 @@ impl NetShared {
         };
         let cluster_id_path = files::cluster_id_path(data_dir);
         let cluster_id =
-            files::read_cluster_id(&cluster_id_path).map_err(|source| StartError::Io {
+            files::read_cluster_id(&disk, &cluster_id_path).map_err(|source| StartError::Io {
                 path: cluster_id_path.clone(),
                 source,
             })?;
@@ -112,6 +115,7 @@ impl NetShared {
             authorization,
             cluster_id: RwLock::new(cluster_id),
             cluster_id_path,
+            disk,
             isolated: AtomicBool::new(false),
             levels: RwLock::new(std::collections::BTreeMap::new()),
             identity: RwLock::new(None),
@@ -147,7 +151,8 @@ impl NetShared {
 
     /// Records the cluster id durably (before any RPC relies on it).
     pub(crate) fn set_cluster_id(&self, id: &str) -> std::io::Result<()> {
-        files::write_atomic(&self.cluster_id_path, id.as_bytes())?;
+        self.disk
+            .write_atomic(&self.cluster_id_path, id.as_bytes())?;
         if let Ok(mut g) = self.cluster_id.write() {
             *g = Some(id.to_string());
         }

@@ -5,8 +5,9 @@
 //! pending writes' 4 KiB pages survives, as a real disk may persist some unsynced writes in any
 //! order. Handles opened before a cut fail every call; a reopen sees the surviving bytes.
 //!
-//! Snapshot stream files (`snapshots/`) stay on the real file system: this models only the
-//! redb stores (`log.redb`, `state.redb`, an install's `state.redb.tmp`).
+//! It holds every file of a data dir: the redb stores, the snapshot files and
+//! `snapshots/current.meta`, the `node_id`, `cluster_id` and `incarnation` files. Directories
+//! are not modelled (the real ones exist); a file's directory is its path's parent.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -17,6 +18,9 @@ use ipam_raft::{Disk, DiskIo};
 
 const PAGE: u64 = 4096;
 
+/// Which paths an armed cut or gate watches.
+pub type PathPred = fn(&Path) -> bool;
+
 /// What survives a cut of the pending (unsynced) writes.
 #[derive(Clone, Copy, Debug)]
 pub enum Cut {
@@ -24,6 +28,40 @@ pub enum Cut {
     AllPendingLost,
     /// Each pending 4 KiB page (and each pending length change) survives with probability 1/2.
     RandomPages,
+}
+
+/// A path of the snapshot dir (`snapshots/` or a file in it).
+pub fn is_snapshot(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n == "snapshots")
+        || p.parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "snapshots")
+}
+
+/// A path of one of the small files of a data dir (or its `.tmp` sibling).
+pub fn is_small_file(p: &Path) -> bool {
+    p.file_stem()
+        .is_some_and(|n| n == "node_id" || n == "cluster_id" || n == "incarnation")
+}
+
+/// What a cut hit, for the tests' coverage figures: `log`, `state`, `snapshot`, `small file`
+/// or `data dir` (a directory fsync of the data dir).
+pub fn kind(p: &Path) -> &'static str {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    if is_snapshot(p) {
+        "snapshot"
+    } else if is_small_file(p) {
+        "small file"
+    } else if name.starts_with("log.redb") {
+        "log"
+    } else if name.starts_with("state.redb") {
+        "state"
+    } else {
+        "data dir"
+    }
 }
 
 /// A small seeded generator (splitmix64): tests print the seed to replay a failure.
@@ -85,6 +123,10 @@ struct State {
     ops: u64,
     /// Cut the power when `ops` reaches this.
     cut_at: Option<(u64, Cut)>,
+    /// Cut the power at the n-th mutating call on a path that matches.
+    cut_on: Option<(PathPred, u64, Cut)>,
+    /// The path of the call each cut hit.
+    cut_paths: Vec<PathBuf>,
     rng: Option<Rng>,
     files: Vec<SimFile>,
     names: BTreeMap<PathBuf, usize>,
@@ -128,18 +170,27 @@ impl State {
         self.epoch += 1;
         self.off = true;
         self.cut_at = None;
+        self.cut_on = None;
         self.cuts += 1;
     }
 
-    /// Counts one mutating call; cuts the power when the armed count is reached.
-    fn tick(&mut self, epoch: u64) -> io::Result<()> {
+    /// Counts one mutating call on `path`; cuts the power when an armed count is reached.
+    fn tick(&mut self, epoch: u64, path: &Path) -> io::Result<()> {
         self.alive(epoch)?;
         self.ops += 1;
-        if let Some((at, how)) = self.cut_at {
-            if self.ops >= at {
-                self.cut(how);
-                return Err(power_off());
+        let mut how = self.cut_at.filter(|(at, _)| self.ops >= *at).map(|c| c.1);
+        if let Some((pred, left, on_how)) = &mut self.cut_on {
+            if pred(path) {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    how = Some(*on_how);
+                }
             }
+        }
+        if let Some(how) = how {
+            self.cut_paths.push(path.to_path_buf());
+            self.cut(how);
+            return Err(power_off());
         }
         Ok(())
     }
@@ -164,35 +215,51 @@ pub struct PowerCutDisk {
     gate: Arc<Gate>,
 }
 
-/// Holds the next `sync_dir` until released (slow file I/O on demand).
+/// Holds a `sync_dir` until released (slow file I/O on demand): the first one after a rename
+/// onto a path the gate was armed for.
 #[derive(Default)]
 pub struct Gate {
-    /// (armed, entered, released)
-    state: Mutex<(bool, bool, bool)>,
+    state: Mutex<GateState>,
     cv: std::sync::Condvar,
 }
 
+#[derive(Default)]
+struct GateState {
+    armed: Option<PathPred>,
+    /// A rename onto an armed path happened: the next `sync_dir` waits.
+    primed: bool,
+    entered: bool,
+    released: bool,
+}
+
 impl Gate {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, bool, bool)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
     /// Whether a `sync_dir` is waiting at the gate.
     pub fn entered(&self) -> bool {
-        self.lock().1
+        self.lock().entered
     }
     /// Lets the waiting (or next) `sync_dir` through.
     pub fn release(&self) {
-        self.lock().2 = true;
+        self.lock().released = true;
         self.cv.notify_all();
+    }
+    fn renamed(&self, to: &Path) {
+        let mut g = self.lock();
+        if g.armed.is_some_and(|on| on(to)) {
+            g.armed = None;
+            g.primed = true;
+        }
     }
     fn pass(&self) {
         let mut g = self.lock();
-        if !g.0 {
+        if !g.primed {
             return;
         }
-        g.0 = false;
-        g.1 = true;
-        while !g.2 {
+        g.primed = false;
+        g.entered = true;
+        while !g.released {
             g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -220,6 +287,18 @@ impl PowerCutDisk {
         s.cut_at = Some((s.ops + k.max(1), how));
     }
 
+    /// Cuts the power at the `k`-th next mutating call on a path for which `on` holds (a
+    /// write, length change or sync of a file opened at such a path, a rename from or to one,
+    /// its removal, a sync of such a directory).
+    pub fn arm_on(&self, on: fn(&Path) -> bool, k: u64, how: Cut) {
+        self.lock().cut_on = Some((on, k.max(1), how));
+    }
+
+    /// The path of the call each armed cut so far hit.
+    pub fn cut_paths(&self) -> Vec<PathBuf> {
+        self.lock().cut_paths.clone()
+    }
+
     /// Cuts the power now (if it is on).
     pub fn cut(&self, how: Cut) {
         let mut s = self.lock();
@@ -237,9 +316,13 @@ impl PowerCutDisk {
         self.lock().ops
     }
 
-    /// Makes the next `sync_dir` wait until the returned gate is released.
-    pub fn gate_next_sync_dir(&self) -> Arc<Gate> {
-        *self.gate.lock() = (true, false, false);
+    /// Makes the first `sync_dir` after a rename onto a path for which `on` holds wait until
+    /// the returned gate is released.
+    pub fn gate_sync_dir_after_rename(&self, on: fn(&Path) -> bool) -> Arc<Gate> {
+        *self.gate.lock() = GateState {
+            armed: Some(on),
+            ..GateState::default()
+        };
         self.gate.clone()
     }
 
@@ -270,23 +353,55 @@ impl DiskIo for PowerCutDisk {
             state: self.state.clone(),
             file,
             epoch,
+            path: path.to_path_buf(),
         }))
+    }
+    fn open_existing(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
+        let s = self.lock();
+        let epoch = s.epoch;
+        s.alive(epoch)?;
+        let file = *s
+            .names
+            .get(path)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(Box::new(Backend {
+            state: self.state.clone(),
+            file,
+            epoch,
+            path: path.to_path_buf(),
+        }))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let s = self.lock();
+        s.alive(s.epoch)?;
+        Ok(s.names
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .cloned()
+            .collect())
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut s = self.lock();
         let epoch = s.epoch;
-        s.tick(epoch)?;
+        let on = if s.cut_on.is_some_and(|(pred, ..)| pred(from)) {
+            from
+        } else {
+            to
+        };
+        s.tick(epoch, on)?;
         let f = s
             .names
             .remove(from)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         s.names.insert(to.to_path_buf(), f);
+        drop(s);
+        self.gate.renamed(to);
         Ok(())
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut s = self.lock();
         let epoch = s.epoch;
-        s.tick(epoch)?;
+        s.tick(epoch, path)?;
         s.names
             .remove(path)
             .map(|_| ())
@@ -296,7 +411,7 @@ impl DiskIo for PowerCutDisk {
         self.gate.pass();
         let mut s = self.lock();
         let epoch = s.epoch;
-        s.tick(epoch)?;
+        s.tick(epoch, dir)?;
         let in_dir = |p: &Path| p.parent() == Some(dir);
         s.durable_names.retain(|p, _| !in_dir(p));
         let live: Vec<(PathBuf, usize)> = s
@@ -315,11 +430,16 @@ struct Backend {
     state: Arc<Mutex<State>>,
     file: usize,
     epoch: u64,
+    /// Where it was opened (the file may have been renamed since).
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backend").field("file", &self.file).finish()
+        f.debug_struct("Backend")
+            .field("file", &self.file)
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -348,7 +468,7 @@ impl redb::StorageBackend for Backend {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut s = self.lock();
-        s.tick(self.epoch)?;
+        s.tick(self.epoch, &self.path)?;
         let f = &mut s.files[self.file];
         let op = Pending::SetLen(len);
         apply(&mut f.live, &op);
@@ -357,7 +477,7 @@ impl redb::StorageBackend for Backend {
     }
     fn sync_data(&self) -> io::Result<()> {
         let mut s = self.lock();
-        s.tick(self.epoch)?;
+        s.tick(self.epoch, &self.path)?;
         let f = &mut s.files[self.file];
         for op in std::mem::take(&mut f.pending) {
             apply(&mut f.durable, &op);
@@ -366,7 +486,7 @@ impl redb::StorageBackend for Backend {
     }
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut s = self.lock();
-        s.tick(self.epoch)?;
+        s.tick(self.epoch, &self.path)?;
         let f = &mut s.files[self.file];
         let op = Pending::Write(offset, data.to_vec());
         apply(&mut f.live, &op);
