@@ -32,6 +32,12 @@ ready_field() {
     curl -sS --max-time 2 "http://$1/readyz" 2>/dev/null | grep -o "\"$2\":[a-z0-9]*" | cut -d: -f2
 }
 rss_mb() { awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+# The parts of a process's resident memory: anonymous (heap, of which LazyFree is freed but
+# not yet taken back by the kernel) and file-backed.
+rss_parts() {
+    awk '/^(Anonymous|LazyFree|Rss|Private_Clean|Shared_Clean):/ { printf "%s %.0f MB  ", $1, $2 / 1024 }' \
+        "/proc/$1/smaps_rollup" 2>/dev/null || true
+}
 # Polls until `$@` succeeds, at most $1 seconds; the elapsed milliseconds on stdout.
 time_until() {
     local limit=$1
@@ -69,7 +75,7 @@ held="$(curl -fsS -H "Authorization: Bearer $token" "http://$addr1/api/v1/pools/
     grep -o '"allocated":"[0-9]*"' | grep -o '[0-9]\+')"
 echo "loaded: $held allocations in $((load_ms / 1000)) s ($((held * 1000 / (load_ms + 1))) /s)"
 for i in 0 1 2; do
-    echo "node $((i + 1)) RSS: $(rss_mb "${pids[$i]}") MB"
+    echo "node $((i + 1)) RSS: $(rss_mb "${pids[$i]}") MB ($(rss_parts "${pids[$i]}"))"
 done
 
 # A follower's restart: same id, data dir and port (its peers know it by that address).
