@@ -6,7 +6,8 @@
 //! order. Handles opened before a cut fail every call; a reopen sees the surviving bytes.
 //!
 //! Snapshot stream files (`snapshots/`) stay on the real file system: this models only the
-//! redb stores (`log.redb`, `state.redb`, an install's `state.redb.tmp`).
+//! redb stores (`log.redb`, `state.redb`, an install's `state.redb.tmp`) and the log's
+//! segments (`wal/`).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -307,6 +308,11 @@ impl DiskIo for PowerCutDisk {
             .collect();
         s.durable_names.extend(live);
         Ok(())
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        let s = self.lock();
+        s.alive(s.epoch)?;
+        Ok(s.names.contains_key(path))
     }
 }
 
