@@ -140,6 +140,18 @@ impl LogStore {
         )
     }
 
+    /// Opens the log at `path` on `disk`, with new segments of `segment_bytes` (power-loss
+    /// tests of the log store alone).
+    #[cfg(feature = "testing")]
+    pub fn open_on(
+        path: &Path,
+        purge_limit: PurgeLimit,
+        disk: &Disk,
+        segment_bytes: u64,
+    ) -> Result<LogStore, StorageError> {
+        Self::open_with(path, purge_limit, None, disk, segment_bytes)
+    }
+
     pub(crate) fn open_with(
         path: &Path,
         purge_limit: PurgeLimit,
