@@ -247,7 +247,7 @@ async fn acknowledged_writes_survive_1000_power_cuts() {
         let disk = PowerCutDisk::new(rng.next_u64());
         let life = Life {
             durable_every: [1, 4, 1_000_000][rng.range(0, 2) as usize],
-            segment_bytes: (done / LIFE % 2 == 0).then_some(512),
+            segment_bytes: (done / LIFE).is_multiple_of(2).then_some(512),
         };
         let mut acked = Acked::default();
         for _ in 0..LIFE.min(cycles - done) {
