@@ -77,6 +77,8 @@ pub struct Config {
     pub queue_bytes: usize,
     /// Where the redb stores keep their bytes (real files unless a test sets a simulated disk).
     pub(crate) disk: crate::disk::Disk,
+    /// Size of a new log segment file (`wal/`).
+    pub(crate) wal_segment_bytes: u64,
 }
 
 /// The longest duration any setting takes (one day): deadlines are added to `Instant::now()`,
@@ -149,6 +151,7 @@ impl Config {
             feature_level: ipam_core::feature::FEATURE_LEVEL,
             queue_bytes: 64 << 20,
             disk: crate::disk::Disk::default(),
+            wal_segment_bytes: crate::storage::wal::SEGMENT_BYTES,
         }
     }
 }
@@ -156,8 +159,15 @@ impl Config {
 #[cfg(feature = "testing")]
 impl Config {
     /// Keeps the redb stores on `disk` instead of real files (power-loss tests).
+    /// The log's segments shrink to 1 MiB: a simulated disk holds every file in memory.
     pub fn set_disk(&mut self, disk: crate::disk::Disk) {
         self.disk = disk;
+        self.wal_segment_bytes = self.wal_segment_bytes.min(1 << 20);
+    }
+
+    /// Sets the size of new log segments (tests that make the log roll over often).
+    pub fn set_wal_segment_bytes(&mut self, bytes: u64) {
+        self.wal_segment_bytes = bytes;
     }
 }
 

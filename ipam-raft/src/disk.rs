@@ -1,9 +1,10 @@
 //! Where a data dir keeps its bytes: real files, or (tests, `testing` feature) a [`DiskIo`]
-//! that can model a power cut. Every file operation whose durability matters — of `log.redb`
-//! and `state.redb`, of the snapshot files and `snapshots/current.meta`, of the `node_id`,
-//! `cluster_id` and `incarnation` files (open or create, read, rename over, remove, list,
-//! directory fsync) — goes through [`Disk`], so a simulated disk sees the order of writes and
-//! syncs. Offline restore (`restore_backup`) writes a fresh data dir with real files only.
+//! that can model a power cut. Every file operation whose durability matters — of `log.redb`,
+//! the log's segment files (`wal/`) and `state.redb`, of the snapshot files and
+//! `snapshots/current.meta`, of the `node_id`, `cluster_id` and `incarnation` files (open or
+//! create, read, rename over, remove, list, whether a name exists, directory fsync) — goes
+//! through [`Disk`], so a simulated disk sees the order of writes and syncs. Offline restore
+//! (`restore_backup`) writes a fresh data dir with real files only.
 
 use std::fmt;
 use std::io;
@@ -31,6 +32,8 @@ pub trait DiskIo: Send + Sync + 'static {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes the entries (creations, renames, removals) of directory `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Whether a file exists at `path` (the log finds its segments by probing names).
+    fn exists(&self, path: &Path) -> io::Result<bool>;
 }
 
 /// Page cache of `state.redb` (and of a snapshot being installed). redb's default is 1 GiB per
@@ -150,6 +153,38 @@ impl Disk {
         self.sync_dir(path.parent().unwrap_or(Path::new(".")))
     }
 
+    /// Opens (or creates, empty) a plain file at `path`, such as a log segment.
+    pub(crate) fn open_file(&self, path: &Path) -> io::Result<Arc<dyn StorageBackend>> {
+        match &self.0 {
+            None => {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)?;
+                Ok(Arc::new(PlainFile(file)))
+            }
+            Some(io) => Ok(Arc::from(io.open(path)?)),
+        }
+    }
+
+    pub(crate) fn exists(&self, path: &Path) -> io::Result<bool> {
+        match &self.0 {
+            None => path.try_exists(),
+            Some(io) => io.exists(path),
+        }
+    }
+
+    /// Creates directory `dir` (durable once its parent is synced). A custom disk has no
+    /// directories: its names are whole paths.
+    pub(crate) fn create_dir(&self, dir: &Path) -> io::Result<()> {
+        match &self.0 {
+            None => std::fs::create_dir_all(dir),
+            Some(_) => Ok(()),
+        }
+    }
+
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         match &self.0 {
             None => std::fs::rename(from, to),
@@ -198,5 +233,31 @@ impl StorageBackend for Boxed {
     }
     fn close(&self) -> io::Result<()> {
         self.0.close()
+    }
+}
+
+/// A real file as a backend: positioned reads and writes, no lock (the data dir's owner
+/// holds `log.redb`, which redb locks).
+#[derive(Debug)]
+struct PlainFile(std::fs::File);
+
+impl StorageBackend for PlainFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, out, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.0, data, offset)
+    }
+    fn close(&self) -> io::Result<()> {
+        Ok(())
     }
 }

@@ -192,9 +192,16 @@ impl Ipam {
         let c1 = DropSignal(closing_tx.clone());
         let c2 = DropSignal(closing_tx);
         let disk = config.disk.clone();
+        let segment_bytes = config.wal_segment_bytes;
         let (log, mut sm) = tokio::task::spawn_blocking(move || {
             let sm = StateMachineStore::open_with(&d, durable, durable_tx, Some(c1), disk.clone())?;
-            let log = LogStore::open_with(&d.join(LOG_FILE), purge_limit, Some(c2), &disk)?;
+            let log = LogStore::open_with(
+                &d.join(LOG_FILE),
+                purge_limit,
+                Some(c2),
+                &disk,
+                segment_bytes,
+            )?;
             // A new file's name is durable only once its directory is synced: without this a
             // power cut could lose a fresh `log.redb` whole, acknowledged entries included.
             disk.sync_dir(&d)

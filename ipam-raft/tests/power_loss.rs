@@ -1,9 +1,11 @@
-//! Power loss, not SIGKILL: the data dir (redb stores, snapshot files, `current.meta`, the
-//! small id files) is on a simulated disk (`support/power_cut.rs`) that drops every write not
-//! yet synced (or keeps a random subset of its pages) when the power is cut, after a random
-//! number of disk operations or at a random call in the snapshot dir or on a small file. After
-//! the restart every acknowledged write must be there and the state must pass the integrity
-//! check.
+//! Power loss, not SIGKILL: the data dir (redb stores, the log's segments, snapshot files,
+//! `current.meta`, the small id files) is on a simulated disk (`support/power_cut.rs`) that
+//! drops every write not yet synced (or keeps a random subset of its pages) when the power is
+//! cut, after a random number of disk operations or at a random call in the snapshot dir or on
+//! a small file. After the restart every acknowledged write must be there and the state must
+//! pass the integrity check. Every other data dir has 512-byte log segments, so the log rolls
+//! over to a new segment every few entries and purges remove whole segments between cut
+//! points.
 //!
 //! The seed is printed; `IPAM_POWER_SEED=<seed>` replays its cut points and modes (which
 //! operation a cut hits still depends on thread scheduling), `IPAM_POWER_CYCLES` changes the
@@ -59,16 +61,28 @@ fn spec() -> PoolSpec {
     }
 }
 
+/// How a data dir's node is set up for all its power cycles.
+#[derive(Clone, Copy)]
+struct Life {
+    /// Entries per durable apply.
+    durable_every: u64,
+    /// Size of a new log segment (`None`: the simulated disk's default).
+    segment_bytes: Option<u64>,
+}
+
 /// A single-voter node on `disk`: fast elections, frequent snapshots (so builds and log
-/// purges fall between cut points), and `durable_every` entries per durable apply.
-fn config(dir: &std::path::Path, disk: &Arc<PowerCutDisk>, durable_every: u64) -> Config {
+/// purges fall between cut points).
+fn config(dir: &std::path::Path, disk: &Arc<PowerCutDisk>, life: Life) -> Config {
     let mut c = Config::new(1, dir, "127.0.0.1:9");
     c.set_disk(disk.disk());
+    if let Some(bytes) = life.segment_bytes {
+        c.set_wal_segment_bytes(bytes);
+    }
     c.heartbeat = Duration::from_millis(5);
     c.election_timeout = (Duration::from_millis(10), Duration::from_millis(20));
     c.snapshot_logs = 20;
     c.max_in_snapshot_log_to_keep = 2;
-    c.durable_every_entries = durable_every;
+    c.durable_every_entries = life.durable_every;
     c.durable_interval = Duration::from_secs(3600);
     c.write_deadline = Duration::from_secs(5);
     c.read_deadline = Duration::from_secs(5);
@@ -149,11 +163,11 @@ async fn verify(ipam: &Ipam, acked: &Acked, ctx: &str) -> bool {
 async fn power_cycle(
     dir: &std::path::Path,
     disk: &Arc<PowerCutDisk>,
-    durable_every: u64,
+    life: Life,
     acked: &mut Acked,
     ctx: &str,
 ) {
-    let ipam = match Ipam::start(config(dir, disk, durable_every)).await {
+    let ipam = match Ipam::start(config(dir, disk, life)).await {
         Ok(i) => i,
         Err(e) => {
             assert!(
@@ -234,7 +248,10 @@ async fn acknowledged_writes_survive_1000_power_cuts() {
     while done < cycles {
         let dir = tempfile::tempdir().expect("tmp");
         let disk = PowerCutDisk::new(rng.next_u64());
-        let durable_every = [1, 4, 1_000_000][rng.range(0, 2) as usize];
+        let life = Life {
+            durable_every: [1, 4, 1_000_000][rng.range(0, 2) as usize],
+            segment_bytes: (done / LIFE).is_multiple_of(2).then_some(512),
+        };
         let mut acked = Acked::default();
         for _ in 0..LIFE.min(cycles - done) {
             let how = if rng.coin() {
@@ -255,12 +272,12 @@ async fn acknowledged_writes_survive_1000_power_cuts() {
                 _ => disk.arm(k, how),
             }
             let ctx = format!("seed {seed} cycle {done} (cut after {k} {on}ops, {how:?})");
-            power_cycle(dir.path(), &disk, durable_every, &mut acked, &ctx).await;
+            power_cycle(dir.path(), &disk, life, &mut acked, &ctx).await;
             disk.power_on();
             done += 1;
         }
         // Last look at this data dir with the power staying on.
-        let ipam = Ipam::start(config(dir.path(), &disk, durable_every))
+        let ipam = Ipam::start(config(dir.path(), &disk, life))
             .await
             .expect("final start");
         if acked.initialized {
@@ -284,7 +301,7 @@ async fn acknowledged_writes_survive_1000_power_cuts() {
     );
     assert!(total_acks > 0, "no write was ever acknowledged");
     if cycles >= 100 {
-        for what in ["snapshot", "small file", "log", "state"] {
+        for what in ["snapshot", "small file", "wal", "log", "state"] {
             assert!(
                 hit.get(what).is_some_and(|n| *n > 0),
                 "no cut hit a {what} file: {hit:?}"

@@ -1,25 +1,27 @@
-//! The raft log on `log.redb`: entries, vote, committed id and purge point.
+//! The raft log: entries in segment files (`wal/`, see [`wal`](super::wal)), and `log.redb`
+//! for the small rows (vote, purge point, committed id, log format, first live segment).
 //!
 //! openraft 0.9.25's leader waits for each append's flush before the next, so an append is one
-//! redb transaction committed with `Durability::Immediate` before the flush callback runs.
-//! Purging never passes the state machine's durable applied index (a `watch` channel): the
-//! state machine may commit applies without fsync, and after a crash it re-applies from its
-//! durable point, which needs those log entries.
+//! write and one `fdatasync` of the current segment before the flush callback runs: a redb
+//! transaction per append cost about twice the CPU of the sync itself (page allocator,
+//! checksums, table tree). Purging never passes the state machine's durable applied index (a
+//! `watch` channel): the state machine may commit applies without fsync, and after a crash it
+//! re-applies from its durable point, which needs those log entries.
 //!
-//! Commits do not ask for redb's quick repair: it writes the allocator state with every commit,
-//! which made each append markedly dearer and was the largest single latency gain when dropped
-//! (figures in `docs/performance.md`). After a crash redb instead rebuilds that state by
-//! walking the file on open, which stays short because the log is purged behind snapshots.
+//! The committed id is not written on its own: it rides the next append's write.
 //!
-//! The committed id is not written on its own: it rides the next append's transaction.
+//! Format: `format` absent in META means entries in redb's `raft_log` table (release 0.1.0 and
+//! later builds before the WAL). Opening such a store copies the entries into a fresh WAL,
+//! syncs it, and then sets `format`, `wal_first` and empties `raft_log` in one redb commit, so
+//! a cut leaves either format whole; segments left by a cut migration are rewritten.
 //!
-//! Small, cached operations (reading the few entries a replication round sends) run on the
-//! calling task: a `spawn_blocking` round trip costs more
-//! than they do. Anything that fsyncs or may read many entries goes to the blocking pool.
+//! Small operations (reading the few entries a replication round sends: a `pread` of cached
+//! pages) run on the calling task: a `spawn_blocking` round trip costs more than they do.
+//! Anything that fsyncs or may read many entries goes to the blocking pool.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -29,17 +31,27 @@ use tokio::sync::watch;
 
 use ipam_core::tables::{decode_value as decode, encode_value as encode};
 
+use super::wal::Wal;
+pub use super::wal::WalError;
+use crate::disk::Disk;
 use crate::types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
 
-/// Log entries by index.
+/// Log entries by index (format 1; empty once migrated).
 const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("raft_log");
-/// Vote, committed id, last purged id.
+/// Vote, committed id, last purged id, format, first segment.
 const META: TableDefinition<'static, &'static str, &'static [u8]> =
     TableDefinition::new("raft_log_meta");
 
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "last_purged";
+const KEY_FORMAT: &str = "format";
+const KEY_WAL_FIRST: &str = "wal_first";
+
+/// Entries in segment files.
+const FORMAT_WAL: u64 = 2;
+/// Entries copied per write while migrating.
+const MIGRATE_BATCH_BYTES: usize = 1 << 20;
 
 /// Highest log index the log store may purge: the state machine's durable applied index.
 /// `None` means nothing may be purged yet.
@@ -50,7 +62,7 @@ pub type PurgeLimit = watch::Receiver<Option<u64>>;
 #[derive(Clone, Debug)]
 pub(crate) struct DropSignal(#[allow(dead_code)] pub(crate) tokio::sync::mpsc::Sender<()>);
 
-/// The redb-backed raft log. Cheap to clone; clones share the database.
+/// The raft log store. Cheap to clone; clones share the files.
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<LogInner>,
@@ -58,11 +70,13 @@ pub struct LogStore {
 
 struct LogInner {
     db: Database,
+    wal: Wal,
     purge_limit: PurgeLimit,
+    /// What `log.redb` records as purged (written only under the WAL's writer lock).
+    purged: Mutex<Option<LogId>>,
     /// A purge that the limit held back, finished by a later append.
     pending_purge: Mutex<Option<LogId>>,
-    /// The committed id openraft last saved, not yet written: it rides the next append's
-    /// transaction instead of a transaction of its own per entry on every replica.
+    /// The committed id openraft last saved, not yet written: it rides the next append.
     pending_committed: Mutex<Option<Option<LogId>>>,
     _closing: Option<DropSignal>,
 }
@@ -85,31 +99,107 @@ fn join_err(e: tokio::task::JoinError) -> StorageError {
     StorageIOError::write_logs(&e).into()
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn get_meta<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>, StorageError> {
+    match table.get(key).map_err(read_err)? {
+        Some(v) => Ok(Some(decode("raft_log_meta", v.value()).map_err(read_err)?)),
+        None => Ok(None),
+    }
+}
+
+fn put_meta<T: serde::Serialize>(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    value: &T,
+) -> Result<(), StorageError> {
+    let bytes = encode(value).map_err(write_err)?;
+    table.insert(key, bytes.as_slice()).map_err(write_err)?;
+    Ok(())
+}
+
+/// Where the segments of the log at `path` (`log.redb`) live.
+fn wal_dir(path: &Path) -> PathBuf {
+    path.parent().unwrap_or(Path::new(".")).join("wal")
+}
+
 impl LogStore {
-    /// Opens (or creates) `log.redb` at `path`.
+    /// Opens (or creates) `log.redb` at `path` and its segments in `wal/` beside it.
     pub fn open(path: &Path, purge_limit: PurgeLimit) -> Result<LogStore, StorageError> {
-        Self::open_with(path, purge_limit, None, &crate::disk::Disk::default())
+        Self::open_with(
+            path,
+            purge_limit,
+            None,
+            &Disk::default(),
+            super::wal::SEGMENT_BYTES,
+        )
+    }
+
+    /// Opens the log at `path` on `disk`, with new segments of `segment_bytes` (power-loss
+    /// tests of the log store alone).
+    #[cfg(feature = "testing")]
+    pub fn open_on(
+        path: &Path,
+        purge_limit: PurgeLimit,
+        disk: &Disk,
+        segment_bytes: u64,
+    ) -> Result<LogStore, StorageError> {
+        Self::open_with(path, purge_limit, None, disk, segment_bytes)
     }
 
     pub(crate) fn open_with(
         path: &Path,
         purge_limit: PurgeLimit,
         closing: Option<DropSignal>,
-        disk: &crate::disk::Disk,
+        disk: &Disk,
+        segment_bytes: u64,
     ) -> Result<LogStore, StorageError> {
         let db = disk
             .create_db(path, crate::disk::LOG_CACHE_BYTES)
             .map_err(write_err)?;
         let txn = db.begin_write().map_err(write_err)?;
-        {
+        let (format, wal_first, purged, committed) = {
             txn.open_table(LOG).map_err(write_err)?;
-            txn.open_table(META).map_err(write_err)?;
-        }
+            let meta = txn.open_table(META).map_err(write_err)?;
+            (
+                get_meta::<u64>(&meta, KEY_FORMAT)?,
+                get_meta::<u64>(&meta, KEY_WAL_FIRST)?,
+                get_meta::<Option<LogId>>(&meta, KEY_PURGED)?.flatten(),
+                get_meta::<Option<LogId>>(&meta, KEY_COMMITTED)?.flatten(),
+            )
+        };
         txn.commit().map_err(write_err)?;
+        let dir = wal_dir(path);
+        let wal_first = match format {
+            None => migrate(&db, &dir, disk, segment_bytes)?,
+            Some(FORMAT_WAL) => wal_first.unwrap_or(0),
+            Some(found) => {
+                return Err(read_err(WalError::UnknownFormat {
+                    found,
+                    known: FORMAT_WAL,
+                }))
+            }
+        };
+        let wal = Wal::open(
+            &dir,
+            disk,
+            segment_bytes,
+            wal_first,
+            purged.map(|p| p.index),
+            committed,
+        )
+        .map_err(read_err)?;
         Ok(LogStore {
             inner: Arc::new(LogInner {
                 db,
+                wal,
                 purge_limit,
+                purged: Mutex::new(purged),
                 pending_purge: Mutex::new(None),
                 pending_committed: Mutex::new(None),
                 _closing: closing,
@@ -133,9 +223,55 @@ impl LogStore {
 
     /// The last purged log id as recorded (what was actually purged).
     pub async fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
-        self.blocking(|inner| Ok(inner.read_meta::<Option<LogId>>(KEY_PURGED)?.flatten()))
-            .await
+        Ok(*lock(&self.inner.purged))
     }
+}
+
+/// Copies the entries of format 1 (`raft_log`) into a new WAL and switches `log.redb` to it in
+/// one commit; returns the first segment's number.
+fn migrate(
+    db: &Database,
+    dir: &Path,
+    disk: &Disk,
+    segment_bytes: u64,
+) -> Result<u64, StorageError> {
+    const FIRST: u64 = 0;
+    disk.create_dir(dir).map_err(write_err)?;
+    // The directory's own name must be durable before anything in it counts.
+    disk.sync_dir(dir.parent().unwrap_or(Path::new(".")))
+        .map_err(write_err)?;
+    Wal::remove_from(dir, disk, FIRST).map_err(write_err)?;
+    let wal = Wal::create(dir, disk, segment_bytes, FIRST).map_err(write_err)?;
+    {
+        let rtx = db.begin_read().map_err(read_err)?;
+        let table = rtx.open_table(LOG).map_err(read_err)?;
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for row in table.iter().map_err(read_err)? {
+            let (_, v) = row.map_err(read_err)?;
+            bytes += v.value().len();
+            batch.push(decode::<Entry>("raft_log", v.value()).map_err(read_err)?);
+            if bytes >= MIGRATE_BATCH_BYTES {
+                wal.append(&batch, None).map_err(write_err)?;
+                batch.clear();
+                bytes = 0;
+            }
+        }
+        wal.append(&batch, None).map_err(write_err)?;
+    }
+    drop(wal);
+    let mut txn = db.begin_write().map_err(write_err)?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(write_err)?;
+    {
+        let mut meta = txn.open_table(META).map_err(write_err)?;
+        put_meta(&mut meta, KEY_FORMAT, &FORMAT_WAL)?;
+        put_meta(&mut meta, KEY_WAL_FIRST, &FIRST)?;
+        let mut log = txn.open_table(LOG).map_err(write_err)?;
+        log.retain(|_, _| false).map_err(write_err)?;
+    }
+    txn.commit().map_err(write_err)?;
+    Ok(FIRST)
 }
 
 impl LogInner {
@@ -145,73 +281,57 @@ impl LogInner {
     ) -> Result<Option<T>, StorageError> {
         let rtx = self.db.begin_read().map_err(read_err)?;
         let table = rtx.open_table(META).map_err(read_err)?;
-        match table.get(key).map_err(read_err)? {
-            Some(v) => Ok(Some(decode("raft_log_meta", v.value()).map_err(read_err)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn write_meta<T: serde::Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-        durability: Durability,
-    ) -> Result<(), StorageError> {
-        let bytes = encode(value).map_err(write_err)?;
-        let mut txn = self.db.begin_write().map_err(write_err)?;
-        txn.set_durability(durability).map_err(write_err)?;
-        {
-            let mut table = txn.open_table(META).map_err(write_err)?;
-            table.insert(key, bytes.as_slice()).map_err(write_err)?;
-        }
-        txn.commit().map_err(write_err)
+        get_meta(&table, key)
     }
 
     fn read_entries(&self, bounds: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, StorageError> {
-        let rtx = self.db.begin_read().map_err(read_err)?;
-        let table = rtx.open_table(LOG).map_err(read_err)?;
-        let mut out = Vec::new();
-        for row in table.range::<u64>(bounds).map_err(read_err)? {
-            let (_, v) = row.map_err(read_err)?;
-            out.push(decode::<Entry>("raft_log", v.value()).map_err(read_err)?);
-        }
-        Ok(out)
+        self.wal.read(bounds).map_err(read_err)
     }
 
-    /// Purges entries up to `want` within the durable limit, inside `txn`. Returns whether the
-    /// whole request was done.
-    fn purge_in(&self, txn: &redb::WriteTransaction, want: LogId) -> Result<bool, StorageError> {
-        let limit = *self.purge_limit.borrow();
-        let Some(limit) = limit else {
+    /// Purges entries up to `want` within the durable limit. Returns whether the whole
+    /// request was done.
+    fn purge(&self, want: LogId) -> Result<bool, StorageError> {
+        let Some(limit) = *self.purge_limit.borrow() else {
             return Ok(false);
         };
-        let mut log = txn.open_table(LOG).map_err(write_err)?;
+        let mut paused = self.wal.pause();
         let upto = if want.index <= limit {
             want
         } else {
             // Only part of the request is allowed: record the id of the entry actually purged.
-            match log.get(limit).map_err(read_err)? {
-                Some(v) => {
-                    decode::<Entry>("raft_log", v.value())
-                        .map_err(read_err)?
-                        .log_id
-                }
+            match self.wal.log_id(limit) {
+                Some(id) => id,
                 None => return Ok(false),
             }
         };
-        let mut meta = txn.open_table(META).map_err(write_err)?;
-        let previous: Option<LogId> = match meta.get(KEY_PURGED).map_err(read_err)? {
-            Some(v) => decode("raft_log_meta", v.value()).map_err(read_err)?,
-            None => None,
-        };
+        let previous = *lock(&self.purged);
         if previous.is_some_and(|p| p.index >= upto.index) {
             return Ok(upto == want);
         }
-        log.retain_in(..=upto.index, |_, _| false)
-            .map_err(write_err)?;
-        let bytes = encode(&Some(upto)).map_err(write_err)?;
-        meta.insert(KEY_PURGED, bytes.as_slice())
-            .map_err(write_err)?;
+        let first = paused.first_seq();
+        let keep = paused.first_kept(upto.index);
+        let mut txn = self.db.begin_write().map_err(write_err)?;
+        // Segments are removed only once `log.redb` durably names a later first one; a purge
+        // that removes none may be lost in a crash, which only leaves entries the next purge
+        // removes.
+        let durability = if keep > first {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        txn.set_durability(durability).map_err(write_err)?;
+        {
+            let mut meta = txn.open_table(META).map_err(write_err)?;
+            put_meta(&mut meta, KEY_PURGED, &Some(upto))?;
+            put_meta(&mut meta, KEY_WAL_FIRST, &keep)?;
+            // The committed records in the removed segments are gone: keep the newest here.
+            if let Some(c) = self.wal.committed() {
+                put_meta(&mut meta, KEY_COMMITTED, &Some(c))?;
+            }
+        }
+        txn.commit().map_err(write_err)?;
+        *lock(&self.purged) = Some(upto);
+        paused.purge(upto.index, keep).map_err(write_err)?;
         Ok(upto == want)
     }
 }
@@ -253,24 +373,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        self.blocking(|inner| {
-            let last_purged: Option<LogId> = inner.read_meta(KEY_PURGED)?.flatten();
-            let rtx = inner.db.begin_read().map_err(read_err)?;
-            let table = rtx.open_table(LOG).map_err(read_err)?;
-            let last = match table.last().map_err(read_err)? {
-                Some((_, v)) => Some(
-                    decode::<Entry>("raft_log", v.value())
-                        .map_err(read_err)?
-                        .log_id,
-                ),
-                None => last_purged,
-            };
-            Ok(LogState {
-                last_purged_log_id: last_purged,
-                last_log_id: last,
-            })
+        let last_purged = *lock(&self.inner.purged);
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: self.inner.wal.last().or(last_purged),
         })
-        .await
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -280,9 +387,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let vote = *vote;
         self.blocking(move |inner| {
-            inner
-                .write_meta(KEY_VOTE, &vote, Durability::Immediate)
-                .map_err(|e| StorageIOError::write_vote(&e).into())
+            let res = (|| {
+                let mut txn = inner.db.begin_write().map_err(write_err)?;
+                txn.set_durability(Durability::Immediate)
+                    .map_err(write_err)?;
+                {
+                    let mut meta = txn.open_table(META).map_err(write_err)?;
+                    put_meta(&mut meta, KEY_VOTE, &vote)?;
+                }
+                txn.commit().map_err(write_err)
+            })();
+            res.map_err(|e| StorageIOError::write_vote(&e).into())
         })
         .await
     }
@@ -307,8 +422,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(committed) = pending {
             return Ok(committed);
         }
-        self.blocking(|inner| Ok(inner.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten()))
-            .await
+        Ok(self.inner.wal.committed())
     }
 
     async fn append<I>(
@@ -323,43 +437,36 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let res = self
             .blocking(move |inner| {
-                let mut txn = inner.db.begin_write().map_err(write_err)?;
-                txn.set_durability(Durability::Immediate)
-                    .map_err(write_err)?;
-                {
-                    let mut table = txn.open_table(LOG).map_err(write_err)?;
-                    for entry in &entries {
-                        let bytes = encode(entry)
-                            .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
-                        table
-                            .insert(entry.log_id.index, bytes.as_slice())
-                            .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+                let committed = lock(&inner.pending_committed).take();
+                if let Err(e) = inner.wal.append(&entries, committed) {
+                    if let Some(c) = committed {
+                        lock(&inner.pending_committed).get_or_insert(c);
                     }
-                }
-                let committed = inner.pending_committed.lock().ok().and_then(|p| *p);
-                if let Some(committed) = committed {
-                    let bytes = encode(&committed).map_err(write_err)?;
-                    let mut meta = txn.open_table(META).map_err(write_err)?;
-                    meta.insert(KEY_COMMITTED, bytes.as_slice())
-                        .map_err(write_err)?;
-                }
-                // Finish a purge the durable limit held back, now that it may have moved.
-                let pending = inner.pending_purge.lock().ok().and_then(|p| *p);
-                let mut done = false;
-                if let Some(want) = pending {
-                    done = inner.purge_in(&txn, want)?;
-                }
-                txn.commit().map_err(write_err)?;
-                if done {
-                    if let Ok(mut p) = inner.pending_purge.lock() {
-                        if *p == pending {
-                            *p = None;
-                        }
-                    }
+                    return Err(write_err(e));
                 }
                 Ok(())
             })
             .await;
+        // Finish a purge the durable limit held back, once the limit allows all of it (a
+        // partial one is a `log.redb` commit per append for little gain).
+        let pending = *lock(&self.inner.pending_purge);
+        if let Some(want) = pending {
+            let limit = *self.inner.purge_limit.borrow();
+            if res.is_ok() && limit.is_some_and(|l| l >= want.index) {
+                callback.log_io_completed(Ok(()));
+                return self
+                    .blocking(move |inner| {
+                        if inner.purge(want)? {
+                            let mut p = lock(&inner.pending_purge);
+                            if *p == Some(want) {
+                                *p = None;
+                            }
+                        }
+                        Ok(())
+                    })
+                    .await;
+            }
+        }
         match res {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -373,31 +480,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.blocking(move |inner| {
-            let mut txn = inner.db.begin_write().map_err(write_err)?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(write_err)?;
-            {
-                let mut table = txn.open_table(LOG).map_err(write_err)?;
-                table
-                    .retain_in(log_id.index.., |_, _| false)
-                    .map_err(write_err)?;
-            }
-            txn.commit().map_err(write_err)
-        })
-        .await
+        self.blocking(move |inner| inner.wal.truncate(log_id.index).map_err(write_err))
+            .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.blocking(move |inner| {
-            let mut txn = inner.db.begin_write().map_err(write_err)?;
-            // A lost purge only leaves entries that the next purge removes.
-            txn.set_durability(Durability::None).map_err(write_err)?;
-            let done = inner.purge_in(&txn, log_id)?;
-            txn.commit().map_err(write_err)?;
-            if let Ok(mut p) = inner.pending_purge.lock() {
-                *p = if done { None } else { Some(log_id) };
-            }
+            let done = inner.purge(log_id)?;
+            *lock(&inner.pending_purge) = if done { None } else { Some(log_id) };
             Ok(())
         })
         .await

@@ -2,7 +2,8 @@
 //! and its file snapshots.
 //!
 //! - [`log`] — the raft log: durable appends, vote, committed id, purge bounded by the state
-//!   machine's durable applied index.
+//!   machine's durable applied index; `log.redb` for those rows, the entries in
+//! - `wal` — segment files of log records (`wal/`): framing, replay, roll-over, removal.
 //! - `state_db` — the open `state.redb` shared with readers and the flusher, the raft meta rows,
 //!   when applies become durable.
 //! - `snapshot` — building, publishing and loading streamed file snapshots.
@@ -13,3 +14,4 @@ pub mod log;
 mod snapshot;
 pub(crate) mod state_db;
 pub mod state_machine;
+pub(crate) mod wal;

@@ -5,9 +5,10 @@
 //! pending writes' 4 KiB pages survives, as a real disk may persist some unsynced writes in any
 //! order. Handles opened before a cut fail every call; a reopen sees the surviving bytes.
 //!
-//! It holds every file of a data dir: the redb stores, the snapshot files and
-//! `snapshots/current.meta`, the `node_id`, `cluster_id` and `incarnation` files. Directories
-//! are not modelled (the real ones exist); a file's directory is its path's parent.
+//! It holds every file of a data dir: the redb stores, the log's segments (`wal/`), the
+//! snapshot files and `snapshots/current.meta`, the `node_id`, `cluster_id` and `incarnation`
+//! files. Directories are not modelled (the real ones exist); a file's directory is its
+//! path's parent.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -44,8 +45,14 @@ pub fn is_small_file(p: &Path) -> bool {
         .is_some_and(|n| n == "node_id" || n == "cluster_id" || n == "incarnation")
 }
 
-/// What a cut hit, for the tests' coverage figures: `log`, `state`, `snapshot`, `small file`
-/// or `data dir` (a directory fsync of the data dir).
+/// A path of the log's segment dir (`wal/` or a segment in it).
+pub fn is_wal(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n == "wal")
+        || p.parent().and_then(Path::file_name).is_some_and(|n| n == "wal")
+}
+
+/// What a cut hit, for the tests' coverage figures: `wal` (a log segment), `log` (`log.redb`),
+/// `state`, `snapshot`, `small file` or `data dir` (a directory fsync of the data dir).
 pub fn kind(p: &Path) -> &'static str {
     let name = p
         .file_name()
@@ -53,6 +60,8 @@ pub fn kind(p: &Path) -> &'static str {
         .unwrap_or_default();
     if is_snapshot(p) {
         "snapshot"
+    } else if is_wal(p) {
+        "wal"
     } else if is_small_file(p) {
         "small file"
     } else if name.starts_with("log.redb") {
@@ -422,6 +431,11 @@ impl DiskIo for PowerCutDisk {
             .collect();
         s.durable_names.extend(live);
         Ok(())
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        let s = self.lock();
+        s.alive(s.epoch)?;
+        Ok(s.names.contains_key(path))
     }
 }
 

@@ -1,0 +1,481 @@
+//! The raft log's entries in segment files, `<data>/wal/<seq:020>.seg`.
+//!
+//! A segment is preallocated (`set_len`) so that an append's `fdatasync` does not also update
+//! the file size, and is a run of records: `len` (u32 LE), `crc32` of `len` and the body (u32
+//! LE), then `len` bytes of postcard. The first record of every segment is a header naming its
+//! number and where the records of the previous segment end (`prev_end`); then come entries,
+//! "committed" updates and "truncate from index" markers. Reopening replays the records in
+//! order, skipping entries at or below the purged index recorded in `log.redb`.
+//!
+//! Where a segment's records end:
+//! - a segment followed by another ends exactly at the next one's `prev_end`; any bad record
+//!   before it is corruption (its bytes were synced before the next segment was made);
+//! - the last segment ends at the first zero length, bad crc or short read: a torn tail after
+//!   a power cut is expected there, and holds nothing that was acknowledged.
+//!
+//! Every open starts a new segment (`prev_end` = where the replay stopped) instead of
+//! appending after a torn tail: bytes of unsynced writes may have survived past the tear, and
+//! a later scan that ran past new records into them could resurrect entries that were never
+//! acknowledged. A segment is always written into a freshly created file for the same reason:
+//! a file whose header is torn is removed before its number is used again.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use redb::StorageBackend;
+
+use self::record::{decode, frame, put, Record, RecordRef, Scanner, FRAME};
+use self::view::{replay, Loc, Segment, View};
+use crate::disk::Disk;
+
+mod record;
+mod view;
+use crate::types::{Entry, LogId};
+
+/// Size of a new segment; a batch larger than that gets a segment of its own size.
+pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Why the log's segment files could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalError {
+    /// A record that was synced does not read back (not a torn tail: the segment is followed
+    /// by another, or the record's checksum is right and its body does not decode).
+    #[error("log segment {seq} is corrupt at offset {offset}: {reason}")]
+    Corrupt {
+        /// The segment's number.
+        seq: u64,
+        /// Where in it the bad record starts.
+        offset: u64,
+        /// What is wrong there.
+        reason: &'static str,
+    },
+    /// `log.redb` names a first segment that is not there.
+    #[error("log segment {seq} is missing")]
+    Missing {
+        /// The segment's number.
+        seq: u64,
+    },
+    /// `log.redb` was written by a newer build.
+    #[error("log.redb has log format {found}; this build reads formats up to {known}")]
+    UnknownFormat {
+        /// The format recorded.
+        found: u64,
+        /// The newest format this build reads.
+        known: u64,
+    },
+    /// An earlier write or sync failed: what reached the disk is unknown until a reopen.
+    #[error("the log store failed an earlier write and takes no more")]
+    Poisoned,
+    /// Reading, writing or syncing a segment failed.
+    #[error("log file I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A record could not be encoded.
+    #[error("encoding a log record: {0}")]
+    Encode(#[from] postcard::Error),
+}
+
+pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.seg"))
+}
+
+/// The segment being appended to. Only the writer lock's holder writes.
+struct Writer {
+    seq: u64,
+    file: Arc<dyn StorageBackend>,
+    /// Where the next record goes.
+    pos: u64,
+    /// The segment's preallocated size.
+    cap: u64,
+    poisoned: bool,
+    buf: Vec<u8>,
+}
+
+/// The open segment files. Writes are serialized by the writer lock (taken before the view
+/// lock); readers take only the view lock, briefly, and read the files outside it.
+pub(crate) struct Wal {
+    dir: PathBuf,
+    disk: Disk,
+    segment_bytes: u64,
+    writer: Mutex<Writer>,
+    view: Mutex<View>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Wal {
+    /// Removes segments from `from` upward (leftovers of a migration that did not commit).
+    pub(crate) fn remove_from(dir: &Path, disk: &Disk, from: u64) -> Result<(), WalError> {
+        let mut seq = from;
+        while disk.exists(&segment_path(dir, seq))? {
+            disk.remove(&segment_path(dir, seq))?;
+            seq += 1;
+        }
+        if seq > from {
+            disk.sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Creates an empty log whose first segment is `seq`: the segment is durable (file and
+    /// directory entry) when this returns.
+    pub(crate) fn create(
+        dir: &Path,
+        disk: &Disk,
+        segment_bytes: u64,
+        seq: u64,
+    ) -> Result<Wal, WalError> {
+        let (file, pos, cap) = Self::new_segment(dir, disk, segment_bytes, seq, 0, 0)?;
+        file.sync_data()?;
+        disk.sync_dir(dir)?;
+        let w = Writer::new(seq, file, pos, cap);
+        Ok(Self::assemble(dir, disk, segment_bytes, w, View::empty()))
+    }
+
+    fn assemble(dir: &Path, disk: &Disk, segment_bytes: u64, w: Writer, mut view: View) -> Wal {
+        view.segs.insert(
+            w.seq,
+            Segment {
+                file: w.file.clone(),
+                max_index: None,
+            },
+        );
+        Wal {
+            dir: dir.to_path_buf(),
+            disk: disk.clone(),
+            segment_bytes,
+            writer: Mutex::new(w),
+            view: Mutex::new(view),
+        }
+    }
+
+    /// A fresh segment file holding only its header (not synced); returns it, where its first
+    /// record goes and its size.
+    fn new_segment(
+        dir: &Path,
+        disk: &Disk,
+        segment_bytes: u64,
+        seq: u64,
+        prev_end: u64,
+        need: u64,
+    ) -> Result<(Arc<dyn StorageBackend>, u64, u64), WalError> {
+        let path = segment_path(dir, seq);
+        // A file of this name can only be one whose header was torn: start from an empty one.
+        disk.remove(&path)?;
+        let file = disk.open_file(&path)?;
+        let mut head = Vec::new();
+        let n = put(&mut head, &RecordRef::Header { seq, prev_end })?;
+        let cap = segment_bytes.max(u64::from(n) + need);
+        file.set_len(cap)?;
+        file.write(0, &head)?;
+        Ok((file, u64::from(n), cap))
+    }
+
+    /// Opens the log whose first segment is `first_seq`, replays it (entries at or below
+    /// `purged` are gone) and starts a new segment for what comes next.
+    pub(crate) fn open(
+        dir: &Path,
+        disk: &Disk,
+        segment_bytes: u64,
+        first_seq: u64,
+        purged: Option<u64>,
+        committed: Option<LogId>,
+    ) -> Result<Wal, WalError> {
+        let mut files = Vec::new();
+        while disk.exists(&segment_path(dir, first_seq + files.len() as u64))? {
+            let seq = first_seq + files.len() as u64;
+            files.push((seq, disk.open_file(&segment_path(dir, seq))?));
+        }
+        if files.is_empty() {
+            return Err(WalError::Missing { seq: first_seq });
+        }
+        // The header of each segment; a torn one is only allowed on the last (made by a roll
+        // that a cut interrupted before anything in it was acknowledged).
+        let mut headers = Vec::new();
+        for (i, (seq, file)) in files.iter().enumerate() {
+            let mut sc = Scanner::new(file.as_ref())?;
+            let header = match sc.record(0)? {
+                Ok((body, n)) => match decode(*seq, 0, body)? {
+                    Record::Header { seq: s, prev_end } if s == *seq => Some((prev_end, n)),
+                    _ => None,
+                },
+                Err(_) => None,
+            };
+            match header {
+                Some(h) => headers.push(h),
+                None if i + 1 == files.len() && i > 0 => break,
+                None => {
+                    return Err(WalError::Corrupt {
+                        seq: *seq,
+                        offset: 0,
+                        reason: "no valid segment header",
+                    })
+                }
+            }
+        }
+        files.truncate(headers.len());
+
+        let mut view = View::empty();
+        view.committed = committed;
+        let mut tail_end = 0;
+        for (i, (seq, file)) in files.iter().enumerate() {
+            view.segs.insert(
+                *seq,
+                Segment {
+                    file: file.clone(),
+                    max_index: None,
+                },
+            );
+            let end = headers.get(i + 1).map(|h| h.0);
+            tail_end = replay(*seq, file.as_ref(), headers[i].1, end, purged, &mut view)?;
+        }
+        let (last_seq, _) = files[files.len() - 1];
+        let seq = last_seq + 1;
+        let (file, pos, cap) = Self::new_segment(dir, disk, segment_bytes, seq, tail_end, 0)?;
+        file.sync_data()?;
+        disk.sync_dir(dir)?;
+        let w = Writer::new(seq, file, pos, cap);
+        Ok(Self::assemble(dir, disk, segment_bytes, w, view))
+    }
+
+    /// Writes `entries` (then `committed`, if given) in one write and one sync, and makes them
+    /// readable. An entry replaces any at or after its index.
+    pub(crate) fn append(
+        &self,
+        entries: &[Entry],
+        committed: Option<Option<LogId>>,
+    ) -> Result<(), WalError> {
+        let mut w = lock(&self.writer);
+        if w.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        let mut lens = Vec::with_capacity(entries.len());
+        for e in entries {
+            lens.push(put(&mut buf, &RecordRef::Entry(e))?);
+        }
+        if let Some(c) = committed {
+            put(&mut buf, &RecordRef::Committed(c))?;
+        }
+        if buf.is_empty() {
+            w.buf = buf;
+            return Ok(());
+        }
+        let res = self.write_synced(&mut w, &buf);
+        let at = match res {
+            Ok(at) => at,
+            Err(e) => {
+                w.poisoned = true;
+                w.buf = buf;
+                return Err(e);
+            }
+        };
+        let seq = w.seq;
+        w.buf = buf;
+        let mut v = lock(&self.view);
+        let mut offset = at;
+        for (e, len) in entries.iter().zip(lens) {
+            let loc = Loc {
+                log_id: e.log_id,
+                seq,
+                offset,
+                len,
+            };
+            offset += u64::from(len);
+            v.note_max(seq, e.log_id.index);
+            v.place(loc);
+        }
+        if let Some(c) = committed {
+            v.committed = v.committed.max(c);
+        }
+        Ok(())
+    }
+
+    /// Removes the entries from index `from` on, durably.
+    pub(crate) fn truncate(&self, from: u64) -> Result<(), WalError> {
+        let mut w = lock(&self.writer);
+        if w.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        let mut buf = Vec::new();
+        put(&mut buf, &RecordRef::Truncate(from))?;
+        if let Err(e) = self.write_synced(&mut w, &buf) {
+            w.poisoned = true;
+            return Err(e);
+        }
+        lock(&self.view).truncate(from);
+        Ok(())
+    }
+
+    /// Writes `buf` at the end of the log (rolling to a new segment if it does not fit) and
+    /// syncs it; returns the offset it went to, in the writer's (possibly new) segment.
+    fn write_synced(&self, w: &mut Writer, buf: &[u8]) -> Result<u64, WalError> {
+        let need = buf.len() as u64;
+        let rolled = w.pos + need > w.cap;
+        if rolled {
+            // The old segment's records were all synced by the appends that wrote them.
+            let seq = w.seq + 1;
+            let (file, pos, cap) =
+                Self::new_segment(&self.dir, &self.disk, self.segment_bytes, seq, w.pos, need)?;
+            lock(&self.view).segs.insert(
+                seq,
+                Segment {
+                    file: file.clone(),
+                    max_index: None,
+                },
+            );
+            w.seq = seq;
+            w.file = file;
+            w.pos = pos;
+            w.cap = cap;
+        }
+        let at = w.pos;
+        w.file.write(at, buf)?;
+        w.file.sync_data()?;
+        if rolled {
+            // Nothing in a new segment is acknowledged before its name is durable.
+            self.disk.sync_dir(&self.dir)?;
+        }
+        w.pos += need;
+        Ok(at)
+    }
+
+    /// The entries in `bounds` that the log holds, in order.
+    pub(crate) fn read(&self, bounds: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, WalError> {
+        let mut want = Vec::new();
+        {
+            let v = lock(&self.view);
+            for loc in v.locs.range(bounds).map(|(_, l)| l) {
+                let seg = v
+                    .segs
+                    .get(&loc.seq)
+                    .ok_or(WalError::Missing { seq: loc.seq })?;
+                want.push((seg.file.clone(), *loc));
+            }
+        }
+        let mut out = Vec::with_capacity(want.len());
+        let mut i = 0;
+        let mut buf = Vec::new();
+        while i < want.len() {
+            // One read for a run of records that lie back to back in one segment.
+            let (file, first) = &want[i];
+            let mut j = i + 1;
+            let mut end = first.offset + u64::from(first.len);
+            while j < want.len() && want[j].1.seq == first.seq && want[j].1.offset == end {
+                end += u64::from(want[j].1.len);
+                j += 1;
+            }
+            buf.resize((end - first.offset) as usize, 0);
+            file.read(first.offset, &mut buf)?;
+            for (_, loc) in &want[i..j] {
+                let at = (loc.offset - first.offset) as usize;
+                let rec = &buf[at..at + loc.len as usize];
+                let corrupt = |reason| WalError::Corrupt {
+                    seq: loc.seq,
+                    offset: loc.offset,
+                    reason,
+                };
+                let n = frame(rec).map_err(|_| corrupt("an appended record reads back wrong"))?;
+                match decode(loc.seq, loc.offset, &rec[FRAME..FRAME + n])? {
+                    Record::Entry(e) if e.log_id == loc.log_id => out.push(e),
+                    _ => return Err(corrupt("the record is not the indexed entry")),
+                }
+            }
+            i = j;
+        }
+        Ok(out)
+    }
+
+    /// The last entry's id, if any.
+    pub(crate) fn last(&self) -> Option<LogId> {
+        lock(&self.view)
+            .locs
+            .last_key_value()
+            .map(|(_, l)| l.log_id)
+    }
+
+    /// The id of the entry at `index`, if the log holds it.
+    pub(crate) fn log_id(&self, index: u64) -> Option<LogId> {
+        lock(&self.view).locs.get(&index).map(|l| l.log_id)
+    }
+
+    /// The newest committed id recorded in the segments (or given at open).
+    pub(crate) fn committed(&self) -> Option<LogId> {
+        lock(&self.view).committed
+    }
+
+    /// Holds off writes while a purge is recorded.
+    pub(crate) fn pause(&self) -> Paused<'_> {
+        Paused {
+            wal: self,
+            w: lock(&self.writer),
+        }
+    }
+}
+
+/// Writes are held off while this lives (a purge records itself in `log.redb` meanwhile).
+pub(crate) struct Paused<'a> {
+    wal: &'a Wal,
+    w: MutexGuard<'a, Writer>,
+}
+
+impl Paused<'_> {
+    /// The first live segment.
+    pub(crate) fn first_seq(&self) -> u64 {
+        let v = lock(&self.wal.view);
+        v.segs.keys().next().copied().unwrap_or(self.w.seq)
+    }
+
+    /// The first segment to keep once entries up to `index` are purged: every earlier one
+    /// holds only purged entries. The segment being written is always kept.
+    pub(crate) fn first_kept(&self, index: u64) -> u64 {
+        let v = lock(&self.wal.view);
+        for (seq, s) in &v.segs {
+            if *seq == self.w.seq || s.max_index.is_some_and(|m| m > index) {
+                return *seq;
+            }
+        }
+        self.w.seq
+    }
+
+    /// Drops entries up to `index` and removes the segments below `keep_from` (call once the
+    /// new first segment is durable in `log.redb`).
+    pub(crate) fn purge(&mut self, index: u64, keep_from: u64) -> Result<(), WalError> {
+        let removed: Vec<u64> = {
+            let mut v = lock(&self.wal.view);
+            v.purge(index);
+            let gone: Vec<u64> = v.segs.range(..keep_from).map(|(s, _)| *s).collect();
+            for s in &gone {
+                v.segs.remove(s);
+            }
+            gone
+        };
+        for seq in &removed {
+            self.wal.disk.remove(&segment_path(&self.wal.dir, *seq))?;
+        }
+        if !removed.is_empty() {
+            self.wal.disk.sync_dir(&self.wal.dir)?;
+        }
+        Ok(())
+    }
+}
+
+impl Writer {
+    fn new(seq: u64, file: Arc<dyn StorageBackend>, pos: u64, cap: u64) -> Writer {
+        Writer {
+            seq,
+            file,
+            pos,
+            cap,
+            poisoned: false,
+            buf: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
