@@ -228,13 +228,12 @@ impl Ipam {
         net.set_identity(&config.advertise, config.feature_level);
         let network = NetworkFactory { net: net.clone() };
         let restored_lead = restored_lead(config.id, &log).await?;
-        let log_last = {
+        let log_state = {
             use openraft::storage::RaftLogStorage;
             log.clone().get_log_state().await
         }
-        .map_err(|e| StartError::Storage(Box::new(e)))?
-        .last_log_id;
-        sm.finish_interrupted_install(log_last)
+        .map_err(|e| StartError::Storage(Box::new(e)))?;
+        sm.finish_interrupted_install(log_state.last_log_id, log_state.last_purged_log_id)
             .await
             .map_err(|e| StartError::Storage(Box::new(e)))?;
         let raft = Raft::new(config.id, raft_config, network, log, sm)

@@ -126,31 +126,33 @@ impl StateMachineStore {
     }
 
     /// Finishes a snapshot install that a crash cut between moving `state.redb` to the
-    /// snapshot and publishing it as the current snapshot: the state is then ahead of the
-    /// log's last entry `log_last` and of the current snapshot. openraft's start-up purges the
-    /// log up to the applied id and requires a snapshot at least that far, or it panics
+    /// snapshot and publishing it as the current snapshot. The state is then ahead of the
+    /// current snapshot, and either ahead of the log's last entry `log_last` (openraft's start
+    /// purges the log up to the applied id) or behind a purge the log already made
+    /// (`log_purged`: an install's purge may land before its `current.meta`). openraft requires
+    /// a snapshot at least as far as its purge point at start, or it panics
     /// (`purge_upto <= snapshot_last_log_id`); a snapshot of the state is the one the install
-    /// was publishing.
+    /// was publishing. The log never purges past the state's durable applied id, so the state
+    /// covers `log_purged`.
     pub(crate) async fn finish_interrupted_install(
         &mut self,
         log_last: Option<LogId>,
+        log_purged: Option<LogId>,
     ) -> Result<(), StorageError> {
         let (applied, _) = self.applied_state().await?;
-        if applied <= log_last {
-            return Ok(());
-        }
         let current = self
             .get_current_snapshot()
             .await?
             .and_then(|s| s.meta.last_log_id);
-        if current >= applied {
+        if !needs_snapshot_at_start(applied, log_last, log_purged, current) {
             return Ok(());
         }
         tracing::warn!(
             applied = ?applied,
             log_last = ?log_last,
+            log_purged = ?log_purged,
             snapshot = ?current,
-            "state ahead of the log and the current snapshot (an interrupted install): publishing a snapshot of it"
+            "state ahead of the current snapshot (an interrupted install): publishing a snapshot of it"
         );
         self.get_snapshot_builder().await.build_snapshot().await?;
         Ok(())
@@ -172,6 +174,23 @@ impl StateMachineStore {
         .await
         .map_err(sm_write)?
     }
+}
+
+/// Whether start must publish a snapshot of the state before openraft starts: openraft purges
+/// the log up to `applied` when the log ends before it, and needs the current snapshot to
+/// reach its purge point (the log's, or `applied` in that case).
+fn needs_snapshot_at_start(
+    applied: Option<LogId>,
+    log_last: Option<LogId>,
+    log_purged: Option<LogId>,
+    current: Option<LogId>,
+) -> bool {
+    let purge_point = if applied > log_last {
+        applied
+    } else {
+        log_purged
+    };
+    current < purge_point
 }
 
 fn apply_batch(
@@ -408,5 +427,29 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta,
             snapshot: Box::new(file.into()),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_snapshot_at_start;
+    use crate::types::LogId;
+
+    fn id(index: u64) -> Option<LogId> {
+        Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index))
+    }
+
+    #[test]
+    fn start_publishes_a_snapshot_only_when_openraft_would_purge_past_the_current_one() {
+        // A normal start: state, log and snapshot agree.
+        assert!(!needs_snapshot_at_start(id(50), id(60), id(40), id(40)));
+        assert!(!needs_snapshot_at_start(None, None, None, None));
+        // The state ahead of the log's end: openraft purges to the state.
+        assert!(needs_snapshot_at_start(id(70), id(60), id(40), id(40)));
+        assert!(!needs_snapshot_at_start(id(70), id(60), id(40), id(70)));
+        // An install's purge landed, its current.meta did not (the log ends at the purge).
+        assert!(needs_snapshot_at_start(id(639), id(639), id(639), id(601)));
+        assert!(needs_snapshot_at_start(id(650), id(660), id(639), id(601)));
+        assert!(!needs_snapshot_at_start(id(650), id(660), id(639), id(639)));
     }
 }

@@ -48,7 +48,9 @@ pub fn is_small_file(p: &Path) -> bool {
 /// A path of the log's segment dir (`wal/` or a segment in it).
 pub fn is_wal(p: &Path) -> bool {
     p.file_name().is_some_and(|n| n == "wal")
-        || p.parent().and_then(Path::file_name).is_some_and(|n| n == "wal")
+        || p.parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "wal")
 }
 
 /// What a cut hit, for the tests' coverage figures: `wal` (a log segment), `log` (`log.redb`),
