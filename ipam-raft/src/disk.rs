@@ -59,7 +59,8 @@ impl fmt::Debug for Disk {
 }
 
 impl Disk {
-    /// A disk backed by `io` instead of real files.
+    /// A disk backed by `io` instead of real files (tests: the `testing` feature exports it).
+    #[cfg(feature = "testing")]
     pub fn custom(io: Arc<dyn DiskIo>) -> Disk {
         Disk(Some(io))
     }
