@@ -105,6 +105,15 @@ async fn a_redb_log_moves_into_segments_and_reopens_as_such() {
             redb::ReadableTableMetadata::is_empty(&table).expect("len"),
             "raft_log emptied"
         );
+        // A release that knows only format 1 reads the vote with ipam-core's value decoder
+        // (version 1) before anything else: it must stop there, not start with an empty log.
+        let meta = rtx.open_table(META).expect("meta");
+        for key in ["vote", "committed", "last_purged"] {
+            let v = meta.get(key).expect("get").expect("present");
+            let old_read = ipam_core::tables::decode_value::<Vote>("raft_log_meta", v.value());
+            let err = old_read.expect_err("a format-1 release refuses the migrated value");
+            assert!(err.to_string().contains("format version 2"), "{key}: {err}");
+        }
     }
     assert!(dir
         .path()

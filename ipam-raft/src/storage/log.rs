@@ -103,14 +103,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The version byte of every `raft_log_meta` value a format-2 store writes. Format 1 wrote
+/// version 1 (ipam-core's `encode_value`). A release that knows only format 1 does not look at
+/// `format`: it would read the emptied `raft_log` as an empty log (a lost vote, lost entries)
+/// and go on. Its value decoder refuses version 2 instead, naming both versions, so such a
+/// release stops at start on a migrated data dir rather than misreading it.
+const META_VERSION: u8 = 2;
+
 fn get_meta<T: serde::de::DeserializeOwned>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
 ) -> Result<Option<T>, StorageError> {
-    match table.get(key).map_err(read_err)? {
-        Some(v) => Ok(Some(decode("raft_log_meta", v.value()).map_err(read_err)?)),
-        None => Ok(None),
-    }
+    let Some(v) = table.get(key).map_err(read_err)? else {
+        return Ok(None);
+    };
+    let value = match v.value().split_first() {
+        Some((&(1 | META_VERSION), body)) => ipam_core::tables::decode_body("raft_log_meta", body),
+        _ => decode("raft_log_meta", v.value()),
+    };
+    value.map(Some).map_err(read_err)
 }
 
 fn put_meta<T: serde::Serialize>(
@@ -118,7 +129,7 @@ fn put_meta<T: serde::Serialize>(
     key: &str,
     value: &T,
 ) -> Result<(), StorageError> {
-    let bytes = encode(value).map_err(write_err)?;
+    let bytes = postcard::to_extend(value, vec![META_VERSION]).map_err(write_err)?;
     table.insert(key, bytes.as_slice()).map_err(write_err)?;
     Ok(())
 }
@@ -267,6 +278,15 @@ fn migrate(
         let mut meta = txn.open_table(META).map_err(write_err)?;
         put_meta(&mut meta, KEY_FORMAT, &FORMAT_WAL)?;
         put_meta(&mut meta, KEY_WAL_FIRST, &FIRST)?;
+        // Rewritten in version 2, so that a format-1 release refuses the data dir.
+        if let Some(vote) = get_meta::<Vote>(&meta, KEY_VOTE)? {
+            put_meta(&mut meta, KEY_VOTE, &vote)?;
+        }
+        for key in [KEY_COMMITTED, KEY_PURGED] {
+            if let Some(id) = get_meta::<Option<LogId>>(&meta, key)? {
+                put_meta(&mut meta, key, &id)?;
+            }
+        }
         let mut log = txn.open_table(LOG).map_err(write_err)?;
         log.retain(|_, _| false).map_err(write_err)?;
     }
