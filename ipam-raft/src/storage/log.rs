@@ -29,7 +29,7 @@ use openraft::{LogState, RaftLogReader};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
 
-use ipam_core::tables::{decode_value as decode, encode_value as encode};
+use ipam_core::tables::decode_value as decode;
 
 use super::wal::Wal;
 pub use super::wal::WalError;
