@@ -2,6 +2,8 @@
 //! with the same state digest and applied index, which then serves and continues the
 //! allocation generations; a damaged file and a non-empty dir are refused with nothing written.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -23,14 +25,7 @@ async fn a_backup_restores_as_a_new_cluster_with_the_same_state() {
     ipam.wait_for(Duration::from_secs(30), |s| s.leader == Some(1))
         .await
         .expect("leader");
-    ipam.create_pool(PoolSpec {
-        name: "vms".into(),
-        cidr: "10.0.0.0/24".parse().expect("cidr"),
-        gateway: GatewayChoice::Default,
-        reserved: Vec::new(),
-        labels: BTreeMap::new(),
-        description: String::new(),
-    })
+    ipam.create_pool(support::pools::vms("10.0.0.0/24"))
     .await
     .expect("pool");
     let mut last_generation = 0;

@@ -2,6 +2,8 @@
 //! applied index; a deliberately corrupted in-memory index is found, and with `repair` rebuilt
 //! from the tables, after which allocation hands out the address the corruption hid.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -19,14 +21,7 @@ async fn a_corrupted_index_is_found_and_repaired() {
     ipam.wait_for(Duration::from_secs(30), |s| s.leader == Some(1))
         .await
         .expect("leader");
-    ipam.create_pool(PoolSpec {
-        name: "vms".into(),
-        cidr: "10.0.0.0/24".parse().expect("cidr"),
-        gateway: GatewayChoice::Default,
-        reserved: Vec::new(),
-        labels: BTreeMap::new(),
-        description: String::new(),
-    })
+    ipam.create_pool(support::pools::vms("10.0.0.0/24"))
     .await
     .expect("pool");
     for owner in ["a", "b"] {

@@ -2,6 +2,8 @@
 //! acknowledged write: the restarted node re-applies its log from the state machine's durable
 //! point.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
@@ -35,14 +37,7 @@ fn child(dir: &str) {
         ipam.wait_for(Duration::from_secs(20), |s| s.leader == Some(1))
             .await
             .expect("leader");
-        ipam.create_pool(PoolSpec {
-            name: "vms".into(),
-            cidr: "10.0.0.0/16".parse().expect("cidr"),
-            gateway: GatewayChoice::Default,
-            reserved: Vec::new(),
-            labels: BTreeMap::new(),
-            description: String::new(),
-        })
+        ipam.create_pool(support::pools::vms("10.0.0.0/16"))
         .await
         .expect("pool");
         let mut round = 0u64;

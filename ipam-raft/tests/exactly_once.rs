@@ -3,6 +3,8 @@
 //! same request ids, so the leader's state machine answers it with the recorded result: an
 //! unfenced release applied "twice" does not free the address of its next holder.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -38,14 +40,7 @@ async fn propose(ipam: &Ipam, commands: &[Command]) {
 async fn a_resent_proposal_applies_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let ipam = leader(&dir).await;
-    ipam.create_pool(PoolSpec {
-        name: "vms".into(),
-        cidr: "10.0.0.0/24".parse().expect("cidr"),
-        gateway: GatewayChoice::Default,
-        reserved: Vec::new(),
-        labels: BTreeMap::new(),
-        description: String::new(),
-    })
+    ipam.create_pool(support::pools::vms("10.0.0.0/24"))
     .await
     .expect("pool");
     let (a, _) = ipam

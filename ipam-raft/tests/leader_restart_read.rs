@@ -157,14 +157,7 @@ async fn a_leader_restarted_in_its_term_never_reads_below_its_last_entry() {
         "node 1 has the only short election timeout"
     );
     leader
-        .create_pool(PoolSpec {
-            name: "vms".into(),
-            cidr: "10.0.0.0/24".parse().expect("cidr"),
-            gateway: GatewayChoice::Default,
-            reserved: Vec::new(),
-            labels: BTreeMap::new(),
-            description: String::new(),
-        })
+        .create_pool(support::pools::vms("10.0.0.0/24"))
         .await
         .expect("pool");
     let mut acked = Vec::new();

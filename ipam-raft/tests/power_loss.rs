@@ -51,14 +51,7 @@ fn cycles() -> u64 {
 }
 
 fn spec() -> PoolSpec {
-    PoolSpec {
-        name: "vms".into(),
-        cidr: "10.0.0.0/16".parse().expect("cidr"),
-        gateway: GatewayChoice::Default,
-        reserved: Vec::new(),
-        labels: BTreeMap::new(),
-        description: String::new(),
-    }
+    support::pools::vms("10.0.0.0/16")
 }
 
 /// How a data dir's node is set up for all its power cycles.

@@ -369,14 +369,7 @@ async fn cluster(root: &std::path::Path, disk: &Arc<PowerCutDisk>) -> Vec<Node> 
         .await
         .expect("leader");
     ipam(&nodes[0])
-        .create_pool(PoolSpec {
-            name: "vms".into(),
-            cidr: "10.0.0.0/16".parse().expect("cidr"),
-            gateway: GatewayChoice::Default,
-            reserved: Vec::new(),
-            labels: BTreeMap::new(),
-            description: String::new(),
-        })
+        .create_pool(support::pools::vms("10.0.0.0/16"))
         .await
         .expect("pool");
     nodes

@@ -19,14 +19,7 @@ use support::power_cut::{Cut, PowerCutDisk};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn spec() -> PoolSpec {
-    PoolSpec {
-        name: "vms".into(),
-        cidr: "10.0.0.0/16".parse().expect("cidr"),
-        gateway: GatewayChoice::Default,
-        reserved: Vec::new(),
-        labels: BTreeMap::new(),
-        description: String::new(),
-    }
+    support::pools::vms("10.0.0.0/16")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

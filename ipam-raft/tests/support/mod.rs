@@ -1,4 +1,5 @@
 //! Helpers shared by several test binaries of this crate (each uses a part of them).
 #![allow(dead_code)]
 
+pub mod pools;
 pub mod power_cut;
