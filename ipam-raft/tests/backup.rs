@@ -7,7 +7,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ipam_core::{GatewayChoice, PoolSpec};
 use ipam_raft::{Config, Ipam, RestoreError};
 
 async fn started(dir: &std::path::Path) -> Ipam {
@@ -26,8 +25,8 @@ async fn a_backup_restores_as_a_new_cluster_with_the_same_state() {
         .await
         .expect("leader");
     ipam.create_pool(support::pools::vms("10.0.0.0/24"))
-    .await
-    .expect("pool");
+        .await
+        .expect("pool");
     let mut last_generation = 0;
     for owner in ["a", "b", "c"] {
         let (a, _) = ipam

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ipam_core::check::Problem;
-use ipam_core::{GatewayChoice, PoolSpec};
 use ipam_raft::{Config, Ipam};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,8 +21,8 @@ async fn a_corrupted_index_is_found_and_repaired() {
         .await
         .expect("leader");
     ipam.create_pool(support::pools::vms("10.0.0.0/24"))
-    .await
-    .expect("pool");
+        .await
+        .expect("pool");
     for owner in ["a", "b"] {
         ipam.allocate("vms", owner, None, BTreeMap::new())
             .await

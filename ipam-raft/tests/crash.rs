@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ipam_core::{GatewayChoice, PoolSpec};
 use ipam_raft::{Config, Consistency, Ipam};
 use tempfile::TempDir;
 
@@ -38,8 +37,8 @@ fn child(dir: &str) {
             .await
             .expect("leader");
         ipam.create_pool(support::pools::vms("10.0.0.0/16"))
-        .await
-        .expect("pool");
+            .await
+            .expect("pool");
         let mut round = 0u64;
         loop {
             let mut tasks = Vec::new();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ipam_core::requests::RequestId;
-use ipam_core::{Command, GatewayChoice, Op, PoolSpec};
+use ipam_core::{Command, Op};
 use ipam_raft::{Config, Consistency, Ipam};
 use tower::ServiceExt;
 
@@ -41,8 +41,8 @@ async fn a_resent_proposal_applies_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let ipam = leader(&dir).await;
     ipam.create_pool(support::pools::vms("10.0.0.0/24"))
-    .await
-    .expect("pool");
+        .await
+        .expect("pool");
     let (a, _) = ipam
         .allocate("vms", "a", None, BTreeMap::new())
         .await

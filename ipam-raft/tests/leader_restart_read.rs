@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
-use ipam_core::{GatewayChoice, PoolSpec};
 use ipam_raft::types::AppendEntriesRequest;
 use ipam_raft::{Config, Consistency, Ipam};
 use support::power_cut::{Cut, PowerCutDisk};

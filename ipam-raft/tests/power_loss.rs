@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ipam_core::{GatewayChoice, PoolSpec};
+use ipam_core::PoolSpec;
 use ipam_raft::{Config, Consistency, Ipam, IpamError};
 use support::power_cut::{is_small_file, is_snapshot, kind, Cut, PowerCutDisk, Rng};
 

@@ -12,7 +12,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ipam_core::{GatewayChoice, PoolSpec};
+use ipam_core::PoolSpec;
 use ipam_raft::{Config, Ipam, IpamError};
 use support::power_cut::{Cut, PowerCutDisk};
 
