@@ -74,6 +74,14 @@ pub(crate) struct SmShared {
     /// Swapped when a snapshot is installed; `None` after shutdown.
     pub(super) db: RwLock<Option<Arc<StateDb>>>,
     pub(super) durable_tx: watch::Sender<Option<u64>>,
+    /// Set by an install from the moment it moves the new `state.redb` in until its snapshot
+    /// is published: meanwhile the durable applied index (the log's purge limit) is not
+    /// published. The background flusher's `make_durable` would otherwise publish the new
+    /// state's applied index, and openraft's purge for the snapshot (issued before the install
+    /// finishes) would land before `current.meta` names the snapshot: a cut then left the log
+    /// purged past the current snapshot (found by `power_loss_cluster`'s install round). An
+    /// install that fails in that window leaves it set: the log is not purged until a restart.
+    pub(super) installing: std::sync::atomic::AtomicBool,
     pub(super) durable: Durable,
     pub(super) pending: Mutex<Pending>,
     pub(super) snapshot_lock: Mutex<()>,
@@ -165,6 +173,9 @@ impl SmShared {
     }
 
     pub(super) fn publish_durable(&self, index: Option<u64>) {
+        if self.installing.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         self.durable_tx.send_if_modified(|cur| {
             if index > *cur {
                 *cur = index;

@@ -97,6 +97,7 @@ impl StateMachineStore {
                 _closing: closing,
             }))),
             durable_tx,
+            installing: std::sync::atomic::AtomicBool::new(false),
             durable,
             pending: Mutex::new(Pending::default()),
             snapshot_lock: Mutex::new(()),
@@ -368,6 +369,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .as_ref()
                 .and_then(|d| d._closing.clone());
             let path = shared.dir.join(STATE_FILE);
+            shared.installing.store(true, Ordering::Release);
             shared.disk.rename(&tmp, &path).map_err(sm_write)?;
             shared.disk.sync_dir(&shared.dir).map_err(sm_write)?;
             let db = open_db(&shared.disk, &path)?;
@@ -405,6 +407,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             shared.publish_snapshot(&copy, &meta)?;
             // Only now may the log be purged up to the snapshot: a crash before this point
             // restarts with a current snapshot that covers everything the log lacks (defect 5).
+            shared.installing.store(false, Ordering::Release);
             shared.publish_durable(meta.last_log_id.map(|l| l.index));
             // Received transfer files are no longer needed (open handles stay valid).
             let snap_dir = shared.snap_dir();
