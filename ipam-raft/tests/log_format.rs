@@ -166,28 +166,6 @@ async fn a_newer_format_is_refused() {
     );
 }
 
-/// A redb database on the simulated disk (redb wants a sized backend).
-#[derive(Debug)]
-struct OnSim(Box<dyn redb::StorageBackend>);
-
-impl redb::StorageBackend for OnSim {
-    fn len(&self) -> std::io::Result<u64> {
-        self.0.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.0.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.0.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.0.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.0.write(offset, data)
-    }
-}
-
 /// Cuts the power at every disk operation of a migration in turn (both cut modes); the open
 /// after each cut must find the whole log, whichever format it lands in.
 #[tokio::test]
@@ -199,7 +177,7 @@ async fn a_cut_anywhere_in_the_migration_loses_nothing() {
         {
             let backend = sim.open(path).expect("open");
             let db = redb::Database::builder()
-                .create_with_backend(OnSim(backend))
+                .create_with_backend(support::power_cut::SizedBackend(backend))
                 .expect("create");
             write_format_1(&db);
         }

@@ -16,31 +16,10 @@ use support::power_cut::{Cut, PowerCutDisk, Rng};
 const KEYS: TableDefinition<'static, u64, u64> = TableDefinition::new("keys");
 const CHURN: TableDefinition<'static, u64, u64> = TableDefinition::new("churn");
 
-/// redb wants a sized backend.
-#[derive(Debug)]
-struct Sized(Box<dyn redb::StorageBackend>);
-
-impl redb::StorageBackend for Sized {
-    fn len(&self) -> std::io::Result<u64> {
-        self.0.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.0.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.0.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.0.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.0.write(offset, data)
-    }
-}
-
 fn open(disk: &Arc<PowerCutDisk>, path: &Path) -> Result<redb::Database, redb::Error> {
     let backend = disk.open(path).map_err(redb::StorageError::from)?;
-    let db = redb::Database::builder().create_with_backend(Sized(backend))?;
+    let db =
+        redb::Database::builder().create_with_backend(support::power_cut::SizedBackend(backend))?;
     disk.sync_dir(path.parent().expect("parent"))
         .map_err(redb::StorageError::from)?;
     Ok(db)
