@@ -51,6 +51,7 @@ pub mod join;
 pub mod lease_metrics;
 pub mod leases;
 pub mod metrics;
+pub mod peer_metrics;
 pub mod pools;
 mod redact;
 pub mod select;

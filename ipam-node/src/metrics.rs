@@ -36,6 +36,7 @@ pub struct Metrics {
     pub selections: crate::select::SelectionMetrics,
     /// `ipam_request_records`: decided requests kept for exactly-once answers.
     request_records: IntGauge,
+    peers: crate::peer_metrics::PeerCallMetrics,
     // Scrapes reset and refill the per-pool gauges; one at a time so none sees a half-filled set.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -132,7 +133,9 @@ impl Metrics {
             "Decided requests (request ids, idempotency keys) whose answers this replica keeps",
         )?;
         registry.register(Box::new(request_records.clone()))?;
+        let peers = crate::peer_metrics::PeerCallMetrics::new(&registry)?;
         Ok(Metrics {
+            peers,
             reconcile,
             selections,
             request_records,
@@ -187,6 +190,7 @@ impl Metrics {
         self.raft_commit_index.set(gauge(status.committed_index));
         self.raft_applied_index.set(gauge(status.applied_index));
         self.raft_last_log_index.set(gauge(status.last_log_index));
+        self.peers.refresh(ipam);
         let (hits, misses) = ipam.cache_stats();
         // The handle counts since start; counters only move forward by the difference.
         self.cache_hits

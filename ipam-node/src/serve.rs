@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::tls::Tls;
 
@@ -142,7 +141,9 @@ pub async fn serve(
             }
         },
     };
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a receiver: `true` asks it to finish its current request
+    // and close, and the sender's `closed()` resolves once the last one has gone.
+    let (stop_tx, stop_rx) = watch::channel(false);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
@@ -183,7 +184,7 @@ pub async fn serve(
         }
         let service = TowerToHyperService::new(app.clone());
         let http = http.clone();
-        let watcher = graceful.watcher();
+        let stop = stop_rx.clone();
         let tls = options.tls.clone();
         let handshake_timeout = options.header_read_timeout;
         metrics.open.inc();
@@ -195,7 +196,7 @@ pub async fn serve(
             let result = match tls {
                 None => {
                     let conn = http.serve_connection(TokioIo::new(tcp), service);
-                    watcher.watch(conn).await
+                    drive(conn.with_upgrades(), stop).await
                 }
                 Some(tls) => {
                     let Some(stream) = handshake(&tls, tcp, handshake_timeout, peer).await else {
@@ -203,7 +204,7 @@ pub async fn serve(
                         return;
                     };
                     let conn = http.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn).await
+                    drive(conn.with_upgrades(), stop).await
                 }
             };
             if let Err(e) = result {
@@ -212,12 +213,37 @@ pub async fn serve(
         });
     }
     drop(listener);
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = stop_tx.closed() => {}
         () = tokio::time::sleep(options.drain_limit) => {
             tracing::warn!("requests still running after {} s; stopping anyway", options.drain_limit.as_secs());
         }
     }
+}
+
+/// Serves one connection until it ends, or until `stop` turns true: then it finishes the
+/// request in progress and closes. Upgrades are allowed (peer streams, `/raft/stream`): an
+/// upgraded connection leaves this function, the connection limit and the drain, and is
+/// ended by its node's own shutdown instead.
+async fn drive<I, S, B>(
+    conn: hyper::server::conn::http1::UpgradeableConnection<I, S>,
+    mut stop: watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => return result,
+        _ = stop.wait_for(|stop| *stop) => conn.as_mut().graceful_shutdown(),
+    }
+    conn.await
 }
 
 /// The TLS handshake, bounded like a request's headers; a failure is the client's problem and

@@ -258,6 +258,29 @@ async fn three_node_mtls_cluster_forms_replicates_and_survives_a_leader_kill() {
             .await;
     }
 
+    // Nodes of one release reach each other over peer streams (upgraded inside the TLS
+    // connections, with client certificates), never one HTTP request per call.
+    let leader_addr = refs.iter().find(|(id, _)| *id == leader).unwrap().1;
+    let metrics = api
+        .http
+        .get(format!("https://{leader_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let calls = |transport: &str| -> u64 {
+        let prefix = format!("ipam_peer_calls_total{{transport=\"{transport}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+    };
+    assert!(calls("stream") > 0, "the leader made no stream calls");
+    assert_eq!(calls("http"), 0, "the leader called a peer over HTTP");
+
     // Without a client certificate the handshake fails; the nodes keep serving.
     let certless = tls_client(&certs, false);
     assert!(certless

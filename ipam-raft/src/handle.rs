@@ -274,6 +274,7 @@ impl Ipam {
         server::router(ServerState {
             shared: self.core.shared.clone(),
             proposer: self.core.proposer.clone(),
+            shutdown: self.core.shutdown_tx.subscribe(),
         })
     }
 

@@ -110,7 +110,7 @@ pub use handle::Ipam;
 pub use ipam_core::requests::KeyedRequest;
 pub use reconcile::ReconcileRequest;
 pub use requests::with_idempotency_key_scope;
-pub use status::{ClusterStatus, Member, MemberRole};
+pub use status::{ClusterStatus, Member, MemberRole, PeerCalls};
 pub use storage::log as log_store;
 pub use storage::state_machine;
 pub use storage::state_machine::{BackupHeader, CheckReport, RestoreError, Restored};

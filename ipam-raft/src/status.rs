@@ -121,6 +121,11 @@ impl Ipam {
         }
     }
 
+    /// Calls this node made to its peers since start, by transport.
+    pub fn peer_calls(&self) -> PeerCalls {
+        self.core.net.peer_calls()
+    }
+
     /// Cache (hits, misses) of the allocate path since start.
     pub fn cache_stats(&self) -> (u64, u64) {
         (
@@ -128,4 +133,18 @@ impl Ipam {
             self.core.misses.load(Ordering::Relaxed),
         )
     }
+}
+
+/// Calls a node made to its peers since it started (openraft's RPCs and the forwarding calls),
+/// by transport: peer streams, or one HTTP request per call (peers that take no stream: an
+/// older release, or an embedder's server without upgrades).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerCalls {
+    /// Calls made over peer streams.
+    pub stream: u64,
+    /// Calls made as HTTP requests.
+    pub http: u64,
+    /// Peer streams opened (each one upgrade).
+    pub streams_opened: u64,
 }

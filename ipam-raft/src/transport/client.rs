@@ -3,16 +3,20 @@
 //! the forwarding calls. Also holds this node's cluster id and its fault-injection switch.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{NetworkError, PayloadTooLarge, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::rpc::{APPEND, CLUSTER_HEADER, CONTENT_TYPE, RAFT_BODY_LIMIT, SNAPSHOT, VOTE};
+use super::frame::{self, Kind};
+use super::rpc::{
+    APPEND, CLUSTER_HEADER, CONTENT_TYPE, RAFT_BODY_LIMIT, SNAPSHOT, STREAM, VOTE,
+};
+use super::stream::{self, CallError, Streams};
 use crate::error::StartError;
 use crate::files;
 use crate::types::{
@@ -51,6 +55,11 @@ pub(crate) enum PostError {
     },
     #[error("cannot encode request: {0}")]
     Encode(postcard::Error),
+    #[error("call to {addr} failed: {source}")]
+    Stream {
+        addr: String,
+        source: super::stream::CallError,
+    },
 }
 
 /// The `Authorization` value carrying `token`; a token that cannot travel in a header (a line
@@ -80,6 +89,12 @@ pub(crate) struct NetShared {
     levels: RwLock<std::collections::BTreeMap<String, u32>>,
     /// This node's advertised address and feature level, sent on every request.
     identity: RwLock<Option<(reqwest::header::HeaderValue, reqwest::header::HeaderValue)>>,
+    /// Idle peer streams, and peers that take none.
+    streams: Streams,
+    /// Calls made over streams and over HTTP, and streams opened (see `PeerCalls`).
+    stream_calls: AtomicU64,
+    http_calls: AtomicU64,
+    streams_opened: AtomicU64,
 }
 
 impl NetShared {
@@ -119,6 +134,10 @@ impl NetShared {
             isolated: AtomicBool::new(false),
             levels: RwLock::new(std::collections::BTreeMap::new()),
             identity: RwLock::new(None),
+            streams: Streams::default(),
+            stream_calls: AtomicU64::new(0),
+            http_calls: AtomicU64::new(0),
+            streams_opened: AtomicU64::new(0),
         })
     }
 
@@ -168,7 +187,17 @@ impl NetShared {
         self.isolated.load(Ordering::SeqCst)
     }
 
-    /// POSTs `req` to `{scheme}://{addr}{path}` and decodes the postcard answer.
+    pub(crate) fn peer_calls(&self) -> crate::status::PeerCalls {
+        crate::status::PeerCalls {
+            stream: self.stream_calls.load(Ordering::Relaxed),
+            http: self.http_calls.load(Ordering::Relaxed),
+            streams_opened: self.streams_opened.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Calls the `/raft/*` route at `path` on `addr` with `req` and decodes the postcard
+    /// answer: over a peer stream when the peer takes one (see [`super::stream`]), else as
+    /// an HTTP POST to `{scheme}://{addr}{path}`.
     pub(crate) async fn post<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         addr: &str,
@@ -182,13 +211,45 @@ impl NetShared {
         let body = postcard::to_allocvec(req).map_err(PostError::Encode)?;
         let mut trace = reqwest::header::HeaderMap::new();
         crate::trace::inject_current(&mut trace);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let answer = match Kind::of_path(path) {
+            Some(kind) if self.streams.usable(addr, Instant::now()) => {
+                let traceparent = trace.get("traceparent").and_then(|v| v.to_str().ok());
+                let call = frame::encode_call(kind, traceparent, &body);
+                match self.call_stream(addr, &call, deadline).await? {
+                    Some(answer) => answer,
+                    None => self.post_http(addr, path, trace, body, deadline).await?,
+                }
+            }
+            _ => self.post_http(addr, path, trace, body, deadline).await?,
+        };
+        let (status, bytes) = answer;
+        if !(200..300).contains(&status) {
+            return Err(PostError::Status {
+                addr: addr.to_string(),
+                status,
+                message: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            });
+        }
+        postcard::from_bytes(&bytes).map_err(|source| PostError::Decode {
+            addr: addr.to_string(),
+            source,
+        })
+    }
+
+    /// A request to `addr` with the headers every `/raft/*` request carries: the token, the
+    /// cluster id and this node's identity.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> reqwest::RequestBuilder {
         let mut builder = self
             .client
-            .post(format!("{}://{addr}{path}", self.scheme))
-            .timeout(timeout)
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .headers(trace)
-            .body(body);
+            .request(method, format!("{}://{addr}{path}", self.scheme))
+            .timeout(timeout);
         if let Some(auth) = &self.authorization {
             builder = builder.header(reqwest::header::AUTHORIZATION, auth.clone());
         }
@@ -200,22 +261,120 @@ impl NetShared {
                 .header(crate::feature::FROM_HEADER, from)
                 .header(crate::feature::LEVEL_HEADER, level);
         }
-        let addr_s = || addr.to_string();
-        let resp = builder.send().await.map_err(|e| classify(addr, e))?;
-        let status = resp.status();
+        builder
+    }
+
+    /// One call as an HTTP POST: its status and body.
+    async fn post_http(
+        &self,
+        addr: &str,
+        path: &str,
+        trace: reqwest::header::HeaderMap,
+        body: Vec<u8>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(u16, axum::body::Bytes), PostError> {
+        self.http_calls.fetch_add(1, Ordering::Relaxed);
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let resp = self
+            .request(reqwest::Method::POST, addr, path, timeout)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .headers(trace)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify(addr, e))?;
+        let status = resp.status().as_u16();
         let level = crate::feature::parse_level(resp.headers().get(crate::feature::LEVEL_HEADER));
         self.record_level(addr, level);
         let bytes = resp.bytes().await.map_err(|e| classify(addr, e))?;
-        if !status.is_success() {
-            return Err(PostError::Status {
-                addr: addr_s(),
-                status: status.as_u16(),
-                message: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
-            });
+        Ok((status, bytes))
+    }
+
+    /// One call on a stream to `addr`: an idle one, else a new one. `None` when `addr`
+    /// refused the upgrade (an older release): the caller goes by HTTP.
+    ///
+    /// A reused stream that turns out closed before taking the call is replaced once: the
+    /// peer closed it while idle, or restarted, and never saw the call.
+    async fn call_stream(
+        &self,
+        addr: &str,
+        call: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<(u16, axum::body::Bytes)>, PostError> {
+        let mut reused_failed = false;
+        loop {
+            let (mut conn, reused) = match self.streams.checkout(addr, Instant::now()) {
+                Some(conn) if !reused_failed => (conn, true),
+                _ => match self.open_stream(addr, deadline).await? {
+                    Some(conn) => (conn, false),
+                    None => return Ok(None),
+                },
+            };
+            self.stream_calls.fetch_add(1, Ordering::Relaxed);
+            let exchanged = tokio::time::timeout_at(deadline, stream::exchange(&mut conn, call))
+                .await
+                .map_err(|_| PostError::Timeout {
+                    addr: addr.to_string(),
+                })?;
+            match exchanged {
+                Ok((status, body)) => {
+                    // After a 413 the server closes the stream (the frame's end is unknown).
+                    if status != 413 {
+                        self.streams.checkin(addr, conn, Instant::now());
+                    }
+                    return Ok(Some((status, body.into())));
+                }
+                Err(CallError::NotTaken(_)) if reused && !reused_failed => reused_failed = true,
+                Err(e) => {
+                    return Err(PostError::Stream {
+                        addr: addr.to_string(),
+                        source: e,
+                    })
+                }
+            }
         }
-        postcard::from_bytes(&bytes).map_err(|source| PostError::Decode {
-            addr: addr_s(),
-            source,
+    }
+
+    /// Opens a stream to `addr`; `None` when it refused the upgrade as a route it does not
+    /// know, and is then called over HTTP for a while.
+    async fn open_stream(
+        &self,
+        addr: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<stream::ClientConn>, PostError> {
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let resp = self
+            .request(reqwest::Method::GET, addr, STREAM, timeout)
+            .header(reqwest::header::CONNECTION, "upgrade")
+            .header(reqwest::header::UPGRADE, frame::PROTOCOL)
+            .send()
+            .await
+            .map_err(|e| classify(addr, e))?;
+        let status = resp.status();
+        let level = crate::feature::parse_level(resp.headers().get(crate::feature::LEVEL_HEADER));
+        if status == reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            self.streams_opened.fetch_add(1, Ordering::Relaxed);
+            self.record_level(addr, level);
+            let upgraded = tokio::time::timeout_at(deadline, resp.upgrade())
+                .await
+                .map_err(|_| PostError::Timeout {
+                    addr: addr.to_string(),
+                })?
+                .map_err(|e| classify(addr, e))?;
+            return Ok(Some(tokio::io::BufReader::new(upgraded)));
+        }
+        if stream::refused_as_unknown(status.as_u16()) {
+            tracing::debug!(addr, %status, "peer takes no stream; calling it over HTTP");
+            self.streams.refused(addr, Instant::now());
+            return Ok(None);
+        }
+        // Refused as a call would be (token, cluster id, isolation): the same error.
+        self.record_level(addr, level);
+        let message = resp.text().await.unwrap_or_default();
+        Err(PostError::Status {
+            addr: addr.to_string(),
+            status: status.as_u16(),
+            message: message.chars().take(500).collect(),
         })
     }
 }

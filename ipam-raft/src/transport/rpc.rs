@@ -30,6 +30,8 @@ pub(crate) const READ_INDEX: &str = "/raft/read-index";
 pub(crate) const ADMIN: &str = "/raft/admin";
 /// Who answers at an address: its node id.
 pub(crate) const HELLO: &str = "/raft/hello";
+/// Upgrades to a peer stream that carries the routes above (see `stream.rs`).
+pub(crate) const STREAM: &str = "/raft/stream";
 
 /// Cluster-level errors as they travel between nodes. Domain errors travel inside the
 /// command results.
