@@ -232,6 +232,25 @@ impl LogStore {
             .map_err(join_err)?
     }
 
+    /// Runs `f` — an append: one write and one `fdatasync` — on this task, telling the runtime
+    /// first (`block_in_place`) so the worker's other tasks move to another thread. The
+    /// core awaits the append before anything else anyway; a `spawn_blocking` round trip
+    /// adds two thread hand-offs to the serial path of every write, on leader and follower.
+    /// A current-thread runtime (an embedder's, a test's) cannot do that: the blocking pool.
+    async fn sync_io<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&LogInner) -> Result<T, StorageError> + Send + 'static,
+    {
+        let flavor = tokio::runtime::Handle::current().runtime_flavor();
+        if flavor == tokio::runtime::RuntimeFlavor::MultiThread {
+            let inner = self.inner.clone();
+            tokio::task::block_in_place(move || f(&inner))
+        } else {
+            self.blocking(f).await
+        }
+    }
+
     /// The last purged log id as recorded (what was actually purged).
     pub async fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
         Ok(*lock(&self.inner.purged))
@@ -456,7 +475,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let res = self
-            .blocking(move |inner| {
+            .sync_io(move |inner| {
                 let committed = lock(&inner.pending_committed).take();
                 if let Err(e) = inner.wal.append(&entries, committed) {
                     if let Some(c) = committed {
