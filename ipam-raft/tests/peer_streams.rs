@@ -116,7 +116,10 @@ async fn a_peer_without_streams_is_called_over_http() {
     let (_dir, nodes) = cluster_with(&[3]).await;
     let old_addr = nodes[2].1.clone();
     // The leader replicates to node 3 whoever leads: some node calls it, and only over HTTP.
-    let http: u64 = nodes[..2].iter().map(|(ipam, _)| ipam.peer_calls().http).sum();
+    let http: u64 = nodes[..2]
+        .iter()
+        .map(|(ipam, _)| ipam.peer_calls().http)
+        .sum();
     assert!(http > 0, "nobody called {old_addr} over HTTP");
     // Node 3 itself still calls the others over streams.
     let old = nodes[2].0.peer_calls();

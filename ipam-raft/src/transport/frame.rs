@@ -7,7 +7,7 @@
 //! route's meaning), then the body: postcard on 200, a UTF-8 message otherwise. One call at a
 //! time per stream, so answers need no id.
 
-use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncReadExt as _};
 
 use super::rpc::{ADMIN, APPEND, HELLO, PROPOSE, RAFT_BODY_LIMIT, READ_INDEX, SNAPSHOT, VOTE};
 
@@ -77,6 +77,9 @@ pub(crate) enum FrameError {
     /// The peer closed the stream between frames.
     #[error("stream closed")]
     Closed,
+    /// The stream failed before the first byte of a frame (a reset: the peer had closed it).
+    #[error("stream failed before the frame began: {0}")]
+    Gone(std::io::Error),
     #[error("frame of {0} bytes is over the limit")]
     TooLarge(usize),
     #[error("malformed frame: {0}")]
@@ -117,15 +120,17 @@ fn frame_len(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 
-/// Reads one frame's payload (after its length). `Closed` when the stream ends cleanly before
-/// the first byte of a frame.
-async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, FrameError> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
+/// Reads one frame's payload (after its length). `Closed` or `Gone` when the stream ends or
+/// fails before the first byte of a frame: then nothing of an answer was received, which is
+/// what tells a stale stream from one that failed mid-answer.
+async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Vec<u8>, FrameError> {
+    match r.fill_buf().await {
+        Ok([]) => return Err(FrameError::Closed),
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(FrameError::Gone(e)),
     }
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
@@ -136,7 +141,7 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, FrameErr
 }
 
 /// Reads one call.
-pub(crate) async fn read_call<R: AsyncRead + Unpin>(r: &mut R) -> Result<Call, FrameError> {
+pub(crate) async fn read_call<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Call, FrameError> {
     let payload = read_frame(r).await?;
     decode_call(payload)
 }
@@ -165,7 +170,7 @@ fn decode_call(mut payload: Vec<u8>) -> Result<Call, FrameError> {
 }
 
 /// Reads one answer: its status and body.
-pub(crate) async fn read_answer<R: AsyncRead + Unpin>(
+pub(crate) async fn read_answer<R: AsyncBufRead + Unpin>(
     r: &mut R,
 ) -> Result<(u16, Vec<u8>), FrameError> {
     let mut payload = read_frame(r).await?;
@@ -188,7 +193,10 @@ mod tests {
     #[tokio::test]
     async fn a_call_reads_back_as_written() {
         for kind in Kind::ALL {
-            for tp in [None, Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")] {
+            for tp in [
+                None,
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ] {
                 let bytes = encode_call(kind, tp, b"body");
                 let call = call_of(&bytes).await.expect("call");
                 assert_eq!(call.kind, Some(kind));
@@ -224,10 +232,16 @@ mod tests {
         assert!(matches!(call_of(&huge).await, Err(FrameError::TooLarge(_))));
         // Shorter than a call's header.
         let short = [0, 0, 0, 2, 1, 0];
-        assert!(matches!(call_of(&short).await, Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            call_of(&short).await,
+            Err(FrameError::Malformed(_))
+        ));
         // A traceparent length past the end.
         let past = [0, 0, 0, 3, 1, 0, 9];
-        assert!(matches!(call_of(&past).await, Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            call_of(&past).await,
+            Err(FrameError::Malformed(_))
+        ));
         // Cut inside the payload: an I/O error, not `Closed` (the peer died mid-frame).
         let cut = [0, 0, 0, 9, 1];
         assert!(matches!(call_of(&cut).await, Err(FrameError::Io(_))));

@@ -105,7 +105,8 @@ fn postcard_answer<T: Serialize>(value: &T) -> Answer {
 }
 
 fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
-    postcard::from_bytes(body).map_err(|e| (400, format!("invalid postcard body: {e}").into_bytes()))
+    postcard::from_bytes(body)
+        .map_err(|e| (400, format!("invalid postcard body: {e}").into_bytes()))
 }
 
 /// An answer as an HTTP response.

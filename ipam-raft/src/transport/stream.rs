@@ -109,8 +109,11 @@ pub(crate) fn refused_as_unknown(status: u16) -> bool {
 /// Why a call on a stream failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CallError {
-    /// Nothing of the call can have been processed: the stream failed before the call was
-    /// written whole, or ended cleanly before any answer (the server closed it while idle).
+    /// The stream failed before the call was written whole, or before any byte of an answer
+    /// came back: typically a stream the peer had closed while it sat idle (or the peer
+    /// restarted). The peer may still have taken the call if it died while processing it;
+    /// every call is safe to repeat (raft's RPCs are idempotent, a forwarded proposal carries
+    /// request ids, reads change nothing), which is why such a call is resent once.
     #[error("stream closed before the call was taken: {0}")]
     NotTaken(FrameError),
     /// The call may or may not have been processed.
@@ -132,7 +135,7 @@ pub(crate) async fn exchange(
     }
     match frame::read_answer(conn).await {
         Ok(answer) => Ok(answer),
-        Err(e @ FrameError::Closed) => Err(CallError::NotTaken(e)),
+        Err(e @ (FrameError::Closed | FrameError::Gone(_))) => Err(CallError::NotTaken(e)),
         Err(e) => Err(CallError::Unknown(e)),
     }
 }
@@ -165,14 +168,14 @@ where
             read = tokio::time::timeout(SERVER_IDLE, frame::read_call(&mut io)) => read,
         };
         let call = match read {
-            Err(_) | Ok(Err(FrameError::Closed)) => return,
+            Err(_) | Ok(Err(FrameError::Closed | FrameError::Gone(_))) => return,
             Ok(Ok(call)) => call,
             Ok(Err(e)) => {
                 // The frame's end is unknown past this point: answer once, then close.
                 let status = match e {
                     FrameError::TooLarge(_) => 413,
                     FrameError::Malformed(_) => 400,
-                    FrameError::Closed | FrameError::Io(_) => return,
+                    FrameError::Closed | FrameError::Gone(_) | FrameError::Io(_) => return,
                 };
                 let _ = write_answer(&mut io, status, e.to_string().as_bytes()).await;
                 return;
@@ -229,7 +232,7 @@ mod tests {
         }
     }
 
-    async fn answer_of<T: AsyncRead + AsyncWrite + Unpin>(
+    async fn answer_of<T: tokio::io::AsyncBufRead + AsyncWrite + Unpin>(
         io: &mut T,
         call: &[u8],
     ) -> (u16, Vec<u8>) {
@@ -239,16 +242,27 @@ mod tests {
 
     #[tokio::test]
     async fn calls_are_answered_in_turn_until_the_peer_closes() {
-        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut client = BufReader::new(client);
         let echo = Echo::default();
         let (_stop, shutdown) = watch::channel(false);
         let served = tokio::spawn(serve(echo.clone(), server, shutdown));
-        let (status, body) =
-            answer_of(&mut client, &frame::encode_call(Kind::Vote, Some("tp"), b"x")).await;
-        assert_eq!((status, body), (200, vec![Kind::Vote as u8, b't', b'p', b'x']));
+        let (status, body) = answer_of(
+            &mut client,
+            &frame::encode_call(Kind::Vote, Some("tp"), b"x"),
+        )
+        .await;
+        assert_eq!(
+            (status, body),
+            (200, vec![Kind::Vote as u8, b't', b'p', b'x'])
+        );
         echo.isolated.store(true, Ordering::SeqCst);
-        let (status, _) = answer_of(&mut client, &frame::encode_call(Kind::Append, None, b"")).await;
-        assert_eq!(status, 503, "an isolated node refuses calls on open streams too");
+        let (status, _) =
+            answer_of(&mut client, &frame::encode_call(Kind::Append, None, b"")).await;
+        assert_eq!(
+            status, 503,
+            "an isolated node refuses calls on open streams too"
+        );
         echo.isolated.store(false, Ordering::SeqCst);
         let unknown = [0, 0, 0, 3, 99, 0, 0];
         assert_eq!(answer_of(&mut client, &unknown).await.0, 404);
@@ -258,7 +272,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_frame_is_answered_then_the_stream_closes() {
-        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut client = BufReader::new(client);
         let (_stop, shutdown) = watch::channel(false);
         let served = tokio::spawn(serve(Echo::default(), server, shutdown));
         let huge = ((frame::MAX_FRAME + 1) as u32).to_be_bytes();
@@ -286,7 +301,10 @@ mod tests {
         streams.checkin("a:1", 1, t0);
         streams.checkin("a:1", 2, t0 + Duration::from_secs(1));
         assert_eq!(streams.checkout("b:1", t0), None, "per peer");
-        assert_eq!(streams.checkout("a:1", t0 + Duration::from_secs(2)), Some(2));
+        assert_eq!(
+            streams.checkout("a:1", t0 + Duration::from_secs(2)),
+            Some(2)
+        );
         // Stream 1 has idled past the client's limit: never handed out again.
         assert_eq!(streams.checkout("a:1", t0 + CLIENT_IDLE), None);
         for i in 0..(MAX_IDLE_PER_PEER as u32 + 5) {
