@@ -85,6 +85,8 @@ pub struct NodeConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// Connections open at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Threads of the node's async runtime; `None`: one per CPU the process may use.
+    pub worker_threads: Option<usize>,
     /// Timeout of one snapshot chunk and of installing a whole received snapshot.
     pub install_snapshot_timeout: Duration,
     /// The token was given on the command line (`ps` shows it): `run` warns.
@@ -122,6 +124,7 @@ impl Default for NodeConfig {
             restore: None,
             tls: None,
             max_connections: crate::serve::DEFAULT_MAX_CONNECTIONS,
+            worker_threads: None,
             token_on_command_line: false,
             otlp_endpoint: None,
             install_snapshot_timeout: raft.install_snapshot_timeout,
@@ -282,6 +285,10 @@ pub struct Args {
     /// Connections open at once; beyond it new connections are closed at once [default: 10000]
     #[arg(long, env = "IPAM_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Threads of the async runtime, 1..=1024 [default: one per CPU the process may use]; fewer
+    /// when nodes or other busy services share the machine's cores
+    #[arg(long, env = "IPAM_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
     /// Timeout of one snapshot chunk and of installing a received snapshot, in milliseconds;
     /// size it for the largest state [default: 300000]
     #[arg(long, env = "IPAM_INSTALL_SNAPSHOT_TIMEOUT_MS")]
@@ -366,6 +373,7 @@ impl Args {
             tls_ca: self.tls_ca.or(lower.tls_ca),
             tls_client_auth: self.tls_client_auth.or(lower.tls_client_auth),
             max_connections: self.max_connections.or(lower.max_connections),
+            worker_threads: self.worker_threads.or(lower.worker_threads),
             otlp_endpoint: self.otlp_endpoint.or(lower.otlp_endpoint),
             command: self.command.or(lower.command),
         }
@@ -426,6 +434,7 @@ impl Args {
             restore: a.restore,
             tls,
             max_connections: a.max_connections.unwrap_or(d.max_connections),
+            worker_threads: a.worker_threads.or(d.worker_threads),
             token_on_command_line,
             otlp_endpoint: a
                 .otlp_endpoint
@@ -532,6 +541,12 @@ impl NodeConfig {
         }
         if self.max_connections == 0 {
             return invalid("--max-connections must be at least 1".into());
+        }
+        if self
+            .worker_threads
+            .is_some_and(|n| !(1..=1024).contains(&n))
+        {
+            return invalid("--worker-threads must be between 1 and 1024".into());
         }
         if self.max_ops_per_entry == 0 || self.max_inflight_entries == 0 || self.queue_capacity == 0
         {

@@ -14,8 +14,7 @@ use ipam_node::config::Args;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if let Some(ipam_node::certs::Command::Certs(certs)) = args.command.take() {
         let now = time::OffsetDateTime::now_utc();
@@ -25,12 +24,29 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = args.resolve()?;
+    // The runtime is built after the settings are read: its thread count is one of them.
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = config.worker_threads {
+        runtime.worker_threads(n);
+    }
+    runtime
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(node(config))
+}
+
+async fn node(config: ipam_node::config::NodeConfig) -> anyhow::Result<()> {
     let telemetry = ipam_node::telemetry::init(
         &config.log_level,
         config.log_format,
         config.otlp_endpoint.as_deref(),
         config.id,
     )?;
+    tracing::info!(
+        workers = tokio::runtime::Handle::current().metrics().num_workers(),
+        "async runtime started"
+    );
     // Refuse an unprotected public listener before binding it, not after.
     let addrs = tokio::net::lookup_host(&config.listen)
         .await

@@ -38,6 +38,7 @@ fn refuses_invalid_settings() {
         vec!["--log-format", "xml"],
         vec!["--id", "zero"],
         vec!["--write-deadline-ms", "18446744073709551615"],
+        vec!["--worker-threads", "0"],
     ] {
         let out = node()
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -57,4 +58,39 @@ fn refuses_invalid_settings() {
         help.contains("IPAM_DATA_DIR") && help.contains("--join"),
         "{help}"
     );
+}
+
+#[test]
+fn runs_on_as_many_runtime_threads_as_asked() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = node()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-threads",
+            "3",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("async runtime started") {
+                let _ = tx.send(line);
+                break;
+            }
+        }
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("no `async runtime started` line within 30 s");
+    assert!(line.contains("workers=3"), "{line}");
 }

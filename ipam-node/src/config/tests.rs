@@ -30,6 +30,7 @@ const VARS: &[&str] = &[
     "IPAM_TLS_CA",
     "IPAM_TLS_CLIENT_AUTH",
     "IPAM_MAX_CONNECTIONS",
+    "IPAM_WORKER_THREADS",
 ];
 
 fn with_env<R>(vars: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
@@ -159,6 +160,30 @@ fn token_sources() {
     });
     assert!(matches!(e, Err(ConfigError::ReadTokenFile { .. })));
     assert!(Args::try_parse_from(["ipam-node", "--token", "a", "--token-file", p]).is_err());
+}
+
+#[test]
+fn worker_threads_come_from_any_layer_and_default_to_one_per_cpu() {
+    assert_eq!(NodeConfig::default().worker_threads, None);
+    let file = Args::from_toml("worker_threads = 3\n").unwrap();
+    let from_file = with_env(&[], || parse(&[]).merge(file.clone())).unwrap();
+    assert_eq!(from_file.worker_threads, Some(3));
+    let from_env = with_env(&[("IPAM_WORKER_THREADS", "2")], || {
+        parse(&[]).merge(file.clone())
+    })
+    .unwrap();
+    assert_eq!(from_env.worker_threads, Some(2));
+    let from_flag = with_env(&[("IPAM_WORKER_THREADS", "2")], || {
+        parse(&["--worker-threads", "1"]).merge(file.clone())
+    })
+    .unwrap();
+    assert_eq!(from_flag.worker_threads, Some(1));
+    for bad in ["0", "1025"] {
+        let refused = with_env(&[], || {
+            parse(&["--worker-threads", bad]).merge(Args::default())
+        });
+        assert!(refused.is_err(), "--worker-threads {bad} was accepted");
+    }
 }
 
 #[test]
