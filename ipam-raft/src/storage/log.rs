@@ -282,12 +282,12 @@ fn migrate(
             bytes += v.value().len();
             batch.push(decode::<Entry>("raft_log", v.value()).map_err(read_err)?);
             if bytes >= MIGRATE_BATCH_BYTES {
-                wal.append(&batch, None).map_err(write_err)?;
-                batch.clear();
+                wal.append(std::mem::take(&mut batch), None)
+                    .map_err(write_err)?;
                 bytes = 0;
             }
         }
-        wal.append(&batch, None).map_err(write_err)?;
+        wal.append(batch, None).map_err(write_err)?;
     }
     drop(wal);
     let mut txn = db.begin_write().map_err(write_err)?;
@@ -477,7 +477,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let res = self
             .sync_io(move |inner| {
                 let committed = lock(&inner.pending_committed).take();
-                if let Err(e) = inner.wal.append(&entries, committed) {
+                if let Err(e) = inner.wal.append(entries, committed) {
                     if let Some(c) = committed {
                         lock(&inner.pending_committed).get_or_insert(c);
                     }

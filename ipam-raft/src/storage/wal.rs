@@ -245,7 +245,7 @@ impl Wal {
     /// readable. An entry replaces any at or after its index.
     pub(crate) fn append(
         &self,
-        entries: &[Entry],
+        entries: Vec<Entry>,
         committed: Option<Option<LogId>>,
     ) -> Result<(), WalError> {
         let mut w = lock(&self.writer);
@@ -255,7 +255,7 @@ impl Wal {
         let mut buf = std::mem::take(&mut w.buf);
         buf.clear();
         let mut lens = Vec::with_capacity(entries.len());
-        for e in entries {
+        for e in &entries {
             lens.push(put(&mut buf, &RecordRef::Entry(e))?);
         }
         if let Some(c) = committed {
@@ -278,7 +278,7 @@ impl Wal {
         w.buf = buf;
         let mut v = lock(&self.view);
         let mut offset = at;
-        for (e, len) in entries.iter().zip(lens) {
+        for (e, len) in entries.into_iter().zip(lens) {
             let loc = Loc {
                 log_id: e.log_id,
                 seq,
@@ -288,6 +288,7 @@ impl Wal {
             offset += u64::from(len);
             v.note_max(seq, e.log_id.index);
             v.place(loc);
+            v.remember(e, len);
         }
         if let Some(c) = committed {
             v.committed = v.committed.max(c);
@@ -346,32 +347,49 @@ impl Wal {
 
     /// The entries in `bounds` that the log holds, in order.
     pub(crate) fn read(&self, bounds: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, WalError> {
+        // Each wanted entry: decoded already (recent), or where to read it.
         let mut want = Vec::new();
         {
             let v = lock(&self.view);
             for loc in v.locs.range(bounds).map(|(_, l)| l) {
+                if let Some(e) = v.recent(loc) {
+                    want.push(Err(e));
+                    continue;
+                }
                 let seg = v
                     .segs
                     .get(&loc.seq)
                     .ok_or(WalError::Missing { seq: loc.seq })?;
-                want.push((seg.file.clone(), *loc));
+                want.push(Ok((seg.file.clone(), *loc)));
             }
         }
         let mut out = Vec::with_capacity(want.len());
         let mut i = 0;
         let mut buf = Vec::new();
         while i < want.len() {
+            let (file, first) = match &want[i] {
+                Err(e) => {
+                    out.push(e.clone());
+                    i += 1;
+                    continue;
+                }
+                Ok((file, first)) => (file.clone(), *first),
+            };
             // One read for a run of records that lie back to back in one segment.
-            let (file, first) = &want[i];
-            let mut j = i + 1;
+            let mut run = vec![first];
             let mut end = first.offset + u64::from(first.len);
-            while j < want.len() && want[j].1.seq == first.seq && want[j].1.offset == end {
-                end += u64::from(want[j].1.len);
+            let mut j = i + 1;
+            while let Some(Ok((_, loc))) = want.get(j) {
+                if loc.seq != first.seq || loc.offset != end {
+                    break;
+                }
+                end += u64::from(loc.len);
+                run.push(*loc);
                 j += 1;
             }
             buf.resize((end - first.offset) as usize, 0);
             file.read(first.offset, &mut buf)?;
-            for (_, loc) in &want[i..j] {
+            for loc in &run {
                 let at = (loc.offset - first.offset) as usize;
                 let rec = &buf[at..at + loc.len as usize];
                 let corrupt = |reason| WalError::Corrupt {

@@ -8,7 +8,10 @@ use redb::StorageBackend;
 
 use super::record::{decode, Bad, Record, Scanner};
 use super::WalError;
-use crate::types::LogId;
+use crate::types::{Entry, LogId};
+
+/// Bytes of recently appended entries kept decoded for readers (by their record length).
+pub(super) const RECENT_BYTES: usize = 4 << 20;
 
 /// Where an entry's record is.
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +36,13 @@ pub(super) struct View {
     pub(super) locs: BTreeMap<u64, Loc>,
     /// The newest committed id recorded.
     pub(super) committed: Option<LogId>,
+    /// The newest appended entries, decoded, with their record lengths: the leader's
+    /// replication reads what it just appended, and would otherwise read and decode it back
+    /// from the segment. A subset of `locs`, kept so by `place`, `truncate` and `purge`.
+    recent: BTreeMap<u64, (Entry, u32)>,
+    recent_bytes: usize,
+    /// [`RECENT_BYTES`]; tests lower it to make readers mix kept and read-back entries.
+    pub(super) recent_cap: usize,
 }
 
 impl View {
@@ -41,7 +51,35 @@ impl View {
             segs: BTreeMap::new(),
             locs: BTreeMap::new(),
             committed: None,
+            recent: BTreeMap::new(),
+            recent_bytes: 0,
+            recent_cap: RECENT_BYTES,
         }
+    }
+
+    /// Keeps `entry`, just placed, for readers; the oldest kept ones go beyond
+    /// [`RECENT_BYTES`].
+    pub(super) fn remember(&mut self, entry: Entry, len: u32) {
+        self.recent_bytes += len as usize;
+        self.recent.insert(entry.log_id.index, (entry, len));
+        while self.recent_bytes > self.recent_cap {
+            let Some((_, (_, len))) = self.recent.pop_first() else {
+                break;
+            };
+            self.recent_bytes -= len as usize;
+        }
+    }
+
+    /// The entry at `loc`, if it is kept decoded.
+    pub(super) fn recent(&self, loc: &Loc) -> Option<Entry> {
+        self.recent
+            .get(&loc.log_id.index)
+            .filter(|(e, _)| e.log_id == loc.log_id)
+            .map(|(e, _)| e.clone())
+    }
+
+    fn forget(&mut self, dropped: BTreeMap<u64, (Entry, u32)>) {
+        self.recent_bytes -= dropped.values().map(|(_, l)| *l as usize).sum::<usize>();
     }
 
     /// Puts an entry at its index, dropping any at or after it (what an append after a
@@ -53,14 +91,19 @@ impl View {
 
     pub(super) fn truncate(&mut self, from: u64) {
         drop(self.locs.split_off(&from));
+        let dropped = self.recent.split_off(&from);
+        self.forget(dropped);
     }
 
     /// Drops entries at or below `index`.
     pub(super) fn purge(&mut self, index: u64) {
-        self.locs = match index.checked_add(1) {
-            Some(next) => self.locs.split_off(&next),
-            None => BTreeMap::new(),
+        let (locs, recent) = match index.checked_add(1) {
+            Some(next) => (self.locs.split_off(&next), self.recent.split_off(&next)),
+            None => (BTreeMap::new(), BTreeMap::new()),
         };
+        self.locs = locs;
+        let dropped = std::mem::replace(&mut self.recent, recent);
+        self.forget(dropped);
     }
 
     pub(super) fn note_max(&mut self, seq: u64, index: u64) {
@@ -110,6 +153,11 @@ pub(super) fn replay(
                         len: n as u32,
                     };
                     view.place(loc);
+                } else {
+                    // Purged itself, but still an overwrite: what followed it at higher
+                    // indexes was cut when it was appended and must stay cut (an entry of
+                    // an older term would otherwise come back after the purge point).
+                    view.truncate(index);
                 }
             }
             Record::Committed(c) => view.committed = view.committed.max(c),
