@@ -11,8 +11,9 @@
 //! - [`config`] — [`config::Args`], the settings as flags, environment and TOML file (one
 //!   struct), resolved over the defaults into [`NodeConfig`]; precedence flags > `IPAM_*`
 //!   environment > file > defaults.
-//! - [`api`] — [`router`]: every endpoint, the middleware (request id, tracing, metrics,
-//!   authentication, request timeout), [`AppState`].
+//! - [`api`] — [`router`]: every endpoint and the layers around them, [`AppState`].
+//! - [`middleware`] — request ids, the `request` span, and the API's checks (metrics,
+//!   authentication, body size, request timeout, idempotency) folded into one function.
 //! - [`extract`] — JSON, path and query extractors whose rejections are contract errors.
 //! - [`idempotency`] — the `Idempotency-Key` middleware: key check, request fingerprint,
 //!   the raft layer's key scope around the handler.
@@ -51,6 +52,7 @@ pub mod join;
 pub mod lease_metrics;
 pub mod leases;
 pub mod metrics;
+pub mod middleware;
 pub mod pools;
 mod redact;
 pub mod select;
@@ -200,9 +202,9 @@ async fn serve_node(
             Err(e) => return Err(NodeError::Init(e)),
         }
     }
-    let mut state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
-        .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
-    state.secure_cookies = tls.is_some();
+    let state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
+        .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?
+        .with_secure_cookies(tls.is_some());
     let conn_metrics = serve::ConnMetrics::new(state.metrics.registry())
         .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
     let checker = config
