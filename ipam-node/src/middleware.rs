@@ -117,7 +117,7 @@ fn log_server_error(context: &Context, response: &Response) {
             error = %error,
             method = %context.method,
             uri = %context.uri,
-            request_id = id.unwrap_or(""),
+            request_id = %id.unwrap_or(""),
             "internal error"
         );
     }
