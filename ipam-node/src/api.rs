@@ -25,8 +25,8 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, OptionalJson, Params};
 use crate::metrics::Metrics;
-use crate::middleware::NodeRequestIds;
 pub use crate::middleware::bearer_matches;
+use crate::middleware::NodeRequestIds;
 use crate::{pools, wire};
 
 /// Body limit of `/api/v1/*` requests (the contract's 1 MiB).
@@ -179,7 +179,10 @@ pub fn router(state: AppState) -> Router {
                         .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(middleware::from_fn_with_state(state, crate::middleware::api)),
+                .layer(middleware::from_fn_with_state(
+                    state,
+                    crate::middleware::api,
+                )),
         )
 }
 

@@ -242,7 +242,10 @@ mod tests {
             api(true, crate::drift::DRIFT_BODY_LIMIT)
         );
         assert_eq!(scope("/api/v1/cluster"), api(false, API_BODY_LIMIT));
-        assert_eq!(scope("/api/v1/cluster/learners"), api(false, API_BODY_LIMIT));
+        assert_eq!(
+            scope("/api/v1/cluster/learners"),
+            api(false, API_BODY_LIMIT)
+        );
         assert_eq!(scope("/raft/append"), Scope::Raft);
         assert_eq!(scope("/raft"), Scope::Raft);
         assert_eq!(scope("/raftx"), Scope::Open);
@@ -269,7 +272,10 @@ mod tests {
         for _ in 0..1000 {
             let id = make.make_request_id(&req).expect("an id");
             let text = id.header_value().to_str().expect("ascii").to_string();
-            assert!(text.starts_with(&format!("{:016x}-", process_prefix())), "{text}");
+            assert!(
+                text.starts_with(&format!("{:016x}-", process_prefix())),
+                "{text}"
+            );
             assert!(ids.insert(text), "repeated id");
         }
         assert_eq!(request_id(0xab, 0x1f), "00000000000000ab-1f");
@@ -311,7 +317,10 @@ mod tests {
             },
         ))
         .into_response();
-        assert_eq!(failed.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            failed.status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
         let refused = ApiError::Unauthorized.into_response();
         tracing::subscriber::with_default(subscriber, || {
             log_server_error(&context, &refused);

@@ -210,7 +210,10 @@ mod tests {
 
     #[test]
     fn the_default_log_level_skips_the_request_span_and_traces_keep_it() {
-        assert_eq!(spans_seen(crate::config::DEFAULT_LOG_LEVEL), Vec::<&str>::new());
+        assert_eq!(
+            spans_seen(crate::config::DEFAULT_LOG_LEVEL),
+            Vec::<&str>::new()
+        );
         assert_eq!(spans_seen(super::TRACE_FILTER), vec!["request"]);
         // What docs/operations.md tells operators who want it on every log line.
         assert_eq!(spans_seen("info,ipam_node::http=debug"), vec!["request"]);
