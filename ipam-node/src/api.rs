@@ -19,14 +19,13 @@ use ipam_client::types as api;
 use ipam_core::validate::{check_limit, check_name, check_owner, parse_addr};
 use ipam_core::Labels;
 use ipam_raft::Ipam;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, OptionalJson, Params};
 use crate::metrics::Metrics;
 pub use crate::middleware::bearer_matches;
-use crate::middleware::NodeRequestIds;
 use crate::{pools, wire};
 
 /// Body limit of `/api/v1/*` requests (the contract's 1 MiB).
@@ -170,7 +169,7 @@ pub fn router(state: AppState) -> Router {
         // stack on every request.
         .layer(
             tower::ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(NodeRequestIds))
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(crate::middleware::request_span)

@@ -1,4 +1,4 @@
-//! The middleware around every route: request id, the `request` span, and one function for
+//! The middleware around every route: the `request` span, and one function for
 //! the API's own checks (metrics, authentication, declared body size, request timeout,
 //! `Idempotency-Key`).
 //!
@@ -6,17 +6,13 @@
 //! layer stack, and every `from_fn` layer boxes its `Next` and its future, on every request.
 //! Folded, a request pays that once, and the path is classified once ([`scope`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::Instant;
 
-use axum::body::Bytes;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
-use tower_http::request_id::{MakeRequestId, RequestId};
 
 use crate::api::{AppState, API_BODY_LIMIT};
 use crate::error::{ApiError, ServerError};
@@ -174,45 +170,6 @@ pub fn request_span(req: &Request) -> tracing::Span {
     span
 }
 
-/// The ids the node gives requests that come without one: a random prefix drawn once per
-/// process, then a counter (`<16 hex digits>-<hex counter>`). Unique within a process by the
-/// counter and across processes by the prefix; cheaper than a UUID, whose 16 random bytes
-/// cost a `getrandom` system call per request.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NodeRequestIds;
-
-impl MakeRequestId for NodeRequestIds {
-    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let id = request_id(process_prefix(), n);
-        HeaderValue::from_maybe_shared(Bytes::from(id))
-            .ok()
-            .map(RequestId::new)
-    }
-}
-
-/// The request id number `n` of a process whose prefix is `prefix`.
-pub fn request_id(prefix: u64, n: u64) -> String {
-    format!("{prefix:016x}-{n:x}")
-}
-
-fn process_prefix() -> u64 {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    *PREFIX.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        // std's `RandomState` is keyed from the OS's random source; the pid and the clock
-        // only make two keys that happened to repeat still differ.
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        h.write_u128(now);
-        h.finish()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,24 +219,6 @@ mod tests {
         assert!(!declared_too_large(Some(&v("10")), 10));
         assert!(!declared_too_large(Some(&v("x")), 10));
         assert!(!declared_too_large(None, 10));
-    }
-
-    #[test]
-    fn request_ids_differ_and_are_header_values() {
-        let mut ids = std::collections::BTreeSet::new();
-        let mut make = NodeRequestIds;
-        let req = axum::http::Request::new(());
-        for _ in 0..1000 {
-            let id = make.make_request_id(&req).expect("an id");
-            let text = id.header_value().to_str().expect("ascii").to_string();
-            assert!(
-                text.starts_with(&format!("{:016x}-", process_prefix())),
-                "{text}"
-            );
-            assert!(ids.insert(text), "repeated id");
-        }
-        assert_eq!(request_id(0xab, 0x1f), "00000000000000ab-1f");
-        assert_ne!(request_id(1, 2), request_id(2, 1));
     }
 
     /// A writer for the fmt subscriber that keeps what it is given.
