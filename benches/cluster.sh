@@ -14,7 +14,8 @@
 # Environment: IPAM_BENCH_KEEP=1 keeps the temp dir, IPAM_BENCH_READY_SECS (default 120)
 # bounds the wait for the cluster, IPAM_BENCH_NODE_ARGS adds flags to every node,
 # IPAM_BENCH_NODE_BIN runs another ipam-node build (to compare a change), IPAM_BENCH_LOG_LEVEL sets
-# the nodes' --log-level (default warn; info, the nodes' own default, costs ~20 % more per request).
+# the nodes' --log-level (default warn; info, the nodes' own default, cost ~20 % more per request
+# until the request span moved to debug, docs/performance.md "Session 6").
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,6 +1,6 @@
 //! The HTTP router: every endpoint of the API contract, `/healthz`, `/readyz`, `/metrics`,
 //! the mounted `/raft/*` routes, and the middleware around them (request id, tracing,
-//! metrics, authentication, request timeout).
+//! metrics, authentication, request timeout: `middleware.rs`).
 //!
 //! Handlers only translate: JSON and query text into domain values through the core's parsers
 //! and stateless checks, the call into [`Ipam`], and the result back into JSON.
@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -19,13 +19,13 @@ use ipam_client::types as api;
 use ipam_core::validate::{check_limit, check_name, check_owner, parse_addr};
 use ipam_core::Labels;
 use ipam_raft::Ipam;
-use subtle::ConstantTimeEq;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, OptionalJson, Params};
 use crate::metrics::Metrics;
+pub use crate::middleware::bearer_matches;
 use crate::{pools, wire};
 
 /// Body limit of `/api/v1/*` requests (the contract's 1 MiB).
@@ -34,9 +34,14 @@ pub const API_BODY_LIMIT: usize = 1024 * 1024;
 /// Default page size of allocation listings.
 const DEFAULT_LIMIT: u64 = 100;
 
-/// What every handler shares.
+/// What every handler shares: one `Arc`, so that the per-request clones axum makes of the
+/// state (handlers, extractors, the middleware) cost one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of [`AppState`], reached through its `Deref`.
+#[derive(Clone)]
+pub struct Shared {
     /// The embedded raft handle.
     pub ipam: Ipam,
     /// The node's metrics.
@@ -55,6 +60,14 @@ pub struct AppState {
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     /// State for `ipam` with fresh metrics.
     pub fn new(
@@ -62,7 +75,7 @@ impl AppState {
         token: Option<String>,
         request_timeout: Duration,
     ) -> Result<AppState, crate::metrics::MetricsError> {
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             ipam,
             metrics: Arc::new(Metrics::new()?),
             token: token.map(Arc::from),
@@ -70,7 +83,21 @@ impl AppState {
             secure_cookies: false,
             sse_keep_alive: crate::events::KEEP_ALIVE,
             closing: Arc::new(tokio::sync::watch::channel(false).0),
-        })
+        })))
+    }
+
+    /// This state with the `/ui` session cookie `Secure` (`on`) or not.
+    #[must_use]
+    pub fn with_secure_cookies(mut self, on: bool) -> AppState {
+        Arc::make_mut(&mut self.0).secure_cookies = on;
+        self
+    }
+
+    /// This state with `every` between the keep-alive comments of event streams.
+    #[must_use]
+    pub fn with_sse_keep_alive(mut self, every: Duration) -> AppState {
+        Arc::make_mut(&mut self.0).sse_keep_alive = every;
+        self
     }
 }
 
@@ -138,116 +165,24 @@ pub fn router(state: AppState) -> Router {
         .merge(raft)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(crate::idempotency::idempotency))
-        .layer(middleware::from_fn_with_state(state.clone(), timeout))
-        .layer(middleware::from_fn(declared_body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(middleware::from_fn_with_state(state, record_http))
-        .layer(PropagateRequestIdLayer::x_request_id())
+        // One `layer` call: each one re-boxes every route, and axum clones a route's boxed
+        // stack on every request.
         .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                // 503s during an election are expected and answered with a code; a 500 is
-                // logged at error level where it is built (`ApiError::into_response`).
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(crate::middleware::request_span)
+                        // 503s during an election are expected and answered with a code; a
+                        // 500 is logged at error level by the API middleware.
+                        .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(middleware::from_fn_with_state(
+                    state,
+                    crate::middleware::api,
+                )),
         )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-fn request_span(req: &Request) -> tracing::Span {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let span =
-        tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id);
-    // A caller that traces its own requests gets this one in its trace.
-    ipam_raft::adopt_remote_parent(&span, req.headers());
-    span
-}
-
-fn is_api(path: &str) -> bool {
-    path == "/api/v1" || path.starts_with("/api/v1/")
-}
-
-fn needs_token(path: &str) -> bool {
-    is_api(path) || path == "/raft" || path.starts_with("/raft/")
-}
-
-/// Bearer-token check on `/api/v1/*` and `/raft/*`, before anything reads the body (so an
-/// oversized unauthenticated body is 401, not 413). ipam-raft checks `/raft/*` again itself;
-/// this check adds the constant-time comparison and the contract's error body.
-/// `/healthz`, `/readyz` and `/metrics` are open.
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        if needs_token(req.uri().path())
-            && !bearer_matches(req.headers().get(header::AUTHORIZATION), token)
-        {
-            return ApiError::Unauthorized.into_response();
-        }
-    }
-    next.run(req).await
-}
-
-/// Whether `Authorization` is `Bearer <token>`, compared in constant time.
-pub fn bearer_matches(value: Option<&HeaderValue>, token: &str) -> bool {
-    let Some(given) = value.and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")) else {
-        return false;
-    };
-    given.ct_eq(token.as_bytes()).into()
-}
-
-/// Refuses an `/api/v1/*` body whose declared `Content-Length` is over the limit before any
-/// other check reads the request (the contract puts 413 before every 400). Bodies without a
-/// length are cut at the same limit when the JSON extractor reads them.
-async fn declared_body_limit(req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let limit = match req.uri().path() {
-        "/api/v1/drift" | "/api/v1/reconcile" => crate::drift::DRIFT_BODY_LIMIT,
-        _ => API_BODY_LIMIT,
-    };
-    if is_api(req.uri().path()) && declared.is_some_and(|n| n > limit as u64) {
-        return ApiError::PayloadTooLarge(format!(
-            "request body is larger than the limit of {limit} bytes"
-        ))
-        .into_response();
-    }
-    next.run(req).await
-}
-
-/// The request timeout on `/api/v1/*`. `/raft/*` has the raft layer's own timeouts, and
-/// `/api/v1/cluster/*` its membership deadline (a new learner may take long to catch up).
-async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if !is_api(path) || path.starts_with("/api/v1/cluster") {
-        return next.run(req).await;
-    }
-    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::RequestTimeout {
-            waited_ms: u64::try_from(state.request_timeout.as_millis()).unwrap_or(u64::MAX),
-        }
-        .into_response(),
-    }
-}
-
-async fn record_http(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    // The route template, never the raw path, keeps the label set bounded.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let started = Instant::now();
-    let response = next.run(req).await;
-    state
-        .metrics
-        .observe_http(&route, response.status().as_u16(), started.elapsed());
-    response
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -639,21 +574,5 @@ async fn metrics(State(state): State<AppState>) -> Response {
             tracing::error!(error = %e, "cannot render metrics");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_tokens_compare_exactly() {
-        let v = |s: &'static str| HeaderValue::from_static(s);
-        assert!(bearer_matches(Some(&v("Bearer s3cret")), "s3cret"));
-        assert!(!bearer_matches(Some(&v("Bearer s3cre")), "s3cret"));
-        assert!(!bearer_matches(Some(&v("Bearer s3cret2")), "s3cret"));
-        assert!(!bearer_matches(Some(&v("bearer s3cret")), "s3cret"));
-        assert!(!bearer_matches(Some(&v("s3cret")), "s3cret"));
-        assert!(!bearer_matches(None, "s3cret"));
     }
 }

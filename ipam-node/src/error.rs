@@ -136,12 +136,18 @@ impl ApiError {
     }
 }
 
+/// The text of a server error (5xx other than 503), carried on its response to the API
+/// middleware (`middleware.rs`), which logs it at error level with the request's method, URI
+/// and id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerError(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let parts = self.parts();
-        if parts.status.is_server_error() && parts.status != StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(error = %self, "internal error");
-        }
+        let server_error = (parts.status.is_server_error()
+            && parts.status != StatusCode::SERVICE_UNAVAILABLE)
+            .then(|| ServerError(self.to_string()));
         let body = ErrorBody {
             error: ErrorDetail {
                 code: parts.code,
@@ -151,6 +157,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (parts.status, Json(body)).into_response();
+        if let Some(e) = server_error {
+            response.extensions_mut().insert(e);
+        }
         if parts.status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

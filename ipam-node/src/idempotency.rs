@@ -76,7 +76,8 @@ pub fn fingerprint(method: &Method, path: &str, query: &str, body: &[u8]) -> [u8
     h.finalize().into()
 }
 
-/// The middleware (mounted inside authentication and the body-size check).
+/// The middleware (run by `middleware::api` after authentication and the body-size check,
+/// inside the request timeout).
 pub async fn idempotency(req: Request, next: Next) -> Response {
     if !keyed_route(req.method(), req.uri().path()) {
         return next.run(req).await;

@@ -11,14 +11,16 @@
 //! - [`config`] — [`config::Args`], the settings as flags, environment and TOML file (one
 //!   struct), resolved over the defaults into [`NodeConfig`]; precedence flags > `IPAM_*`
 //!   environment > file > defaults.
-//! - [`api`] — [`router`]: every endpoint, the middleware (request id, tracing, metrics,
-//!   authentication, request timeout), [`AppState`].
+//! - [`api`] — [`router`]: every endpoint and the layers around them, [`AppState`].
+//! - [`middleware`] — request ids, the `request` span, and the API's checks (metrics,
+//!   authentication, body size, request timeout, idempotency) folded into one function.
 //! - [`extract`] — JSON, path and query extractors whose rejections are contract errors.
 //! - [`idempotency`] — the `Idempotency-Key` middleware: key check, request fingerprint,
 //!   the raft layer's key scope around the handler.
 //! - [`error`] — [`ApiError`] and its one `IntoResponse`: status, code and body per failure.
 //! - [`wire`] — translation between the API's JSON types and the domain's types.
 //! - [`metrics`] — the Prometheus registry and what `/metrics` renders.
+//! - [`peer_metrics`] — `ipam_peer_calls_total{transport}`: how this node reaches its peers.
 //! - [`select`] — `POST /api/v1/allocations` (the pool chosen by selector) and its counter.
 //! - [`ui`] — the `/ui` dashboard: server-rendered pages and its login cookie.
 //! - [`join`] — `--join`: add this node as a learner, then promote it, through another node.
@@ -27,7 +29,7 @@
 //! - [`check`] — `GET /api/v1/check` and the periodic integrity check.
 //! - [`backup`] — `GET /api/v1/backup`, streamed; `--restore` is in [`run`].
 //! - [`serve`] — the accept loop: header-read timeout, `--max-connections`, TLS, graceful
-//!   shutdown.
+//!   shutdown, upgrades (peer streams leave it).
 //! - [`tls`] — rustls server and peer-client configuration, certificate reload (SIGHUP).
 //! - [`certs`] — `ipam-node certs`: a CA and per-node certificates (rcgen).
 //! - `redact` — `Debug` of the configuration types without the token.
@@ -51,6 +53,7 @@ pub mod join;
 pub mod lease_metrics;
 pub mod leases;
 pub mod metrics;
+pub mod middleware;
 pub mod peer_metrics;
 pub mod pools;
 mod redact;
@@ -201,9 +204,9 @@ async fn serve_node(
             Err(e) => return Err(NodeError::Init(e)),
         }
     }
-    let mut state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
-        .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
-    state.secure_cookies = tls.is_some();
+    let state = AppState::new(ipam.clone(), config.token.clone(), config.request_timeout)
+        .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?
+        .with_secure_cookies(tls.is_some());
     let conn_metrics = serve::ConnMetrics::new(state.metrics.registry())
         .map_err(|e| NodeError::Setup(format!("metrics: {e}")))?;
     let checker = config

@@ -22,8 +22,9 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 use crate::config::LogFormat;
 use crate::NodeError;
 
-/// The spans exported: this project's crates, at info and above.
-const TRACE_FILTER: &str = "ipam_node=info,ipam_raft=info";
+/// The spans exported: this project's crates, at info and above, and the `request` span,
+/// which is at debug so that the log (at its default `info`) does not record it per request.
+pub const TRACE_FILTER: &str = "ipam_node=info,ipam_raft=info,ipam_node::http=debug";
 
 /// The OTLP/HTTP traces URL for `--otlp-endpoint`: a collector's base URL gets the standard
 /// `/v1/traces` path (as `OTEL_EXPORTER_OTLP_ENDPOINT` does); a URL that already ends in it is
@@ -175,5 +176,47 @@ mod tests {
         ] {
             assert!(traces_url(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The names of the spans a layer filtered by `filter` sees when a request span is made.
+    fn spans_seen(filter: &str) -> Vec<&'static str> {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::{Context, SubscriberExt as _};
+        use tracing_subscriber::Layer;
+
+        struct Names(Arc<Mutex<Vec<&'static str>>>);
+        impl<S: tracing::Subscriber> Layer<S> for Names {
+            fn on_new_span(
+                &self,
+                attrs: &tracing::span::Attributes<'_>,
+                _: &tracing::span::Id,
+                _: Context<'_, S>,
+            ) {
+                self.0.lock().expect("lock").push(attrs.metadata().name());
+            }
+        }
+        let names = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry()
+            .with(Names(names.clone()).with_filter(super::EnvFilter::new(filter)));
+        tracing::subscriber::with_default(subscriber, || {
+            let req = axum::extract::Request::get("/api/v1/pools")
+                .body(axum::body::Body::empty())
+                .expect("request");
+            let _span = crate::middleware::request_span(&req);
+        });
+        let seen = names.lock().expect("lock").clone();
+        seen
+    }
+
+    #[test]
+    fn the_default_log_level_skips_the_request_span_and_traces_keep_it() {
+        assert_eq!(
+            spans_seen(crate::config::DEFAULT_LOG_LEVEL),
+            Vec::<&str>::new()
+        );
+        assert_eq!(spans_seen(super::TRACE_FILTER), vec!["request"]);
+        // What docs/operations.md tells operators who want it on every log line.
+        assert_eq!(spans_seen("info,ipam_node::http=debug"), vec!["request"]);
+        assert_eq!(spans_seen("debug"), vec!["request"]);
     }
 }

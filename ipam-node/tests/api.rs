@@ -627,6 +627,13 @@ async fn http_layer_errors() {
         .body(axum::body::Body::empty())
         .unwrap();
     assert_eq!(n.send(req).await.headers["x-request-id"], "abc-123");
+    // Made-up ids differ from request to request, on every kind of route.
+    let mut made = std::collections::BTreeSet::new();
+    for path in ["/healthz", "/api/v1/pools", "/nope", "/healthz"] {
+        let id = n.get(path).await.headers["x-request-id"].clone();
+        let id = id.to_str().expect("ascii").to_string();
+        assert!(made.insert(id.clone()), "{id} given twice");
+    }
 }
 
 #[tokio::test]

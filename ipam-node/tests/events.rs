@@ -206,8 +206,9 @@ fn frames(text: &str) -> Vec<(String, Value)> {
 async fn watch_streams_framed_events_with_keep_alive_and_resume() {
     let n = start(None, true).await;
     setup(&n).await;
-    let mut state = AppState::new(n.ipam.clone(), None, Duration::from_secs(30)).unwrap();
-    state.sse_keep_alive = Duration::from_millis(50);
+    let state = AppState::new(n.ipam.clone(), None, Duration::from_secs(30))
+        .unwrap()
+        .with_sse_keep_alive(Duration::from_millis(50));
     let closing = state.closing.clone();
     let app = router(state);
 
