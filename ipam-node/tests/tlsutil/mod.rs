@@ -71,7 +71,9 @@ pub fn https_client(ca: &Ca, identity: Option<&Issued>) -> reqwest::Client {
             )
         }),
     };
-    tls.apply(reqwest::Client::builder())
+    // Bounded: a request that never completes fails the test at that step instead of
+    // hanging the suite.
+    tls.apply(reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)))
         .unwrap()
         .build()
         .unwrap()
