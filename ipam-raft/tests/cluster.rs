@@ -495,6 +495,45 @@ async fn concurrent_writes_share_log_entries() {
     stop(n).await;
 }
 
+/// A lone write runs on its caller's task: callers that go away mid-write (a dropped
+/// future, as when a client disconnects) must give back their entry slot, or with one slot
+/// every later write would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_writes_free_their_entry_slot() {
+    let _serial = SERIAL.lock().await;
+    let dir = TempDir::new().expect("tempdir");
+    let n = start_with(1, dir.path(), |c| c.max_inflight_entries = 1).await;
+    n.ipam.init(Vec::new()).await.expect("init");
+    n.ipam
+        .wait_for(WAIT, |s| s.leader == Some(1))
+        .await
+        .expect("leader");
+    n.ipam
+        .create_pool(spec("vms", "10.0.0.0/24"))
+        .await
+        .expect("pool");
+    for i in 0..20 {
+        let ipam = n.ipam.clone();
+        let write = tokio::spawn(async move {
+            ipam.allocate("vms", &format!("gone-{i}"), None, BTreeMap::new())
+                .await
+        });
+        for _ in 0..i {
+            tokio::task::yield_now().await;
+        }
+        write.abort();
+        let _ = write.await;
+    }
+    let (a, existing) =
+        tokio::time::timeout(WAIT, n.ipam.allocate("vms", "after", None, BTreeMap::new()))
+            .await
+            .expect("a write after abandoned ones never finished")
+            .expect("allocate");
+    assert!(!existing);
+    assert!(a.ip.to_string().starts_with("10.0.0."));
+    stop(n).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_or_foreign_node_is_not_added() {
     let _serial = SERIAL.lock().await;
