@@ -87,8 +87,9 @@ pub(crate) struct NetShared {
     levels: RwLock<std::collections::BTreeMap<String, u32>>,
     /// This node's advertised address and feature level, sent on every request.
     identity: RwLock<Option<(reqwest::header::HeaderValue, reqwest::header::HeaderValue)>>,
-    /// Idle peer streams, and peers that take none.
-    streams: Streams,
+    /// Idle peer streams (each with whether it was opened with a cluster id), and peers that
+    /// take none.
+    streams: Streams<(stream::ClientConn, bool)>,
     /// Calls made over streams and over HTTP, and streams opened (see `PeerCalls`).
     stream_calls: AtomicU64,
     http_calls: AtomicU64,
@@ -291,8 +292,10 @@ impl NetShared {
     /// One call on a stream to `addr`: an idle one, else a new one. `None` when `addr`
     /// refused the upgrade (an older release): the caller goes by HTTP.
     ///
-    /// A reused stream that turns out closed before taking the call is replaced once: the
-    /// peer closed it while idle, or restarted, and never saw the call.
+    /// A reused stream that fails before any byte of its answer is replaced once and the
+    /// call resent (see [`CallError::NotTaken`]). A stream opened before this node had a
+    /// cluster id is not reused once it has one: the receiver checks the id at the upgrade
+    /// only, where an HTTP call carries it every time.
     async fn call_stream(
         &self,
         addr: &str,
@@ -301,8 +304,13 @@ impl NetShared {
     ) -> Result<Option<(u16, axum::body::Bytes)>, PostError> {
         let mut reused_failed = false;
         loop {
-            let (mut conn, reused) = match self.streams.checkout(addr, Instant::now()) {
-                Some(conn) if !reused_failed => (conn, true),
+            let has_id = self.cluster_id().is_some();
+            let idle = self
+                .streams
+                .checkout(addr, Instant::now())
+                .filter(|(_, opened_with_id)| *opened_with_id || !has_id);
+            let (mut conn, reused) = match idle {
+                Some((conn, _)) if !reused_failed => (conn, true),
                 _ => match self.open_stream(addr, deadline).await? {
                     Some(conn) => (conn, false),
                     None => return Ok(None),
@@ -318,7 +326,7 @@ impl NetShared {
                 Ok((status, body)) => {
                     // After a 413 the server closes the stream (the frame's end is unknown).
                     if status != 413 {
-                        self.streams.checkin(addr, conn, Instant::now());
+                        self.streams.checkin(addr, (conn, has_id), Instant::now());
                     }
                     return Ok(Some((status, body.into())));
                 }
@@ -491,100 +499,4 @@ impl RaftNetwork<TypeConfig> for Peer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::response::IntoResponse as _;
-
-    /// A server whose `/raft/stream` serves one call per stream, then closes it; `upgrade`
-    /// false answers the route 404 (a release without streams) and serves `/raft/hello`.
-    async fn server(upgrade: bool) -> String {
-        async fn one_call(mut req: axum::extract::Request) -> axum::response::Response {
-            let Some(on) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
-                return axum::http::StatusCode::NOT_IMPLEMENTED.into_response();
-            };
-            tokio::spawn(async move {
-                let Ok(up) = on.await else { return };
-                let mut io = tokio::io::BufReader::new(hyper_util::rt::TokioIo::new(up));
-                let Ok(call) = frame::read_call(&mut io).await else {
-                    return;
-                };
-                let answer = frame::encode_answer(200, &call.body);
-                let _ = tokio::io::AsyncWriteExt::write_all(&mut io, &answer).await;
-                // Dropping `io` closes the stream: the client's idle copy is now stale.
-            });
-            (
-                axum::http::StatusCode::SWITCHING_PROTOCOLS,
-                [
-                    (axum::http::header::CONNECTION, "upgrade"),
-                    (axum::http::header::UPGRADE, frame::PROTOCOL),
-                ],
-            )
-                .into_response()
-        }
-        async fn hello(body: axum::body::Bytes) -> Vec<u8> {
-            body.to_vec()
-        }
-        let mut app =
-            axum::Router::new().route(super::super::rpc::HELLO, axum::routing::post(hello));
-        if upgrade {
-            app = app.route(STREAM, axum::routing::get(one_call));
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        addr
-    }
-
-    fn net(dir: &Path) -> NetShared {
-        NetShared::new(
-            None,
-            None,
-            dir,
-            crate::disk::Disk::default(),
-            Duration::from_secs(5),
-            None,
-            "http",
-        )
-        .expect("net")
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stream_closed_while_idle_is_replaced_without_failing_the_call() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let net = net(dir.path());
-        let addr = server(true).await;
-        for i in 0..3u64 {
-            let back: u64 = net
-                .post(&addr, super::super::rpc::HELLO, &i, Duration::from_secs(5))
-                .await
-                .expect("call");
-            assert_eq!(back, i);
-        }
-        let calls = net.peer_calls();
-        // Every call after the first found its idle stream closed and opened another.
-        assert_eq!((calls.stream, calls.http), (5, 0), "{calls:?}");
-        assert_eq!(calls.streams_opened, 3, "{calls:?}");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_peer_that_does_not_know_the_route_is_called_over_http() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let net = net(dir.path());
-        let addr = server(false).await;
-        for i in 0..3u64 {
-            let back: u64 = net
-                .post(&addr, super::super::rpc::HELLO, &i, Duration::from_secs(5))
-                .await
-                .expect("call");
-            assert_eq!(back, i);
-        }
-        let calls = net.peer_calls();
-        assert_eq!((calls.stream, calls.http, calls.streams_opened), (0, 3, 0));
-        // Asked once, then not again until `HTTP_ONLY_FOR` has passed.
-        assert!(!net.streams.usable(&addr, Instant::now()));
-    }
-}
+mod tests;
