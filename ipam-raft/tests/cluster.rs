@@ -460,16 +460,7 @@ async fn an_isolated_leader_loses_its_writes_to_the_majority() {
 async fn concurrent_writes_share_log_entries() {
     let _serial = SERIAL.lock().await;
     let dir = TempDir::new().expect("tempdir");
-    let n = start_with(1, dir.path(), |c| c.max_inflight_entries = 1).await;
-    n.ipam.init(Vec::new()).await.expect("init");
-    n.ipam
-        .wait_for(WAIT, |s| s.leader == Some(1))
-        .await
-        .expect("leader");
-    n.ipam
-        .create_pool(spec("vms", "10.0.0.0/16"))
-        .await
-        .expect("pool");
+    let n = one_slot_node(dir.path(), "10.0.0.0/16").await;
     let before = n.ipam.status().last_log_index;
     let mut tasks = Vec::new();
     for i in 0..200 {
@@ -495,6 +486,18 @@ async fn concurrent_writes_share_log_entries() {
     stop(n).await;
 }
 
+/// A single initialised node with one entry in flight at a time and pool `vms` on `cidr`.
+async fn one_slot_node(dir: &std::path::Path, cidr: &str) -> TestNode {
+    let n = start_with(1, dir, |c| c.max_inflight_entries = 1).await;
+    n.ipam.init(Vec::new()).await.expect("init");
+    n.ipam
+        .wait_for(WAIT, |s| s.leader == Some(1))
+        .await
+        .expect("leader");
+    n.ipam.create_pool(spec("vms", cidr)).await.expect("pool");
+    n
+}
+
 /// A lone write runs on its caller's task: callers that go away mid-write (a dropped
 /// future, as when a client disconnects) must give back their entry slot, or with one slot
 /// every later write would wait forever.
@@ -502,16 +505,7 @@ async fn concurrent_writes_share_log_entries() {
 async fn abandoned_writes_free_their_entry_slot() {
     let _serial = SERIAL.lock().await;
     let dir = TempDir::new().expect("tempdir");
-    let n = start_with(1, dir.path(), |c| c.max_inflight_entries = 1).await;
-    n.ipam.init(Vec::new()).await.expect("init");
-    n.ipam
-        .wait_for(WAIT, |s| s.leader == Some(1))
-        .await
-        .expect("leader");
-    n.ipam
-        .create_pool(spec("vms", "10.0.0.0/24"))
-        .await
-        .expect("pool");
+    let n = one_slot_node(dir.path(), "10.0.0.0/24").await;
     for i in 0..20 {
         let ipam = n.ipam.clone();
         let write = tokio::spawn(async move {

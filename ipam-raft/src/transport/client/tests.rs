@@ -94,29 +94,27 @@ async fn streams_are_reused_but_not_across_adopting_a_cluster_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = net(dir.path());
     let addr = keeping_server().await;
-    let call = |i: u64| {
-        let net = &net;
-        let addr = addr.clone();
-        async move {
-            let back: u64 = net
-                .post(&addr, super::super::rpc::HELLO, &i, Duration::from_secs(5))
-                .await
-                .expect("call");
-            assert_eq!(back, i);
-        }
-    };
-    call(1).await;
-    call(2).await;
+    echo(&net, &addr, 1).await;
+    echo(&net, &addr, 2).await;
     assert_eq!(
         net.peer_calls().streams_opened,
         1,
         "the idle stream is reused"
     );
     net.set_cluster_id("c1").expect("cluster id");
-    call(3).await;
-    call(4).await;
+    echo(&net, &addr, 3).await;
+    echo(&net, &addr, 4).await;
     // The stream opened without the id (unchecked by the peer) is not used again.
     assert_eq!(net.peer_calls().streams_opened, 2);
+}
+
+/// One call that the test servers answer with its own body.
+async fn echo(net: &NetShared, addr: &str, i: u64) {
+    let back: u64 = net
+        .post(addr, super::super::rpc::HELLO, &i, Duration::from_secs(5))
+        .await
+        .expect("call");
+    assert_eq!(back, i);
 }
 
 fn net(dir: &Path) -> NetShared {
@@ -137,12 +135,8 @@ async fn a_stream_closed_while_idle_is_replaced_without_failing_the_call() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = net(dir.path());
     let addr = server(true).await;
-    for i in 0..3u64 {
-        let back: u64 = net
-            .post(&addr, super::super::rpc::HELLO, &i, Duration::from_secs(5))
-            .await
-            .expect("call");
-        assert_eq!(back, i);
+    for i in 0..3 {
+        echo(&net, &addr, i).await;
     }
     let calls = net.peer_calls();
     // Every call after the first found its idle stream closed and opened another.
@@ -155,12 +149,8 @@ async fn a_peer_that_does_not_know_the_route_is_called_over_http() {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = net(dir.path());
     let addr = server(false).await;
-    for i in 0..3u64 {
-        let back: u64 = net
-            .post(&addr, super::super::rpc::HELLO, &i, Duration::from_secs(5))
-            .await
-            .expect("call");
-        assert_eq!(back, i);
+    for i in 0..3 {
+        echo(&net, &addr, i).await;
     }
     let calls = net.peer_calls();
     assert_eq!((calls.stream, calls.http, calls.streams_opened), (0, 3, 0));
