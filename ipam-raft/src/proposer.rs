@@ -37,6 +37,9 @@ pub(crate) struct Proposer {
     queued_bytes: Arc<AtomicUsize>,
     /// Entries in flight (`max_inflight_entries` permits), shared with the proposer task.
     inflight: Arc<Semaphore>,
+    /// The node's stop signal: a stopped node answers `ShuttingDown` at once, also to a
+    /// lone request that would otherwise look for a leader on its own.
+    shutdown: watch::Receiver<bool>,
 }
 
 /// A proposal's share of [`Proposer::queued_bytes`], given back when the proposal is dropped
@@ -101,6 +104,7 @@ impl Proposer {
             shared,
             queued_bytes: Arc::new(AtomicUsize::new(0)),
             inflight,
+            shutdown: shutdown.clone(),
         }
     }
 
@@ -152,6 +156,9 @@ impl Proposer {
         // (1-client rate +2–7 %, `docs/performance.md`). A caller that goes away mid-write (a
         // closed connection, a timeout) may leave it unproposed or applied, as a lost answer
         // would; its slot is freed with it.
+        if *self.shutdown.borrow() {
+            return Err(WireError::ShuttingDown);
+        }
         if self.queue.capacity() == self.queue.max_capacity() {
             if let Ok(permit) = self.inflight.clone().try_acquire_owned() {
                 let batch = vec![proposal];

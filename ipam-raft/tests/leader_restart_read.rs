@@ -64,6 +64,11 @@ async fn listen(id: u64, root: &std::path::Path, hold: Hold) -> Node {
             let Some(router) = router else {
                 return StatusCode::SERVICE_UNAVAILABLE.into_response();
             };
+            // No peer streams here: the hold below sees `/raft/append` only as HTTP calls, so
+            // the nodes must call each other the way they call a release without streams.
+            if req.uri().path() == "/raft/stream" {
+                return StatusCode::NOT_FOUND.into_response();
+            }
             let (parts, body) = req.into_parts();
             let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
                 return StatusCode::BAD_REQUEST.into_response();
