@@ -23,8 +23,10 @@
 //!   barriers and membership changes (pure, unit-tested).
 //! - [`storage`] — the openraft stores on redb: `log` (`log.redb`), `state_db`, `snapshot`,
 //!   `state_machine` (`state.redb`). Also reachable as [`log_store`] and [`state_machine`].
-//! - `transport` — HTTP between nodes: `rpc` (wire types, a leaf), `client` (openraft's
-//!   `RaftNetwork`, forwarding), `server` (the `/raft/*` routes and their guard).
+//! - `transport` — between nodes: `rpc` (wire types, a leaf), `client` (openraft's
+//!   `RaftNetwork`, forwarding), `server` (the `/raft/*` routes and their guard), `stream`
+//!   and `frame` (peer streams: the same calls over connections upgraded from
+//!   `/raft/stream`, with HTTP for peers that take none).
 //! - `trace` — the `traceparent` of forwarded calls and the `apply` span of an entry.
 //! - `shared` — what every part of a running node shares: raft, transport, readers, leader
 //!   knowledge, the clock, the commit index.
