@@ -212,9 +212,10 @@ impl Disk {
     }
 }
 
-/// redb wants a sized backend; this forwards to a boxed one.
+/// redb wants a sized backend; this forwards to a boxed one (also what tests open a
+/// [`DiskIo`] file as a redb database with: the `testing` feature exports it).
 #[derive(Debug)]
-struct Boxed(Box<dyn StorageBackend>);
+pub struct Boxed(pub Box<dyn StorageBackend>);
 
 impl StorageBackend for Boxed {
     fn len(&self) -> io::Result<u64> {

@@ -106,7 +106,7 @@ pub use clock::{ManualClock, StampClock};
 pub use config::{Config, Consistency};
 pub use disk::SnapshotFile;
 #[cfg(feature = "testing")]
-pub use disk::{Disk, DiskIo};
+pub use disk::{Boxed as BoxedBackend, Disk, DiskIo};
 pub use error::{InternalError, IpamError, StartError};
 pub use handle::Ipam;
 pub use ipam_core::requests::KeyedRequest;

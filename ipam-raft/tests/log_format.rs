@@ -177,7 +177,7 @@ async fn a_cut_anywhere_in_the_migration_loses_nothing() {
         {
             let backend = sim.open(path).expect("open");
             let db = redb::Database::builder()
-                .create_with_backend(support::power_cut::SizedBackend(backend))
+                .create_with_backend(ipam_raft::BoxedBackend(backend))
                 .expect("create");
             write_format_1(&db);
         }

@@ -18,8 +18,7 @@ const CHURN: TableDefinition<'static, u64, u64> = TableDefinition::new("churn");
 
 fn open(disk: &Arc<PowerCutDisk>, path: &Path) -> Result<redb::Database, redb::Error> {
     let backend = disk.open(path).map_err(redb::StorageError::from)?;
-    let db =
-        redb::Database::builder().create_with_backend(support::power_cut::SizedBackend(backend))?;
+    let db = redb::Database::builder().create_with_backend(ipam_raft::BoxedBackend(backend))?;
     disk.sync_dir(path.parent().expect("parent"))
         .map_err(redb::StorageError::from)?;
     Ok(db)

@@ -510,25 +510,3 @@ impl redb::StorageBackend for Backend {
         Ok(())
     }
 }
-
-/// A handle of this disk as a redb database's backend (redb wants a sized backend).
-#[derive(Debug)]
-pub struct SizedBackend(pub Box<dyn redb::StorageBackend>);
-
-impl redb::StorageBackend for SizedBackend {
-    fn len(&self) -> io::Result<u64> {
-        self.0.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        self.0.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.0.write(offset, data)
-    }
-}
