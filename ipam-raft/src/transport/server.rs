@@ -165,15 +165,15 @@ async fn guard(
 }
 
 async fn append(State(s): State<ServerState>, body: Bytes) -> Response {
-    http_answer(s.call(Kind::Append, body.to_vec(), None).await)
+    http_answer(s.call(Kind::Append, &body, None).await)
 }
 
 async fn vote(State(s): State<ServerState>, body: Bytes) -> Response {
-    http_answer(s.call(Kind::Vote, body.to_vec(), None).await)
+    http_answer(s.call(Kind::Vote, &body, None).await)
 }
 
 async fn snapshot(State(s): State<ServerState>, body: Bytes) -> Response {
-    http_answer(s.call(Kind::Snapshot, body.to_vec(), None).await)
+    http_answer(s.call(Kind::Snapshot, &body, None).await)
 }
 
 async fn propose(State(s): State<ServerState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -181,21 +181,21 @@ async fn propose(State(s): State<ServerState>, headers: HeaderMap, body: Bytes) 
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    http_answer(s.call(Kind::Propose, body.to_vec(), traceparent).await)
+    http_answer(s.call(Kind::Propose, &body, traceparent).await)
 }
 
 async fn read_index(State(s): State<ServerState>, body: Bytes) -> Response {
-    http_answer(s.call(Kind::ReadIndex, body.to_vec(), None).await)
+    http_answer(s.call(Kind::ReadIndex, &body, None).await)
 }
 
 async fn admin(State(s): State<ServerState>, body: Bytes) -> Response {
-    http_answer(s.call(Kind::Admin, body.to_vec(), None).await)
+    http_answer(s.call(Kind::Admin, &body, None).await)
 }
 
 /// Answers this node's id: the leader checks who answers at an address (and that it accepts
 /// this cluster's token and id) before adding it as a learner.
 async fn hello(State(s): State<ServerState>) -> Response {
-    http_answer(s.call(Kind::Hello, Vec::new(), None).await)
+    http_answer(s.call(Kind::Hello, &[], None).await)
 }
 
 /// Upgrades the connection to a peer stream (the guard has admitted the caller) and serves
@@ -241,23 +241,23 @@ impl stream::Dispatch for ServerState {
     }
 
     /// One call, whichever way it came: the route's status and body.
-    async fn call(&self, kind: Kind, body: Vec<u8>, traceparent: Option<String>) -> Answer {
+    async fn call(&self, kind: Kind, body: &[u8], traceparent: Option<String>) -> Answer {
         let s = self;
         match kind {
-            Kind::Append => match decode_body::<AppendEntriesRequest>(&body) {
+            Kind::Append => match decode_body::<AppendEntriesRequest>(body) {
                 Ok(req) => postcard_answer(&s.shared.raft.append_entries(req).await),
                 Err(a) => a,
             },
-            Kind::Vote => match decode_body::<VoteRequest>(&body) {
+            Kind::Vote => match decode_body::<VoteRequest>(body) {
                 Ok(req) => postcard_answer(&s.shared.raft.vote(req).await),
                 Err(a) => a,
             },
-            Kind::Snapshot => match decode_body::<InstallSnapshotRequest>(&body) {
+            Kind::Snapshot => match decode_body::<InstallSnapshotRequest>(body) {
                 Ok(req) => postcard_answer(&s.shared.raft.install_snapshot(req).await),
                 Err(a) => a,
             },
             Kind::Propose => {
-                let req: ProposeRequest = match decode_body(&body) {
+                let req: ProposeRequest = match decode_body(body) {
                     Ok(r) => r,
                     Err(a) => return a,
                 };
@@ -276,14 +276,14 @@ impl stream::Dispatch for ServerState {
                 postcard_answer(&res.map_err(not_processed))
             }
             Kind::ReadIndex => {
-                if let Err(a) = decode_body::<()>(&body) {
+                if let Err(a) = decode_body::<()>(body) {
                     return a;
                 }
                 let res: Result<Option<u64>, WireError> = s.proposer.read_index(true).await;
                 postcard_answer(&res.map_err(not_processed))
             }
             Kind::Admin => {
-                let req: AdminRequest = match decode_body(&body) {
+                let req: AdminRequest = match decode_body(body) {
                     Ok(r) => r,
                     Err(a) => return a,
                 };

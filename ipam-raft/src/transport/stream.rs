@@ -148,7 +148,7 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
     fn call(
         &self,
         kind: Kind,
-        body: Vec<u8>,
+        body: &[u8],
         traceparent: Option<String>,
     ) -> impl std::future::Future<Output = (u16, Vec<u8>)> + Send;
 }
@@ -184,7 +184,7 @@ where
         let (status, body) = match (dispatch.refusal(), call.kind) {
             (Some((status, message)), _) => (status, message.as_bytes().to_vec()),
             (None, None) => (404, b"unknown call kind".to_vec()),
-            (None, Some(kind)) => dispatch.call(kind, call.body, call.traceparent).await,
+            (None, Some(kind)) => dispatch.call(kind, &call.body, call.traceparent).await,
         };
         if write_answer(&mut io, status, &body).await.is_err() {
             return;
@@ -222,12 +222,12 @@ mod tests {
         async fn call(
             &self,
             kind: Kind,
-            body: Vec<u8>,
+            body: &[u8],
             traceparent: Option<String>,
         ) -> (u16, Vec<u8>) {
             let mut out = vec![kind as u8];
             out.extend(traceparent.unwrap_or_default().into_bytes());
-            out.extend(body);
+            out.extend_from_slice(body);
             (200, out)
         }
     }

@@ -54,8 +54,8 @@ impl stream::Dispatch for Echo {
     fn refusal(&self) -> Option<(u16, &'static str)> {
         None
     }
-    async fn call(&self, _: Kind, body: Vec<u8>, _: Option<String>) -> (u16, Vec<u8>) {
-        (200, body)
+    async fn call(&self, _: Kind, body: &[u8], _: Option<String>) -> (u16, Vec<u8>) {
+        (200, body.to_vec())
     }
 }
 
