@@ -383,34 +383,36 @@ impl Ipam {
     /// Adds a learner and returns once it has caught up (its matched log index ≥ the leader's
     /// commit index at the call).
     pub async fn add_learner(&self, id: u64, addr: String) -> Result<(), IpamError> {
-        Ok(self
-            .core
-            .admin(AdminRequest::AddLearner { id, addr }, false)
-            .await?)
+        self.membership_change(AdminRequest::AddLearner { id, addr })
+            .await
     }
 
     /// Promotes one learner to voter.
     pub async fn promote_voter(&self, id: u64) -> Result<(), IpamError> {
-        Ok(self
-            .core
-            .admin(AdminRequest::PromoteVoter(id), false)
-            .await?)
+        self.membership_change(AdminRequest::PromoteVoter(id)).await
     }
 
     /// Sets the voter set; voters left out stay as learners.
     pub async fn change_voters(&self, ids: BTreeSet<u64>) -> Result<(), IpamError> {
-        Ok(self
-            .core
-            .admin(AdminRequest::ChangeVoters(ids), false)
-            .await?)
+        self.membership_change(AdminRequest::ChangeVoters(ids))
+            .await
+    }
+
+    /// Runs a membership change (on the leader, forwarded there if need be), then waits until
+    /// this node has applied it, so that its status right after shows the change.
+    async fn membership_change(&self, req: AdminRequest) -> Result<(), IpamError> {
+        self.core.admin(req, false).await?;
+        // The change is committed whatever this wait says: a timeout here only means this
+        // node's own view may lag a moment behind, which is no reason to report a failure.
+        if let Err(e) = self.linearize().await {
+            tracing::debug!(error = %e, "a membership change is not applied here yet");
+        }
+        Ok(())
     }
 
     /// Removes a member (voter or learner).
     pub async fn remove_member(&self, id: u64) -> Result<(), IpamError> {
-        Ok(self
-            .core
-            .admin(AdminRequest::RemoveMember(id), false)
-            .await?)
+        self.membership_change(AdminRequest::RemoveMember(id)).await
     }
 }
 

@@ -98,7 +98,19 @@ impl Shared {
             .await;
             match res {
                 Err(_) => return Err(self.membership_expired()),
-                Ok(Ok(_)) => return Ok(()),
+                Ok(Ok(resp)) => {
+                    // openraft answers before it publishes the metrics of that apply; the
+                    // callers read the membership from the metrics right after (the next step
+                    // of a removal, the status an API call returns), so wait for them.
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    return self
+                        .raft
+                        .wait(Some(remaining.max(Duration::from_millis(1))))
+                        .applied_index_at_least(Some(resp.log_id.index), "membership applied")
+                        .await
+                        .map(|_| ())
+                        .map_err(|_| self.membership_expired());
+                }
                 // Another change (for example a concurrent join) is still in progress.
                 Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
                     ChangeMembershipError::InProgress(_),
