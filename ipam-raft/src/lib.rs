@@ -32,8 +32,8 @@
 //!   knowledge, the clock, the commit index.
 //! - `feature` — the cluster-wide feature level: peers' reported levels, the leader's gate
 //!   on commands that not every member can apply.
-//! - `proposer` — coalesces concurrent commands into one log entry and concurrent read
-//!   barriers into one leadership check, on the leader or forwarded to it.
+//! - `proposer` — coalesces concurrent commands into one log entry and (`proposer::barrier`)
+//!   concurrent read barriers into one leadership check, on the leader or forwarded to it.
 //! - `membership` — membership changes on the leader, forwarded from any node.
 //! - `tick` — the leader's expiry tick: an entry with no command when a lease is due.
 //! - `tasks` — background tasks: commit-index tracking, periodic state flush, the expiry tick.
