@@ -7,8 +7,12 @@
 //! whole loop is one allocation's latency. Every client starts at its own region of a /8
 //! (`client × 2^24 / clients`), as a Calico host starts in its own affine block, so clients
 //! rarely meet: the most favourable case for etcd. `mixed` releases each allocation right after
-//! it is made with a transaction fenced by the key's revision (a generation fence). Writes are
-//! durable on both sides: etcd fsyncs its WAL before it answers.
+//! it is made with a transaction fenced by the key's revision (a generation fence). `renew`
+//! has each client allocate one key, then rewrite its expiry again and again with a transaction
+//! fenced by the key's revision — the durable heartbeat raft-ipam's `POST /leases/renew` is.
+//! (etcd's own leases are not compared: a keep-alive is answered from the leader's memory, not
+//! written to the log, so it survives no leader change as it was.) Writes are durable on both
+//! sides: etcd fsyncs its WAL before it answers.
 //!
 //! After each run the keys under the prefix are counted against what was acknowledged.
 
@@ -27,6 +31,8 @@ pub struct Outcome {
     pub allocations: u64,
     /// Releases acknowledged in the measured window.
     pub releases: u64,
+    /// Renewals acknowledged in the measured window.
+    pub renewals: u64,
     /// Requests answered with success in the window (an allocation and a release count one each).
     pub ok_requests: u64,
     /// Failed requests by reason.
@@ -43,6 +49,7 @@ pub struct Outcome {
 struct Tally {
     allocations: u64,
     releases: u64,
+    renewals: u64,
     errors: BTreeMap<String, u64>,
     latency: Histogram<u64>,
     conflicts: u64,
@@ -65,8 +72,8 @@ pub async fn run(
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<Outcome> {
-    if !matches!(mode, Mode::Allocate | Mode::Mixed) {
-        bail!("--target etcd runs the allocate and mixed modes only");
+    if !matches!(mode, Mode::Allocate | Mode::Mixed | Mode::Renew) {
+        bail!("--target etcd runs the allocate, mixed and renew modes only");
     }
     let run = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -93,6 +100,7 @@ pub async fn run(
     let mut outcome = Outcome {
         allocations: 0,
         releases: 0,
+        renewals: 0,
         ok_requests: 0,
         errors: BTreeMap::new(),
         elapsed: duration,
@@ -104,7 +112,8 @@ pub async fn run(
         let tally = task.await.context("etcd client task")??;
         outcome.allocations += tally.allocations;
         outcome.releases += tally.releases;
-        outcome.ok_requests += tally.allocations + tally.releases;
+        outcome.renewals += tally.renewals;
+        outcome.ok_requests += tally.allocations + tally.releases + tally.renewals;
         outcome.conflicts += tally.conflicts;
         outcome.latency.add(&tally.latency)?;
         for (k, v) in tally.errors {
@@ -138,20 +147,46 @@ async fn client_loop(
     let mut t = Tally {
         allocations: 0,
         releases: 0,
+        renewals: 0,
         errors: BTreeMap::new(),
         latency: Histogram::new(3)?,
         conflicts: 0,
         held: 0,
     };
     let mut seq = 0u64;
+    // renew: the client's one key, its owner and the revision its last write left.
+    let mut lease: Option<(String, String, i64)> = None;
     loop {
         let began = Instant::now();
         if began >= end {
             return Ok(t);
         }
         let measured = began >= measure_from;
+        if let Some((key, owner, revision)) = &mut lease {
+            match renew(&mut client, key, owner, *revision).await {
+                Ok(Some(next)) => {
+                    *revision = next;
+                    if measured {
+                        t.renewals += 1;
+                        t.latency.record(micros(began.elapsed()))?;
+                    }
+                }
+                Ok(None) => bail!("renewal of {key} lost its fence: someone else changed it"),
+                Err(e) => {
+                    if measured {
+                        *t.errors.entry(error_kind(&e)).or_default() += 1;
+                    }
+                }
+            }
+            continue;
+        }
         seq += 1;
         let owner = format!("c{cursor}-{seq}");
+        let value = if mode == Mode::Renew {
+            with_expiry(&owner)
+        } else {
+            owner.clone()
+        };
         // One allocation: CAS on candidates until one is won.
         let won = loop {
             let key = format!("{prefix}{cursor:08x}");
@@ -161,7 +196,7 @@ async fn client_loop(
                     CompareOp::Equal,
                     0,
                 )])
-                .and_then(vec![TxnOp::put(key.as_str(), owner.as_str(), None)]);
+                .and_then(vec![TxnOp::put(key.as_str(), value.as_str(), None)]);
             match client.txn(txn).await {
                 Ok(r) if r.succeeded() => {
                     let revision = r.header().map_or(0, |h| h.revision());
@@ -185,6 +220,10 @@ async fn client_loop(
         if measured {
             t.allocations += 1;
             t.latency.record(micros(began.elapsed()))?;
+        }
+        if mode == Mode::Renew {
+            lease = Some((key, owner, revision));
+            continue;
         }
         if mode == Mode::Mixed {
             let began = Instant::now();
@@ -212,6 +251,32 @@ async fn client_loop(
             }
         }
     }
+}
+
+/// An owner's key value: the owner and when its allocation expires (1 h from now, in ms since
+/// the epoch), as an etcd-backed IPAM with expiring allocations would keep it.
+fn with_expiry(owner: &str) -> String {
+    let expires = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() + 3_600_000)
+        .unwrap_or(0);
+    format!("{owner} {expires}")
+}
+
+/// One heartbeat: rewrites the key's expiry if nobody changed the key since `revision`.
+/// The new revision, or `None` when the fence failed.
+async fn renew(
+    client: &mut Client,
+    key: &str,
+    owner: &str,
+    revision: i64,
+) -> Result<Option<i64>, etcd_client::Error> {
+    let txn = Txn::new()
+        .when(vec![Compare::mod_revision(key, CompareOp::Equal, revision)])
+        .and_then(vec![TxnOp::put(key, with_expiry(owner), None)]);
+    let r = client.txn(txn).await?;
+    Ok(r.succeeded()
+        .then(|| r.header().map_or(0, |h| h.revision())))
 }
 
 fn error_kind(e: &etcd_client::Error) -> String {

@@ -89,6 +89,9 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Every allocation acknowledged during the run (warm-up included), for verification.
     pub acked: Vec<Acked>,
+    /// Renewals acknowledged during the run (warm-up included): ops, like the allocations
+    /// and releases in `acked`, for the ops per entry.
+    pub renewals: u64,
 }
 
 fn histogram() -> anyhow::Result<Histogram<u64>> {
@@ -141,6 +144,7 @@ struct ClientResult {
     errors: BTreeMap<String, u64>,
     last_end: Option<Instant>,
     acked: Vec<Acked>,
+    renewals: u64,
 }
 
 impl ClientResult {
@@ -187,6 +191,7 @@ async fn client_loop(
         errors: BTreeMap::new(),
         last_end: None,
         acked: Vec::new(),
+        renewals: 0,
     };
     let mut seq: u64 = 0;
     let owner = |seq: &mut u64| {
@@ -281,6 +286,7 @@ async fn client_loop(
                 let ended = Instant::now();
                 match res {
                     Ok(renewed) if renewed.len() == 1 => {
+                        r.renewals += 1;
                         r.succeeded(measured, started, ended)?;
                     }
                     Ok(renewed) => {
@@ -366,6 +372,7 @@ pub async fn run(plan: Plan, clients: &[Client]) -> anyhow::Result<Outcome> {
         errors: BTreeMap::new(),
         elapsed: Duration::ZERO,
         acked: Vec::new(),
+        renewals: 0,
     };
     let mut last_end = measure_from;
     while let Some(joined) = tasks.join_next().await {
@@ -382,6 +389,7 @@ pub async fn run(plan: Plan, clients: &[Client]) -> anyhow::Result<Outcome> {
             last_end = last_end.max(end);
         }
         out.acked.extend(r.acked);
+        out.renewals += r.renewals;
     }
     out.elapsed = last_end.saturating_duration_since(measure_from);
     Ok(out)

@@ -458,12 +458,7 @@ async fn run_load(args: &Args) -> anyhow::Result<ExitCode> {
         let entries = commit_after
             .zip(commit_before)
             .map(|(a, b)| (a - b).max(0.0) as u64);
-        let total_ops = outcome.acked.len() as u64
-            + outcome
-                .acked
-                .iter()
-                .filter(|a| a.released == Some(true))
-                .count() as u64;
+        let total_ops = ops_of(&outcome);
         let entries_per_s = entries.map(|e| e as f64 / window.as_secs_f64());
         let ops_per_entry = entries
             .filter(|&e| e > 0)
@@ -618,9 +613,44 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Ops the nodes applied for a run's acknowledged requests, warm-up included: allocations,
+/// acknowledged releases and renewals (a batch's allocations are each one op).
+fn ops_of(outcome: &load::Outcome) -> u64 {
+    let released = outcome
+        .acked
+        .iter()
+        .filter(|a| a.released == Some(true))
+        .count();
+    (outcome.acked.len() + released) as u64 + outcome.renewals
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ops_count_allocations_releases_and_renewals() {
+        let acked = |released| load::Acked {
+            allocation: serde_json::from_value(serde_json::json!({
+                "pool": "p", "ip": "10.0.0.1", "owner": "o", "generation": 1,
+                "allocated_at": "2026-01-01T00:00:00Z", "labels": {}
+            }))
+            .expect("an allocation"),
+            released,
+        };
+        let outcome = load::Outcome {
+            latency: hdrhistogram::Histogram::new(3).expect("histogram"),
+            ok_requests: 0,
+            allocations: 0,
+            releases: 0,
+            existing: 0,
+            errors: Default::default(),
+            elapsed: std::time::Duration::ZERO,
+            acked: vec![acked(Some(true)), acked(Some(false)), acked(None)],
+            renewals: 5,
+        };
+        assert_eq!(ops_of(&outcome), 3 + 1 + 5);
+    }
 
     #[test]
     fn metrics_are_read_by_exact_name() {
