@@ -144,6 +144,13 @@ async fn restart_resumes_at_the_same_applied_id_and_state() {
     let (mut sm, durable) = open_sm(dir.path());
     let after = (sm.applied_state().await.expect("state").0, digest(&sm));
     assert_eq!(before, after);
+    // Durable at open, but there is no snapshot yet: the log keeps every entry.
+    assert_eq!(*durable.borrow(), None);
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
     assert_eq!(*durable.borrow(), Some(32));
     // The rebuilt index continues where it was: a new owner gets a fresh address.
     let r = sm
@@ -151,6 +158,42 @@ async fn restart_resumes_at_the_same_applied_id_and_state() {
         .await
         .expect("apply");
     assert_eq!(r[0].len(), 1);
+}
+
+/// The log's purge limit is the durable applied index, but never past the current snapshot:
+/// openraft asks for a purge up to a snapshot it is installing before the install published
+/// it, and a cut then must not leave the log purged past `current.meta`.
+#[tokio::test]
+async fn the_purge_limit_never_passes_the_current_snapshot() {
+    let dir = TempDir::new().expect("tmp");
+    let every_apply = Durable {
+        every_entries: 1,
+        ..Durable::default()
+    };
+    let (tx, limit) = watch::channel(None);
+    let mut sm = StateMachineStore::open(dir.path(), every_apply, tx).expect("open sm");
+    let history = history(30);
+    sm.apply(history[..12].to_vec()).await.expect("apply");
+    assert_eq!(*limit.borrow(), None, "no snapshot yet");
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+    assert_eq!(*limit.borrow(), Some(12));
+    // Every apply is durable now, the snapshot stays at 12.
+    sm.apply(history[12..].to_vec()).await.expect("apply");
+    assert_eq!(*limit.borrow(), Some(12), "held at the current snapshot");
+    drop(sm);
+    let (tx, limit) = watch::channel(None);
+    let mut sm = StateMachineStore::open(dir.path(), every_apply, tx).expect("reopen");
+    assert_eq!(*limit.borrow(), Some(12), "the same rule at open");
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+    assert_eq!(*limit.borrow(), Some(32));
 }
 
 #[tokio::test]

@@ -126,11 +126,17 @@ impl SmShared {
         let bytes = encode(&current).map_err(snap_write)?;
         disk.write_atomic(&dir.join(SNAP_META), &bytes)
             .map_err(snap_write)?;
+        self.publish_snapshot_bound(meta.last_log_id.map(|l| l.index));
         let handle = disk.open_read(&dir.join(&file_name)).map_err(snap_read)?;
         // Older snapshots are no longer named; open handles (a transfer under way) stay valid.
         remove_other_snapshots(disk, &dir, &file_name);
         Ok(handle)
     }
+}
+
+/// The last log index of the current snapshot in the snapshot dir `dir`, if there is one.
+pub(super) fn current_index(disk: &Disk, dir: &Path) -> Result<Option<u64>, StorageError> {
+    Ok(read_current(disk, dir)?.and_then(|c| c.meta.last_log_id.map(|l| l.index)))
 }
 
 /// What `current.meta` in the snapshot dir `dir` records, if anything.

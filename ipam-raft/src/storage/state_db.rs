@@ -73,15 +73,9 @@ pub(crate) struct SmShared {
     pub(super) disk: crate::disk::Disk,
     /// Swapped when a snapshot is installed; `None` after shutdown.
     pub(super) db: RwLock<Option<Arc<StateDb>>>,
+    /// The log's purge limit (see [`PurgeBounds`]).
     pub(super) durable_tx: watch::Sender<Option<u64>>,
-    /// Set by an install from the moment it moves the new `state.redb` in until its snapshot
-    /// is published: meanwhile the durable applied index (the log's purge limit) is not
-    /// published. The background flusher's `make_durable` would otherwise publish the new
-    /// state's applied index, and openraft's purge for the snapshot (issued before the install
-    /// finishes) would land before `current.meta` names the snapshot: a cut then left the log
-    /// purged past the current snapshot (found by `power_loss_cluster`'s install round). An
-    /// install that fails in that window leaves it set: the log is not purged until a restart.
-    pub(super) installing: std::sync::atomic::AtomicBool,
+    pub(super) bounds: Mutex<PurgeBounds>,
     pub(super) durable: Durable,
     pub(super) pending: Mutex<Pending>,
     pub(super) snapshot_lock: Mutex<()>,
@@ -99,6 +93,27 @@ pub(crate) struct SmShared {
     pub(crate) applied_level: std::sync::atomic::AtomicU32,
     /// Events the state keeps (`ipam_core::events::DEFAULT_RETENTION` unless a test lowers it).
     pub(crate) event_retention: AtomicU64,
+}
+
+/// What bounds the log's purge: the log keeps every entry the state has not made durable
+/// (a cut loses non-durable applies, which are re-applied from the log) and every entry after
+/// the current snapshot (openraft's start requires a snapshot at least as far as the log's
+/// purge point). The limit is the lower of the two; `None` (nothing purged) until both exist.
+///
+/// Bounding by the snapshot matters when one is installed: openraft asks the log to purge up
+/// to the received snapshot before the install has published it, and the durable applied
+/// index of the state it replaces can be past the current snapshot. A cut there used to leave
+/// the log purged past `current.meta` (found by `power_loss_cluster`'s install round).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PurgeBounds {
+    pub(crate) durable: Option<u64>,
+    pub(crate) snapshot: Option<u64>,
+}
+
+impl PurgeBounds {
+    pub(crate) fn limit(self) -> Option<u64> {
+        self.durable.zip(self.snapshot).map(|(d, s)| d.min(s))
+    }
 }
 
 #[derive(Default)]
@@ -172,13 +187,26 @@ impl SmShared {
         }
     }
 
+    /// Raises the durable applied index (never lowers it) and with it the purge limit.
     pub(super) fn publish_durable(&self, index: Option<u64>) {
-        if self.installing.load(std::sync::atomic::Ordering::Acquire) {
+        self.raise_bound(|b| b.durable = b.durable.max(index));
+    }
+
+    /// Raises the current snapshot's last index (never lowers it) and with it the purge limit.
+    pub(super) fn publish_snapshot_bound(&self, index: Option<u64>) {
+        self.raise_bound(|b| b.snapshot = b.snapshot.max(index));
+    }
+
+    fn raise_bound(&self, change: impl FnOnce(&mut PurgeBounds)) {
+        let Ok(mut bounds) = self.bounds.lock() else {
             return;
-        }
+        };
+        change(&mut bounds);
+        let limit = bounds.limit();
+        // Under the lock: two raises cannot publish their limits out of order.
         self.durable_tx.send_if_modified(|cur| {
-            if index > *cur {
-                *cur = index;
+            if limit > *cur {
+                *cur = limit;
                 true
             } else {
                 false

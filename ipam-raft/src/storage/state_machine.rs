@@ -33,11 +33,13 @@ pub use backup::{verify_backup, BackupHeader, RestoreError, Restored, BACKUP_FOR
 pub use check::CheckReport;
 
 use super::log::DropSignal;
-use super::snapshot::{load_snapshot, snap_read, snap_write, SnapshotBuilder, SNAP_DIR};
+use super::snapshot::{
+    current_index, load_snapshot, snap_read, snap_write, SnapshotBuilder, SNAP_DIR,
+};
 pub use super::state_db::Durable;
 use super::state_db::{
-    applied_of, open_db, sm_read, sm_write, write_meta, Pending, SmShared, StateDb, KEY_APPLIED,
-    KEY_MEMBERSHIP, SM_META, STATE_FILE, STATE_TMP,
+    applied_of, open_db, sm_read, sm_write, write_meta, Pending, PurgeBounds, SmShared, StateDb,
+    KEY_APPLIED, KEY_MEMBERSHIP, SM_META, STATE_FILE, STATE_TMP,
 };
 use crate::disk::SnapshotFile;
 use crate::types::{
@@ -51,8 +53,8 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    /// Opens (or creates) `state.redb` in `dir`. `durable_tx` receives the durable applied
-    /// index, the log store's purge limit.
+    /// Opens (or creates) `state.redb` in `dir`. `durable_tx` receives the log store's purge
+    /// limit ([`PurgeBounds`]: the durable applied index, at most the current snapshot's).
     pub fn open(
         dir: &Path,
         durable: Durable,
@@ -88,7 +90,11 @@ impl StateMachineStore {
             applied_of(&rtx)?.0
         };
         // What is on disk at open is durable.
-        durable_tx.send_replace(applied.map(|l| l.index));
+        let bounds = PurgeBounds {
+            durable: applied.map(|l| l.index),
+            snapshot: current_index(&disk, &snap_dir)?,
+        };
+        durable_tx.send_replace(bounds.limit());
         let shared = Arc::new(SmShared {
             dir: dir.to_path_buf(),
             disk,
@@ -97,7 +103,7 @@ impl StateMachineStore {
                 _closing: closing,
             }))),
             durable_tx,
-            installing: std::sync::atomic::AtomicBool::new(false),
+            bounds: Mutex::new(bounds),
             durable,
             pending: Mutex::new(Pending::default()),
             snapshot_lock: Mutex::new(()),
@@ -369,7 +375,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .as_ref()
                 .and_then(|d| d._closing.clone());
             let path = shared.dir.join(STATE_FILE);
-            shared.installing.store(true, Ordering::Release);
             shared.disk.rename(&tmp, &path).map_err(sm_write)?;
             shared.disk.sync_dir(&shared.dir).map_err(sm_write)?;
             let db = open_db(&shared.disk, &path)?;
@@ -405,9 +410,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             src.copy_to(&mut out).map_err(snap_write)?;
             out.sync_all().map_err(snap_write)?;
             shared.publish_snapshot(&copy, &meta)?;
-            // Only now may the log be purged up to the snapshot: a crash before this point
-            // restarts with a current snapshot that covers everything the log lacks (defect 5).
-            shared.installing.store(false, Ordering::Release);
+            // The log may now be purged up to the snapshot (`PurgeBounds`: publishing it raised
+            // the snapshot bound): a crash before this point restarts with a current snapshot
+            // that covers everything the log lacks (defect 5).
             shared.publish_durable(meta.last_log_id.map(|l| l.index));
             // Received transfer files are no longer needed (open handles stay valid).
             let snap_dir = shared.snap_dir();
