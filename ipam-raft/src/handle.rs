@@ -236,6 +236,7 @@ impl Ipam {
         sm.finish_interrupted_install(log_state.last_log_id, log_state.last_purged_log_id)
             .await
             .map_err(|e| StartError::Storage(Box::new(e)))?;
+        let committed = log.committed_index();
         let raft = Raft::new(config.id, raft_config, network, log, sm)
             .await
             .map_err(|e| StartError::Raft(Box::new(e)))?;
@@ -251,7 +252,7 @@ impl Ipam {
             net,
             sm: sm_shared,
             clock,
-            committed: AtomicU64::new(0),
+            committed,
             ids: crate::requests::RequestIds::new(id, incarnation),
             restored_lead,
         });

@@ -159,7 +159,7 @@ impl Shared {
     /// Waits up to `wait` until learner `id`'s matched log index reaches the commit index as
     /// of the call, as this (leading) node's replication progress shows.
     async fn wait_caught_up(&self, id: NodeId, wait: Duration) -> Result<(), WireError> {
-        let target = self.committed_index().await;
+        let target = self.committed_index();
         let matched = |m: &openraft::RaftMetrics<NodeId, Node>| {
             m.replication
                 .as_ref()
@@ -204,7 +204,7 @@ impl Shared {
     async fn admin_local(&self, req: &AdminRequest, deadline: Instant) -> Result<(), WireError> {
         match req {
             AdminRequest::AddLearner { id, addr } => {
-                let commit_at_call = self.committed_index().await;
+                let commit_at_call = self.committed_index();
                 let known_addr = {
                     let m = self.metrics.borrow();
                     m.membership_config
@@ -242,7 +242,7 @@ impl Shared {
                 }
                 // Caught up = matched everything committed when the call came, including the
                 // membership change itself.
-                let target = commit_at_call.max(self.committed_index().await);
+                let target = commit_at_call.max(self.committed_index());
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let target_id = *id;
                 self.raft

@@ -25,8 +25,9 @@ pub(crate) struct Shared {
     pub(crate) sm: Arc<SmShared>,
     pub(crate) metrics: watch::Receiver<RaftMetrics<NodeId, Node>>,
     pub(crate) clock: Stamper,
-    /// Highest commit index seen; openraft's metrics carry none (see `tasks::track_committed`).
-    pub(crate) committed: AtomicU64,
+    /// The commit index, as openraft's core saves it in the log store before each apply
+    /// (its metrics carry none).
+    pub(crate) committed: Arc<AtomicU64>,
     /// Ids of this node's proposals.
     pub(crate) ids: crate::requests::RequestIds,
     /// `(term, last log index)` when this node restarted as the leader of its recorded vote
@@ -80,19 +81,8 @@ impl Shared {
         }
     }
 
-    /// The commit index, asked from the raft core (and remembered for [`Shared::committed`]).
-    pub(crate) async fn committed_index(&self) -> u64 {
-        match self
-            .raft
-            .with_raft_state(|s| s.committed.map(|l| l.index))
-            .await
-        {
-            Ok(c) => {
-                let c = c.unwrap_or(0);
-                self.committed.fetch_max(c, Ordering::Relaxed);
-                c
-            }
-            Err(_) => self.committed.load(Ordering::Relaxed),
-        }
+    /// The commit index.
+    pub(crate) fn committed_index(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
     }
 }

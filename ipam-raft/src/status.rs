@@ -67,8 +67,6 @@ impl Ipam {
         let deadline = start + timeout;
         let mut rx = self.core.metrics.clone();
         loop {
-            // The commit index is refreshed outside the metrics: read it fresh.
-            self.core.committed_index().await;
             let status = self.status();
             if cond(&status) {
                 return Ok(status);

@@ -22,6 +22,7 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -78,6 +79,10 @@ struct LogInner {
     pending_purge: Mutex<Option<LogId>>,
     /// The committed id openraft last saved, not yet written: it rides the next append.
     pending_committed: Mutex<Option<Option<LogId>>>,
+    /// The highest commit index openraft saved (or the log recorded at open), for the node's
+    /// status: openraft 0.9.25's metrics carry none, and its core saves every commit here
+    /// before applying it.
+    committed_index: Arc<AtomicU64>,
     _closing: Option<DropSignal>,
 }
 
@@ -205,6 +210,7 @@ impl LogStore {
             committed,
         )
         .map_err(read_err)?;
+        let committed_index = Arc::new(AtomicU64::new(wal.committed().map_or(0, |c| c.index)));
         Ok(LogStore {
             inner: Arc::new(LogInner {
                 db,
@@ -213,6 +219,7 @@ impl LogStore {
                 purged: Mutex::new(purged),
                 pending_purge: Mutex::new(None),
                 pending_committed: Mutex::new(None),
+                committed_index,
                 _closing: closing,
             }),
         })
@@ -249,6 +256,11 @@ impl LogStore {
         } else {
             self.blocking(f).await
         }
+    }
+
+    /// The commit index as openraft saves it, shared: it rises as commits happen.
+    pub(crate) fn committed_index(&self) -> Arc<AtomicU64> {
+        self.inner.committed_index.clone()
     }
 
     /// The last purged log id as recorded (what was actually purged).
@@ -452,6 +464,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // commit and a blocking-pool hop on the serial path.
         if let Ok(mut p) = self.inner.pending_committed.lock() {
             *p = Some(committed);
+        }
+        if let Some(c) = committed {
+            self.inner
+                .committed_index
+                .fetch_max(c.index, Ordering::Relaxed);
         }
         Ok(())
     }
