@@ -80,6 +80,7 @@ mod trace;
 
 mod feature;
 
+mod answers;
 mod proposer;
 
 mod membership;

@@ -21,6 +21,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::Instrument as _;
 
+use crate::answers::Reply;
 use crate::route::{self, Attempt, Step};
 use crate::shared::Shared;
 use crate::transport::client::PostError;
@@ -148,13 +149,13 @@ impl Proposer {
         let queued = QueuedBytes::take(&self.queued_bytes, size, self.shared.config.queue_bytes)
             .ok_or(WireError::Overloaded)?;
         let ops = commands.iter().map(Command::op_count).sum();
-        let (tx, rx) = oneshot::channel();
+        let (reply, mut rx) = Reply::new();
         let proposal = Proposal {
             commands,
             ops,
             bytes: size,
             forwarded,
-            reply: tx,
+            reply,
             span: tracing::Span::current(),
             _queued: queued,
         };
@@ -171,8 +172,24 @@ impl Proposer {
             if let Ok(permit) = self.inflight.clone().try_acquire_owned() {
                 let batch = vec![proposal];
                 let span = write_span(&batch);
-                replicate(&self.shared, batch).instrument(span).await;
-                drop(permit);
+                let shared = self.shared.clone();
+                let mut write = Box::pin(
+                    async move {
+                        replicate(&shared, batch).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+                tokio::select! {
+                    biased;
+                    () = &mut write => {}
+                    // Answered by the apply before openraft returned (`crate::answers`): the
+                    // rest of the write (openraft's answer, the slot) finishes on its own task.
+                    answer = &mut rx => {
+                        tokio::spawn(write);
+                        return answer.unwrap_or(Err(WireError::ShuttingDown));
+                    }
+                }
                 return rx.await.unwrap_or(Err(WireError::ShuttingDown));
             }
         }
@@ -209,7 +226,9 @@ pub(crate) struct Proposal {
     pub(crate) bytes: usize,
     /// Came from another node's `/raft/propose`: never forwarded again (the sender retries).
     pub(crate) forwarded: bool,
-    pub(crate) reply: oneshot::Sender<Result<Vec<CommandResult>, WireError>>,
+    /// Sent by whoever knows the results first: this node's apply (`crate::answers`) or the
+    /// proposer once openraft returns.
+    pub(crate) reply: Reply,
     /// The caller's span: the entry's `raft.write` span is its child (of the first proposal's;
     /// the others' follow from it).
     pub(crate) span: tracing::Span,
@@ -308,7 +327,7 @@ fn write_span(batch: &[Proposal]) -> tracing::Span {
 
 fn fail_all(batch: Vec<Proposal>, err: WireError) {
     for p in batch {
-        let _ = p.reply.send(Err(err.clone()));
+        p.reply.send(Err(err.clone()));
     }
 }
 
@@ -325,7 +344,7 @@ fn distribute(batch: Vec<Proposal>, mut results: Vec<CommandResult>) {
     // Hand back from the end so each split is O(own length).
     for p in batch.into_iter().rev() {
         let mine = results.split_off(results.len() - p.commands.len());
-        let _ = p.reply.send(Ok(mine));
+        p.reply.send(Ok(mine));
     }
 }
 
@@ -382,6 +401,14 @@ async fn replicate(shared: &Shared, mut batch: Vec<Proposal>) {
                     stamp: shared.clock.next(),
                     commands,
                 };
+                // Each proposal's commands are contiguous in the entry unless some were
+                // refused here: only then can the apply tell a proposal's results apart.
+                let _early = refused.iter().all(Option::is_none).then(|| {
+                    shared
+                        .sm
+                        .early
+                        .register(batch.iter().map(|p| (&p.commands[..], &p.reply)))
+                });
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(remaining, shared.raft.client_write(req)).await {
                     Err(_) => return fail_all(batch, expired()),
@@ -471,14 +498,14 @@ mod tests {
         Proposal,
         oneshot::Receiver<Result<Vec<CommandResult>, WireError>>,
     ) {
-        let (tx, rx) = oneshot::channel();
+        let (reply, rx) = Reply::new();
         let commands = vec![Command::Batch(Vec::new()); n];
         let p = Proposal {
             ops: n,
             bytes: 0,
             commands,
             forwarded,
-            reply: tx,
+            reply,
             span: tracing::Span::none(),
             _queued: QueuedBytes {
                 counter: None,

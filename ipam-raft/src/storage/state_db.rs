@@ -91,6 +91,8 @@ pub(crate) struct SmShared {
     /// The replicated feature level of the applied state (`ipam_core::State::feature_level`),
     /// for the leader's decision to raise it.
     pub(crate) applied_level: std::sync::atomic::AtomicU32,
+    /// Writes waiting on this node for their entry's apply (`crate::answers`).
+    pub(crate) early: crate::answers::EarlyAnswers,
     /// Events the state keeps (`ipam_core::events::DEFAULT_RETENTION` unless a test lowers it).
     pub(crate) event_retention: AtomicU64,
 }

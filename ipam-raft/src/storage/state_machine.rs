@@ -119,6 +119,7 @@ impl StateMachineStore {
             applies: crate::trace::ApplyLog::default(),
             applied_level: std::sync::atomic::AtomicU32::new(level),
             event_retention: AtomicU64::new(ipam_core::events::DEFAULT_RETENTION),
+            early: crate::answers::EarlyAnswers::default(),
         });
         Ok(StateMachineStore { shared })
     }
@@ -277,6 +278,12 @@ fn apply_batch(
             *state = s;
         }
         return Err(sm_write(e));
+    }
+    // Committed: the writers waiting here may hear their results now (`crate::answers`).
+    for (entry, results) in entries.iter().zip(&out) {
+        if let EntryPayload::Normal(req) = &entry.payload {
+            shared.early.answer(&req.commands, results);
+        }
     }
     if durable {
         shared.publish_durable(Some(last.index));
