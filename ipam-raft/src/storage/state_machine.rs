@@ -279,12 +279,6 @@ fn apply_batch(
         }
         return Err(sm_write(e));
     }
-    // Committed: the writers waiting here may hear their results now (`crate::answers`).
-    for (entry, results) in entries.iter().zip(&out) {
-        if let EntryPayload::Normal(req) = &entry.payload {
-            shared.early.answer(&req.commands, results);
-        }
-    }
     if durable {
         shared.publish_durable(Some(last.index));
     }
@@ -332,8 +326,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.blocking(move |shared, state| apply_batch(shared, state, &entries))
-            .await
+        let (out, entries) = self
+            .blocking(move |shared, state| Ok((apply_batch(shared, state, &entries)?, entries)))
+            .await?;
+        // Committed: the writers waiting here hear their results now (`crate::answers`), from
+        // this task — a wake from the blocking pool's thread costs each waiter a trip through
+        // the runtime's shared queue.
+        for (entry, results) in entries.iter().zip(&out) {
+            if let EntryPayload::Normal(req) = &entry.payload {
+                self.shared.early.answer(&req.commands, results);
+            }
+        }
+        Ok(out)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
