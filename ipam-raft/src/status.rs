@@ -124,6 +124,13 @@ impl Ipam {
         self.core.net.peer_calls()
     }
 
+    /// Writes this node answered from its own apply since start, before openraft's answer
+    /// came back (`docs/architecture.md`, "Early answers"). A diagnostic, counting proposals:
+    /// its own while it leads, and each list a follower forwarded to it (many writes, once).
+    pub fn early_answers(&self) -> u64 {
+        self.core.sm.early.answered()
+    }
+
     /// Cache (hits, misses) of the allocate path since start.
     pub fn cache_stats(&self) -> (u64, u64) {
         (

@@ -170,6 +170,24 @@ async fn three_nodes_allocate_through_every_node() {
     assert!(ips.contains(&again.ip));
     assert_eq!(follower.ipam.cache_stats().0, before.0 + 1);
 
+    // One write at a time, through every node: each is answered by the leader's apply (a
+    // follower's forwarded list counts once there, and is one write here).
+    let early = |nodes: &[TestNode]| -> u64 { nodes.iter().map(|n| n.ipam.early_answers()).sum() };
+    let before = early(&nodes);
+    for i in 0..6u32 {
+        nodes[(i % 3) as usize]
+            .ipam
+            .allocate("vms", &format!("one-by-one-{i}"), None, BTreeMap::new())
+            .await
+            .expect("allocate");
+    }
+    assert!(
+        early(&nodes) >= before + 6,
+        "{} → {}",
+        before,
+        early(&nodes)
+    );
+
     // Domain errors come back typed.
     let err = nodes[1]
         .ipam
