@@ -400,9 +400,15 @@ impl Ipam {
     }
 
     /// Runs a membership change (on the leader, forwarded there if need be), then waits until
-    /// this node has applied it, so that its status right after shows the change.
+    /// this node has applied it, so that its status right after shows the change — unless
+    /// the change removed this node: the leader may stop replicating to it before it applies
+    /// its removal, and the wait would last the whole read deadline.
     async fn membership_change(&self, req: AdminRequest) -> Result<(), IpamError> {
+        let removes_self = matches!(req, AdminRequest::RemoveMember(id) if id == self.core.id);
         self.core.admin(req, false).await?;
+        if removes_self {
+            return Ok(());
+        }
         // The change is committed whatever this wait says: a timeout here only means this
         // node's own view may lag a moment behind, which is no reason to report a failure.
         if let Err(e) = self.linearize().await {

@@ -329,6 +329,44 @@ async fn joining_nodes_catch_up_through_a_snapshot_and_become_voters() {
     }
 }
 
+/// A membership call waits until its own node has applied the change (so the status it
+/// returns shows it) — except when the node removed itself: no leader may talk to it any
+/// more, and the wait would last the whole read deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_removes_itself_returns_at_once() {
+    let _serial = SERIAL.lock().await;
+    let dir = TempDir::new().expect("tempdir");
+    let long = Duration::from_secs(600);
+    let (nodes, st) = three_voters_with_pool(dir.path(), 0, |c| c.read_deadline = long).await;
+    let leader_id = st.leader.expect("leader");
+    let (leader, followers): (Vec<&TestNode>, Vec<&TestNode>) =
+        nodes.iter().partition(|n| n.ipam.id() == leader_id);
+    // A follower, then the leader.
+    let follower = followers[0].ipam.id();
+    tokio::time::timeout(WAIT, followers[0].ipam.remove_member(follower))
+        .await
+        .expect("the follower returned before the read deadline")
+        .expect("removed");
+    leader[0]
+        .ipam
+        .wait_for(WAIT, |s| s.members.len() == 2)
+        .await
+        .expect("two members");
+    tokio::time::timeout(WAIT, leader[0].ipam.remove_member(leader_id))
+        .await
+        .expect("the leader returned before the read deadline")
+        .expect("removed");
+    let st = followers[1]
+        .ipam
+        .wait_for(WAIT, |s| s.members.len() == 1 && s.leader.is_some())
+        .await
+        .expect("one member, leading");
+    assert_eq!(st.members[0].id, followers[1].ipam.id());
+    for n in nodes {
+        stop(n).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_survive_leader_loss_and_a_restarted_node_catches_up() {
     let _serial = SERIAL.lock().await;
