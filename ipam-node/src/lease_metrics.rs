@@ -56,6 +56,11 @@ impl LeaseMetrics {
                 Err(e) => tracing::warn!(error = %e, pool = %name, "metrics: cannot read cooling"),
             }
         }
+        // Every pool has a series from its first scrape, so a rate over it starts at 0
+        // rather than at the first expiry.
+        for name in pools {
+            self.expirations.with_label_values(&[name]);
+        }
         for (pool, total) in ipam.lease_expirations() {
             let c = self.expirations.with_label_values(&[&pool]);
             // The node counts since start; the counter moves forward by the difference.

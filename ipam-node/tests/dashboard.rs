@@ -256,6 +256,10 @@ async fn every_metric_of_the_dashboard_and_the_alerts_is_exported() {
         "ipam_raft_is_leader",
         "ipam_cache_hits_total",
         "ipam_http_request_duration_seconds_bucket",
+        "ipam_peer_calls_total",
+        "ipam_peer_streams_opened_total",
+        "ipam_lease_expirations_total",
+        "ipam_pool_cooling",
     ] {
         assert!(named.contains(m), "{m} not found in {named:?}");
     }
