@@ -130,14 +130,20 @@ fn net(dir: &Path) -> NetShared {
     .expect("net")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_closed_while_idle_is_replaced_without_failing_the_call() {
+/// Three calls from a fresh client to a test server, with or without the stream route.
+async fn three_echoes(stream_route: bool) -> (tempfile::TempDir, NetShared, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = net(dir.path());
-    let addr = server(true).await;
+    let addr = server(stream_route).await;
     for i in 0..3 {
         echo(&net, &addr, i).await;
     }
+    (dir, net, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_closed_while_idle_is_replaced_without_failing_the_call() {
+    let (_dir, net, _addr) = three_echoes(true).await;
     let calls = net.peer_calls();
     // Every call after the first found its idle stream closed and opened another.
     assert_eq!((calls.stream, calls.http), (5, 0), "{calls:?}");
@@ -146,12 +152,7 @@ async fn a_stream_closed_while_idle_is_replaced_without_failing_the_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_does_not_know_the_route_is_called_over_http() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let net = net(dir.path());
-    let addr = server(false).await;
-    for i in 0..3 {
-        echo(&net, &addr, i).await;
-    }
+    let (_dir, net, addr) = three_echoes(false).await;
     let calls = net.peer_calls();
     assert_eq!((calls.stream, calls.http, calls.streams_opened), (0, 3, 0));
     // Asked once, then not again until `HTTP_ONLY_FOR` has passed.
