@@ -32,6 +32,7 @@ ready_field() {
     curl -sS --max-time 2 "http://$1/readyz" 2>/dev/null | grep -o "\"$2\":[a-z0-9]*" | cut -d: -f2
 }
 rss_mb() { awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+hwm_mb() { awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 # The parts of a process's resident memory: anonymous (heap, of which LazyFree is freed but
 # not yet taken back by the kernel) and file-backed.
 rss_parts() {
@@ -76,6 +77,11 @@ held="$(curl -fsS -H "Authorization: Bearer $token" "http://$addr1/api/v1/pools/
 echo "loaded: $held allocations in $((load_ms / 1000)) s ($((held * 1000 / (load_ms + 1))) /s)"
 for i in 0 1 2; do
     echo "node $((i + 1)) RSS: $(rss_mb "${pids[$i]}") MB ($(rss_parts "${pids[$i]}"))"
+done
+# What stays once the load's last snapshot builds and applies are done, and the peak.
+sleep "${IPAM_SCALE_SETTLE_SECS:-15}"
+for i in 0 1 2; do
+    echo "node $((i + 1)) RSS $((${IPAM_SCALE_SETTLE_SECS:-15})) s later: $(rss_mb "${pids[$i]}") MB, peak $(hwm_mb "${pids[$i]}") MB"
 done
 
 # A follower's restart: same id, data dir and port (its peers know it by that address).

@@ -75,6 +75,8 @@ pub struct Acked {
 pub struct Outcome {
     /// Latency of every measured request, µs.
     pub latency: Histogram<u64>,
+    /// The same by endpoint (client i's under `i % endpoints`): where a spread run's tail is.
+    pub by_endpoint: Vec<Histogram<u64>>,
     /// Measured requests that succeeded.
     pub ok_requests: u64,
     /// New allocations acknowledged in the measured window.
@@ -136,6 +138,7 @@ impl Shared {
 }
 
 struct ClientResult {
+    index: usize,
     latency: Histogram<u64>,
     ok_requests: u64,
     allocations: u64,
@@ -183,6 +186,7 @@ async fn client_loop(
 ) -> anyhow::Result<ClientResult> {
     let plan = &shared.plan;
     let mut r = ClientResult {
+        index,
         latency: histogram()?,
         ok_requests: 0,
         allocations: 0,
@@ -363,8 +367,12 @@ pub async fn run(plan: Plan, clients: &[Client]) -> anyhow::Result<Outcome> {
         let client = clients[i % clients.len()].clone();
         tasks.spawn(client_loop(shared.clone(), client, i));
     }
+    let endpoints = clients.len();
     let mut out = Outcome {
         latency: histogram()?,
+        by_endpoint: (0..clients.len())
+            .map(|_| histogram())
+            .collect::<anyhow::Result<_>>()?,
         ok_requests: 0,
         allocations: 0,
         releases: 0,
@@ -378,6 +386,9 @@ pub async fn run(plan: Plan, clients: &[Client]) -> anyhow::Result<Outcome> {
     while let Some(joined) = tasks.join_next().await {
         let r = joined.context("client task")??;
         out.latency.add(&r.latency).context("merge histograms")?;
+        out.by_endpoint[r.index % endpoints]
+            .add(&r.latency)
+            .context("merge histograms")?;
         out.ok_requests += r.ok_requests;
         out.allocations += r.allocations;
         out.releases += r.releases;

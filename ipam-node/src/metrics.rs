@@ -19,6 +19,7 @@ pub struct Metrics {
     allocation_duration: Histogram,
     allocation_errors: IntCounterVec,
     cache_hits: IntCounter,
+    early_answers: IntCounter,
     cache_misses: IntCounter,
     raft_term: IntGauge,
     raft_is_leader: IntGauge,
@@ -89,6 +90,10 @@ impl Metrics {
             "ipam_cache_misses_total",
             "Allocations that went through the raft log",
         )?;
+        let early_answers = IntCounter::new(
+            "ipam_raft_early_answers_total",
+            "Proposals (a write of this node's, or a list a follower forwarded) answered by this node's apply before openraft's answer",
+        )?;
         let raft_term = IntGauge::new("ipam_raft_term", "Current raft term")?;
         let raft_is_leader =
             IntGauge::new("ipam_raft_is_leader", "1 when this node is the raft leader")?;
@@ -114,6 +119,7 @@ impl Metrics {
         registry.register(Box::new(allocation_errors.clone()))?;
         registry.register(Box::new(cache_hits.clone()))?;
         registry.register(Box::new(cache_misses.clone()))?;
+        registry.register(Box::new(early_answers.clone()))?;
         registry.register(Box::new(raft_term.clone()))?;
         registry.register(Box::new(raft_is_leader.clone()))?;
         registry.register(Box::new(raft_commit_index.clone()))?;
@@ -148,6 +154,7 @@ impl Metrics {
             allocation_errors,
             cache_hits,
             cache_misses,
+            early_answers,
             raft_term,
             raft_is_leader,
             raft_commit_index,
@@ -199,6 +206,10 @@ impl Metrics {
             .inc_by(hits.saturating_sub(self.cache_hits.get()));
         self.cache_misses
             .inc_by(misses.saturating_sub(self.cache_misses.get()));
+        self.early_answers.inc_by(
+            ipam.early_answers()
+                .saturating_sub(self.early_answers.get()),
+        );
         match ipam.pools(&Labels::new(), Consistency::Local).await {
             Ok(pools) => {
                 self.pool_capacity.reset();

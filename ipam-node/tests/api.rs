@@ -882,6 +882,9 @@ async fn metrics_move() {
     let hits = value(&after, "ipam_cache_hits_total", &[]).unwrap();
     let misses = value(&after, "ipam_cache_misses_total", &[]).unwrap();
     assert!(hits + misses >= 1.0, "hits {hits} misses {misses}");
+    // The node leads alone: its apply answers each write before openraft does.
+    let early = value(&after, "ipam_raft_early_answers_total", &[]).unwrap();
+    assert!(early >= 3.0, "early answers {early}");
     // prometheus-parse skips samples whose label values hold braces: check the text itself.
     let text = n.get("/metrics").await.text;
     assert!(

@@ -125,7 +125,8 @@ impl Ipam {
     }
 
     /// Writes this node answered from its own apply since start, before openraft's answer
-    /// came back (`docs/architecture.md`, "Early answers"). A diagnostic, counting proposals:
+    /// came back (`docs/architecture.md`, "Early answers"); the node exports it as
+    /// `ipam_raft_early_answers_total`. It counts proposals:
     /// its own while it leads, and each list a follower forwarded to it (many writes, once).
     pub fn early_answers(&self) -> u64 {
         self.core.sm.early.answered()
