@@ -507,7 +507,7 @@ async fn run_load(args: &Args) -> anyhow::Result<ExitCode> {
             by_endpoint: targets
                 .iter()
                 .zip(&outcome.by_endpoint)
-                .filter(|(_, h)| targets.len() > 1 && h.len() > 0)
+                .filter(|(_, h)| targets.len() > 1 && !h.is_empty())
                 .map(|(t, h)| EndpointLatency {
                     endpoint: t.endpoint().to_string(),
                     p50_ms: ms(h.value_at_quantile(0.5)),
