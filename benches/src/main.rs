@@ -622,6 +622,8 @@ async fn run_etcd(args: &Args) -> anyhow::Result<ExitCode> {
                 .map(|(a, b)| (a - b).as_secs_f64()),
             load_before,
             load_after: sys::load_average(),
+            // etcd's client balances over its endpoints itself: no split by endpoint.
+            by_endpoint: Vec::new(),
             verify: None,
         };
         if args.json {
