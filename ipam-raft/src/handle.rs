@@ -211,6 +211,10 @@ impl Ipam {
         .await
         .map_err(StartError::Task)?
         .map_err(|e| StartError::Storage(Box::new(e)))?;
+        // This node's own appends as leader are acknowledged before their sync: the state
+        // machine and the transport's commit index wait for the log's disk instead.
+        log.set_own_id(config.id);
+        let _ = sm.shared().log_durable.set(log.durable());
         let sm_shared = sm.shared();
         if config.traces {
             sm_shared.applies.enable();
@@ -226,6 +230,7 @@ impl Ipam {
             config.peer_scheme,
         )?);
         net.set_identity(&config.advertise, config.feature_level);
+        net.set_log_durable(log.durable());
         let network = NetworkFactory { net: net.clone() };
         let restored_lead = restored_lead(config.id, &log).await?;
         let log_state = {

@@ -16,6 +16,36 @@ pub(crate) fn spawn(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
         Arc::downgrade(shared),
         shutdown.clone(),
     ));
+    tokio::spawn(send_held_commit(Arc::downgrade(shared), shutdown.clone()));
+}
+
+/// Sends followers a commit index the transport held back (it was past this leader's log on
+/// disk, `transport::client::commit_to_send`) as soon as the log's sync reaches it: under load
+/// the next append carries it anyway, but after a lone write the followers would otherwise
+/// hear it only at the next heartbeat.
+async fn send_held_commit(shared: std::sync::Weak<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let Some((mut durable, net)) = shared
+        .upgrade()
+        .and_then(|s| Some((s.net.log_durable()?, s.net.clone())))
+    else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            changed = durable.changed() => if changed.is_err() { return },
+            () = net.held_back_set.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Some(on_disk) = durable.borrow_and_update().last.map(|l| l.index) else {
+            continue;
+        };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.net.release_held_back(on_disk) {
+            let _ = shared.raft.trigger().heartbeat().await;
+        }
+    }
 }
 
 /// Makes non-durable applies durable at least every `durable_interval`.

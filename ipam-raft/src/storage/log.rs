@@ -10,6 +10,13 @@
 //!
 //! The committed id is not written on its own: it rides the next append's write.
 //!
+//! A leader's own appends are written without waiting for their sync (`docs/architecture.md`,
+//! "The leader's append"): openraft 0.9.25 awaits the flush callback before it replicates, so
+//! the callback runs after the write and a background task syncs. Nothing may act on such an
+//! entry before it is on disk: [`LogStore::durable`] is the watermark the state machine waits
+//! for before applying and the transport clamps the commit index it sends to. A follower's
+//! appends are synced before the callback, since its answer counts toward the quorum.
+//!
 //! Format: `format` absent in META means entries in redb's `raft_log` table (release 0.1.0 and
 //! later builds before the WAL). Opening such a store copies the entries into a fresh WAL,
 //! syncs it, and then sets `format`, `wal_first` and empties `raft_log` in one redb commit, so
@@ -22,7 +29,7 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -32,10 +39,10 @@ use tokio::sync::watch;
 
 use ipam_core::tables::decode_value as decode;
 
-use super::wal::Wal;
 pub use super::wal::WalError;
+use super::wal::{LogDurable, Wal};
 use crate::disk::Disk;
-use crate::types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, NodeId, StorageError, StorageIOError, TypeConfig, Vote};
 
 /// Log entries by index (format 1; empty once migrated).
 const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("raft_log");
@@ -83,6 +90,12 @@ struct LogInner {
     /// status: openraft 0.9.25's metrics carry none, and its core saves every commit here
     /// before applying it.
     committed_index: Arc<AtomicU64>,
+    /// This node's id, once known: only then are its own leader appends left unsynced.
+    own_id: std::sync::OnceLock<NodeId>,
+    /// The vote last saved (or read at open): whose term the entries being appended are.
+    vote: Mutex<Option<Vote>>,
+    /// A background sync is running (it picks up what is written meanwhile).
+    syncing: AtomicBool,
     _closing: Option<DropSignal>,
 }
 
@@ -211,6 +224,11 @@ impl LogStore {
         )
         .map_err(read_err)?;
         let committed_index = Arc::new(AtomicU64::new(wal.committed().map_or(0, |c| c.index)));
+        let vote = {
+            let rtx = db.begin_read().map_err(read_err)?;
+            let meta = rtx.open_table(META).map_err(read_err)?;
+            get_meta::<Vote>(&meta, KEY_VOTE)?
+        };
         Ok(LogStore {
             inner: Arc::new(LogInner {
                 db,
@@ -220,6 +238,9 @@ impl LogStore {
                 pending_purge: Mutex::new(None),
                 pending_committed: Mutex::new(None),
                 committed_index,
+                own_id: std::sync::OnceLock::new(),
+                vote: Mutex::new(vote),
+                syncing: AtomicBool::new(false),
                 _closing: closing,
             }),
         })
@@ -256,6 +277,41 @@ impl LogStore {
         } else {
             self.blocking(f).await
         }
+    }
+
+    /// Leaves this node's own appends as leader unsynced when written (the node's start does
+    /// this; a store without it syncs every append, as openraft's storage suite expects).
+    pub(crate) fn set_own_id(&self, id: NodeId) {
+        let _ = self.inner.own_id.set(id);
+    }
+
+    /// How far the log is on disk.
+    pub(crate) fn durable(&self) -> watch::Receiver<LogDurable> {
+        self.inner.wal.durable()
+    }
+
+    /// Syncs what a leader append left unsynced, on the blocking pool, unless a sync is already
+    /// running: it loops until nothing written is left unsynced, so no append waits for one.
+    fn sync_in_background(&self) {
+        if self.inner.syncing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || loop {
+            let res = inner.wal.sync_written();
+            inner.syncing.store(false, Ordering::Release);
+            if let Err(e) = res {
+                // The watermark says `failed`: the state machine stops applying, and the next
+                // append fails, which stops openraft.
+                tracing::error!(error = %e, "syncing the log failed");
+                return;
+            }
+            // An append that wrote after the sync began and saw `syncing` set left its bytes
+            // to this loop: take them, unless a new sync took the flag first.
+            if !inner.wal.has_unsynced() || inner.syncing.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        });
     }
 
     /// The commit index as openraft saves it, shared: it rises as commits happen.
@@ -438,6 +494,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let vote = *vote;
         self.blocking(move |inner| {
+            *lock(&inner.vote) = Some(vote);
             let res = (|| {
                 let mut txn = inner.db.begin_write().map_err(write_err)?;
                 txn.set_durability(Durability::Immediate)
@@ -491,18 +548,36 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let res = self
-            .sync_io(move |inner| {
-                let committed = lock(&inner.pending_committed).take();
-                if let Err(e) = inner.wal.append(entries, committed) {
-                    if let Some(c) = committed {
-                        lock(&inner.pending_committed).get_or_insert(c);
-                    }
-                    return Err(write_err(e));
+        let own =
+            self.inner.own_id.get().is_some_and(|&id| {
+                own_leader_append(id, lock(&self.inner.vote).as_ref(), &entries)
+            });
+        let write = move |inner: &LogInner| {
+            let committed = lock(&inner.pending_committed).take();
+            let res = if own {
+                inner.wal.append_unsynced(entries, committed)
+            } else {
+                inner.wal.append(entries, committed)
+            };
+            if let Err(e) = res {
+                if let Some(c) = committed {
+                    lock(&inner.pending_committed).get_or_insert(c);
                 }
-                Ok(())
-            })
-            .await;
+                return Err(write_err(e));
+            }
+            Ok(())
+        };
+        let res = if own {
+            // A write into the page cache (a segment roll aside): on this task, then the sync
+            // in the background.
+            let res = write(&self.inner);
+            if res.is_ok() {
+                self.sync_in_background();
+            }
+            res
+        } else {
+            self.sync_io(write).await
+        };
         // Finish a purge the durable limit held back, once the limit allows all of it (a
         // partial one is a `log.redb` commit per append for little gain).
         let pending = *lock(&self.inner.pending_purge);
@@ -550,9 +625,51 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// Whether `entries` are this node's own as the leader of the current term: the vote is
+/// committed, names this node, and every entry was made in that term by it. Only those may be
+/// acknowledged to openraft before they are on disk; anything else (a follower's append, a
+/// leader's vote not yet saved) is synced first.
+fn own_leader_append(own: NodeId, vote: Option<&Vote>, entries: &[Entry]) -> bool {
+    let Some(vote) = vote else { return false };
+    let leader = vote.leader_id();
+    vote.is_committed()
+        && leader.voted_for() == Some(own)
+        && !entries.is_empty()
+        && entries
+            .iter()
+            .all(|e| e.log_id.committed_leader_id() == leader)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(term: u64, node: NodeId, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(term, node), index),
+            payload: openraft::EntryPayload::Blank,
+        }
+    }
+
+    #[test]
+    fn only_the_leaders_own_entries_of_its_term_skip_the_sync() {
+        let mut leader = Vote::new(3, 1);
+        leader.commit();
+        let own = [entry(3, 1, 10), entry(3, 1, 11)];
+        assert!(own_leader_append(1, Some(&leader), &own));
+        // A follower of node 1 appends node 1's entries: synced.
+        assert!(!own_leader_append(2, Some(&leader), &own));
+        // A candidate's vote (not committed) or none at all: synced.
+        assert!(!own_leader_append(1, Some(&Vote::new(3, 1)), &own));
+        assert!(!own_leader_append(1, None, &own));
+        // Entries of an earlier term among them: synced.
+        assert!(!own_leader_append(
+            1,
+            Some(&leader),
+            &[entry(2, 1, 9), entry(3, 1, 10)]
+        ));
+        assert!(!own_leader_append(1, Some(&leader), &[]));
+    }
 
     #[test]
     fn bounded_len_counts_indexes_of_every_bound_kind() {

@@ -95,6 +95,9 @@ pub(crate) struct SmShared {
     pub(crate) early: crate::answers::EarlyAnswers,
     /// Events the state keeps (`ipam_core::events::DEFAULT_RETENTION` unless a test lowers it).
     pub(crate) event_retention: AtomicU64,
+    /// How far the log is on disk (set by the node's start): an entry is applied only once it
+    /// is, because a leader acknowledges its own appends before their sync.
+    pub(crate) log_durable: std::sync::OnceLock<watch::Receiver<super::wal::LogDurable>>,
 }
 
 /// What bounds the log's purge: the log keeps every entry the state has not made durable

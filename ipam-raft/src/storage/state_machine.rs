@@ -119,6 +119,7 @@ impl StateMachineStore {
             applies: crate::trace::ApplyLog::default(),
             applied_level: std::sync::atomic::AtomicU32::new(level),
             event_retention: AtomicU64::new(ipam_core::events::DEFAULT_RETENTION),
+            log_durable: std::sync::OnceLock::new(),
             early: crate::answers::EarlyAnswers::default(),
         });
         Ok(StateMachineStore { shared })
@@ -164,6 +165,36 @@ impl StateMachineStore {
         );
         self.get_snapshot_builder().await.build_snapshot().await?;
         Ok(())
+    }
+
+    /// Waits until the log holds `entries` on disk. openraft commits a leader's entry once a
+    /// majority counting the leader has appended it, and the leader's own append is
+    /// acknowledged before its sync (`storage::log`): applying, and so answering, only after
+    /// the leader's copy is durable too keeps every answered write on a majority's disks.
+    /// A follower syncs before it acknowledges, so there this returns at once.
+    async fn wait_on_disk(&self, entries: &[Entry]) -> Result<(), StorageError> {
+        let (Some(rx), Some(last)) = (self.shared.log_durable.get(), entries.last()) else {
+            return Ok(());
+        };
+        let index = last.log_id.index;
+        if rx.borrow().covers(index) && !rx.borrow().failed {
+            return Ok(());
+        }
+        let mut rx = rx.clone();
+        let on_disk = rx
+            .wait_for(|d| d.covers(index))
+            .await
+            .map(|d| !d.failed)
+            .unwrap_or(false);
+        if on_disk {
+            Ok(())
+        } else {
+            Err(StorageIOError::apply(
+                last.log_id,
+                &std::io::Error::other("the log failed to sync this entry"),
+            )
+            .into())
+        }
     }
 
     async fn blocking<T, F>(&mut self, f: F) -> Result<T, StorageError>
@@ -326,6 +357,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        self.wait_on_disk(&entries).await?;
         let (out, entries) = self
             .blocking(move |shared, state| Ok((apply_batch(shared, state, &entries)?, entries)))
             .await?;

@@ -13,6 +13,11 @@
 //! - the last segment ends at the first zero length, bad crc or short read: a torn tail after
 //!   a power cut is expected there, and holds nothing that was acknowledged.
 //!
+//! Durability: an append is written and synced before it returns ([`Wal::append`]), except a
+//! leader's own ([`Wal::append_unsynced`]), which a later [`Wal::sync_written`] covers; the
+//! [`LogDurable`] watermark says how far the log is on disk either way. A segment is synced before
+//! the next one is started, so "every segment followed by another is whole" holds for both.
+//!
 //! Every open starts a new segment (`prev_end` = where the replay stopped) instead of
 //! appending after a torn tail: bytes of unsynced writes may have survived past the tear, and
 //! a later scan that ran past new records into them could resurrect entries that were never
@@ -24,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::StorageBackend;
+use tokio::sync::watch;
 
 use self::record::{decode, frame, put, Record, RecordRef, Scanner, FRAME};
 use self::view::{replay, Loc, Segment, View};
@@ -80,6 +86,21 @@ pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.seg"))
 }
 
+/// How far the log is on disk: every entry up to `last` (after a power cut the log holds at
+/// least those), or `failed` once a write or sync failed (nothing more will become durable).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LogDurable {
+    pub(crate) last: Option<LogId>,
+    pub(crate) failed: bool,
+}
+
+impl LogDurable {
+    /// Whether the entry at `index` is on disk, or nothing will be any more.
+    pub(crate) fn covers(&self, index: u64) -> bool {
+        self.failed || self.last.is_some_and(|l| l.index >= index)
+    }
+}
+
 /// The segment being appended to. Only the writer lock's holder writes.
 struct Writer {
     seq: u64,
@@ -90,6 +111,11 @@ struct Writer {
     cap: u64,
     poisoned: bool,
     buf: Vec<u8>,
+    /// Bytes were written to `file` since its last sync.
+    unsynced: bool,
+    /// Bumped by every truncation: a sync that started before one must not publish what it
+    /// captured (those entries may be gone).
+    gen: u64,
 }
 
 /// The open segment files. Writes are serialized by the writer lock (taken before the view
@@ -100,6 +126,8 @@ pub(crate) struct Wal {
     segment_bytes: u64,
     writer: Mutex<Writer>,
     view: Mutex<View>,
+    /// Published under the writer lock.
+    durable: watch::Sender<LogDurable>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,12 +171,19 @@ impl Wal {
                 max_index: None,
             },
         );
+        // Whatever the log holds at open is on disk: `create` and `open` sync it first.
+        let last = view.locs.last_key_value().map(|(_, l)| l.log_id);
         Wal {
             dir: dir.to_path_buf(),
             disk: disk.clone(),
             segment_bytes,
             writer: Mutex::new(w),
             view: Mutex::new(view),
+            durable: watch::channel(LogDurable {
+                last,
+                failed: false,
+            })
+            .0,
         }
     }
 
@@ -232,7 +267,10 @@ impl Wal {
             let end = headers.get(i + 1).map(|h| h.0);
             tail_end = replay(*seq, file.as_ref(), headers[i].1, end, purged, &mut view)?;
         }
-        let (last_seq, _) = files[files.len() - 1];
+        let (last_seq, last_file) = &files[files.len() - 1];
+        // A process that stopped between an unsynced append and its sync left those bytes in
+        // the page cache only: replayed, they count as durable from here, so sync them now.
+        last_file.sync_data()?;
         let seq = last_seq + 1;
         let (file, pos, cap) = Self::new_segment(dir, disk, segment_bytes, seq, tail_end, 0)?;
         file.sync_data()?;
@@ -247,6 +285,78 @@ impl Wal {
         &self,
         entries: Vec<Entry>,
         committed: Option<Option<LogId>>,
+    ) -> Result<(), WalError> {
+        self.append_with(entries, committed, true)
+    }
+
+    /// [`Wal::append`] without the sync: readable at once, durable after the next
+    /// [`Wal::sync_written`] (or any synced write) returns.
+    pub(crate) fn append_unsynced(
+        &self,
+        entries: Vec<Entry>,
+        committed: Option<Option<LogId>>,
+    ) -> Result<(), WalError> {
+        self.append_with(entries, committed, false)
+    }
+
+    /// The durable watermark; it only rises, except when a truncation removes entries.
+    pub(crate) fn durable(&self) -> watch::Receiver<LogDurable> {
+        self.durable.subscribe()
+    }
+
+    /// Whether something was written that no sync has covered yet.
+    pub(crate) fn has_unsynced(&self) -> bool {
+        lock(&self.writer).unsynced
+    }
+
+    /// Syncs what was written so far, outside the writer lock (appends go on meanwhile), and
+    /// raises the durable watermark to the last entry written before it started.
+    pub(crate) fn sync_written(&self) -> Result<(), WalError> {
+        let (file, last, gen) = {
+            let mut w = lock(&self.writer);
+            if w.poisoned {
+                return Err(WalError::Poisoned);
+            }
+            if !w.unsynced {
+                return Ok(());
+            }
+            w.unsynced = false;
+            (w.file.clone(), self.last(), w.gen)
+        };
+        let res = file.sync_data();
+        let mut w = lock(&self.writer);
+        if let Err(e) = res {
+            self.poison(&mut w);
+            return Err(e.into());
+        }
+        if w.gen == gen {
+            self.raise(last);
+        }
+        Ok(())
+    }
+
+    /// Marks the log failed: no write is taken and nothing more becomes durable.
+    fn poison(&self, w: &mut Writer) {
+        w.poisoned = true;
+        self.durable.send_modify(|d| d.failed = true);
+    }
+
+    /// Raises the watermark to `last` (under the writer lock).
+    fn raise(&self, last: Option<LogId>) {
+        self.durable.send_if_modified(|d| {
+            let up = last > d.last;
+            if up {
+                d.last = last;
+            }
+            up
+        });
+    }
+
+    fn append_with(
+        &self,
+        entries: Vec<Entry>,
+        committed: Option<Option<LogId>>,
+        sync: bool,
     ) -> Result<(), WalError> {
         let mut w = lock(&self.writer);
         if w.poisoned {
@@ -265,15 +375,16 @@ impl Wal {
             w.buf = buf;
             return Ok(());
         }
-        let res = self.write_synced(&mut w, &buf);
+        let res = self.write(&mut w, &buf, sync);
         let at = match res {
             Ok(at) => at,
             Err(e) => {
-                w.poisoned = true;
+                self.poison(&mut w);
                 w.buf = buf;
                 return Err(e);
             }
         };
+        let last = entries.last().map(|e| e.log_id);
         let seq = w.seq;
         w.buf = buf;
         let mut v = lock(&self.view);
@@ -293,6 +404,10 @@ impl Wal {
         if let Some(c) = committed {
             v.committed = v.committed.max(c);
         }
+        drop(v);
+        if sync && last.is_some() {
+            self.raise(last);
+        }
         Ok(())
     }
 
@@ -304,21 +419,32 @@ impl Wal {
         }
         let mut buf = Vec::new();
         put(&mut buf, &RecordRef::Truncate(from))?;
-        if let Err(e) = self.write_synced(&mut w, &buf) {
-            w.poisoned = true;
+        if let Err(e) = self.write(&mut w, &buf, true) {
+            self.poison(&mut w);
             return Err(e);
         }
         lock(&self.view).truncate(from);
+        // The sync covered everything before the marker: what is left is durable, and a sync
+        // that captured a removed entry must not publish it.
+        w.gen += 1;
+        let last = self.last();
+        self.durable.send_modify(|d| d.last = last);
         Ok(())
     }
 
-    /// Writes `buf` at the end of the log (rolling to a new segment if it does not fit) and
-    /// syncs it; returns the offset it went to, in the writer's (possibly new) segment.
-    fn write_synced(&self, w: &mut Writer, buf: &[u8]) -> Result<u64, WalError> {
+    /// Writes `buf` at the end of the log (rolling to a new segment if it does not fit) and,
+    /// with `sync`, syncs it; returns the offset it went to, in the writer's (possibly new)
+    /// segment.
+    fn write(&self, w: &mut Writer, buf: &[u8], sync: bool) -> Result<u64, WalError> {
         let need = buf.len() as u64;
         let rolled = w.pos + need > w.cap;
         if rolled {
-            // The old segment's records were all synced by the appends that wrote them.
+            // A segment followed by another must be whole on disk (`open` reads a bad record
+            // before the next segment's start as corruption, not as a torn tail).
+            if w.unsynced {
+                w.file.sync_data()?;
+                w.unsynced = false;
+            }
             let seq = w.seq + 1;
             let (file, pos, cap) =
                 Self::new_segment(&self.dir, &self.disk, self.segment_bytes, seq, w.pos, need)?;
@@ -336,7 +462,12 @@ impl Wal {
         }
         let at = w.pos;
         w.file.write(at, buf)?;
-        w.file.sync_data()?;
+        if sync {
+            w.file.sync_data()?;
+            w.unsynced = false;
+        } else {
+            w.unsynced = true;
+        }
         if rolled {
             // Nothing in a new segment is acknowledged before its name is durable.
             self.disk.sync_dir(&self.dir)?;
@@ -491,6 +622,8 @@ impl Writer {
             cap,
             poisoned: false,
             buf: Vec::new(),
+            unsynced: false,
+            gen: 0,
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::error::StartError;
 use crate::files;
 use crate::types::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotError, InstallSnapshotRequest,
-    InstallSnapshotResponse, Node, NodeId, RPCError, RaftError, TypeConfig, VoteRequest,
+    InstallSnapshotResponse, LogId, Node, NodeId, RPCError, RaftError, TypeConfig, VoteRequest,
     VoteResponse,
 };
 
@@ -94,6 +94,28 @@ pub(crate) struct NetShared {
     stream_calls: AtomicU64,
     http_calls: AtomicU64,
     streams_opened: AtomicU64,
+    /// How far this node's log is on disk (set at start): the commit index sent to followers
+    /// never passes it ([`commit_to_send`]).
+    log_durable: std::sync::OnceLock<tokio::sync::watch::Receiver<crate::storage::wal::LogDurable>>,
+    /// The highest commit index an append request held back for that reason (0: none), sent
+    /// by a heartbeat once the log reaches it.
+    held_back: AtomicU64,
+    /// Wakes the task that sends it (`tasks::send_held_commit`): the log may have reached it
+    /// before it was recorded.
+    pub(crate) held_back_set: tokio::sync::Notify,
+}
+
+/// The commit index a leader may tell its followers: openraft's, but never past what its own
+/// log holds on disk. A leader acknowledges its own appends before their sync
+/// (`storage::log`), so openraft may count its copy toward a commit that only one follower has
+/// on disk; a follower that applied such an entry could not take it back if the leader lost
+/// power and the other two elected a leader without it. Held back here, the entry applies
+/// nowhere until a majority has it on disk.
+pub(crate) fn commit_to_send(
+    leader_commit: Option<LogId>,
+    on_disk: Option<LogId>,
+) -> Option<LogId> {
+    leader_commit.min(on_disk)
 }
 
 impl NetShared {
@@ -137,6 +159,9 @@ impl NetShared {
             stream_calls: AtomicU64::new(0),
             http_calls: AtomicU64::new(0),
             streams_opened: AtomicU64::new(0),
+            log_durable: std::sync::OnceLock::new(),
+            held_back: AtomicU64::new(0),
+            held_back_set: tokio::sync::Notify::new(),
         })
     }
 
@@ -184,6 +209,44 @@ impl NetShared {
 
     pub(crate) fn is_isolated(&self) -> bool {
         self.isolated.load(Ordering::SeqCst)
+    }
+
+    /// Clamps append requests' commit index to what `durable` says is on disk.
+    pub(crate) fn set_log_durable(
+        &self,
+        durable: tokio::sync::watch::Receiver<crate::storage::wal::LogDurable>,
+    ) {
+        let _ = self.log_durable.set(durable);
+    }
+
+    pub(crate) fn log_durable(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<crate::storage::wal::LogDurable>> {
+        self.log_durable.get().cloned()
+    }
+
+    /// The commit to send with an append request; remembers one held back.
+    fn clamp_commit(&self, leader_commit: Option<LogId>) -> Option<LogId> {
+        let Some(durable) = self.log_durable.get() else {
+            return leader_commit;
+        };
+        let sent = commit_to_send(leader_commit, durable.borrow().last);
+        if let Some(c) = leader_commit.filter(|_| sent < leader_commit) {
+            self.held_back.fetch_max(c.index, Ordering::Relaxed);
+            self.held_back_set.notify_one();
+        }
+        sent
+    }
+
+    /// Whether a commit index held back is now on disk (`on_disk`): the caller sends it.
+    pub(crate) fn release_held_back(&self, on_disk: u64) -> bool {
+        let held = self.held_back.load(Ordering::Relaxed);
+        held != 0
+            && held <= on_disk
+            && self
+                .held_back
+                .compare_exchange(held, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     pub(crate) fn peer_calls(&self) -> crate::status::PeerCalls {
@@ -457,9 +520,10 @@ impl Peer {
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest,
+        mut rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RPCError> {
+        rpc.leader_commit = self.net.clamp_commit(rpc.leader_commit);
         let entries = rpc.entries.len() as u64;
         let too_large = || {
             // openraft retries with fewer entries per request.
