@@ -1,96 +1,15 @@
 //! In-process clusters over real HTTP on 127.0.0.1 ephemeral ports.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ipam_core::{GatewayChoice, PoolSpec};
 use ipam_raft::{Config, Consistency, Ipam, IpamError, MemberRole};
+use support::nodes::{
+    spec, start_node, start_with, three_voters_with_pool, wait_converged, TestNode, SERIAL, WAIT,
+};
 use tempfile::TempDir;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Multi-node tests share two cores with other work: run them one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct TestNode {
-    ipam: Ipam,
-    addr: String,
-    server: JoinHandle<()>,
-}
-
-async fn start_node(id: u64, dir: &std::path::Path) -> TestNode {
-    start_with(id, dir, |_| {}).await
-}
-
-async fn start_with(id: u64, dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> TestNode {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let mut config = Config::new(id, dir.join(format!("n{id}")), addr.clone());
-    tweak(&mut config);
-    let ipam = Ipam::start(config).await.expect("start");
-    let router = ipam.raft_router();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    TestNode { ipam, addr, server }
-}
-
-fn spec(name: &str, cidr: &str) -> PoolSpec {
-    PoolSpec {
-        name: name.to_string(),
-        cidr: cidr.parse().expect("cidr"),
-        gateway: GatewayChoice::Default,
-        reserved: Vec::new(),
-        labels: BTreeMap::new(),
-        description: String::new(),
-    }
-}
-
-/// Three voters initialised through node `init_via` (0-based), with a leader elected and
-/// pool `vms` (10.0.0.0/24) created; returns the nodes and the status naming the leader.
-async fn three_voters_with_pool(
-    dir: &std::path::Path,
-    init_via: usize,
-    tweak: impl Fn(&mut Config),
-) -> (Vec<TestNode>, ipam_raft::ClusterStatus) {
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        nodes.push(start_with(id, dir, &tweak).await);
-    }
-    let members = nodes
-        .iter()
-        .map(|n| (n.ipam.id(), n.addr.clone()))
-        .collect();
-    nodes[init_via].ipam.init(members).await.expect("init");
-    let st = nodes[0]
-        .ipam
-        .wait_for(WAIT, |s| s.leader.is_some())
-        .await
-        .expect("leader");
-    nodes[0]
-        .ipam
-        .create_pool(spec("vms", "10.0.0.0/24"))
-        .await
-        .expect("pool");
-    (nodes, st)
-}
-
-async fn wait_converged(nodes: &[TestNode]) {
-    let leader = nodes[0]
-        .ipam
-        .wait_for(WAIT, |s| s.leader.is_some())
-        .await
-        .expect("leader");
-    let target = leader.last_log_index;
-    for n in nodes {
-        n.ipam
-            .wait_for(WAIT, |s| s.applied_index >= target)
-            .await
-            .expect("applied");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_allocate_through_every_node() {

@@ -224,6 +224,44 @@ fn power_off() -> io::Error {
 pub struct PowerCutDisk {
     state: Arc<Mutex<State>>,
     gate: Arc<Gate>,
+    hold: Arc<SyncHold>,
+}
+
+/// Holds every `sync_data` of a file whose path matches until released: a slow disk on demand.
+#[derive(Default)]
+pub struct SyncHold {
+    state: Mutex<HoldState>,
+    cv: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct HoldState {
+    on: Option<PathPred>,
+    /// Syncs waiting now.
+    waiting: u64,
+}
+
+impl SyncHold {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HoldState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn pass(&self, path: &Path) {
+        let mut g = self.lock();
+        while g.on.is_some_and(|on| on(path)) {
+            g.waiting += 1;
+            g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+            g.waiting -= 1;
+        }
+    }
+    /// How many syncs are held now.
+    pub fn waiting(&self) -> u64 {
+        self.lock().waiting
+    }
+    /// Lets every held (and later) sync through.
+    pub fn release(&self) {
+        self.lock().on = None;
+        self.cv.notify_all();
+    }
 }
 
 /// Holds a `sync_dir` until released (slow file I/O on demand): the first one after a rename
@@ -337,6 +375,13 @@ impl PowerCutDisk {
         self.gate.clone()
     }
 
+    /// Holds the `sync_data` calls on files whose path matches `on` until the returned hold is
+    /// released (writes go on; they stay pending, as in a slow disk's queue).
+    pub fn hold_syncs(&self, on: PathPred) -> Arc<SyncHold> {
+        self.hold.lock().on = Some(on);
+        self.hold.clone()
+    }
+
     /// Turns the power back on: new opens see the bytes that survived.
     pub fn power_on(&self) {
         let mut s = self.lock();
@@ -362,6 +407,7 @@ impl DiskIo for PowerCutDisk {
         };
         Ok(Box::new(Backend {
             state: self.state.clone(),
+            hold: self.hold.clone(),
             file,
             epoch,
             path: path.to_path_buf(),
@@ -377,6 +423,7 @@ impl DiskIo for PowerCutDisk {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         Ok(Box::new(Backend {
             state: self.state.clone(),
+            hold: self.hold.clone(),
             file,
             epoch,
             path: path.to_path_buf(),
@@ -444,6 +491,7 @@ impl DiskIo for PowerCutDisk {
 /// One open file of the simulated disk, valid for the power cycle it was opened in.
 struct Backend {
     state: Arc<Mutex<State>>,
+    hold: Arc<SyncHold>,
     file: usize,
     epoch: u64,
     /// Where it was opened (the file may have been renamed since).
@@ -492,6 +540,7 @@ impl redb::StorageBackend for Backend {
         Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
+        self.hold.pass(&self.path);
         let mut s = self.lock();
         s.tick(self.epoch, &self.path)?;
         let f = &mut s.files[self.file];

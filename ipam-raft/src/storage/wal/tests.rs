@@ -348,3 +348,60 @@ fn an_overwrite_below_the_purge_point_still_cuts_what_followed_it() {
     let reopened = d.open(SEGMENT_BYTES, 0, Some(0)).expect("open");
     assert_eq!(ids(&reopened), vec![], "entry 1 of term 1 came back");
 }
+
+#[test]
+fn an_unsynced_append_is_read_at_once_and_durable_only_after_a_sync() {
+    let d = dir();
+    let wal = d.create(SEGMENT_BYTES);
+    let durable = wal.durable();
+    wal.append(entries(1, 0..2), None).expect("append");
+    assert_eq!(durable.borrow().last, Some(id(1, 1)));
+    wal.append_unsynced(entries(1, 2..5), None).expect("append");
+    assert_eq!(ids(&wal), (0..5).map(|i| (1, i)).collect::<Vec<_>>());
+    assert!(wal.has_unsynced());
+    assert_eq!(durable.borrow().last, Some(id(1, 1)), "not on disk yet");
+    assert!(!durable.borrow().covers(2));
+    wal.sync_written().expect("sync");
+    assert!(!wal.has_unsynced());
+    assert_eq!(durable.borrow().last, Some(id(1, 4)));
+    // A synced append covers the unsynced ones written before it.
+    wal.append_unsynced(entries(1, 5..6), None).expect("append");
+    wal.append(entries(1, 6..7), None).expect("append");
+    assert!(!wal.has_unsynced());
+    assert_eq!(durable.borrow().last, Some(id(1, 6)));
+}
+
+#[test]
+fn a_truncation_lowers_the_watermark_to_what_is_left() {
+    let d = dir();
+    let wal = d.create(SEGMENT_BYTES);
+    let durable = wal.durable();
+    wal.append(entries(1, 0..3), None).expect("append");
+    wal.append_unsynced(entries(1, 3..6), None).expect("append");
+    wal.truncate(4).expect("truncate");
+    // The marker's sync covered the unsynced entry 3 as well.
+    assert_eq!(durable.borrow().last, Some(id(1, 3)));
+    assert!(!wal.has_unsynced());
+    wal.append(entries(2, 4..5), None).expect("append");
+    assert_eq!(durable.borrow().last, Some(id(2, 4)));
+}
+
+#[test]
+fn unsynced_appends_across_a_segment_roll_read_back_after_a_reopen() {
+    let d = dir();
+    // Room for the header and a few entries per segment.
+    let wal = d.create(256);
+    let durable = wal.durable();
+    wal.append_unsynced(entries(1, 0..1), None).expect("append");
+    assert!(wal.has_unsynced());
+    // Too large for what is left: a roll, which syncs the first segment.
+    wal.append_unsynced(entries(1, 1..20), None)
+        .expect("append");
+    assert!(d.segments().len() >= 2);
+    wal.sync_written().expect("sync");
+    assert_eq!(durable.borrow().last, Some(id(1, 19)));
+    drop(wal);
+    let wal = d.open(256, 0, None).expect("reopen");
+    assert_eq!(ids(&wal).len(), 20);
+    assert_eq!(wal.durable().borrow().last, Some(id(1, 19)));
+}
