@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use ipam_raft::{Config, Consistency, Ipam, IpamError, MemberRole};
 use support::nodes::{
-    spec, start_node, start_with, three_voters_with_pool, wait_converged, TestNode, SERIAL, WAIT,
+    spec, start_node, start_with, stop, three_voters_with_pool, wait_converged, TestNode, SERIAL,
+    WAIT,
 };
 use tempfile::TempDir;
 
@@ -125,11 +126,6 @@ async fn three_nodes_allocate_through_every_node() {
         n.ipam.shutdown().await.expect("shutdown");
         n.server.abort();
     }
-}
-
-async fn stop(n: TestNode) {
-    n.ipam.shutdown().await.expect("shutdown");
-    n.server.abort();
 }
 
 async fn digests_equal(nodes: &[&TestNode]) {

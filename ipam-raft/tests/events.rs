@@ -2,64 +2,16 @@
 //! id order, across many concurrent writes; a watch resumes from an id; listing and history
 //! agree with the watch; streams end on shutdown and the watcher count follows them.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ipam_core::{Event, EventKind, GatewayChoice, PoolSpec};
+use ipam_core::{Event, EventKind};
 use ipam_raft::events::EventWatch;
-use ipam_raft::{Config, Consistency, Ipam};
+use ipam_raft::{Consistency, Ipam};
+use support::nodes::{spec, voters, WAIT};
 use tempfile::TempDir;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-struct TestNode {
-    ipam: Ipam,
-    addr: String,
-    server: JoinHandle<()>,
-}
-
-async fn start(id: u64, dir: &std::path::Path) -> TestNode {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let config = Config::new(id, dir.join(format!("n{id}")), addr.clone());
-    let ipam = Ipam::start(config).await.expect("start");
-    let router = ipam.raft_router();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    TestNode { ipam, addr, server }
-}
-
-fn spec(name: &str, cidr: &str) -> PoolSpec {
-    PoolSpec {
-        name: name.to_string(),
-        cidr: cidr.parse().expect("cidr"),
-        gateway: GatewayChoice::Default,
-        reserved: Vec::new(),
-        labels: BTreeMap::new(),
-        description: String::new(),
-    }
-}
-
-async fn cluster(n: u64, dir: &std::path::Path) -> Vec<TestNode> {
-    let mut nodes = Vec::new();
-    for id in 1..=n {
-        nodes.push(start(id, dir).await);
-    }
-    let members = nodes
-        .iter()
-        .map(|n| (n.ipam.id(), n.addr.clone()))
-        .collect();
-    nodes[0].ipam.init(members).await.expect("init");
-    nodes[0]
-        .ipam
-        .wait_for(WAIT, |s| s.leader.is_some())
-        .await
-        .expect("leader");
-    nodes
-}
 
 /// Reads `watch` until it delivered the event with id `last`, failing after `WAIT`.
 async fn collect_until(watch: &mut EventWatch, last: u64) -> Vec<Event> {
@@ -97,7 +49,7 @@ async fn all_events(ipam: &Ipam, pool: Option<&str>) -> Vec<Event> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_deliver_every_event_once_in_order() {
     let dir = TempDir::new().expect("tempdir");
-    let nodes = cluster(3, dir.path()).await;
+    let (nodes, _) = voters(3, dir.path(), 0, |_| {}).await;
     let leader = nodes[0].ipam.clone();
     leader
         .create_pool(spec("a", "10.0.0.0/24"))

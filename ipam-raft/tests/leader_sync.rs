@@ -13,7 +13,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use support::nodes::{spec, start_with, SERIAL, WAIT};
+use support::nodes::{spec, voters, SERIAL, WAIT};
 use support::power_cut::{is_wal, PowerCutDisk, SyncHold};
 use tempfile::TempDir;
 
@@ -35,21 +35,11 @@ async fn nothing_applies_before_the_leaders_own_copy_is_on_disk() {
     let _serial = SERIAL.lock().await;
     let dir = TempDir::new().expect("tempdir");
     let disks: Vec<Arc<PowerCutDisk>> = (1..=3).map(PowerCutDisk::new).collect();
-    let mut nodes = Vec::new();
-    for (id, disk) in (1..=3).zip(&disks) {
-        let disk = disk.clone();
-        nodes.push(start_with(id, dir.path(), move |c| c.set_disk(disk.disk())).await);
-    }
-    let members = nodes
-        .iter()
-        .map(|n| (n.ipam.id(), n.addr.clone()))
-        .collect();
-    nodes[0].ipam.init(members).await.expect("init");
-    let st = nodes[0]
-        .ipam
-        .wait_for(WAIT, |s| s.leader.is_some())
-        .await
-        .expect("leader");
+    let (nodes, st) = voters(3, dir.path(), 0, |c| {
+        let disk = &disks[usize::try_from(c.id).expect("id") - 1];
+        c.set_disk(disk.disk());
+    })
+    .await;
     let l = nodes
         .iter()
         .position(|n| Some(n.ipam.id()) == st.leader)

@@ -2,72 +2,22 @@
 //! simulated minutes, the wall clock for the idle-expiry bound), renewals, cooldown, and a
 //! leader change.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ipam_core::{GatewayChoice, PoolSpec, PoolUpdate};
-use ipam_raft::{Config, Consistency, Ipam, ManualClock, StampClock};
+use ipam_core::PoolUpdate;
+use ipam_raft::{Consistency, Ipam, ManualClock, StampClock};
+use support::nodes::{spec, stop, voters, TestNode, SERIAL, WAIT};
 use tempfile::TempDir;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct TestNode {
-    ipam: Ipam,
-    addr: String,
-    server: JoinHandle<()>,
-}
-
-async fn start(id: u64, dir: &std::path::Path, clock: StampClock) -> TestNode {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let mut config = Config::new(id, dir.join(format!("n{id}")), addr.clone());
-    config.clock = clock;
-    let ipam = Ipam::start(config).await.expect("start");
-    let router = ipam.raft_router();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    TestNode { ipam, addr, server }
-}
-
-async fn stop(n: TestNode) {
-    n.ipam.shutdown().await.expect("shutdown");
-    n.server.abort();
-}
-
-fn spec(name: &str, cidr: &str) -> PoolSpec {
-    PoolSpec {
-        name: name.to_string(),
-        cidr: cidr.parse().expect("cidr"),
-        gateway: GatewayChoice::Default,
-        reserved: Vec::new(),
-        labels: BTreeMap::new(),
-        description: String::new(),
-    }
-}
-
+/// `n` voters on `clock`, with pool `vms` (10.0.0.0/24).
 async fn cluster(n: u64, dir: &std::path::Path, clock: &StampClock) -> Vec<TestNode> {
-    let mut nodes = Vec::new();
-    for id in 1..=n {
-        nodes.push(start(id, dir, clock.clone()).await);
-    }
-    let members = nodes
-        .iter()
-        .map(|n| (n.ipam.id(), n.addr.clone()))
-        .collect();
-    nodes[0].ipam.init(members).await.expect("init");
-    nodes[0]
-        .ipam
-        .wait_for(WAIT, |s| s.leader.is_some())
-        .await
-        .expect("leader");
+    let (nodes, _) = voters(n, dir, 0, |c| c.clock = clock.clone()).await;
     nodes[0]
         .ipam
         .create_pool(spec("vms", "10.0.0.0/24"))

@@ -177,7 +177,8 @@ impl StateMachineStore {
             return Ok(());
         };
         let index = last.log_id.index;
-        if rx.borrow().covers(index) && !rx.borrow().failed {
+        let now = *rx.borrow();
+        if now.covers(index) && !now.failed {
             return Ok(());
         }
         let mut rx = rx.clone();

@@ -51,15 +51,16 @@ pub fn spec(name: &str, cidr: &str) -> PoolSpec {
     }
 }
 
-/// Three voters initialised through node `init_via` (0-based), with a leader elected and
-/// pool `vms` (10.0.0.0/24) created; returns the nodes and the status naming the leader.
-pub async fn three_voters_with_pool(
+/// `n` voters started with `tweak` and initialised through node `init_via` (0-based), with a
+/// leader elected; returns the nodes and the status naming the leader.
+pub async fn voters(
+    n: u64,
     dir: &std::path::Path,
     init_via: usize,
     tweak: impl Fn(&mut Config),
 ) -> (Vec<TestNode>, ipam_raft::ClusterStatus) {
     let mut nodes = Vec::new();
-    for id in 1..=3 {
+    for id in 1..=n {
         nodes.push(start_with(id, dir, &tweak).await);
     }
     let members = nodes
@@ -72,12 +73,29 @@ pub async fn three_voters_with_pool(
         .wait_for(WAIT, |s| s.leader.is_some())
         .await
         .expect("leader");
+    (nodes, st)
+}
+
+/// Three voters initialised through node `init_via` (0-based), with a leader elected and
+/// pool `vms` (10.0.0.0/24) created; returns the nodes and the status naming the leader.
+pub async fn three_voters_with_pool(
+    dir: &std::path::Path,
+    init_via: usize,
+    tweak: impl Fn(&mut Config),
+) -> (Vec<TestNode>, ipam_raft::ClusterStatus) {
+    let (nodes, st) = voters(3, dir, init_via, tweak).await;
     nodes[0]
         .ipam
         .create_pool(spec("vms", "10.0.0.0/24"))
         .await
         .expect("pool");
     (nodes, st)
+}
+
+/// Shuts the node down and stops its listener.
+pub async fn stop(n: TestNode) {
+    n.ipam.shutdown().await.expect("shutdown");
+    n.server.abort();
 }
 
 pub async fn wait_converged(nodes: &[TestNode]) {
