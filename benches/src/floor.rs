@@ -1,10 +1,11 @@
 //! The latency floor of one replicated write on this machine, measured from its parts.
 //!
-//! openraft 0.9.25 sends an entry to the followers only after the leader's log append has been
-//! flushed, and commits it once a follower has flushed it too: a lone write costs at least two
-//! durable redb commits in series (leader, then follower), plus the client's HTTP round trip
-//! to the node (and, beyond that floor, the leader → follower `/raft/append` round trip and the
-//! apply). This module measures the parts:
+//! openraft 0.9.25 sends an entry to the followers only after the leader's log append is
+//! acknowledged; the leader acknowledges its own before the flush and flushes while it
+//! replicates (`docs/architecture.md`, "The leader's append"), and the entry applies once the
+//! leader and a follower have flushed it: a lone write costs at least one durable commit (the
+//! two overlap), plus the client's HTTP round trip to the node (and, beyond that floor, the
+//! leader → follower `/raft/append` round trip and the apply). This module measures the parts:
 //!
 //! - one redb commit of one ~200-byte log-entry-sized row with `Durability::Immediate`, on a
 //!   file in `dir` (put it on the disk the nodes' data dirs are on);
@@ -62,7 +63,8 @@ pub struct Floor {
     pub commit_none_cpu_us: Option<f64>,
     /// One `GET /healthz` round trip, if an endpoint was given.
     pub http: Option<Step>,
-    /// 2 × commit p50 + HTTP p50: the floor for a lone write's p50.
+    /// Commit p50 + HTTP p50: the floor of a lone write's p50 (two commits in series until the
+    /// leader's flush overlapped the replication).
     pub floor_us: u64,
     /// The floor plus the leader → follower append round trip (one more HTTP p50).
     pub floor_with_append_rtt_us: u64,
@@ -151,8 +153,8 @@ pub async fn measure(dir: &Path, client: Option<&Client>, samples: u64) -> anyho
     };
     let rtt = http.as_ref().map_or(0, |h| h.p50_us);
     Ok(Floor {
-        floor_us: 2 * commit.p50_us + rtt,
-        floor_with_append_rtt_us: 2 * commit.p50_us + 2 * rtt,
+        floor_us: commit.p50_us + rtt,
+        floor_with_append_rtt_us: commit.p50_us + 2 * rtt,
         commit,
         commit_cpu_us,
         commit_none,

@@ -377,7 +377,7 @@ async fn run_floor(args: &Args) -> anyhow::Result<ExitCode> {
             );
         }
         println!(
-            "floor of a lone write = 2 × commit p50 + HTTP p50 = {:.3} ms; with the leader → follower append round trip: {:.3} ms (load {})",
+            "floor of a lone write = commit p50 + HTTP p50 = {:.3} ms; with the leader → follower append round trip: {:.3} ms (load {})",
             ms(f.floor_us),
             ms(f.floor_with_append_rtt_us),
             f.load.map_or("?".to_string(), |l| format!("{l:.2}"))
