@@ -66,7 +66,12 @@ async fn nothing_applies_before_the_leaders_own_copy_is_on_disk() {
         .wait_for(WAIT, |s| s.committed_index >= index)
         .await
         .expect("openraft commits the entry");
-    assert!(hold.0.waiting() >= 1, "the leader's sync is held");
+    // The background sync may start after the commit on a loaded machine: wait for it to be
+    // held, so the checks below look at a leader whose copy is known not to be on disk.
+    leader
+        .wait_for(WAIT, |_| hold.0.waiting() >= 1)
+        .await
+        .expect("the leader's sync is held");
     // openraft sends a new commit index to the followers at once, and with every heartbeat:
     // let a few more calls go out before looking.
     let sent = calls(leader.peer_calls());
