@@ -22,7 +22,8 @@ pub(crate) fn spawn(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
 /// Sends followers a commit index the transport held back (it was past this leader's log on
 /// disk, `transport::client::commit_to_send`) as soon as the log's sync reaches it: under load
 /// the next append carries it anyway, but after a lone write the followers would otherwise
-/// hear it only at the next heartbeat.
+/// hear it only at the next heartbeat. Idle unless something is held back: the log's syncs
+/// (one per write at low load) do not wake it.
 async fn send_held_commit(shared: std::sync::Weak<Shared>, mut shutdown: watch::Receiver<bool>) {
     let Some((mut durable, net)) = shared
         .upgrade()
@@ -31,19 +32,24 @@ async fn send_held_commit(shared: std::sync::Weak<Shared>, mut shutdown: watch::
         return;
     };
     loop {
+        if net.held_back() == 0 {
+            tokio::select! {
+                () = net.held_back_set.notified() => continue,
+                _ = shutdown.changed() => return,
+            }
+        }
+        let on_disk = durable.borrow_and_update().last.map_or(0, |l| l.index);
+        if net.release_held_back(on_disk) {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let _ = shared.raft.trigger().heartbeat().await;
+            continue;
+        }
         tokio::select! {
             changed = durable.changed() => if changed.is_err() { return },
             () = net.held_back_set.notified() => {}
             _ = shutdown.changed() => return,
-        }
-        let Some(on_disk) = durable.borrow_and_update().last.map(|l| l.index) else {
-            continue;
-        };
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        if shared.net.release_held_back(on_disk) {
-            let _ = shared.raft.trigger().heartbeat().await;
         }
     }
 }

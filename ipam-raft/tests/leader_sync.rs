@@ -12,6 +12,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use support::nodes::{spec, voters, SERIAL, WAIT};
 use support::power_cut::{is_wal, PowerCutDisk, SyncHold};
@@ -109,5 +110,53 @@ async fn nothing_applies_before_the_leaders_own_copy_is_on_disk() {
             .wait_for(WAIT, |s| s.applied_index >= index)
             .await
             .expect("every replica applies it once the leader's copy is on disk");
+    }
+}
+
+/// The commit the transport held back reaches the followers as soon as the leader's sync goes
+/// through, not at the next heartbeat: here heartbeats are 60 s apart, and nothing else is
+/// written after the held entry, so only that send can tell the followers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_back_commit_is_sent_when_the_sync_lands() {
+    let _serial = SERIAL.lock().await;
+    let dir = TempDir::new().expect("tempdir");
+    let disks: Vec<Arc<PowerCutDisk>> = (1..=3).map(PowerCutDisk::new).collect();
+    let (nodes, st) = voters(3, dir.path(), 0, |c| {
+        let disk = &disks[usize::try_from(c.id).expect("id") - 1];
+        c.set_disk(disk.disk());
+        c.heartbeat = Duration::from_secs(60);
+        c.election_timeout = (Duration::from_secs(120), Duration::from_secs(180));
+    })
+    .await;
+    let l = nodes
+        .iter()
+        .position(|n| Some(n.ipam.id()) == st.leader)
+        .expect("the leader is one of the nodes");
+    let leader = nodes[l].ipam.clone();
+    leader
+        .create_pool(spec("vms", "10.0.0.0/24"))
+        .await
+        .expect("pool");
+
+    let hold = ReleaseOnDrop(disks[l].hold_syncs(is_wal));
+    let index = leader.status().last_log_index + 1;
+    let writer = leader.clone();
+    let write =
+        tokio::spawn(async move { writer.allocate("vms", "held", None, BTreeMap::new()).await });
+    leader
+        .wait_for(WAIT, |s| s.committed_index >= index)
+        .await
+        .expect("openraft commits the entry");
+    leader
+        .wait_for(WAIT, |_| hold.0.waiting() >= 1)
+        .await
+        .expect("the leader's sync is held");
+    drop(hold);
+    write.await.expect("join").expect("allocated");
+    for n in &nodes {
+        n.ipam
+            .wait_for(WAIT, |s| s.applied_index >= index)
+            .await
+            .expect("every replica applies it well before the next heartbeat");
     }
 }

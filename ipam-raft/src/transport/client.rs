@@ -238,6 +238,11 @@ impl NetShared {
         sent
     }
 
+    /// The highest commit index held back and not yet sent (0: none).
+    pub(crate) fn held_back(&self) -> u64 {
+        self.held_back.load(Ordering::Relaxed)
+    }
+
     /// Whether a commit index held back is now on disk (`on_disk`): the caller sends it.
     pub(crate) fn release_held_back(&self, on_disk: u64) -> bool {
         let held = self.held_back.load(Ordering::Relaxed);
