@@ -39,11 +39,24 @@ pub fn op_level(op: &Op) -> u32 {
 
 /// The level a command needs: its op's, or a batch's highest.
 pub fn required_level(command: &Command) -> u32 {
-    match command {
-        Command::Op(op) => op_level(op),
-        Command::Batch(ops) => ops.iter().map(op_level).max().unwrap_or(LEVEL_0_1_0),
-        // Request ids and idempotency keys came with level 2.
-        Command::Tagged { command, .. } => required_level(command).max(2),
+    // A loop, not a recursion: rustc 1.95 at opt-level 2 and 3 compiled the recursive form so
+    // that its result compared unequal to 1 when it was 1 (`docs/architecture.md`, "A
+    // miscompiled level"); this module's tests caught it in a release build.
+    let mut floor = LEVEL_0_1_0;
+    let mut command = command;
+    loop {
+        match command {
+            Command::Op(op) => return op_level(op).max(floor),
+            Command::Batch(ops) => {
+                let level = ops.iter().map(op_level).max().unwrap_or(LEVEL_0_1_0);
+                return level.max(floor);
+            }
+            // Request ids and idempotency keys came with level 2.
+            Command::Tagged { command: inner, .. } => {
+                floor = floor.max(2);
+                command = inner;
+            }
+        }
     }
 }
 
