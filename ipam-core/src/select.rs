@@ -226,6 +226,12 @@ impl SelectIndex {
         self.owners.add(hash, pool);
     }
 
+    /// Whether `owner` may hold or cool an address in `pool` (false: it certainly does not;
+    /// true: to be confirmed).
+    pub(crate) fn owner_may_use(&self, owner: &str, pool: PoolId) -> bool {
+        self.owners.contains(owner_hash(owner), pool)
+    }
+
     /// Pools where `owner` may hold or cool an address (to be confirmed).
     pub(crate) fn owner_pools(&self, owner: &str) -> Vec<PoolId> {
         self.owners.pools(owner_hash(owner))

@@ -72,6 +72,17 @@ impl OwnerIndex {
         }
     }
 
+    /// Whether `pool` is filed under `hash`.
+    pub(crate) fn contains(&self, hash: u64, pool: PoolId) -> bool {
+        match self.one.get(&hash) {
+            Some(&p) => p == pool,
+            None => self
+                .many
+                .get(&hash)
+                .is_some_and(|set| set.binary_search(&pool).is_ok()),
+        }
+    }
+
     /// The pools filed under `hash`, in id order.
     pub(crate) fn pools(&self, hash: u64) -> Vec<PoolId> {
         if let Some(&p) = self.one.get(&hash) {
@@ -126,6 +137,9 @@ mod tests {
                 for h in 0..6 {
                     let want: Vec<PoolId> =
                         model.get(&h).map(|s| s.iter().copied().collect()).unwrap_or_default();
+                    for p in 0u32..4 {
+                        prop_assert_eq!(idx.contains(h, p), want.contains(&p));
+                    }
                     prop_assert_eq!(idx.pools(h), want);
                     prop_assert!(!(idx.one.contains_key(&h) && idx.many.contains_key(&h)));
                 }

@@ -32,9 +32,16 @@ impl State {
         }
         let family = entry.record.cidr.family();
         let okey = owner_key(id, owner);
-        let held = match tx.owners.get(okey.as_slice())? {
-            Some(v) => Some(decode::<u128>("core_owners", v.value())?),
-            None => None,
+        // The owner index files every owner row's hash (a superset): an owner it does not
+        // file here holds nothing here, and a fresh owner — nearly every allocation — costs no
+        // lookup in the owners table.
+        let held = if self.select.owner_may_use(owner, id) {
+            match tx.owners.get(okey.as_slice())? {
+                Some(v) => Some(decode::<u128>("core_owners", v.value())?),
+                None => None,
+            }
+        } else {
+            None
         };
         if let Some(held) = held {
             let held_ip = family.addr(held);
