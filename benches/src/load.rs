@@ -59,6 +59,8 @@ pub struct Plan {
     pub warmup: Duration,
     /// Prefix making this run's owners unique in the pool.
     pub owner_prefix: String,
+    /// Keep every measured answer's completion time and latency (`--timeline`).
+    pub timeline: bool,
 }
 
 /// An allocation acknowledged to a client, and whether the client released it since.
@@ -77,6 +79,9 @@ pub struct Outcome {
     pub latency: Histogram<u64>,
     /// The same by endpoint (client i's under `i % endpoints`): where a spread run's tail is.
     pub by_endpoint: Vec<Histogram<u64>>,
+    /// Every measured success as (completion µs after the measured time began, latency µs),
+    /// when the plan asks for a timeline.
+    pub samples: Vec<(u64, u64)>,
     /// Measured requests that succeeded.
     pub ok_requests: u64,
     /// New allocations acknowledged in the measured window.
@@ -148,6 +153,9 @@ struct ClientResult {
     last_end: Option<Instant>,
     acked: Vec<Acked>,
     renewals: u64,
+    /// Start of the measured time, when the plan asks for a timeline.
+    timeline_from: Option<Instant>,
+    samples: Vec<(u64, u64)>,
 }
 
 impl ClientResult {
@@ -160,6 +168,12 @@ impl ClientResult {
     ) -> anyhow::Result<bool> {
         if measured {
             self.latency.record(micros(ended - started))?;
+            if let Some(from) = self.timeline_from {
+                self.samples.push((
+                    micros(ended.saturating_duration_since(from)),
+                    micros(ended - started),
+                ));
+            }
             self.ok_requests += 1;
             self.last_end = Some(ended);
         }
@@ -196,6 +210,8 @@ async fn client_loop(
         last_end: None,
         acked: Vec::new(),
         renewals: 0,
+        timeline_from: plan.timeline.then_some(shared.measure_from),
+        samples: Vec::new(),
     };
     let mut seq: u64 = 0;
     let owner = |seq: &mut u64| {
@@ -381,6 +397,7 @@ pub async fn run(plan: Plan, clients: &[Client]) -> anyhow::Result<Outcome> {
         elapsed: Duration::ZERO,
         acked: Vec::new(),
         renewals: 0,
+        samples: Vec::new(),
     };
     let mut last_end = measure_from;
     while let Some(joined) = tasks.join_next().await {
@@ -400,6 +417,7 @@ pub async fn run(plan: Plan, clients: &[Client]) -> anyhow::Result<Outcome> {
             last_end = last_end.max(end);
         }
         out.acked.extend(r.acked);
+        out.samples.extend(r.samples);
         out.renewals += r.renewals;
     }
     out.elapsed = last_end.saturating_duration_since(measure_from);

@@ -31,6 +31,7 @@ mod etcd;
 mod floor;
 mod load;
 mod sys;
+mod timeline;
 mod verify;
 
 /// The generator shares the machine with the system it loads: glibc's malloc was ~17 % of its
@@ -123,6 +124,10 @@ struct Args {
     /// Commits measured by --floor.
     #[arg(long, default_value_t = 500)]
     floor_samples: u64,
+    /// Also print the answers of each raft-ipam run in windows of this many ms of completion
+    /// time (count, p50, p99, max): whether a tail comes from stalls or from every window.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeline: Option<u64>,
 }
 
 /// The system under load.
@@ -164,6 +169,9 @@ struct Report {
     load_after: Option<f64>,
     /// p50 / p99 of the clients of each endpoint, in `--endpoints` order (spread runs).
     by_endpoint: Vec<EndpointLatency>,
+    /// `--timeline`: the answers in windows of completion time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    timeline: Vec<timeline::Window>,
     verify: Option<verify::Verdict>,
 }
 
@@ -441,6 +449,7 @@ async fn run_load(args: &Args) -> anyhow::Result<ExitCode> {
             count: args.count,
             warmup,
             owner_prefix: format!("b{tag}-{i}"),
+            timeline: args.timeline.is_some(),
         };
         let load_before = sys::load_average();
         let commit_before = leader
@@ -451,7 +460,7 @@ async fn run_load(args: &Args) -> anyhow::Result<ExitCode> {
         let bench_cpu_before = sys::cpu_time(None);
         let nodes_cpu_before = sys::cpu_time_of(&args.node_pids);
         let window_started = Instant::now();
-        let outcome = load::run(plan, &targets).await?;
+        let mut outcome = load::run(plan, &targets).await?;
         let window = window_started.elapsed();
         let bench_cpu = sys::cpu_time(None)
             .zip(bench_cpu_before)
@@ -514,6 +523,10 @@ async fn run_load(args: &Args) -> anyhow::Result<ExitCode> {
                     p99_ms: ms(h.value_at_quantile(0.99)),
                 })
                 .collect(),
+            timeline: args
+                .timeline
+                .map(|width| timeline::windows(std::mem::take(&mut outcome.samples), width))
+                .unwrap_or_default(),
             verify: None,
         };
         if !args.json {
@@ -522,6 +535,12 @@ async fn run_load(args: &Args) -> anyhow::Result<ExitCode> {
                 eprintln!(
                     "  {}: p50 {:.2} ms, p99 {:.2} ms",
                     e.endpoint, e.p50_ms, e.p99_ms
+                );
+            }
+            for w in &report.timeline {
+                eprintln!(
+                    "  {:>7} ms: {:>6} answers, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    w.start_ms, w.answers, w.p50_ms, w.p99_ms, w.max_ms
                 );
             }
         }
@@ -624,6 +643,7 @@ async fn run_etcd(args: &Args) -> anyhow::Result<ExitCode> {
             load_after: sys::load_average(),
             // etcd's client balances over its endpoints itself: no split by endpoint.
             by_endpoint: Vec::new(),
+            timeline: Vec::new(),
             verify: None,
         };
         if args.json {
@@ -683,6 +703,7 @@ mod tests {
             elapsed: std::time::Duration::ZERO,
             acked: vec![acked(Some(true)), acked(Some(false)), acked(None)],
             renewals: 5,
+            samples: Vec::new(),
         };
         assert_eq!(ops_of(&outcome), 3 + 1 + 5);
     }
