@@ -33,6 +33,10 @@ pub enum LogFormat {
 /// would overflow the clock.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
+/// Largest `--state-cache-mib` (64 GiB): a typo of a few digits is refused rather than
+/// reserved.
+const MAX_STATE_CACHE_MIB: u64 = 64 << 10;
+
 /// Everything a node needs to start. `Default` is a node started with no flags.
 #[derive(Clone)]
 pub struct NodeConfig {
@@ -73,6 +77,8 @@ pub struct NodeConfig {
     pub max_inflight_entries: usize,
     /// Bound of the write queue (commands); beyond it writes answer `overloaded`.
     pub queue_capacity: usize,
+    /// Page cache of the state database, MiB.
+    pub state_cache_mib: u64,
     /// `tracing` filter directive (`info`, `ipam_node=debug,info`, ...).
     pub log_level: String,
     /// Log output format.
@@ -118,6 +124,7 @@ impl Default for NodeConfig {
             max_ops_per_entry: raft.max_ops_per_entry,
             max_inflight_entries: raft.max_inflight_entries,
             queue_capacity: raft.queue_capacity,
+            state_cache_mib: (raft.state_cache_bytes >> 20) as u64,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             log_format: LogFormat::Text,
             check_interval: Some(Duration::from_secs(3600)),
@@ -247,6 +254,10 @@ pub struct Args {
     /// [default: 100000]
     #[arg(long, env = "IPAM_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
+    /// Page cache of the state database in MiB, 1 to 65536: resident memory against reads
+    /// from the OS page cache [default: 64]
+    #[arg(long, env = "IPAM_STATE_CACHE_MIB", value_name = "MIB")]
+    pub state_cache_mib: Option<u64>,
     /// Seconds between integrity checks of this node's state (0: never) [default: 3600]
     #[arg(long, env = "IPAM_CHECK_INTERVAL", value_name = "SECONDS")]
     pub check_interval: Option<u64>,
@@ -361,6 +372,7 @@ impl Args {
             max_ops_per_entry: self.max_ops_per_entry.or(lower.max_ops_per_entry),
             max_inflight_entries: self.max_inflight_entries.or(lower.max_inflight_entries),
             queue_capacity: self.queue_capacity.or(lower.queue_capacity),
+            state_cache_mib: self.state_cache_mib.or(lower.state_cache_mib),
             install_snapshot_timeout_ms: self
                 .install_snapshot_timeout_ms
                 .or(lower.install_snapshot_timeout_ms),
@@ -424,6 +436,7 @@ impl Args {
             max_ops_per_entry: a.max_ops_per_entry.unwrap_or(d.max_ops_per_entry),
             max_inflight_entries: a.max_inflight_entries.unwrap_or(d.max_inflight_entries),
             queue_capacity: a.queue_capacity.unwrap_or(d.queue_capacity),
+            state_cache_mib: a.state_cache_mib.unwrap_or(d.state_cache_mib),
             log_level: a.log_level.unwrap_or(d.log_level),
             log_format: a.log_format.unwrap_or(d.log_format),
             check_interval: match a.check_interval {
@@ -554,6 +567,11 @@ impl NodeConfig {
                 "--max-ops-per-entry, --max-inflight-entries and --queue-capacity must be at least 1"
                     .into(),
             );
+        }
+        if !(1..=MAX_STATE_CACHE_MIB).contains(&self.state_cache_mib) {
+            return invalid(format!(
+                "--state-cache-mib must be between 1 and {MAX_STATE_CACHE_MIB}"
+            ));
         }
         Ok(())
     }

@@ -123,6 +123,8 @@ pub fn raft_config(config: &NodeConfig, advertise: String) -> ipam_raft::Config 
     c.max_ops_per_entry = config.max_ops_per_entry;
     c.max_inflight_entries = config.max_inflight_entries;
     c.queue_capacity = config.queue_capacity;
+    // At most 64 GiB (checked when the settings are read): fits a usize on 64-bit targets.
+    c.state_cache_bytes = usize::try_from(config.state_cache_mib << 20).unwrap_or(usize::MAX);
     c.traces = config.otlp_endpoint.is_some();
     c.install_snapshot_timeout = config.install_snapshot_timeout;
     c

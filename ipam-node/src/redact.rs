@@ -38,6 +38,7 @@ impl fmt::Debug for NodeConfig {
             .field("max_ops_per_entry", &self.max_ops_per_entry)
             .field("max_inflight_entries", &self.max_inflight_entries)
             .field("queue_capacity", &self.queue_capacity)
+            .field("state_cache_mib", &self.state_cache_mib)
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
             .field("tls", &self.tls)

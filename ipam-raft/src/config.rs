@@ -58,6 +58,9 @@ pub struct Config {
     pub durable_every_entries: u64,
     /// ...and at least this often while any are pending.
     pub durable_interval: Duration,
+    /// Page cache of `state.redb` in bytes (and of a snapshot being installed): resident
+    /// memory against reads from the OS page cache.
+    pub state_cache_bytes: usize,
     /// HTTP client for peers (TLS roots, client certificate); `None`: a plain client with
     /// `rpc_timeout` as connect timeout.
     pub http_client: Option<reqwest::Client>,
@@ -144,6 +147,7 @@ impl Config {
             membership_deadline: Duration::from_secs(120),
             durable_every_entries: 1_000,
             durable_interval: Duration::from_secs(1),
+            state_cache_bytes: crate::disk::DEFAULT_STATE_CACHE_BYTES,
             http_client: None,
             peer_scheme: "http",
             clock: crate::clock::StampClock::system(),
@@ -198,6 +202,7 @@ impl fmt::Debug for Config {
             .field("membership_deadline", &self.membership_deadline)
             .field("durable_every_entries", &self.durable_every_entries)
             .field("durable_interval", &self.durable_interval)
+            .field("state_cache_bytes", &self.state_cache_bytes)
             .field("peer_scheme", &self.peer_scheme)
             .field("queue_bytes", &self.queue_bytes)
             .finish_non_exhaustive()

@@ -193,8 +193,16 @@ impl Ipam {
         let c2 = DropSignal(closing_tx);
         let disk = config.disk.clone();
         let segment_bytes = config.wal_segment_bytes;
+        let cache_bytes = config.state_cache_bytes;
         let (log, mut sm) = tokio::task::spawn_blocking(move || {
-            let sm = StateMachineStore::open_with(&d, durable, durable_tx, Some(c1), disk.clone())?;
+            let sm = StateMachineStore::open_with(
+                &d,
+                durable,
+                durable_tx,
+                Some(c1),
+                disk.clone(),
+                cache_bytes,
+            )?;
             let log = LogStore::open_with(
                 &d.join(LOG_FILE),
                 purge_limit,

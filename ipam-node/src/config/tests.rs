@@ -126,6 +126,29 @@ fn proposer_knobs_reach_the_raft_config() {
 }
 
 #[test]
+fn the_state_cache_size_reaches_the_raft_config_within_bounds() {
+    let default = with_env(&[], || parse(&[]).merge(Args::default())).unwrap();
+    assert_eq!(default.state_cache_mib, 64);
+    let file = Args::from_toml("state_cache_mib = 32\n").unwrap();
+    let from_file = with_env(&[], || parse(&[]).merge(file.clone())).unwrap();
+    assert_eq!(from_file.state_cache_mib, 32);
+    let c = with_env(&[("IPAM_STATE_CACHE_MIB", "16")], || {
+        parse(&[]).merge(file.clone())
+    })
+    .unwrap();
+    assert_eq!(c.state_cache_mib, 16, "the environment wins over the file");
+    let raft = crate::raft_config(&c, "127.0.0.1:1".into());
+    assert_eq!(raft.state_cache_bytes, 16 << 20);
+    for bad in ["0", "65537", "18446744073709551615"] {
+        let refused = with_env(&[], || {
+            parse(&["--state-cache-mib", bad]).merge(Args::default())
+        });
+        let err = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("--state-cache-mib"), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn config_file_comes_from_flag_or_env() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.toml");

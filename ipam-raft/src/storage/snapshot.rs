@@ -246,13 +246,12 @@ pub(super) fn load_snapshot(
     src: &mut DiskFile,
     path: &Path,
     meta: &SnapshotMeta,
+    cache_bytes: usize,
 ) -> Result<(), StorageError> {
     src.seek(SeekFrom::Start(0)).map_err(snap_read)?;
     let mut r = BufReader::with_capacity(1 << 20, src);
     disk.remove(path).map_err(snap_write)?;
-    let db = disk
-        .create_db(path, crate::disk::STATE_CACHE_BYTES)
-        .map_err(snap_write)?;
+    let db = disk.create_db(path, cache_bytes).map_err(snap_write)?;
     let mut buf = Vec::new();
     let mut at = InstallPosition::default();
     let mut txn = loop {

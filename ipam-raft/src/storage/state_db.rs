@@ -71,6 +71,8 @@ pub(crate) struct SmShared {
     pub(super) dir: PathBuf,
     /// Where `state.redb` (and an install's temporary copy) keep their bytes.
     pub(super) disk: crate::disk::Disk,
+    /// Page cache of `state.redb` and of a snapshot being installed.
+    pub(super) cache_bytes: usize,
     /// Swapped when a snapshot is installed; `None` after shutdown.
     pub(super) db: RwLock<Option<Arc<StateDb>>>,
     /// The log's purge limit (see [`PurgeBounds`]).
@@ -160,9 +162,12 @@ pub(super) fn write_meta<T: Serialize>(
     Ok(())
 }
 
-pub(super) fn open_db(disk: &crate::disk::Disk, path: &Path) -> Result<Database, StorageError> {
-    disk.create_db(path, crate::disk::STATE_CACHE_BYTES)
-        .map_err(sm_write)
+pub(super) fn open_db(
+    disk: &crate::disk::Disk,
+    path: &Path,
+    cache_bytes: usize,
+) -> Result<Database, StorageError> {
+    disk.create_db(path, cache_bytes).map_err(sm_write)
 }
 
 pub(crate) fn applied_of(

@@ -60,7 +60,14 @@ impl StateMachineStore {
         durable: Durable,
         durable_tx: watch::Sender<Option<u64>>,
     ) -> Result<StateMachineStore, StorageError> {
-        Self::open_with(dir, durable, durable_tx, None, crate::disk::Disk::default())
+        Self::open_with(
+            dir,
+            durable,
+            durable_tx,
+            None,
+            crate::disk::Disk::default(),
+            crate::disk::DEFAULT_STATE_CACHE_BYTES,
+        )
     }
 
     pub(crate) fn open_with(
@@ -69,6 +76,7 @@ impl StateMachineStore {
         durable_tx: watch::Sender<Option<u64>>,
         closing: Option<DropSignal>,
         disk: crate::disk::Disk,
+        cache_bytes: usize,
     ) -> Result<StateMachineStore, StorageError> {
         let snap_dir = dir.join(SNAP_DIR);
         std::fs::create_dir_all(&snap_dir).map_err(sm_write)?;
@@ -79,7 +87,7 @@ impl StateMachineStore {
                 let _ = disk.remove(&snap_dir.join(name));
             }
         }
-        let db = open_db(&disk, &dir.join(STATE_FILE))?;
+        let db = open_db(&disk, &dir.join(STATE_FILE), cache_bytes)?;
         let txn = db.begin_write().map_err(sm_write)?;
         txn.open_table(SM_META).map_err(sm_write)?;
         txn.commit().map_err(sm_write)?;
@@ -98,6 +106,7 @@ impl StateMachineStore {
         let shared = Arc::new(SmShared {
             dir: dir.to_path_buf(),
             disk,
+            cache_bytes,
             db: RwLock::new(Some(Arc::new(StateDb {
                 db,
                 _closing: closing,
@@ -403,7 +412,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let meta = meta.clone();
         self.blocking(move |shared, state| {
             let tmp = shared.dir.join(STATE_TMP);
-            if let Err(e) = load_snapshot(&shared.disk, &mut src, &tmp, &meta) {
+            if let Err(e) = load_snapshot(&shared.disk, &mut src, &tmp, &meta, shared.cache_bytes) {
                 let _ = shared.disk.remove(&tmp);
                 return Err(e);
             }
@@ -421,7 +430,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let path = shared.dir.join(STATE_FILE);
             shared.disk.rename(&tmp, &path).map_err(sm_write)?;
             shared.disk.sync_dir(&shared.dir).map_err(sm_write)?;
-            let db = open_db(&shared.disk, &path)?;
+            let db = open_db(&shared.disk, &path, shared.cache_bytes)?;
             let new_state = State::open(&db).map_err(sm_read)?;
             // The new handle inherits the old one's close signal; none is kept elsewhere, so
             // shutdown can tell when every handle is gone.
