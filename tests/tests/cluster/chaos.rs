@@ -94,38 +94,27 @@ async fn release_retrying(ipam: &Ipam, owner: &str, errors: &mut Vec<IpamError>)
     *errors = seen.into_inner().unwrap();
 }
 
-/// Waits until the writers have acknowledged `STEP` more operations.
-async fn step(done: &AtomicUsize) {
-    let target = done.load(Ordering::Relaxed) + STEP;
-    wait_until("the writers to make progress", WAIT, || async {
-        match done.load(Ordering::Relaxed) {
-            n if n >= target => Ok(()),
-            n => Err(format!("{n} of {target} operations")),
-        }
-    })
-    .await
+/// Writers on every running node (`per_node` each) and a reader, recording one history,
+/// from [`Workload::start`] until [`Workload::finish`] checks what they were told.
+pub(crate) struct Workload {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+    history: Arc<History>,
+    writers: Vec<tokio::task::JoinHandle<Outcome>>,
+    reads: tokio::task::JoinHandle<()>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_survive_repeated_isolation_of_leader_and_follower() {
-    bounded(Duration::from_secs(150), async {
-        let mut cluster = Cluster::builder(3)
-            .config(|c| c.write_deadline = Duration::from_secs(2))
-            .start()
-            .await;
-        cluster.leader_with_pool(POOL, "10.0.0.0/16").await;
-
+impl Workload {
+    pub(crate) fn start(cluster: &Cluster, per_node: usize) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicUsize::new(0));
         let history = Arc::new(History::new());
         let mut writers = Vec::new();
         for id in cluster.running() {
-            for w in 0..WRITERS_PER_NODE {
-                let name = format!("n{id}w{w}");
-                let ipam = cluster.ipam(id).clone();
+            for w in 0..per_node {
                 writers.push(tokio::spawn(writer(
-                    ipam,
-                    name,
+                    cluster.ipam(id).clone(),
+                    format!("n{id}w{w}"),
                     stop.clone(),
                     done.clone(),
                     history.clone(),
@@ -138,8 +127,68 @@ async fn writes_survive_repeated_isolation_of_leader_and_follower() {
             .map(|&id| cluster.ipam(id).clone())
             .collect();
         let reads = tokio::spawn(reader(nodes, POOL.into(), history.clone(), stop.clone()));
+        Workload {
+            stop,
+            done,
+            history,
+            writers,
+            reads,
+        }
+    }
 
-        step(&done).await;
+    /// Waits until the writers have acknowledged `n` more operations.
+    pub(crate) async fn step(&self, n: usize) {
+        let target = self.done.load(Ordering::Relaxed) + n;
+        wait_until("the writers to make progress", WAIT, || async {
+            match self.done.load(Ordering::Relaxed) {
+                d if d >= target => Ok(()),
+                d => Err(format!("{d} of {target} operations")),
+            }
+        })
+        .await
+    }
+
+    /// Stops the writers and the reader, then checks: only unavailability was retried
+    /// (`what` names the disruption), the history has no anomaly, and once the replicas
+    /// converge each holds exactly what the writers hold — nothing released came back, nothing
+    /// is missing.
+    pub(crate) async fn finish(self, cluster: &mut Cluster, what: &str) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.reads.await.expect("reader task");
+        let mut held = BTreeMap::new();
+        let mut errors = Vec::new();
+        for joined in futures::future::join_all(self.writers).await {
+            let outcome = joined.expect("writer task");
+            held.extend(outcome.held);
+            errors.extend(outcome.errors);
+        }
+        eprintln!(
+            "{} operations, {} allocations held, {} errors retried",
+            self.done.load(Ordering::Relaxed),
+            held.len(),
+            errors.len()
+        );
+        assert_only_unavailable(what, &errors);
+        let summary = self
+            .history
+            .check()
+            .unwrap_or_else(|p| panic!("history check: {p:#?}"));
+        eprintln!("history: {summary:?}");
+        cluster.converge().await;
+        assert_eq!(cluster.assert_holds(POOL, &held).await, held.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_repeated_isolation_of_leader_and_follower() {
+    bounded(Duration::from_secs(150), async {
+        let mut cluster = Cluster::builder(3)
+            .config(|c| c.write_deadline = Duration::from_secs(2))
+            .start()
+            .await;
+        cluster.leader_with_pool(POOL, "10.0.0.0/16").await;
+        let work = Workload::start(&cluster, WRITERS_PER_NODE);
+        work.step(STEP).await;
         // Cut off the leader, then a follower, then the leader again.
         for round in 0..ROUNDS {
             let leader = cluster.wait_leader().await;
@@ -152,35 +201,13 @@ async fn writes_survive_repeated_isolation_of_leader_and_follower() {
             if cut == leader {
                 cluster.wait_new_leader(leader).await;
             }
-            step(&done).await;
+            work.step(STEP).await;
             cluster.isolate(cut, false);
             cluster.wait_leader().await;
-            step(&done).await;
+            work.step(STEP).await;
         }
-        stop.store(true, Ordering::Relaxed);
-        reads.await.expect("reader task");
-
-        let mut held = BTreeMap::new();
-        let mut errors = Vec::new();
-        for joined in futures::future::join_all(writers).await {
-            let outcome = joined.expect("writer task");
-            held.extend(outcome.held);
-            errors.extend(outcome.errors);
-        }
-        eprintln!(
-            "{} operations, {} allocations held, {} errors retried",
-            done.load(Ordering::Relaxed),
-            held.len(),
-            errors.len()
-        );
-        assert_only_unavailable("writers during leader changes", &errors);
-        let summary = history
-            .check()
-            .unwrap_or_else(|p| panic!("history check: {p:#?}"));
-        eprintln!("history: {summary:?}");
-        cluster.converge().await;
-        // Exactly what the writers hold: nothing released came back, nothing is missing.
-        assert_eq!(cluster.assert_holds(POOL, &held).await, held.len());
+        work.finish(&mut cluster, "writers during leader changes")
+            .await;
         cluster.shutdown().await;
     })
     .await

@@ -8,15 +8,12 @@
 //! every replica holds exactly what the writers were told.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ipam_tests::child::{child_main, ChildNode};
-use ipam_tests::history::{reader, History};
-use ipam_tests::{assert_only_unavailable, bounded, wait_until, Cluster, WAIT};
+use ipam_tests::{bounded, wait_until, Cluster, WAIT};
 
-use crate::chaos::writer;
+use crate::chaos::Workload;
 
 const POOL: &str = "vms";
 const CHILD_ENTRY: &str = "pause::child_node";
@@ -47,17 +44,6 @@ async fn agreed_leader(cluster: &Cluster, what: &str, accept: impl Fn(u64) -> bo
     .await
 }
 
-async fn step(done: &AtomicUsize) {
-    let target = done.load(Ordering::Relaxed) + STEP;
-    wait_until("the writers to make progress", WAIT, || async {
-        match done.load(Ordering::Relaxed) {
-            n if n >= target => Ok(()),
-            n => Err(format!("{n} of {target} operations")),
-        }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_leaders_apply_each_write_once() {
     bounded(Duration::from_secs(150), async {
@@ -81,29 +67,8 @@ async fn paused_leaders_apply_each_write_once() {
             children.insert(id, child);
         }
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicUsize::new(0));
-        let history = Arc::new(History::new());
-        let mut writers = Vec::new();
-        for id in cluster.running() {
-            for w in 0..2 {
-                writers.push(tokio::spawn(writer(
-                    cluster.ipam(id).clone(),
-                    format!("n{id}w{w}"),
-                    stop.clone(),
-                    done.clone(),
-                    history.clone(),
-                )));
-            }
-        }
-        let nodes = cluster
-            .running()
-            .iter()
-            .map(|&id| cluster.ipam(id).clone())
-            .collect();
-        let reads = tokio::spawn(reader(nodes, POOL.into(), history.clone(), stop.clone()));
-
-        step(&done).await;
+        let work = Workload::start(&cluster, 2);
+        work.step(STEP).await;
         let mut child_pauses = 0;
         for _ in 0..ROUNDS {
             let leader = agreed_leader(&cluster, "a leader", |_| true).await;
@@ -111,40 +76,20 @@ async fn paused_leaders_apply_each_write_once() {
                 child.pause();
                 child_pauses += 1;
                 agreed_leader(&cluster, "a leader while one is paused", |l| l != leader).await;
-                step(&done).await;
+                work.step(STEP).await;
                 child.resume();
             } else {
                 cluster.isolate(leader, true);
                 agreed_leader(&cluster, "a leader while one is cut off", |l| l != leader).await;
-                step(&done).await;
+                work.step(STEP).await;
                 cluster.isolate(leader, false);
             }
             agreed_leader(&cluster, "a leader after the resume", |_| true).await;
-            step(&done).await;
+            work.step(STEP).await;
         }
-        stop.store(true, Ordering::Relaxed);
-        reads.await.expect("reader task");
-
-        let mut held = BTreeMap::new();
-        let mut errors = Vec::new();
-        for joined in futures::future::join_all(writers).await {
-            let outcome = joined.expect("writer task");
-            held.extend(outcome.held);
-            errors.extend(outcome.errors);
-        }
-        eprintln!(
-            "{} operations, {} held, {} errors retried, {child_pauses} child leaders paused",
-            done.load(Ordering::Relaxed),
-            held.len(),
-            errors.len()
-        );
-        assert_only_unavailable("writers while leaders are paused", &errors);
-        let summary = history
-            .check()
-            .unwrap_or_else(|p| panic!("history check: {p:#?}"));
-        eprintln!("history: {summary:?}");
-        cluster.converge().await;
-        assert_eq!(cluster.assert_holds(POOL, &held).await, held.len());
+        eprintln!("{child_pauses} child leaders paused");
+        work.finish(&mut cluster, "writers while leaders are paused")
+            .await;
         drop(children);
         cluster.shutdown().await;
     })
