@@ -428,6 +428,16 @@ impl State {
         self.pools.get(id).map(|e| e.record.info(e.id))
     }
 
+    /// Whether `owner` may hold or cool an address in pool `pool`: `false` means it certainly
+    /// holds nothing there (the owner index files every owner row), `true` is to be confirmed
+    /// in the tables. From memory, for callers that would otherwise open a read transaction to
+    /// find out.
+    pub fn owner_may_hold(&self, pool: &str, owner: &str) -> bool {
+        self.names
+            .get(pool)
+            .is_some_and(|&id| self.select.owner_may_use(owner, id))
+    }
+
     /// Number of free intervals of a pool's allocator index (its memory footprint).
     pub fn free_intervals(&self, name: &str) -> Option<usize> {
         let id = self.names.get(name)?;

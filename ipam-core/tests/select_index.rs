@@ -269,3 +269,40 @@ fn reopened_state_makes_the_same_choices() {
         }
     }
 }
+
+/// `State::owner_may_hold` answers from memory what the allocate path would otherwise read
+/// from the tables: never `false` for an owner that holds an address, live or reopened.
+#[test]
+fn owner_may_hold_is_false_only_for_owners_holding_nothing() {
+    let mut db = Db::mem();
+    let allocate = |pool: &str, owner: &str| {
+        Command::Op(Op::Allocate {
+            pool: pool.into(),
+            owner: owner.into(),
+            ip: None,
+            labels: Labels::new(),
+        })
+    };
+    db.apply(&[
+        Command::Op(Op::CreatePool(spec("p", "10.0.0.0/24"))),
+        Command::Op(Op::CreatePool(spec("q", "10.0.1.0/24"))),
+        allocate("p", "a"),
+        allocate("q", "b"),
+    ]);
+    let expect = |state: &ipam_core::State| {
+        assert!(state.owner_may_hold("p", "a"));
+        assert!(state.owner_may_hold("q", "b"));
+        assert!(!state.owner_may_hold("p", "b"), "b holds nothing in p");
+        assert!(!state.owner_may_hold("q", "a"), "a holds nothing in q");
+        assert!(!state.owner_may_hold("r", "a"), "no pool r");
+    };
+    expect(&db.state);
+    db.reopen();
+    expect(&db.state);
+    db.apply(&[Command::Op(Op::ReleaseOwner {
+        pool: "p".into(),
+        owner: "a".into(),
+    })]);
+    assert!(!db.state.owner_may_hold("p", "a"), "released, no cooldown");
+    assert!(db.state.owner_may_hold("q", "b"));
+}

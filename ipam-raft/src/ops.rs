@@ -289,7 +289,10 @@ impl Ipam {
         })?;
         let hit = |a: &Allocation| ip.is_none_or(|want| want == a.ip) && a.expires_at.is_none();
         // A keyed request is recorded by the state machine: it always goes through the log.
+        // A fresh owner — nearly every allocate — is known absent from memory, without a read
+        // transaction (3 % of a loaded node's CPU).
         if self.idempotency_key().is_none()
+            && self.core.sm.owner_may_hold(pool, owner)
             && matches!(self.cached_owner(pool, owner), Some(a) if hit(&a))
         {
             // The local replica may lag or the owner may have released since: confirm behind a

@@ -190,6 +190,17 @@ impl SmShared {
             .ok_or_else(|| sm_read(std::io::Error::other("the state machine is closed")))
     }
 
+    /// Whether `owner` may hold an address in `pool` by the in-memory index: `false` only when
+    /// it certainly holds none in this replica's state. An apply in progress holds the index,
+    /// so then (and on a poisoned lock) the answer is `true`: the caller looks in the tables
+    /// instead of waiting.
+    pub(crate) fn owner_may_hold(&self, pool: &str, owner: &str) -> bool {
+        match self.index.try_lock() {
+            Ok(state) => state.owner_may_hold(pool, owner),
+            Err(_) => true,
+        }
+    }
+
     /// Closes the database handle held here (readers holding a clone keep it until they end).
     pub(crate) fn close(&self) {
         if let Ok(mut g) = self.db.write() {
