@@ -226,8 +226,8 @@ impl SelectIndex {
         self.owners.add(hash, pool);
     }
 
-    /// Whether `owner` may hold or cool an address in `pool` (false: it certainly does not;
-    /// true: to be confirmed).
+    /// Whether `owner`'s hash is filed under `pool` (true: to be confirmed; false: a hint that
+    /// it holds nothing there, wrong only for an owner sharing a forgotten owner's hash).
     pub(crate) fn owner_may_use(&self, owner: &str, pool: PoolId) -> bool {
         self.owners.contains(owner_hash(owner), pool)
     }

@@ -428,10 +428,10 @@ impl State {
         self.pools.get(id).map(|e| e.record.info(e.id))
     }
 
-    /// Whether `owner` may hold or cool an address in pool `pool`: `false` means it certainly
-    /// holds nothing there (the owner index files every owner row), `true` is to be confirmed
-    /// in the tables. From memory, for callers that would otherwise open a read transaction to
-    /// find out.
+    /// Whether `owner` may hold or cool an address in pool `pool`, from memory: `true` is to be
+    /// confirmed in the tables; `false` means it holds nothing there unless another owner's
+    /// name shares its 64-bit hash (forgetting one forgets both). A hint for callers that would
+    /// otherwise open a read transaction to answer early, never a decision of `apply`.
     pub fn owner_may_hold(&self, pool: &str, owner: &str) -> bool {
         self.names
             .get(pool)

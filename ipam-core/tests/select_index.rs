@@ -271,7 +271,8 @@ fn reopened_state_makes_the_same_choices() {
 }
 
 /// `State::owner_may_hold` answers from memory what the allocate path would otherwise read
-/// from the tables: never `false` for an owner that holds an address, live or reopened.
+/// from the tables: never `false` for an owner that holds an address (no two owners here share
+/// a hash), live or reopened.
 #[test]
 fn owner_may_hold_is_false_only_for_owners_holding_nothing() {
     let mut db = Db::mem();

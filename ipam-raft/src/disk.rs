@@ -40,8 +40,8 @@ pub trait DiskIo: Send + Sync + 'static {
 /// [`crate::Config::state_cache_bytes`]). redb's default is 1 GiB per database, which a node
 /// holding a million allocations filled: 680 MB resident after loading them, 340 MB after a
 /// restart (the load reads every row once). The OS page cache still holds the file; a miss
-/// costs a `pread` of a cached page. At a million allocations 256 MiB was no faster
-/// (`docs/performance.md`, "Session 9").
+/// costs a `pread` of a cached page. Under 1,000 clients (a quarter of a million allocations)
+/// 256 MiB was no faster (`docs/performance.md`, "Session 9").
 pub(crate) const DEFAULT_STATE_CACHE_BYTES: usize = 64 << 20;
 /// Page cache of `log.redb`: the entries in flight and the few a lagging follower needs.
 pub(crate) const LOG_CACHE_BYTES: usize = 16 << 20;

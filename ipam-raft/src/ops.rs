@@ -290,7 +290,8 @@ impl Ipam {
         let hit = |a: &Allocation| ip.is_none_or(|want| want == a.ip) && a.expires_at.is_none();
         // A keyed request is recorded by the state machine: it always goes through the log.
         // A fresh owner — nearly every allocate — is known absent from memory, without a read
-        // transaction (3 % of a loaded node's CPU).
+        // transaction (3 % of a loaded node's CPU). A wrong "absent" (two owners sharing a
+        // hash) only costs a log entry: the apply looks the owner up in its tables.
         if self.idempotency_key().is_none()
             && self.core.sm.owner_may_hold(pool, owner)
             && matches!(self.cached_owner(pool, owner), Some(a) if hit(&a))

@@ -32,16 +32,12 @@ impl State {
         }
         let family = entry.record.cidr.family();
         let okey = owner_key(id, owner);
-        // The owner index files every owner row's hash (a superset): an owner it does not
-        // file here holds nothing here, and a fresh owner — nearly every allocation — costs no
-        // lookup in the owners table.
-        let held = if self.select.owner_may_use(owner, id) {
-            match tx.owners.get(okey.as_slice())? {
-                Some(v) => Some(decode::<u128>("core_owners", v.value())?),
-                None => None,
-            }
-        } else {
-            None
+        // Always the table, never the owner index: the index is keyed by a 64-bit FNV hash,
+        // and forgetting one owner's hash in a pool forgets any other owner that shares it, so
+        // "not filed" is not proof enough to hand a holder a second address.
+        let held = match tx.owners.get(okey.as_slice())? {
+            Some(v) => Some(decode::<u128>("core_owners", v.value())?),
+            None => None,
         };
         if let Some(held) = held {
             let held_ip = family.addr(held);

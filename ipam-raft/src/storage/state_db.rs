@@ -190,8 +190,8 @@ impl SmShared {
             .ok_or_else(|| sm_read(std::io::Error::other("the state machine is closed")))
     }
 
-    /// Whether `owner` may hold an address in `pool` by the in-memory index: `false` only when
-    /// it certainly holds none in this replica's state. An apply in progress holds the index,
+    /// Whether `owner` may hold an address in `pool` by the in-memory index
+    /// ([`ipam_core::State::owner_may_hold`]: a hint). An apply in progress holds the index,
     /// so then (and on a poisoned lock) the answer is `true`: the caller looks in the tables
     /// instead of waiting.
     pub(crate) fn owner_may_hold(&self, pool: &str, owner: &str) -> bool {
