@@ -146,6 +146,59 @@ async fn converge(nodes: &[Node]) -> usize {
     at
 }
 
+/// Where replicas with different digests differ in their allocations, if they do (a digest
+/// also covers the events, the request records and the pools): the lead for the next session
+/// when the divergence under investigation shows again (`docs/architecture.md`, "Open").
+async fn print_allocation_differences(nodes: &[Node], ctx: &str) {
+    let mut seen = Vec::new();
+    for n in nodes {
+        let mut rows = std::collections::BTreeSet::new();
+        let mut after = None;
+        loop {
+            let Ok(page) = ipam(n)
+                .allocations("vms", None, after, 1000, Consistency::Local)
+                .await
+            else {
+                break;
+            };
+            for a in page.allocations {
+                rows.insert(format!(
+                    "{} {} g{} {:?}",
+                    a.ip, a.owner, a.generation, a.expires_at
+                ));
+            }
+            match page.next {
+                Some(x) => after = Some(x),
+                None => break,
+            }
+        }
+        seen.push((n.id, rows));
+    }
+    for (id, rows) in &seen[1..] {
+        let (first, base) = (&seen[0].0, &seen[0].1);
+        let only_first: Vec<_> = base.difference(rows).take(10).collect();
+        let only_this: Vec<_> = rows.difference(base).take(10).collect();
+        eprintln!(
+            "{ctx}: allocations on node {first} and not on node {id}: {only_first:?}; on node {id} and not on node {first}: {only_this:?}; pool on each: {:?}",
+            pool_on_each(nodes).await
+        );
+    }
+}
+
+async fn pool_on_each(nodes: &[Node]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for n in nodes {
+        out.push(
+            ipam(n)
+                .pool("vms", Consistency::Local)
+                .await
+                .ok()
+                .map(|p| format!("{p:?}")),
+        );
+    }
+    out
+}
+
 async fn verify(nodes: &[Node], acked: &BTreeMap<String, IpAddr>, ctx: &str) {
     let at = converge(nodes).await;
     let mut owners: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
@@ -201,6 +254,9 @@ async fn verify(nodes: &[Node], acked: &BTreeMap<String, IpAddr>, ctx: &str) {
             digests.push((n.id, report.applied_index, report.digest));
         }
         if digests.windows(2).all(|w| w[0].1 == w[1].1) {
+            if !digests.windows(2).all(|w| w[0].2 == w[1].2) {
+                print_allocation_differences(nodes, ctx).await;
+            }
             assert!(
                 digests.windows(2).all(|w| w[0].2 == w[1].2),
                 "{ctx}: replicas differ at one applied index: {digests:?}"
