@@ -1,14 +1,16 @@
-//! A leader that restarts in its own term must not answer a read from a lagging commit index
-//! (the read floor, `Shared::read_floor`).
+//! A leader that restarts after a power cut must not answer a read below its last acknowledged
+//! write.
 //!
-//! openraft 0.9 resumes leading at once after such a restart, and its read index is the larger
-//! of the restored commit index and the first entry of its term. The commit index is stored
-//! with the next append, so it lags the last entry; the applies since the last durable apply
-//! are lost with the power. Here the leader's disk loses power right after its last
-//! acknowledged write, and on restart its followers hold every append that would tell it how
-//! far they match (an append with entries or a previous log id) while letting the heartbeats
-//! of a read barrier through: the read index is then computed before the commit index can
-//! move. A read in that window must fail or see every acknowledged write, never miss one.
+//! openraft 0.9 would resume leading at once in the term of a committed vote naming the node,
+//! with a restored commit index that lags the last entry (it is stored with the next append);
+//! the read floor (`Shared::read_floor`) was the answer to that. Since a leader's own appends
+//! are acknowledged before they are on disk, a restarted leader may also lack entries its
+//! followers hold, so it no longer resumes its term at all (`storage::log::restart_vote`): it
+//! waits as a candidate and wins, if it does, a higher term. Here the leader's disk loses power
+//! right after its last acknowledged write, and on restart its followers hold every append
+//! that would tell it how far they match (an append with entries or a previous log id) while
+//! letting votes and heartbeats through. It must come back in a new term, and a read in that
+//! window must fail or see every acknowledged write, never miss one.
 
 mod support;
 
@@ -94,7 +96,7 @@ async fn listen(id: u64, root: &std::path::Path, hold: Hold) -> Node {
     }
 }
 
-/// Node 1 leads: the others' election timeout is far longer than any restart here.
+/// Node 1 leads: the others' election timeout is ten times its.
 fn config(node: &Node) -> Config {
     let mut c = Config::new(node.id, &node.dir, node.addr.clone());
     c.set_disk(node.disk.disk());
@@ -102,7 +104,9 @@ fn config(node: &Node) -> Config {
     c.election_timeout = if node.id == 1 {
         (Duration::from_millis(150), Duration::from_millis(300))
     } else {
-        (Duration::from_secs(120), Duration::from_secs(121))
+        // Long enough that node 1 leads first, short enough that their leader lease of
+        // node 1's old term runs out and they grant the restarted node 1 a new term.
+        (Duration::from_secs(3), Duration::from_millis(3100))
     };
     // Applies are never made durable on their own, and no snapshot makes them so.
     c.durable_every_entries = 1_000_000;
@@ -138,7 +142,7 @@ async fn owners(ipam: &Ipam) -> Result<Vec<String>, ipam_raft::IpamError> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_restarted_in_its_term_never_reads_below_its_last_entry() {
+async fn a_restarted_leader_takes_a_new_term_and_never_reads_below_its_last_entry() {
     let root = tempfile::tempdir().expect("tmp");
     let (hold_tx, hold) = tokio::sync::watch::channel(false);
     let mut nodes = Vec::new();
@@ -182,16 +186,28 @@ async fn a_leader_restarted_in_its_term_never_reads_below_its_last_entry() {
     hold_tx.send_replace(true);
     start(&mut nodes[0]).await;
     let leader = ipam(&nodes[0]);
-    let st = leader
-        .wait_for(WAIT, |s| s.leader == Some(1))
-        .await
-        .expect("leading again");
-    assert_eq!(st.term, before.term, "restarted in the term it led");
+    // openraft restores a node whose committed vote names it as leader at once; the old term
+    // must not come back (it would show within a heartbeat or two of the start).
+    let resumed = leader
+        .wait_for(Duration::from_secs(1), |s| {
+            s.leader == Some(1) && s.term == before.term
+        })
+        .await;
     assert!(
-        st.committed_index < before.last_log_index,
-        "precondition: the restored commit index ({}) lags the last entry ({})",
-        st.committed_index,
-        before.last_log_index
+        resumed.is_err(),
+        "the restarted leader resumed its term {}: {resumed:?}",
+        before.term
+    );
+    let st = leader
+        .wait_for(WAIT, |s| s.leader.is_some() && s.term > before.term)
+        .await
+        .expect("a leader in a new term");
+    assert!(
+        st.term > before.term,
+        "a restarted leader resumed its term {} (now {}): entries it lost could be rewritten \
+         under log ids its followers hold",
+        before.term,
+        st.term
     );
 
     // The followers hold every append that could raise the commit index: the read index is

@@ -511,7 +511,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.blocking(|inner| inner.read_meta(KEY_VOTE)).await
+        let own = self.inner.own_id.get().copied();
+        self.blocking(move |inner| {
+            let vote: Option<Vote> = inner.read_meta(KEY_VOTE)?;
+            Ok(vote.map(|v| restart_vote(own, v)))
+        })
+        .await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -625,6 +630,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// The vote openraft resumes with after a start. openraft 0.9.25 restores a node whose saved
+/// vote is committed and names it as leader at once, in the same term (`Engine::startup`). But
+/// a leader's own appends are acknowledged before they are on disk ([`own_leader_append`]):
+/// after a power cut its log may lack entries a follower holds, and leading on in that term
+/// would write other entries under the same log ids — the follower keeps its own (same id, same
+/// entry, by raft's log matching), applies them, and the replicas differ. So a committed vote
+/// naming this node comes back uncommitted: the node waits as a candidate of that term, and an
+/// election in a higher term decides the leader. Anyone else's vote comes back as saved.
+fn restart_vote(own: Option<NodeId>, vote: Vote) -> Vote {
+    let leader = vote.leader_id();
+    match (own, leader.voted_for()) {
+        (Some(own), Some(voted)) if vote.is_committed() && voted == own => {
+            Vote::new(leader.get_term(), own)
+        }
+        _ => vote,
+    }
+}
+
 /// Whether `entries` are this node's own as the leader of the current term: the vote is
 /// committed, names this node, and every entry was made in that term by it. Only those may be
 /// acknowledged to openraft before they are on disk; anything else (a follower's append, a
@@ -643,6 +666,18 @@ fn own_leader_append(own: NodeId, vote: Option<&Vote>, entries: &[Entry]) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restarted_leader_does_not_resume_its_term() {
+        let mine = Vote::new_committed(7, 1);
+        assert_eq!(restart_vote(Some(1), mine), Vote::new(7, 1));
+        assert!(!restart_vote(Some(1), mine).is_committed());
+        // Another leader's vote, or a vote not committed, is kept as saved.
+        let theirs = Vote::new_committed(7, 2);
+        assert_eq!(restart_vote(Some(1), theirs), theirs);
+        assert_eq!(restart_vote(Some(1), Vote::new(8, 1)), Vote::new(8, 1));
+        assert_eq!(restart_vote(None, mine), mine);
+    }
 
     fn entry(term: u64, node: NodeId, index: u64) -> Entry {
         Entry {
