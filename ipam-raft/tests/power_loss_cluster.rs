@@ -147,8 +147,8 @@ async fn converge(nodes: &[Node]) -> usize {
 }
 
 /// Where replicas with different digests differ in their allocations, if they do (a digest
-/// also covers the events, the request records and the pools): the lead for the next session
-/// when the divergence under investigation shows again (`docs/architecture.md`, "Open").
+/// also covers the events, the request records and the pools): how the same-term restart of
+/// a leader was found (`docs/architecture.md`, "Found and fixed" under Durability testing).
 async fn print_allocation_differences(nodes: &[Node], ctx: &str) {
     let mut seen = Vec::new();
     for n in nodes {

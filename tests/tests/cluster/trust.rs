@@ -55,8 +55,15 @@ async fn refuse_outsider(outsider_token: &'static str, own_cluster: bool) {
                 .await
                 .expect("pool in the other cluster");
         }
+        // The status is openraft's metrics, which may trail the apply that answered the pool
+        // creation: wait until they show everything applied, or the baseline is stale.
+        let status = outsider
+            .wait_for(Duration::from_secs(10), |s| {
+                s.applied_index == s.last_log_index
+            })
+            .await
+            .expect("the outsider's metrics settle");
         let digest = outsider.digest().await.expect("digest");
-        let status = outsider.status();
 
         // Refused up front, with a membership error that says why, long before the deadline.
         let started = Instant::now();
