@@ -540,7 +540,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(committed) = pending {
             return Ok(committed);
         }
-        Ok(self.inner.wal.committed())
+        let end = self.inner.wal.last().or(*lock(&self.inner.purged));
+        Ok(committed_within(self.inner.wal.committed(), end))
     }
 
     async fn append<I>(
@@ -630,6 +631,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// The committed id read at a start, never past `end`, the last entry the log holds (or its
+/// last purged one). A leader counts its own copy of an entry toward a commit before that copy
+/// is on disk ([`own_leader_append`]), so a recorded commit can name an entry a power cut took
+/// from this log; openraft would then fail its start applying an entry it cannot read
+/// (`LogIndexNotFound`). What this log holds up to the recorded commit is committed: the
+/// leader's log, or a follower's that matched it, minus an unsynced tail.
+fn committed_within(committed: Option<LogId>, end: Option<LogId>) -> Option<LogId> {
+    match (committed, end) {
+        (Some(c), Some(e)) if c.index > e.index => Some(e),
+        (Some(_), None) => None,
+        (c, _) => c,
+    }
+}
+
 /// The vote openraft resumes with after a start. openraft 0.9.25 restores a node whose saved
 /// vote is committed and names it as leader at once, in the same term (`Engine::startup`). But
 /// a leader's own appends are acknowledged before they are on disk ([`own_leader_append`]):
@@ -666,6 +681,15 @@ fn own_leader_append(own: NodeId, vote: Option<&Vote>, entries: &[Entry]) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_commit_never_passes_the_end_of_the_log() {
+        let id = |index| Some(LogId::new(openraft::CommittedLeaderId::new(3, 1), index));
+        assert_eq!(committed_within(id(519), id(510)), id(510));
+        assert_eq!(committed_within(id(500), id(510)), id(500));
+        assert_eq!(committed_within(id(500), None), None);
+        assert_eq!(committed_within(None, id(510)), None);
+    }
 
     #[test]
     fn a_restarted_leader_does_not_resume_its_term() {
