@@ -125,17 +125,26 @@ fn ipam(n: &Node) -> &Ipam {
 
 /// Waits for a leader and for every replica to apply what it committed; returns the leader.
 async fn converge(nodes: &[Node]) -> usize {
-    let st = ipam(&nodes[0])
-        .wait_for(WAIT, |s| s.leader.is_some())
-        .await
-        .expect("a leader after the restart");
-    let leader = st.leader.expect("leader");
-    let at = nodes.iter().position(|n| n.id == leader).expect("member");
-    // A read barrier on the leader: its commit index covers every acknowledged write.
-    ipam(&nodes[at])
-        .pool("vms", Consistency::Linearizable)
-        .await
-        .expect("barrier");
+    // A restarted leader does not resume its term, so the first leader seen after a restart
+    // may lose an election that is still going on: find the leader again until a read barrier
+    // on it passes (its commit index then covers every acknowledged write).
+    let deadline = Instant::now() + WAIT;
+    let at = loop {
+        let st = ipam(&nodes[0])
+            .wait_for(WAIT, |s| s.leader.is_some())
+            .await
+            .expect("a leader after the restart");
+        let leader = st.leader.expect("leader");
+        let at = nodes.iter().position(|n| n.id == leader).expect("member");
+        match ipam(&nodes[at])
+            .pool("vms", Consistency::Linearizable)
+            .await
+        {
+            Ok(_) => break at,
+            Err(e) => assert!(Instant::now() < deadline, "barrier: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     let target = ipam(&nodes[at]).status().committed_index;
     for n in nodes {
         ipam(n)
