@@ -437,7 +437,7 @@ impl Ipam {
 }
 
 /// `(term, last log index)` when this node restarts as the leader of its recorded vote. Since
-/// `storage::log::restart_vote` hands openraft such a vote uncommitted, it no longer does: a
+/// `storage::log::leader::restart_vote` hands openraft such a vote uncommitted, it no longer does: a
 /// guard kept in case openraft ever restores a leader otherwise.
 ///
 /// openraft 0.9 then resumes leading at once, and its read index is the larger of the commit

@@ -5,7 +5,7 @@
 //! with a restored commit index that lags the last entry (it is stored with the next append);
 //! the read floor (`Shared::read_floor`) was the answer to that. Since a leader's own appends
 //! are acknowledged before they are on disk, a restarted leader may also lack entries its
-//! followers hold, so it no longer resumes its term at all (`storage::log::restart_vote`): it
+//! followers hold, so it no longer resumes its term at all (`storage::log::leader::restart_vote`): it
 //! waits as a candidate and wins, if it does, a higher term. Here the leader's disk loses power
 //! right after its last acknowledged write, and on restart its followers hold every append
 //! that would tell it how far they match (an append with entries or a previous log id) while
