@@ -6,6 +6,7 @@ use ipam_core::{Command, GatewayChoice, Op, PoolSpec, Stamp};
 use ipam_raft::log_store::LogStore;
 use ipam_raft::state_machine::{Durable, StateMachineStore};
 use ipam_raft::types::{Entry, LogId, Request};
+use openraft::storage::RaftLogReaderExt;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, Membership, RaftLogReader, RaftSnapshotBuilder};
 use tempfile::TempDir;
@@ -246,4 +247,52 @@ async fn the_committed_id_is_written_with_the_next_append() {
         Some(log_id(3)),
         "the id saved before an append survives a restart"
     );
+}
+
+/// openraft asks for a purge up to a snapshot it is installing and then appends past it without
+/// waiting for the install, while the purge limit still holds the old state's entries. The
+/// append waits for the install (the limit reaching the snapshot) and purges durably first: a
+/// cut at any point must not leave the old entries and the new ones with a hole between them,
+/// or openraft refuses the next start (`LogIndexNotFound`).
+#[tokio::test(start_paused = true)]
+async fn an_append_past_a_held_back_purge_waits_for_it_and_leaves_no_hole() {
+    let dir = TempDir::new().expect("tmp");
+    let path = dir.path().join("log.redb");
+    let (limit_tx, limit) = watch::channel(Some(5));
+    let mut log = LogStore::open(&path, limit.clone()).expect("open");
+    for e in history(10) {
+        log.blocking_append(vec![e]).await.expect("append");
+    }
+    // The install of a snapshot at 20: purged only up to the limit.
+    log.purge(log_id(20)).await.expect("purge");
+    assert_eq!(log.last_purged().await.expect("purged"), Some(log_id(5)));
+
+    let mut appender = log.clone();
+    let mut append = tokio::spawn(async move {
+        appender
+            .blocking_append(vec![normal(21, vec![])])
+            .await
+            .expect("append")
+    });
+    // It waits while the install runs (paused time: the runtime jumps ahead once all its
+    // tasks wait, and file I/O on the blocking pool holds that jump off).
+    let early = tokio::time::timeout(std::time::Duration::from_secs(10), &mut append).await;
+    assert!(early.is_err(), "the append went ahead of the install");
+    assert_eq!(log.last_purged().await.expect("purged"), Some(log_id(5)));
+    // The install finishes: the state and the current snapshot are at 20.
+    limit_tx.send_replace(Some(20));
+    append.await.expect("append task");
+    drop(log);
+
+    // What a start finds (after a clean stop or a cut: the purge was synced before the append).
+    let mut log = LogStore::open(&path, limit).expect("reopen");
+    let state = log.get_log_state().await.expect("state");
+    assert_eq!(state.last_purged_log_id, Some(log_id(20)));
+    assert_eq!(state.last_log_id, Some(log_id(21)));
+    // openraft's own check: every index between the purge point and the last entry is there.
+    let entries = log
+        .get_log_entries(21..=21)
+        .await
+        .expect("every entry after the purge point");
+    assert_eq!(entries[0].log_id, log_id(21));
 }

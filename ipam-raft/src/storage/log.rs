@@ -45,6 +45,7 @@ use crate::disk::Disk;
 use crate::types::{Entry, LogId, NodeId, StorageError, StorageIOError, TypeConfig, Vote};
 use leader::{committed_within, own_leader_append, restart_vote};
 
+mod install;
 mod leader;
 
 /// Log entries by index (format 1; empty once migrated).
@@ -398,9 +399,9 @@ impl LogInner {
         self.wal.read(bounds).map_err(read_err)
     }
 
-    /// Purges entries up to `want` within the durable limit. Returns whether the whole
-    /// request was done.
-    fn purge(&self, want: LogId) -> Result<bool, StorageError> {
+    /// Purges entries up to `want` within the durable limit, durably if `sync` (otherwise
+    /// only when segments go). Returns whether the whole request was done.
+    fn purge(&self, want: LogId, sync: bool) -> Result<bool, StorageError> {
         let Some(limit) = *self.purge_limit.borrow() else {
             return Ok(false);
         };
@@ -424,7 +425,7 @@ impl LogInner {
         // Segments are removed only once `log.redb` durably names a later first one; a purge
         // that removes none may be lost in a crash, which only leaves entries the next purge
         // removes.
-        let durability = if keep > first {
+        let durability = if sync || keep > first {
             Durability::Immediate
         } else {
             Durability::None
@@ -557,6 +558,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Err(e) = self.close_hole_before(&entries).await {
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(e);
+        }
         let own =
             self.inner.own_id.get().is_some_and(|&id| {
                 own_leader_append(id, lock(&self.inner.vote).as_ref(), &entries)
@@ -596,7 +601,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 callback.log_io_completed(Ok(()));
                 return self
                     .blocking(move |inner| {
-                        if inner.purge(want)? {
+                        if inner.purge(want, false)? {
                             let mut p = lock(&inner.pending_purge);
                             if *p == Some(want) {
                                 *p = None;
@@ -626,7 +631,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.blocking(move |inner| {
-            let done = inner.purge(log_id)?;
+            let done = inner.purge(log_id, false)?;
             *lock(&inner.pending_purge) = if done { None } else { Some(log_id) };
             Ok(())
         })
