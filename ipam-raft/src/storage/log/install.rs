@@ -48,6 +48,9 @@ impl LogStore {
             return Ok(());
         };
         let mut limit = self.inner.purge_limit.clone();
+        if !limit.borrow().is_some_and(|l| l >= want.index) {
+            tracing::info!(snapshot = %want, first, "an append waits for the snapshot install it follows");
+        }
         let installed = limit.wait_for(|l| l.is_some_and(|l| l >= want.index));
         match tokio::time::timeout(INSTALL_WAIT, installed).await {
             Ok(Ok(_)) => {}
