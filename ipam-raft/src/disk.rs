@@ -43,7 +43,10 @@ pub trait DiskIo: Send + Sync + 'static {
 /// costs a `pread` of a cached page. Under 1,000 clients (a quarter of a million allocations)
 /// 256 MiB was no faster (`docs/performance.md`, "Session 9").
 pub(crate) const DEFAULT_STATE_CACHE_BYTES: usize = 64 << 20;
-/// Page cache of `log.redb`: the entries in flight and the few a lagging follower needs.
+/// Page cache of `log.redb`. Since the entries moved to `wal/` it holds a few rows (vote,
+/// purge point, committed id, format) and, once, a format-1 log's entries while they are
+/// copied; redb fills the cache only with pages it reads, so this is a ceiling, not memory
+/// spent, and not a setting: nothing an operator tunes depends on it.
 pub(crate) const LOG_CACHE_BYTES: usize = 16 << 20;
 
 /// The disk the stores use: real files unless a test installed a [`DiskIo`].
