@@ -246,7 +246,11 @@ impl Ipam {
             log.clone().get_log_state().await
         }
         .map_err(|e| StartError::Storage(Box::new(e)))?;
-        sm.finish_interrupted_install(log_state.last_log_id, log_state.last_purged_log_id)
+        let snapshot = sm
+            .finish_interrupted_install(log_state.last_log_id, log_state.last_purged_log_id)
+            .await
+            .map_err(|e| StartError::Storage(Box::new(e)))?;
+        log.close_hole_at_start(snapshot)
             .await
             .map_err(|e| StartError::Storage(Box::new(e)))?;
         let committed = log.committed_index();

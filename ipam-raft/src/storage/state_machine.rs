@@ -151,19 +151,19 @@ impl StateMachineStore {
     /// a snapshot at least as far as its purge point at start, or it panics
     /// (`purge_upto <= snapshot_last_log_id`); a snapshot of the state is the one the install
     /// was publishing. The log never purges past the state's durable applied id, so the state
-    /// covers `log_purged`.
+    /// covers `log_purged`. Returns the current snapshot's last log id, after the repair.
     pub(crate) async fn finish_interrupted_install(
         &mut self,
         log_last: Option<LogId>,
         log_purged: Option<LogId>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Option<LogId>, StorageError> {
         let (applied, _) = self.applied_state().await?;
         let current = self
             .get_current_snapshot()
             .await?
             .and_then(|s| s.meta.last_log_id);
         if !needs_snapshot_at_start(applied, log_last, log_purged, current) {
-            return Ok(());
+            return Ok(current);
         }
         tracing::warn!(
             applied = ?applied,
@@ -172,8 +172,8 @@ impl StateMachineStore {
             snapshot = ?current,
             "state ahead of the current snapshot (an interrupted install): publishing a snapshot of it"
         );
-        self.get_snapshot_builder().await.build_snapshot().await?;
-        Ok(())
+        let built = self.get_snapshot_builder().await.build_snapshot().await?;
+        Ok(built.meta.last_log_id)
     }
 
     /// Waits until the log holds `entries` on disk. openraft commits a leader's entry once a

@@ -71,6 +71,20 @@ pub enum WalError {
         /// The newest format this build reads.
         known: u64,
     },
+    /// The log skips entries between its purge point and its last entry, and the current
+    /// snapshot does not cover them (an earlier release could leave such a hole after a
+    /// snapshot install and a power cut; one the snapshot covers is repaired at start).
+    #[error(
+        "the log holds no entries between index {before} and index {after}, and the current snapshot ({snapshot:?}) does not cover them"
+    )]
+    Hole {
+        /// The last index before the hole (the purge point, or an entry).
+        before: u64,
+        /// The first entry after it.
+        after: u64,
+        /// The current snapshot's last index.
+        snapshot: Option<u64>,
+    },
     /// An earlier write or sync failed: what reached the disk is unknown until a reopen.
     #[error("the log store failed an earlier write and takes no more")]
     Poisoned,
@@ -550,6 +564,11 @@ impl Wal {
     /// The id of the entry at `index`, if the log holds it.
     pub(crate) fn log_id(&self, index: u64) -> Option<LogId> {
         lock(&self.view).locs.get(&index).map(|l| l.log_id)
+    }
+
+    /// The first gap between the purge point and the last entry, if any ([`View::first_hole`]).
+    pub(crate) fn first_hole(&self, purged: Option<u64>) -> Option<(u64, u64)> {
+        lock(&self.view).first_hole(purged)
     }
 
     /// The newest committed id recorded in the segments (or given at open).

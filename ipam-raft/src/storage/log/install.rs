@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use super::{lock, write_err, LogStore};
+use super::{lock, read_err, write_err, LogStore, WalError};
 use crate::types::{Entry, LogId, StorageError};
 
 /// How long an append waits for the install it follows (the state machine's task writing the
@@ -74,6 +74,43 @@ impl LogStore {
     }
 }
 
+/// Whether the current snapshot `snapshot` covers a hole that ends before `after`: then
+/// purging up to it closes the hole (what the install the hole follows would have done).
+pub(super) fn covers_hole(after: u64, snapshot: Option<LogId>) -> Option<LogId> {
+    snapshot.filter(|s| s.index + 1 >= after)
+}
+
+impl LogStore {
+    /// Closes, at start, a hole an earlier release could leave on disk (an append after an
+    /// install whose held-back purge a power cut then lost): the current snapshot covers it,
+    /// so the log is purged up to the snapshot, durably. A hole nothing covers is refused with
+    /// [`WalError::Hole`] rather than handed to openraft, which would refuse it less clearly.
+    pub(crate) async fn close_hole_at_start(
+        &self,
+        snapshot: Option<LogId>,
+    ) -> Result<(), StorageError> {
+        let purged = *lock(&self.inner.purged);
+        let Some((before, after)) = self.inner.wal.first_hole(purged.map(|p| p.index)) else {
+            return Ok(());
+        };
+        let hole = || WalError::Hole {
+            before,
+            after,
+            snapshot: snapshot.map(|s| s.index),
+        };
+        let Some(upto) = covers_hole(after, snapshot) else {
+            return Err(read_err(hole()));
+        };
+        tracing::warn!(before, after, snapshot = %upto, "the log has a hole the current snapshot covers: purging up to the snapshot");
+        let done = self.blocking(move |inner| inner.purge(upto, true)).await?;
+        if done {
+            Ok(())
+        } else {
+            Err(read_err(hole()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +136,74 @@ mod tests {
         // No purge held back, or one that stops short of the append: nothing to wait for.
         assert_eq!(purge_before_append(Some(456), 556, None), None);
         assert_eq!(purge_before_append(Some(456), 556, Some(id(500))), None);
+    }
+
+    #[test]
+    fn a_hole_is_covered_by_a_snapshot_that_reaches_the_entry_before_it_or_further() {
+        assert_eq!(covers_hole(603, Some(id(602))), Some(id(602)));
+        assert_eq!(covers_hole(603, Some(id(610))), Some(id(610)));
+        assert_eq!(covers_hole(603, Some(id(601))), None);
+        assert_eq!(covers_hole(603, None), None);
+    }
+
+    fn entry(index: u64) -> crate::types::Entry {
+        crate::types::Entry {
+            log_id: id(index),
+            payload: openraft::EntryPayload::Blank,
+        }
+    }
+
+    /// A data dir of an earlier release: entries 1..=12, then 21 after an install at 20 whose
+    /// purge a power cut lost.
+    async fn log_with_a_hole(path: &std::path::Path) {
+        use openraft::storage::RaftLogStorageExt;
+        let (_tx, limit) = tokio::sync::watch::channel(None);
+        let mut log = LogStore::open(path, limit).expect("open");
+        log.blocking_append((1..=12).map(entry))
+            .await
+            .expect("append");
+        // No purge held back: written as asked, as the earlier release did.
+        log.blocking_append([entry(21)]).await.expect("append");
+    }
+
+    #[tokio::test]
+    async fn a_start_closes_a_hole_the_snapshot_covers_and_refuses_one_it_does_not() {
+        use openraft::storage::RaftLogStorage;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("log.redb");
+        log_with_a_hole(&path).await;
+        let (_tx, limit) = tokio::sync::watch::channel(Some(20));
+        {
+            let log = LogStore::open(&path, limit.clone()).expect("open");
+            let err = log
+                .close_hole_at_start(Some(id(15)))
+                .await
+                .expect_err("a snapshot short of the hole");
+            assert!(
+                err.to_string().contains("between index 12 and index 21"),
+                "{err}"
+            );
+            assert!(log.close_hole_at_start(None).await.is_err());
+            log.close_hole_at_start(Some(id(20))).await.expect("repair");
+        }
+        // Durable: the next start finds no hole.
+        let mut log = LogStore::open(&path, limit).expect("reopen");
+        let state = log.get_log_state().await.expect("state");
+        assert_eq!(state.last_purged_log_id, Some(id(20)));
+        assert_eq!(state.last_log_id, Some(id(21)));
+        log.close_hole_at_start(Some(id(20)))
+            .await
+            .expect("nothing to do");
+    }
+
+    #[tokio::test]
+    async fn a_hole_stays_refused_while_the_state_is_behind_the_snapshot() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("log.redb");
+        log_with_a_hole(&path).await;
+        // The purge limit (the state's durable index) stops short of the snapshot.
+        let (_tx, limit) = tokio::sync::watch::channel(Some(12));
+        let log = LogStore::open(&path, limit).expect("open");
+        assert!(log.close_hole_at_start(Some(id(20))).await.is_err());
     }
 }

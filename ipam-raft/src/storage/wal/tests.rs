@@ -405,3 +405,25 @@ fn unsynced_appends_across_a_segment_roll_read_back_after_a_reopen() {
     assert_eq!(ids(&wal).len(), 20);
     assert_eq!(wal.durable().borrow().last, Some(id(1, 19)));
 }
+
+#[test]
+fn first_hole_finds_a_gap_after_the_purge_point_or_between_entries() {
+    let d = dir();
+    let wal = d.create(SEGMENT_BYTES);
+    assert_eq!(wal.first_hole(None), None, "empty");
+    wal.append(entries(1, 0..5), None).expect("append");
+    assert_eq!(wal.first_hole(None), None);
+    assert_eq!(wal.first_hole(Some(0)), None);
+    // The entries must start right after the purge point.
+    assert_eq!(wal.first_hole(Some(2)), None, "2 is purged, 3 and 4 follow");
+    // An append past the end (what an install's append did before session 10).
+    wal.append(entries(2, 10..12), None).expect("append");
+    assert_eq!(wal.first_hole(None), Some((4, 10)));
+    drop(wal);
+    // The same on disk, seen by a replay with a purge point below the first entry kept.
+    let wal = d.open(SEGMENT_BYTES, 0, Some(2)).expect("open");
+    assert_eq!(wal.first_hole(Some(2)), Some((4, 10)));
+    let wal2 = d.open(SEGMENT_BYTES, 0, Some(7)).expect("open");
+    assert_eq!(wal2.first_hole(Some(7)), Some((7, 10)));
+    drop(wal);
+}

@@ -109,6 +109,28 @@ impl View {
         self.forget(dropped);
     }
 
+    /// The first hole in the live entries, as (the index before it, the index after it): the
+    /// entries run from `purged + 1` to the last without a gap. With nothing purged, where
+    /// they start is not checked (openraft starts at 0; tests start at 1).
+    pub(super) fn first_hole(&self, purged: Option<u64>) -> Option<(u64, u64)> {
+        let mut keys = self
+            .locs
+            .keys()
+            .copied()
+            .filter(|&k| purged.is_none_or(|p| k > p));
+        let mut before = match purged {
+            Some(p) => p,
+            None => keys.next()?,
+        };
+        for index in keys {
+            if index != before + 1 {
+                return Some((before, index));
+            }
+            before = index;
+        }
+        None
+    }
+
     pub(super) fn note_max(&mut self, seq: u64, index: u64) {
         if let Some(s) = self.segs.get_mut(&seq) {
             s.max_index = Some(s.max_index.map_or(index, |m| m.max(index)));
