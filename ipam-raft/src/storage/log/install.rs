@@ -6,8 +6,9 @@
 //! so the append would leave a hole: the old entries, then the new ones past the snapshot. A
 //! power cut in that window left the hole on disk, and openraft refused the next start
 //! (`LogIndexNotFound` between the recorded purge point and the last entry). So such an
-//! append waits for the install and purges durably before it writes.
-//! Plain decisions here; `LogStore::append` does the waiting and the I/O.
+//! append waits for the install and purges durably before it writes; and a start repairs such a
+//! hole that an earlier release left on disk, when the current snapshot covers it.
+//! The decisions are plain functions; the `LogStore` methods here do the waiting and the I/O.
 
 use std::time::Duration;
 
@@ -33,6 +34,12 @@ pub(super) fn purge_before_append(
         return None;
     }
     pending.filter(|p| p.index + 1 >= first)
+}
+
+/// Whether the current snapshot `snapshot` covers a hole that ends before `after`: then
+/// purging up to it closes the hole (what the install the hole follows would have done).
+pub(super) fn covers_hole(after: u64, snapshot: Option<LogId>) -> Option<LogId> {
+    snapshot.filter(|s| s.index + 1 >= after)
 }
 
 impl LogStore {
@@ -72,15 +79,7 @@ impl LogStore {
         })
         .await
     }
-}
 
-/// Whether the current snapshot `snapshot` covers a hole that ends before `after`: then
-/// purging up to it closes the hole (what the install the hole follows would have done).
-pub(super) fn covers_hole(after: u64, snapshot: Option<LogId>) -> Option<LogId> {
-    snapshot.filter(|s| s.index + 1 >= after)
-}
-
-impl LogStore {
     /// Closes, at start, a hole an earlier release could leave on disk (an append after an
     /// install whose held-back purge a power cut then lost): the current snapshot covers it,
     /// so the log is purged up to the snapshot, durably. A hole nothing covers is refused with
