@@ -254,11 +254,12 @@ impl Ipam {
             .await
             .map_err(|e| StartError::Storage(Box::new(e)))?;
         let committed = log.committed_index();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        log.set_stopping(shutdown_rx.clone());
         let raft = Raft::new(config.id, raft_config, network, log, sm)
             .await
             .map_err(|e| StartError::Raft(Box::new(e)))?;
 
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let clock = Stamper::new(config.clock.clone());
         let id = config.id;
         let shared = Arc::new(Shared {

@@ -96,6 +96,8 @@ struct LogInner {
     committed_index: Arc<AtomicU64>,
     /// This node's id, once known: only then are its own leader appends left unsynced.
     own_id: std::sync::OnceLock<NodeId>,
+    /// The node's stop signal, once known: it ends an append's wait for an install.
+    stopping: std::sync::OnceLock<watch::Receiver<bool>>,
     /// The vote last saved (or read at open): whose term the entries being appended are.
     vote: Mutex<Option<Vote>>,
     /// A background sync is running (it picks up what is written meanwhile).
@@ -243,6 +245,7 @@ impl LogStore {
                 pending_committed: Mutex::new(None),
                 committed_index,
                 own_id: std::sync::OnceLock::new(),
+                stopping: std::sync::OnceLock::new(),
                 vote: Mutex::new(vote),
                 syncing: AtomicBool::new(false),
                 _closing: closing,
@@ -287,6 +290,12 @@ impl LogStore {
     /// this; a store without it syncs every append, as openraft's storage suite expects).
     pub(crate) fn set_own_id(&self, id: NodeId) {
         let _ = self.inner.own_id.set(id);
+    }
+
+    /// The node's stop signal: an append waiting for a snapshot install gives up when it
+    /// fires, so that stopping the node does not wait for an install that failed.
+    pub(crate) fn set_stopping(&self, stopping: watch::Receiver<bool>) {
+        let _ = self.inner.stopping.set(stopping);
     }
 
     /// How far the log is on disk.

@@ -1,13 +1,15 @@
 //! What the log does when openraft appends past the end of what it holds: after a snapshot
 //! install. openraft 0.9.25 hands the install to the state machine's task and, without waiting
-//! for it (`PurgeLog` has no condition), asks the log to purge up to the snapshot and then
-//! appends the entries after it. The purge is held back until the state has the snapshot
-//! durably (`PurgeLimit`: a cut before that must find the entries the old state still needs),
-//! so the append would leave a hole: the old entries, then the new ones past the snapshot. A
-//! power cut in that window left the hole on disk, and openraft refused the next start
-//! (`LogIndexNotFound` between the recorded purge point and the last entry). So such an
-//! append waits for the install and purges durably before it writes; and a start repairs such a
-//! hole that an earlier release left on disk, when the current snapshot covers it.
+//! for it (`PurgeLog` has no condition), asks the log to purge up to the snapshot; it answers
+//! the leader once the install is done, and the entries after the snapshot follow. The purge
+//! is held back until the state has the snapshot durably (`PurgeLimit`: a cut before that must
+//! find the entries the old state still needs), and the append used to finish it only after it
+//! had written the new entries: a power cut in between left the old entries, then the new ones
+//! past the snapshot — a hole on disk — and openraft refused the next start (`LogIndexNotFound`
+//! between the recorded purge point and the last entry). So such an append finishes the purge,
+//! durably, before it writes, first waiting for the install in case it is not done yet (an
+//! append of another leader may come sooner); and a start repairs a hole an earlier release
+//! left on disk, when the current snapshot covers it.
 //! The decisions are plain functions; the `LogStore` methods here do the waiting and the I/O.
 
 use std::time::Duration;
@@ -59,14 +61,27 @@ impl LogStore {
             tracing::info!(snapshot = %want, first, "an append waits for the snapshot install it follows");
         }
         let installed = limit.wait_for(|l| l.is_some_and(|l| l >= want.index));
-        match tokio::time::timeout(INSTALL_WAIT, installed).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => {
-                return Err(write_err(std::io::Error::other(format!(
-                    "an append after the snapshot at {want} waited {} s for its install to finish",
-                    INSTALL_WAIT.as_secs()
-                ))))
+        let mut stopping = self.inner.stopping.get().cloned();
+        let stopped = async {
+            match stopping.as_mut() {
+                Some(rx) => {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                }
+                None => std::future::pending().await,
             }
+        };
+        let failed = tokio::select! {
+            res = tokio::time::timeout(INSTALL_WAIT, installed) => match res {
+                Ok(Ok(_)) => None,
+                Ok(Err(_)) => Some("the state machine closed before its install finished".to_string()),
+                Err(_) => Some(format!("its install did not finish in {} s", INSTALL_WAIT.as_secs())),
+            },
+            () = stopped => Some("the node is stopping".to_string()),
+        };
+        if let Some(why) = failed {
+            return Err(write_err(std::io::Error::other(format!(
+                "an append after the snapshot at {want} cannot go ahead: {why}"
+            ))));
         }
         self.blocking(move |inner| {
             if inner.purge(want, true)? {
@@ -204,5 +219,29 @@ mod tests {
         let (_tx, limit) = tokio::sync::watch::channel(Some(12));
         let log = LogStore::open(&path, limit).expect("open");
         assert!(log.close_hole_at_start(Some(id(20))).await.is_err());
+    }
+
+    /// An append waiting for an install gives up when the node stops, instead of holding
+    /// openraft's shutdown for as long as the install might take.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_append_gives_up_when_the_node_stops() {
+        use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_limit_tx, limit) = tokio::sync::watch::channel(Some(5));
+        let mut log = LogStore::open(&dir.path().join("log.redb"), limit).expect("open");
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        log.set_stopping(stop);
+        log.blocking_append((1..=12).map(entry))
+            .await
+            .expect("append");
+        log.purge(id(20)).await.expect("purge");
+        let mut appender = log.clone();
+        let append = tokio::spawn(async move { appender.blocking_append([entry(21)]).await });
+        stop_tx.send_replace(true);
+        let err = append
+            .await
+            .expect("task")
+            .expect_err("the append must not go ahead");
+        assert!(err.to_string().contains("the node is stopping"), "{err}");
     }
 }
