@@ -26,6 +26,19 @@ async fn keyed(n: &TestNode, method: Method, uri: &str, key: &str, body: Option<
     n.send(req.expect("request")).await
 }
 
+/// A single node with pool `vms` (10.0.0.0/24).
+async fn with_pool() -> TestNode {
+    let n = start(None, true).await;
+    let r = n
+        .post(
+            "/api/v1/pools",
+            json!({"name": "vms", "cidr": "10.0.0.0/24"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    n
+}
+
 async fn allocated(n: &TestNode) -> u64 {
     let r = n.get("/api/v1/pools/vms").await;
     r.json()["stats"]["allocated"]
@@ -36,12 +49,7 @@ async fn allocated(n: &TestNode) -> u64 {
 
 #[tokio::test]
 async fn a_repeated_key_gets_the_recorded_answer() {
-    let n = start(None, true).await;
-    n.post(
-        "/api/v1/pools",
-        json!({"name": "vms", "cidr": "10.0.0.0/24"}),
-    )
-    .await;
+    let n = with_pool().await;
     let uri = "/api/v1/pools/vms/allocations";
     let body = json!({"owner": "vm-1"});
     let first = keyed(&n, Method::POST, uri, "k-1", Some(body.clone())).await;
@@ -103,12 +111,7 @@ async fn a_repeated_key_gets_the_recorded_answer() {
 
 #[tokio::test]
 async fn answers_decided_before_the_log_are_not_recorded() {
-    let n = start(None, true).await;
-    n.post(
-        "/api/v1/pools",
-        json!({"name": "vms", "cidr": "10.0.0.0/24"}),
-    )
-    .await;
+    let n = with_pool().await;
     let uri = "/api/v1/pools/vms/allocations";
     // 400 on the body: not recorded, so the key is still free for a good request.
     keyed(&n, Method::POST, uri, "k", Some(json!({"owner": ""})))
@@ -154,12 +157,7 @@ async fn malformed_keys_are_400_and_cluster_routes_ignore_the_header() {
 
 #[tokio::test]
 async fn keys_survive_a_restart() {
-    let n = start(None, true).await;
-    n.post(
-        "/api/v1/pools",
-        json!({"name": "vms", "cidr": "10.0.0.0/24"}),
-    )
-    .await;
+    let n = with_pool().await;
     let uri = "/api/v1/pools/vms/allocations";
     let first = keyed(&n, Method::POST, uri, "boot", Some(json!({"owner": "a"}))).await;
     assert_eq!(first.status, StatusCode::CREATED);
