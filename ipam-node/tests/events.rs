@@ -19,13 +19,7 @@ use common::start;
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn setup(n: &common::TestNode) {
-    let r = n
-        .post(
-            "/api/v1/pools",
-            json!({"name": "vms", "cidr": "10.0.0.0/24"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    n.create_pool("vms", "10.0.0.0/24").await;
     let r = n
         .post(
             "/api/v1/pools",

@@ -29,13 +29,7 @@ async fn keyed(n: &TestNode, method: Method, uri: &str, key: &str, body: Option<
 /// A single node with pool `vms` (10.0.0.0/24).
 async fn with_pool() -> TestNode {
     let n = start(None, true).await;
-    let r = n
-        .post(
-            "/api/v1/pools",
-            json!({"name": "vms", "cidr": "10.0.0.0/24"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    n.create_pool("vms", "10.0.0.0/24").await;
     n
 }
 

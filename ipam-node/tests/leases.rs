@@ -11,13 +11,7 @@ use common::start;
 #[tokio::test]
 async fn leases_over_http() {
     let n = start(None, true).await;
-    let r = n
-        .post(
-            "/api/v1/pools",
-            json!({"name": "vms", "cidr": "10.0.0.0/24"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    n.create_pool("vms", "10.0.0.0/24").await;
 
     let r = n
         .post(

@@ -152,6 +152,17 @@ impl TestNode {
     pub async fn delete(&self, uri: &str) -> Reply {
         self.call(Method::DELETE, uri, None).await
     }
+
+    /// Creates pool `name` on `cidr` (defaults otherwise) and checks the 201.
+    pub async fn create_pool(&self, name: &str, cidr: &str) {
+        let r = self
+            .post(
+                "/api/v1/pools",
+                serde_json::json!({"name": name, "cidr": cidr}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
 }
 
 impl TestNode {
