@@ -168,24 +168,25 @@ mod tests {
     }
 
     /// A data dir of an earlier release: entries 1..=12, then 21 after an install at 20 whose
-    /// purge a power cut lost.
-    async fn log_with_a_hole(path: &std::path::Path) {
+    /// purge a power cut lost. Returns the dir (kept while it lives) and the log's path.
+    async fn log_with_a_hole() -> (tempfile::TempDir, std::path::PathBuf) {
         use openraft::storage::RaftLogStorageExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("log.redb");
         let (_tx, limit) = tokio::sync::watch::channel(None);
-        let mut log = LogStore::open(path, limit).expect("open");
+        let mut log = LogStore::open(&path, limit).expect("open");
         log.blocking_append((1..=12).map(entry))
             .await
             .expect("append");
         // No purge held back: written as asked, as the earlier release did.
         log.blocking_append([entry(21)]).await.expect("append");
+        (dir, path)
     }
 
     #[tokio::test]
     async fn a_start_closes_a_hole_the_snapshot_covers_and_refuses_one_it_does_not() {
         use openraft::storage::RaftLogStorage;
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("log.redb");
-        log_with_a_hole(&path).await;
+        let (_dir, path) = log_with_a_hole().await;
         let (_tx, limit) = tokio::sync::watch::channel(Some(20));
         {
             let log = LogStore::open(&path, limit.clone()).expect("open");
@@ -212,9 +213,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hole_stays_refused_while_the_state_is_behind_the_snapshot() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("log.redb");
-        log_with_a_hole(&path).await;
+        let (_dir, path) = log_with_a_hole().await;
         // The purge limit (the state's durable index) stops short of the snapshot.
         let (_tx, limit) = tokio::sync::watch::channel(Some(12));
         let log = LogStore::open(&path, limit).expect("open");
