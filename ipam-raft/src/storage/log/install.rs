@@ -51,9 +51,12 @@ impl LogStore {
         let Some(first) = entries.first().map(|e| e.log_id.index) else {
             return Ok(());
         };
+        // Nearly every append: no purge held back, one lock.
+        let Some(pending) = *lock(&self.inner.pending_purge) else {
+            return Ok(());
+        };
         let end = self.inner.wal.last().or(*lock(&self.inner.purged));
-        let pending = *lock(&self.inner.pending_purge);
-        let Some(want) = purge_before_append(end.map(|e| e.index), first, pending) else {
+        let Some(want) = purge_before_append(end.map(|e| e.index), first, Some(pending)) else {
             return Ok(());
         };
         let mut limit = self.inner.purge_limit.clone();
