@@ -71,13 +71,29 @@ pub(crate) async fn level_for(shared: &Shared, commands: &[Command], deadline: I
         .map(required_level)
         .max()
         .unwrap_or(LEVEL_0_1_0);
-    let until = deadline.min(Instant::now() + UNKNOWN_WAIT);
+    let until = tokio::time::Instant::from_std(deadline.min(Instant::now() + UNKNOWN_WAIT));
+    // Woken by what can settle it: a member's first report, or a membership change. (It
+    // once slept half a heartbeat between looks: with heartbeats a minute apart, a first
+    // write waited 30 s for a follower whose report had come in meanwhile.)
+    let mut reported = shared.net.levels_changed();
+    let mut metrics = shared.metrics.clone();
     loop {
+        reported.borrow_and_update();
+        metrics.borrow_and_update();
         let (level, unknown) = cluster_level(shared);
-        if needed <= level || !unknown || Instant::now() >= until {
+        if needed <= level || !unknown || tokio::time::Instant::now() >= until {
             return level;
         }
-        tokio::time::sleep(shared.config.heartbeat / 2).await;
+        let woken = tokio::time::timeout_at(until, async {
+            tokio::select! {
+                r = reported.changed() => r.is_ok(),
+                m = metrics.changed() => m.is_ok(),
+            }
+        })
+        .await;
+        if !matches!(woken, Ok(true)) {
+            return cluster_level(shared).0;
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The node's background tasks besides openraft's own and the proposer's: flushing the state
-//! machine on a timer, and the leader's expiry tick (`tick`).
+//! machine on a timer, the leader's expiry tick (`tick`), and sending followers the commit
+//! indexes the transport held back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,39 +17,34 @@ pub(crate) fn spawn(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
         Arc::downgrade(shared),
         shutdown.clone(),
     ));
-    tokio::spawn(send_held_commit(Arc::downgrade(shared), shutdown.clone()));
+    tokio::spawn(pay_held_commits(Arc::downgrade(shared), shutdown.clone()));
 }
 
-/// Sends followers a commit index the transport held back (it was past this leader's log on
-/// disk, `transport::client::commit_to_send`) as soon as the log's sync reaches it: under load
-/// the next append carries it anyway, but after a lone write the followers would otherwise
-/// hear it only at the next heartbeat. Idle unless something is held back: the log's syncs
-/// (one per write at low load) do not wake it.
-async fn send_held_commit(shared: std::sync::Weak<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let Some((mut durable, net)) = shared
+/// Sends each follower the commit index the transport cut from its append requests
+/// (`transport::held`) once the log's sync covers it. Idle unless something is owed: the
+/// log's syncs (one per write at low load) do not wake it.
+async fn pay_held_commits(shared: std::sync::Weak<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let Some((mut durable, net, timeout)) = shared
         .upgrade()
-        .and_then(|s| Some((s.net.log_durable()?, s.net.clone())))
+        .and_then(|s| Some((s.net.log_durable()?, s.net.clone(), s.config.heartbeat)))
     else {
         return;
     };
     loop {
-        if net.held_back() == 0 {
+        if !net.held.any() {
             tokio::select! {
-                () = net.held_back_set.notified() => continue,
+                () = net.held.changed.notified() => continue,
                 _ = shutdown.changed() => return,
             }
         }
-        let on_disk = durable.borrow_and_update().last.map_or(0, |l| l.index);
-        if net.release_held_back(on_disk) {
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            let _ = shared.raft.trigger().heartbeat().await;
-            continue;
+        let on_disk = durable.borrow_and_update().last;
+        for owed in net.held.due(on_disk) {
+            let net = net.clone();
+            tokio::spawn(async move { net.pay(owed, timeout).await });
         }
         tokio::select! {
             changed = durable.changed() => if changed.is_err() { return },
-            () = net.held_back_set.notified() => {}
+            () = net.held.changed.notified() => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -97,12 +97,10 @@ pub(crate) struct NetShared {
     /// How far this node's log is on disk (set at start): the commit index sent to followers
     /// never passes it ([`commit_to_send`]).
     log_durable: std::sync::OnceLock<tokio::sync::watch::Receiver<crate::storage::wal::LogDurable>>,
-    /// The highest commit index an append request held back for that reason (0: none), sent
-    /// by a heartbeat once the log reaches it.
-    held_back: AtomicU64,
-    /// Wakes the task that sends it (`tasks::send_held_commit`): the log may have reached it
-    /// before it was recorded.
-    pub(crate) held_back_set: tokio::sync::Notify,
+    /// Commit indexes cut for that reason, owed to each follower until sent.
+    pub(crate) held: super::held::HeldCommits,
+    /// Counts changes of `levels`: a leader waiting for a member's first report wakes on it.
+    levels_version: tokio::sync::watch::Sender<u64>,
 }
 
 /// The commit index a leader may tell its followers: openraft's, but never past what its own
@@ -160,8 +158,8 @@ impl NetShared {
             http_calls: AtomicU64::new(0),
             streams_opened: AtomicU64::new(0),
             log_durable: std::sync::OnceLock::new(),
-            held_back: AtomicU64::new(0),
-            held_back_set: tokio::sync::Notify::new(),
+            held: super::held::HeldCommits::default(),
+            levels_version: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -172,11 +170,20 @@ impl NetShared {
 
     /// Records the feature level `addr` reported.
     pub(crate) fn record_level(&self, addr: &str, level: u32) {
-        if let Ok(mut levels) = self.levels.write() {
-            if levels.get(addr) != Some(&level) {
+        let changed = self.levels.write().is_ok_and(|mut levels| {
+            levels.get(addr) != Some(&level) && {
                 levels.insert(addr.to_string(), level);
+                true
             }
+        });
+        if changed {
+            self.levels_version.send_modify(|v| *v += 1);
         }
+    }
+
+    /// Changes whenever a peer reports a level it had not reported before.
+    pub(crate) fn levels_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.levels_version.subscribe()
     }
 
     /// Sets what every request tells its receiver about this node: its advertised address and
@@ -225,33 +232,29 @@ impl NetShared {
         self.log_durable.get().cloned()
     }
 
-    /// The commit to send with an append request; remembers one held back.
+    /// The commit to send with an append request (what the log has on disk of `leader_commit`).
     fn clamp_commit(&self, leader_commit: Option<LogId>) -> Option<LogId> {
-        let Some(durable) = self.log_durable.get() else {
-            return leader_commit;
-        };
-        let sent = commit_to_send(leader_commit, durable.borrow().last);
-        if let Some(c) = leader_commit.filter(|_| sent < leader_commit) {
-            self.held_back.fetch_max(c.index, Ordering::Relaxed);
-            self.held_back_set.notify_one();
+        match self.log_durable.get() {
+            Some(durable) => commit_to_send(leader_commit, durable.borrow().last),
+            None => leader_commit,
         }
-        sent
     }
 
-    /// The highest commit index held back and not yet sent (0: none).
-    pub(crate) fn held_back(&self) -> u64 {
-        self.held_back.load(Ordering::Relaxed)
-    }
-
-    /// Whether a commit index held back is now on disk (`on_disk`): the caller sends it.
-    pub(crate) fn release_held_back(&self, on_disk: u64) -> bool {
-        let held = self.held_back.load(Ordering::Relaxed);
-        held != 0
-            && held <= on_disk
-            && self
-                .held_back
-                .compare_exchange(held, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+    /// Sends a follower the commit index it is owed (see [`super::held`]): a commit-only
+    /// append request, as openraft's heartbeat is. Its answer changes nothing here: refused
+    /// (a newer leader) or lost, openraft's next request to that follower carries the commit.
+    pub(crate) async fn pay(&self, owed: super::held::Owed, timeout: Duration) {
+        let req = AppendEntriesRequest {
+            vote: owed.vote,
+            prev_log_id: owed.last,
+            leader_commit: Some(owed.commit),
+            entries: Vec::new(),
+        };
+        let res: Result<Result<AppendEntriesResponse, RaftError>, PostError> =
+            self.post(&owed.addr, APPEND, &req, timeout).await;
+        if let Err(e) = res {
+            tracing::debug!(addr = %owed.addr, error = %e, "sending a held-back commit failed");
+        }
     }
 
     pub(crate) fn peer_calls(&self) -> crate::status::PeerCalls {
@@ -528,7 +531,8 @@ impl RaftNetwork<TypeConfig> for Peer {
         mut rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RPCError> {
-        rpc.leader_commit = self.net.clamp_commit(rpc.leader_commit);
+        let wanted = rpc.leader_commit;
+        rpc.leader_commit = self.net.clamp_commit(wanted);
         let entries = rpc.entries.len() as u64;
         let too_large = || {
             // openraft retries with fewer entries per request.
@@ -544,7 +548,20 @@ impl RaftNetwork<TypeConfig> for Peer {
                 return too_large();
             }
         }
-        match self.call(APPEND, &rpc, &option).await {
+        let _inflight = self.net.held.start(self.target);
+        let res = self.call(APPEND, &rpc, &option).await;
+        if let Ok(AppendEntriesResponse::Success) = res {
+            let last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
+            let answered = super::held::Answered {
+                addr: &self.addr,
+                vote: rpc.vote,
+                last,
+                wanted,
+                sent: rpc.leader_commit,
+            };
+            self.net.held.answered(self.target, &answered);
+        }
+        match res {
             Err(openraft::error::RPCError::PayloadTooLarge(_)) => too_large(),
             other => other,
         }

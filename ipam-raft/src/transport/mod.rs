@@ -7,9 +7,11 @@
 //! - [`stream`] — peer streams: the same calls over connections upgraded from `/raft/stream`,
 //!   and the client's pool of them.
 //! - [`frame`] — a peer stream's framing (a leaf).
+//! - [`held`] — commit indexes cut from append requests and owed to followers (a leaf).
 
 pub(crate) mod client;
 pub(crate) mod frame;
+pub(crate) mod held;
 pub(crate) mod rpc;
 pub(crate) mod server;
 pub(crate) mod stream;
