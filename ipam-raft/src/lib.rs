@@ -26,7 +26,8 @@
 //! - `transport` — between nodes: `rpc` (wire types, a leaf), `client` (openraft's
 //!   `RaftNetwork`, forwarding), `server` (the `/raft/*` routes and their guard), `stream`
 //!   and `frame` (peer streams: the same calls over connections upgraded from
-//!   `/raft/stream`, with HTTP for peers that take none).
+//!   `/raft/stream`, with HTTP for peers that take none), `held` (commit indexes cut from
+//!   append requests and owed to followers).
 //! - `trace` — the `traceparent` of forwarded calls and the `apply` span of an entry.
 //! - `shared` — what every part of a running node shares: raft, transport, readers, leader
 //!   knowledge, the clock, the commit index.
