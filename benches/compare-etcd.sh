@@ -3,7 +3,7 @@
 # client counts: a 3-member etcd (Debian etcd-server, fsync on) and a 3-node raft-ipam cluster
 # of release builds, both on 127.0.0.1, one after the other in one invocation.
 #
-#   apt-get install etcd-server protobuf-compiler      # once; protoc builds etcd-client
+#   apt-get install etcd-server protobuf-compiler libprotobuf-dev  # once; protoc builds etcd-client
 #   cargo build --release -p ipam-node && cargo build --release -p ipam-bench --features etcd
 #   benches/compare-etcd.sh                             # 1,64,256,1000 clients, allocate, 8 s
 #   benches/compare-etcd.sh --mode mixed --clients 1,64
