@@ -17,6 +17,7 @@
 //!   files, or a test's simulated disk (`testing` feature: [`Disk`], [`DiskIo`], for the
 //!   power-loss tests); [`SnapshotFile`], openraft's snapshot data on that disk.
 //! - `files` — the data dir's `node_id` and `cluster_id` files.
+//! - `poison` — locking a mutex whose last holder panicked (one helper for the crate).
 //! - [`clock`] — the leader's stamp clock (the only wall-clock read for the log): its source
 //!   [`StampClock`], and [`ManualClock`] for tests.
 //! - `route` — leader knowledge to a target, and the retry policy shared by writes, read
@@ -70,6 +71,7 @@ pub mod types;
 pub mod config;
 mod disk;
 mod files;
+mod poison;
 
 pub mod clock;
 mod route;

@@ -42,6 +42,7 @@ use ipam_core::tables::decode_value as decode;
 pub use super::wal::WalError;
 use super::wal::{LogDurable, Wal};
 use crate::disk::Disk;
+use crate::poison::lock;
 use crate::types::{Entry, LogId, NodeId, StorageError, StorageIOError, TypeConfig, Vote};
 use leader::{committed_within, own_leader_append, restart_vote};
 
@@ -121,10 +122,6 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 
 fn join_err(e: tokio::task::JoinError) -> StorageError {
     StorageIOError::write_logs(&e).into()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The version byte of every `raft_log_meta` value a format-2 store writes. Format 1 wrote
@@ -408,6 +405,18 @@ impl LogInner {
         self.wal.read(bounds).map_err(read_err)
     }
 
+    /// Finishes the held-back purge `want` as far as the limit allows; it stops being held back
+    /// once all of it is done (unless a newer one replaced it meanwhile).
+    fn finish_purge(&self, want: LogId, sync: bool) -> Result<(), StorageError> {
+        if self.purge(want, sync)? {
+            let mut p = lock(&self.pending_purge);
+            if *p == Some(want) {
+                *p = None;
+            }
+        }
+        Ok(())
+    }
+
     /// Purges entries up to `want` within the durable limit, durably if `sync` (otherwise
     /// only when segments go). Returns whether the whole request was done.
     fn purge(&self, want: LogId, sync: bool) -> Result<bool, StorageError> {
@@ -609,15 +618,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             if res.is_ok() && limit.is_some_and(|l| l >= want.index) {
                 callback.log_io_completed(Ok(()));
                 return self
-                    .blocking(move |inner| {
-                        if inner.purge(want, false)? {
-                            let mut p = lock(&inner.pending_purge);
-                            if *p == Some(want) {
-                                *p = None;
-                            }
-                        }
-                        Ok(())
-                    })
+                    .blocking(move |inner| inner.finish_purge(want, false))
                     .await;
             }
         }

@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use self::record::{decode, frame, put, Record, RecordRef, Scanner, FRAME};
 use self::view::{replay, Loc, Segment, View};
 use crate::disk::Disk;
+use crate::poison::lock;
 
 mod record;
 mod view;
@@ -142,10 +143,6 @@ pub(crate) struct Wal {
     view: Mutex<View>,
     /// Published under the writer lock.
     durable: watch::Sender<LogDurable>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Wal {

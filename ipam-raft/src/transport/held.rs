@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use crate::poison::lock;
 use crate::types::{LogId, NodeId, Vote};
 
 /// A commit index owed to one follower, and what the request that pays it carries.
@@ -96,11 +97,7 @@ impl Drop for InFlight<'_> {
 
 impl HeldCommits {
     fn with_peer<T>(&self, target: NodeId, f: impl FnOnce(&mut PeerState) -> T) -> T {
-        let mut peers = self
-            .peers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(peers.entry(target).or_default())
+        f(lock(&self.peers).entry(target).or_default())
     }
 
     /// Marks an append request to `target` in flight until the guard drops.
@@ -122,20 +119,12 @@ impl HeldCommits {
 
     /// Whether anything is owed to anyone.
     pub(crate) fn any(&self) -> bool {
-        let peers = self
-            .peers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        peers.values().any(|p| p.owed.is_some())
+        lock(&self.peers).values().any(|p| p.owed.is_some())
     }
 
     /// Takes out the debts to pay now, with the log on disk up to `on_disk`.
     pub(crate) fn due(&self, on_disk: Option<LogId>) -> Vec<Owed> {
-        let mut peers = self
-            .peers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        peers
+        lock(&self.peers)
             .values_mut()
             .filter(|p| {
                 p.owed

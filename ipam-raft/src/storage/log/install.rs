@@ -86,16 +86,8 @@ impl LogStore {
                 "an append after the snapshot at {want} cannot go ahead: {why}"
             ))));
         }
-        self.blocking(move |inner| {
-            if inner.purge(want, true)? {
-                let mut p = lock(&inner.pending_purge);
-                if *p == Some(want) {
-                    *p = None;
-                }
-            }
-            Ok(())
-        })
-        .await
+        self.blocking(move |inner| inner.finish_purge(want, true))
+            .await
     }
 
     /// Closes, at start, a hole an earlier release could leave on disk (an append after an
