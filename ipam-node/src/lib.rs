@@ -35,10 +35,12 @@
 //! - `redact` — `Debug` of the configuration types without the token.
 //! - [`telemetry`] — logs to stderr and, with `--otlp-endpoint`, traces over OTLP/HTTP.
 //! - [`run`] — start, serve until shutdown, stop.
+//! - [`allocator`] — mimalloc returns freed memory at once (the workspace's only `unsafe`).
 
 use std::future::Future;
 use std::time::Duration;
 
+pub mod allocator;
 pub mod api;
 pub mod backup;
 pub mod certs;
