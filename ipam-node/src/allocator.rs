@@ -6,8 +6,8 @@
 //! snapshot build that reads the whole state, in an apply that writes a batch of a thousand
 //! rows — sits in segments that then go quiet, so it stays resident. 15 s after loading a
 //! million allocations (`benches/scale.sh`) the leader held 304–354 MB in 8 runs of 9 with the
-//! default; 192–291 MB in 5 of 5 with 0. Delays of 1 and 2 ms left 290–311 MB: only 0 is
-//! reliable. The price: bulk loads (batches of 1,000) ran ~13 % slower, every freed page
+//! default; 192–291 MB in 5 of 5 with 0. With 1 and 2 ms it still reached 311 and 299 MB: only
+//! 0 is reliable. The price: bulk loads (batches of 1,000) ran ~13 % slower, every freed page
 //! faulting back in; allocate at 1, 64 and 1,000 clients moved within noise
 //! (`docs/performance.md`, "Session 12"). `MIMALLOC_PURGE_DELAY=10` brings the default back.
 //!
