@@ -26,16 +26,9 @@ pub(super) const INSTALL_WAIT: Duration = Duration::from_secs(300);
 /// `end` (the last entry the log holds, or its purge point): the held-back purge `pending`,
 /// when it reaches the entry before `first`. A hole no purge explains (openraft's storage
 /// suite appends with one) is written as asked.
-pub(super) fn purge_before_append(
-    end: Option<u64>,
-    first: u64,
-    pending: Option<LogId>,
-) -> Option<LogId> {
+pub(super) fn purge_before_append(end: Option<u64>, first: u64, pending: LogId) -> Option<LogId> {
     let next = end.map_or(0, |e| e + 1);
-    if first <= next {
-        return None;
-    }
-    pending.filter(|p| p.index + 1 >= first)
+    (first > next && pending.index + 1 >= first).then_some(pending)
 }
 
 /// Whether the current snapshot `snapshot` covers a hole that ends before `after`: then
@@ -56,7 +49,7 @@ impl LogStore {
             return Ok(());
         };
         let end = self.inner.wal.last().or(*lock(&self.inner.purged));
-        let Some(want) = purge_before_append(end.map(|e| e.index), first, Some(pending)) else {
+        let Some(want) = purge_before_append(end.map(|e| e.index), first, pending) else {
             return Ok(());
         };
         let mut limit = self.inner.purge_limit.clone();
@@ -132,19 +125,15 @@ mod tests {
     #[test]
     fn only_an_append_past_the_end_waits_and_only_for_a_purge_that_closes_the_hole() {
         // The case of the power-loss test: log 436..=456, install at 555, append from 556.
-        assert_eq!(
-            purge_before_append(Some(456), 556, Some(id(555))),
-            Some(id(555))
-        );
+        assert_eq!(purge_before_append(Some(456), 556, id(555)), Some(id(555)));
         // Appends that continue the log, or overwrite its tail, never wait.
-        assert_eq!(purge_before_append(Some(456), 457, Some(id(555))), None);
-        assert_eq!(purge_before_append(Some(456), 300, Some(id(555))), None);
+        assert_eq!(purge_before_append(Some(456), 457, id(555)), None);
+        assert_eq!(purge_before_append(Some(456), 300, id(555)), None);
         // An empty log continues at 0.
-        assert_eq!(purge_before_append(None, 0, Some(id(555))), None);
-        assert_eq!(purge_before_append(None, 556, Some(id(555))), Some(id(555)));
-        // No purge held back, or one that stops short of the append: nothing to wait for.
-        assert_eq!(purge_before_append(Some(456), 556, None), None);
-        assert_eq!(purge_before_append(Some(456), 556, Some(id(500))), None);
+        assert_eq!(purge_before_append(None, 0, id(555)), None);
+        assert_eq!(purge_before_append(None, 556, id(555)), Some(id(555)));
+        // A held-back purge that stops short of the append: nothing to wait for.
+        assert_eq!(purge_before_append(Some(456), 556, id(500)), None);
     }
 
     #[test]

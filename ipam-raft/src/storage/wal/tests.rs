@@ -425,5 +425,4 @@ fn first_hole_finds_a_gap_after_the_purge_point_or_between_entries() {
     assert_eq!(wal.first_hole(Some(2)), Some((4, 10)));
     let wal2 = d.open(SEGMENT_BYTES, 0, Some(7)).expect("open");
     assert_eq!(wal2.first_hole(Some(7)), Some((7, 10)));
-    drop(wal);
 }
