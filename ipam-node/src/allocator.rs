@@ -22,7 +22,7 @@ use libmimalloc_sys::{mi_option_eager_commit_delay, mi_option_get, mi_option_set
 
 /// `mi_option_purge_delay`. mimalloc's header does not export it as a Rust constant ("not
 /// exposed for stability reasons"); in mimalloc 2's `mi_option_e` it follows
-/// `eager_commit_delay`. [`return_freed_memory_sooner`] checks the value it reads is the
+/// `eager_commit_delay`. [`return_freed_memory_at_once`] checks the value it reads is the
 /// documented default before writing, so a different layout changes nothing.
 const PURGE_DELAY: mi_option_t = mi_option_eager_commit_delay + 1;
 /// mimalloc 2's default `purge_delay`, in milliseconds.
@@ -32,7 +32,7 @@ const ENV_NAMES: [&str; 2] = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"];
 /// The delay the node sets, in milliseconds.
 pub const NODE_PURGE_DELAY_MS: c_long = 0;
 
-/// What [`return_freed_memory_sooner`] did, for the start-up log.
+/// What [`return_freed_memory_at_once`] did, for the start-up log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PurgeDelay {
@@ -46,7 +46,7 @@ pub enum PurgeDelay {
 
 /// Sets mimalloc's purge delay to [`NODE_PURGE_DELAY_MS`] unless the environment sets it (see
 /// the module docs). Call it once, first thing in `main`; `None` when it is set already.
-pub fn return_freed_memory_sooner() -> Option<PurgeDelay> {
+pub fn return_freed_memory_at_once() -> Option<PurgeDelay> {
     let from_env = ENV_NAMES.iter().any(|n| std::env::var_os(n).is_some());
     let outcome = decide(from_env, purge_delay_ms());
     if outcome == Some(PurgeDelay::Shortened) {
@@ -90,8 +90,8 @@ mod tests {
             let eager = unsafe { mi_option_get(mi_option_eager_commit_delay) };
             assert_eq!(eager, 1, "mimalloc 2's eager_commit_delay default");
             assert_eq!(purge_delay_ms(), DEFAULT_PURGE_DELAY_MS);
-            assert_eq!(return_freed_memory_sooner(), Some(PurgeDelay::Shortened));
-            assert_eq!(return_freed_memory_sooner(), None);
+            assert_eq!(return_freed_memory_at_once(), Some(PurgeDelay::Shortened));
+            assert_eq!(return_freed_memory_at_once(), None);
             assert_eq!(purge_delay_ms(), NODE_PURGE_DELAY_MS);
         }
     }

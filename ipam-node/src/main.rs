@@ -16,7 +16,7 @@ use ipam_node::config::Args;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let purge = ipam_node::allocator::return_freed_memory_sooner();
+    let purge = ipam_node::allocator::return_freed_memory_at_once();
     let mut args = Args::parse();
     if let Some(ipam_node::certs::Command::Certs(certs)) = args.command.take() {
         let now = time::OffsetDateTime::now_utc();
