@@ -49,7 +49,7 @@ for round in $(seq "$rounds"); do
             printf 'build round %s\n' "$(printf '%s\n' "$out" | grep -m1 '^mode ')"
             header_printed=1
         fi
-        printf '%s\n' "$out" | grep -E '^(allocate|mixed|batch|healthz)' | sed "s/^/$label     $round     /"
+        printf '%s\n' "$out" | grep -E '^(allocate|mixed|batch|healthz|renew)' | sed "s/^/$label     $round     /"
     done
 done
 echo "A = $a"
