@@ -58,7 +58,7 @@ pub fn return_freed_memory_at_once() -> Option<PurgeDelay> {
 }
 
 /// The purge delay mimalloc uses now, in milliseconds.
-pub fn purge_delay_ms() -> c_long {
+fn purge_delay_ms() -> c_long {
     // SAFETY: `mi_option_get` reads mimalloc's option table (reading the environment the
     // first time); it takes any option number below `_mi_option_last`, which this is.
     unsafe { mi_option_get(PURGE_DELAY) }
