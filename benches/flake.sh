@@ -5,7 +5,7 @@
 #
 #   benches/flake.sh N [cargo test args...]
 #   benches/flake.sh 10                               # cargo test --workspace, 10 times
-#   benches/flake.sh 30 -p ipam-node --test api       # one test binary, 30 times
+#   benches/flake.sh 30 -p ipam-node --test it api::  # one module's tests, 30 times
 #
 # The suite is built once first, so a run measures the tests, not the compiler. Each run's
 # full output is kept in a temp dir (printed at the end) for the failures' panic messages.

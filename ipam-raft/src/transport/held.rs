@@ -14,7 +14,7 @@
 //! This replaced a single held-back index released through openraft's
 //! `trigger().heartbeat()`, which skips a follower with a request in flight: a follower whose
 //! append was in flight when the sync landed heard the commit only at the next tick
-//! (`tests/leader_sync.rs`, heartbeats 60 s apart, failed about one run in twenty).
+//! (`ipam-raft/tests/it/leader_sync.rs`, heartbeats 60 s apart, failed about one run in twenty).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
