@@ -9,6 +9,8 @@ use tokio::sync::watch;
 
 use crate::shared::Shared;
 use crate::storage::state_db::SmShared;
+use crate::storage::wal::LogDurable;
+use crate::transport::client::NetShared;
 
 /// Starts the background tasks; they stop at `shutdown`.
 pub(crate) fn spawn(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
@@ -17,19 +19,26 @@ pub(crate) fn spawn(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
         Arc::downgrade(shared),
         shutdown.clone(),
     ));
-    tokio::spawn(pay_held_commits(Arc::downgrade(shared), shutdown.clone()));
+    // The transport has the log's sync watch from start-up (`Ipam::start` sets it first).
+    if let Some(durable) = shared.net.log_durable() {
+        tokio::spawn(pay_held_commits(
+            shared.net.clone(),
+            durable,
+            shared.config.heartbeat,
+            shutdown.clone(),
+        ));
+    }
 }
 
 /// Sends each follower the commit index the transport cut from its append requests
 /// (`transport::held`) once the log's sync covers it. Idle unless something is owed: the
 /// log's syncs (one per write at low load) do not wake it.
-async fn pay_held_commits(shared: std::sync::Weak<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let Some((mut durable, net, timeout)) = shared
-        .upgrade()
-        .and_then(|s| Some((s.net.log_durable()?, s.net.clone(), s.config.heartbeat)))
-    else {
-        return;
-    };
+async fn pay_held_commits(
+    net: Arc<NetShared>,
+    mut durable: watch::Receiver<LogDurable>,
+    timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         if !net.held.any() {
             tokio::select! {

@@ -243,7 +243,7 @@ struct HoldState {
 
 impl SyncHold {
     fn lock(&self) -> std::sync::MutexGuard<'_, HoldState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        unpoisoned(&self.state)
     }
     fn pass(&self, path: &Path) {
         let mut g = self.lock();
@@ -283,7 +283,7 @@ struct GateState {
 
 impl Gate {
     fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        unpoisoned(&self.state)
     }
     /// Whether a `sync_dir` is waiting at the gate.
     pub fn entered(&self) -> bool {
@@ -322,7 +322,7 @@ impl PowerCutDisk {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        unpoisoned(&self.state)
     }
 
     /// The [`Disk`] to put in a node's config.
@@ -509,7 +509,7 @@ impl std::fmt::Debug for Backend {
 
 impl Backend {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        unpoisoned(&self.state)
     }
 }
 
@@ -558,4 +558,10 @@ impl redb::StorageBackend for Backend {
         f.pending.push(op);
         Ok(())
     }
+}
+
+/// The disk's state as the last holder left it, even if that holder panicked (a failing test's
+/// node task), so the rest of the test still sees the cuts and counts.
+fn unpoisoned<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
