@@ -5,8 +5,7 @@
 use assert_cmd::Command;
 use serde_json::Value;
 
-use crate::common;
-use common::{fails, TestNode};
+use crate::common::{fails, TestNode};
 
 /// The line of `table` whose first column is `first`.
 fn row<'a>(table: &'a str, first: &str) -> &'a str {

@@ -2,9 +2,7 @@
 //! inventory as CSV or JSON, the drift table, a dry run that writes nothing, `--apply` of the
 //! reviewed plan, and usage errors.
 
-use crate::common;
-
-use common::TestNode;
+use crate::common::TestNode;
 
 fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let path = dir.path().join(name);

@@ -1,14 +1,12 @@
 //! `ipam-cli events` (listing, paging, pool filter, `--follow` as table rows and JSON lines)
 //! and `ipam-cli ip history` against a node in this process.
 
-use crate::common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::TestNode;
+use crate::common::TestNode;
 
 fn setup(node: &TestNode) {
     node.ok(&["ip-pool", "create", "vms", "10.0.0.0/29", "--no-gateway"]);

@@ -1,9 +1,7 @@
 //! `ipam-cli import --freeze`: the import's pools are frozen while it writes and unfrozen
 //! after, except a pool that was frozen before, which stays frozen.
 
-use crate::common;
-
-use common::TestNode;
+use crate::common::TestNode;
 
 fn frozen(node: &TestNode, pool: &str) -> bool {
     node.json(&["ip-pool", "show", pool])["frozen"]

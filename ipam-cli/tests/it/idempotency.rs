@@ -1,8 +1,7 @@
 //! `--idempotency-key`: the same command with the same key gets the first answer and changes
 //! nothing; another command with the key fails; a malformed key is a usage error.
 
-use crate::common;
-use common::TestNode;
+use crate::common::TestNode;
 
 /// `ipam-cli --idempotency-key KEY ip allocate vms --owner OWNER`.
 fn allocate_keyed<'a>(key: &'a str, owner: &'a str) -> [&'a str; 7] {

@@ -1,8 +1,7 @@
 //! `ip allocate --selector` through the real binary: the chosen pool in the table and in
 //! `-o json`, the family filter, and the exit statuses of its errors.
 
-use crate::common;
-use common::TestNode;
+use crate::common::TestNode;
 
 #[test]
 fn allocate_by_selector() {

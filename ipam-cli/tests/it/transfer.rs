@@ -2,9 +2,7 @@
 //! imports into a fresh node as is, conflicts are reported before anything is written, a dry
 //! run writes nothing, and a second run changes nothing.
 
-use crate::common;
-
-use common::TestNode;
+use crate::common::TestNode;
 use serde_json::Value;
 
 /// The (ip, owner, labels) of every allocation of `pool`, in address order.

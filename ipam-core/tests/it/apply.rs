@@ -1,8 +1,6 @@
 //! `State::apply` and the queries, one rule at a time.
 
-use crate::common;
-
-use common::{allocate, ip, release, spec, spec_with, Db};
+use crate::common::{allocate, ip, release, spec, spec_with, Db};
 use ipam_core::command::{Command, CommandResult, Op, OpOutput};
 use ipam_core::{
     query, AllocateError, BatchError, CreatePoolError, DeletePoolError, ErrorCode, GatewayChoice,

@@ -3,9 +3,7 @@
 //! 0.1.0, which kept no events) ends with the same state — events, ids and digest — as one
 //! that applied them as they came.
 
-use crate::common;
-
-use common::{allocate, release, spec, Db};
+use crate::common::{allocate, release, spec, Db};
 use ipam_core::feature::FEATURE_LEVEL;
 use ipam_core::{query, BatchError, Command, Op, OpError, OpOutput};
 

@@ -4,12 +4,10 @@
 //! apply call. The reference computes allocatable addresses by enumerating each small CIDR,
 //! independently of the free-interval index.
 
-use crate::common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use common::Db;
+use crate::common::Db;
 use ipam_core::command::{Command, CommandResult, Op, OpOutput};
 use ipam_core::{
     query, Cidr, ErrorCode, Family, GatewayChoice, Labels, OpError, PoolSpec, PoolUpdate, Reserved,

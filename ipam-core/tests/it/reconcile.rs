@@ -1,11 +1,9 @@
 //! Reconcile through `apply`: a dry run (a read) writes nothing, a real run fixes exactly the
 //! chosen classes in one command, a stale plan is refused, and the grace period is log time.
 
-use crate::common;
-
 use std::net::IpAddr;
 
-use common::{allocate, ip, release, Db};
+use crate::common::{allocate, ip, release, Db};
 use ipam_core::drift::{Observed, ReconcileOptions, ReconcileReport, ReconcileSpec, SkipReason};
 use ipam_core::{ErrorCode, Op, OpError, OpOutput};
 

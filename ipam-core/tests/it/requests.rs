@@ -1,9 +1,7 @@
 //! Exactly-once in the state machine: a repeated request id or idempotency key is answered
 //! with the recorded result and executes nothing; retention by log time and by count.
 
-use crate::common;
-
-use common::{allocate, release, Db};
+use crate::common::{allocate, release, Db};
 use ipam_core::check::{check, Problem};
 use ipam_core::requests::{KeyedRequest, RequestId, RequestLimits, REQUESTS, REQUEST_IDS};
 use ipam_core::{Command, CommandResult, Op, OpOutput};

@@ -2,9 +2,7 @@
 //! bytes, so commands whose fields bypassed every constructor (non-canonical CIDRs, prefixes
 //! over 128, reversed ranges, oversized strings) must become error results.
 
-use crate::common;
-
-use common::{allocate, release, spec_with, Db};
+use crate::common::{allocate, release, spec_with, Db};
 use ipam_core::command::{Command, CommandResult, Op};
 use std::net::IpAddr;
 

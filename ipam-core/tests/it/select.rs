@@ -1,9 +1,7 @@
 //! Choosing the pool (`Op::AllocateAny`): the contract's order, exact scores, caps, frozen and
 //! family filters, the errors, atomic batches and the indexes across a reopen.
 
-use crate::common;
-
-use common::{release, spec, Db};
+use crate::common::{release, spec, Db};
 use ipam_core::error::AllocateError;
 use ipam_core::{
     Allocation, ErrorCode, Family, Labels, Op, OpError, OpOutput, PoolSettings, PoolSpecV2,

@@ -3,9 +3,7 @@
 //! state reopened from the same tables (as after a restart or a snapshot install) making the
 //! same choices as the live one.
 
-use crate::common;
-
-use common::{spec, Db};
+use crate::common::{spec, Db};
 use ipam_core::{
     Command, CommandResult, Family, GatewayChoice, Labels, Op, OpOutput, PoolSettings, PoolSpec,
     PoolSpecV2, PoolSpecV3, Stamp,

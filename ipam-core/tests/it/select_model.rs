@@ -7,11 +7,9 @@
 //! rebuilt from the pools, and its choice a scan of every pool, for every selector
 //! ([`State::check_select_index`]); a reopen midway checks the indexes rebuilt on load.
 
-use crate::common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{spec, Db};
+use crate::common::{spec, Db};
 use ipam_core::{
     AllocateError, BatchError, ErrorCode, Family, Labels, Op, OpError, OpOutput, PoolSettings,
     PoolSpecV2, PoolUpdate,

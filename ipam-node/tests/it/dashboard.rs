@@ -3,15 +3,13 @@
 //! every metric family has a sample, and its `/metrics` is compared with the metric names a
 //! small PromQL tokenizer finds in the expressions.
 
-use crate::common;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use common::start;
+use crate::common::start;
 
 fn repo_file(path: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,12 +1,10 @@
 //! Prefix pools over HTTP: `delegation_prefix_len` on create, blocks with `"prefix"` and
 //! `"network": null`, counts in blocks, misaligned blocks, immutable layout.
 
-use crate::common;
-
 use axum::http::Method;
 use serde_json::json;
 
-use common::start;
+use crate::common::start;
 
 #[tokio::test]
 async fn a_prefix_pool_hands_out_blocks() {

@@ -1,13 +1,11 @@
 //! `POST /api/v1/drift` and `POST /api/v1/reconcile` against a real single-node `Ipam`, with
 //! the leader's clock injected so the grace period moves on log time without waiting.
 
-use crate::common;
-
 use axum::http::StatusCode;
 use ipam_raft::ManualClock;
 use serde_json::{json, Value};
 
-use common::{start_with, TestNode};
+use crate::common::{start_with, TestNode};
 
 async fn node(clock: &ManualClock) -> TestNode {
     let stamp = clock.stamp_clock();

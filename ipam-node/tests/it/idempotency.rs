@@ -2,15 +2,13 @@
 //! another request with the key is 422, a bad key is 400, keys survive a restart, and cluster
 //! routes ignore nothing (they refuse nothing either: the header is not read there).
 
-use crate::common;
-
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use serde_json::{json, Value};
 
-use common::{start, Reply, TestNode};
+use crate::common::{start, Reply, TestNode};
 
 async fn keyed(n: &TestNode, method: Method, uri: &str, key: &str, body: Option<Value>) -> Reply {
     let b = Request::builder()

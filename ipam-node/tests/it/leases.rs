@@ -1,12 +1,10 @@
 //! Lease endpoints over the router: ttl on allocate, renew one, renew by owner, batch renew,
 //! the lease fields of an allocation, `cooling` in pool stats and 409 `address_cooling_down`.
 
-use crate::common;
-
 use axum::http::StatusCode;
 use serde_json::json;
 
-use common::start;
+use crate::common::start;
 
 #[tokio::test]
 async fn leases_over_http() {

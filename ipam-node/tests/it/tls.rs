@@ -3,17 +3,15 @@
 //! connections; idle connections and a slowloris neither starve a request nor stay open;
 //! connections over `--max-connections` are closed at once.
 
-use crate::tlsutil;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::tlsutil::*;
 use axum::routing::get;
 use ipam_node::serve::{self, ServeOptions};
 use ipam_node::tls::Tls;
 use ipam_node::{run, NodeConfig};
 use rustls_pki_types::ServerName;
-use tlsutil::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 

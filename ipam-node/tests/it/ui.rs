@@ -1,13 +1,11 @@
 //! `/ui` driven with `oneshot` against a real single-node `Ipam`: every page renders with the
 //! data, client-supplied text is escaped, and the login cookie guards `/ui` (and only `/ui`).
 
-use crate::common;
-
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use serde_json::json;
 
-use common::{start, Reply, TestNode};
+use crate::common::{start, Reply, TestNode};
 
 /// A GET with optional cookie, without the bearer header (a browser sends none).
 async fn browse(n: &TestNode, uri: &str, cookie: Option<&str>) -> Reply {

@@ -1,15 +1,13 @@
 //! In-process clusters over real HTTP on 127.0.0.1 ephemeral ports.
 
-use crate::support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ipam_raft::{Config, Consistency, Ipam, IpamError, MemberRole};
-use support::nodes::{
+use crate::support::nodes::{
     spec, start_node, start_with, stop, three_voters_with_pool, wait_converged, TestNode, SERIAL,
     WAIT,
 };
+use ipam_raft::{Config, Consistency, Ipam, IpamError, MemberRole};
 use tempfile::TempDir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,16 +8,14 @@
 //! openraft commits it, yet no replica applies it and the caller has no answer until the
 //! leader's sync goes through.
 
-use crate::support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::nodes::{spec, voters, TestNode, SERIAL, WAIT};
+use crate::support::power_cut::{is_wal, PowerCutDisk, SyncHold};
 use ipam_core::Allocation;
 use ipam_raft::{Ipam, IpamError};
-use support::nodes::{spec, voters, TestNode, SERIAL, WAIT};
-use support::power_cut::{is_wal, PowerCutDisk, SyncHold};
 use tempfile::TempDir;
 
 /// A failed assertion must not leave the held sync blocking the runtime's shutdown.

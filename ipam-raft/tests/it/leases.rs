@@ -2,17 +2,15 @@
 //! simulated minutes, the wall clock for the idle-expiry bound), renewals, cooldown, and a
 //! leader change.
 
-use crate::support;
-
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::nodes::{spec, stop, voters, TestNode, SERIAL, WAIT};
 use ipam_core::PoolUpdate;
 use ipam_raft::{Consistency, Ipam, ManualClock, StampClock};
-use support::nodes::{spec, stop, voters, TestNode, SERIAL, WAIT};
 use tempfile::TempDir;
 
 /// `n` voters on `clock`, with pool `vms` (10.0.0.0/24).

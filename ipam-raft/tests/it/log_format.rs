@@ -2,11 +2,10 @@
 //! before the segment WAL, release 0.1.0 included) is migrated at open, a cut at any point of
 //! the migration leaves one format or the other whole, and a newer format is refused.
 
-use crate::support;
-
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::support::power_cut::{Cut, PowerCutDisk};
 use ipam_core::tables::encode_value;
 use ipam_raft::log_store::LogStore;
 use ipam_raft::types::{Entry, LogId, Vote};
@@ -14,7 +13,6 @@ use ipam_raft::{Disk, DiskIo};
 use openraft::storage::RaftLogStorage;
 use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader};
 use redb::TableDefinition;
-use support::power_cut::{Cut, PowerCutDisk};
 use tokio::sync::watch;
 
 const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("raft_log");

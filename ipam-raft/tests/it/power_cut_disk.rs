@@ -4,14 +4,12 @@
 //! `Durability::None` commits were interleaved. So a loss in the node tests points at the
 //! node's use of its stores, not at the model.
 
-use crate::support;
-
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::support::power_cut::{Cut, PowerCutDisk, Rng};
 use ipam_raft::DiskIo;
 use redb::{Durability, ReadableDatabase, TableDefinition};
-use support::power_cut::{Cut, PowerCutDisk, Rng};
 
 const KEYS: TableDefinition<'static, u64, u64> = TableDefinition::new("keys");
 const CHURN: TableDefinition<'static, u64, u64> = TableDefinition::new("churn");
