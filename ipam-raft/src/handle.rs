@@ -169,7 +169,10 @@ impl Ipam {
             election_timeout_max: config.election_timeout.1.as_millis() as u64,
             install_snapshot_timeout: config.install_snapshot_timeout.as_millis() as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs.max(1)),
-            max_in_snapshot_log_to_keep: config.max_in_snapshot_log_to_keep,
+            // openraft's own purge off (it never gets past `snapshot - u64::MAX`):
+            // `crate::purge` applies `config.max_in_snapshot_log_to_keep` and spares the log a
+            // member sent a snapshot still needs.
+            max_in_snapshot_log_to_keep: u64::MAX,
             snapshot_max_chunk_size: config.snapshot_max_chunk_size.max(1024),
             // Entries hold up to ~1 MiB of commands: keep an append request well under the
             // 64 MiB body limit of `/raft/append`.

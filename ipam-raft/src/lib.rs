@@ -28,7 +28,7 @@
 //!   `RaftNetwork`, forwarding), `server` (the `/raft/*` routes and their guard), `stream`
 //!   and `frame` (peer streams: the same calls over connections upgraded from
 //!   `/raft/stream`, with HTTP for peers that take none), `held` (commit indexes cut from
-//!   append requests and owed to followers).
+//!   append requests and owed to followers), `sent` (snapshots sent, by receiver).
 //! - `trace` — the `traceparent` of forwarded calls and the `apply` span of an entry.
 //! - `shared` — what every part of a running node shares: raft, transport, readers, leader
 //!   knowledge, the clock, the commit index.
@@ -39,6 +39,7 @@
 //! - `membership` — membership changes on the leader, forwarded from any node.
 //! - `tick` — the leader's expiry tick: an entry with no command when a lease is due.
 //! - `tasks` — background tasks: commit-index tracking, periodic state flush, the expiry tick.
+//! - `purge` — the log purge behind the snapshot, held for a member a snapshot was sent to.
 //! - `handle` — [`Ipam`]: start, shutdown, identity, init and membership calls.
 //! - `ops` — the typed writes; `reads` — the typed reads; `status` — [`ClusterStatus`].
 //! - `pools` — pool updates, ranges and the next-free preview on [`Ipam`].
@@ -85,6 +86,7 @@ mod feature;
 
 mod answers;
 mod proposer;
+mod purge;
 
 mod membership;
 mod tasks;

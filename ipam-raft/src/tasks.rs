@@ -1,6 +1,6 @@
 //! The node's background tasks besides openraft's own and the proposer's: flushing the state
-//! machine on a timer, the leader's expiry tick (`tick`), and sending followers the commit
-//! indexes the transport held back.
+//! machine on a timer, the leader's expiry tick (`tick`), the log purge (`purge`), and sending
+//! followers the commit indexes the transport held back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,13 @@ pub(crate) fn spawn(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
     tokio::spawn(flush_state(shared.sm.clone(), shutdown.clone()));
     tokio::spawn(crate::tick::run_expiry_tick(
         Arc::downgrade(shared),
+        shutdown.clone(),
+    ));
+    tokio::spawn(crate::purge::run(
+        shared.raft.clone(),
+        shared.net.clone(),
+        shared.config.max_in_snapshot_log_to_keep,
+        shared.config.install_snapshot_timeout,
         shutdown.clone(),
     ));
     // The transport has the log's sync watch from start-up (`Ipam::start` sets it first).

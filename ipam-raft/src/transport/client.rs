@@ -99,6 +99,8 @@ pub(crate) struct NetShared {
     log_durable: std::sync::OnceLock<tokio::sync::watch::Receiver<crate::storage::wal::LogDurable>>,
     /// Commit indexes cut for that reason, owed to each follower until sent.
     pub(crate) held: super::held::HeldCommits,
+    /// Snapshots sent, by receiver (`crate::purge` keeps the log after them).
+    pub(crate) snapshots_sent: super::sent::SnapshotsSent,
     /// Counts changes of `levels`: a leader waiting for a member's first report wakes on it.
     levels_version: tokio::sync::watch::Sender<u64>,
 }
@@ -159,6 +161,7 @@ impl NetShared {
             streams_opened: AtomicU64::new(0),
             log_durable: std::sync::OnceLock::new(),
             held: super::held::HeldCommits::default(),
+            snapshots_sent: super::sent::SnapshotsSent::default(),
             levels_version: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -572,6 +575,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: InstallSnapshotRequest,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse, RPCError<InstallSnapshotError>> {
+        if let Some(last) = rpc.meta.last_log_id {
+            self.net
+                .snapshots_sent
+                .chunk(self.target, last.index, Instant::now());
+        }
         self.call(SNAPSHOT, &rpc, &option).await
     }
 

@@ -8,10 +8,12 @@
 //!   and the client's pool of them.
 //! - [`frame`] — a peer stream's framing (a leaf).
 //! - [`held`] — commit indexes cut from append requests and owed to followers (a leaf).
+//! - [`sent`] — snapshots sent, by receiver, for the log purge (a leaf).
 
 pub(crate) mod client;
 pub(crate) mod frame;
 pub(crate) mod held;
 pub(crate) mod rpc;
+pub(crate) mod sent;
 pub(crate) mod server;
 pub(crate) mod stream;
