@@ -26,6 +26,8 @@ pub struct Metrics {
     raft_commit_index: IntGauge,
     raft_applied_index: IntGauge,
     raft_last_log_index: IntGauge,
+    raft_purged_index: IntGauge,
+    snapshot_installs: IntCounter,
     http_duration: HistogramVec,
     leases: crate::lease_metrics::LeaseMetrics,
     /// `ipam_pool_ranges{pool}` and `ipam_pool_frozen{pool}`.
@@ -105,6 +107,14 @@ impl Metrics {
             IntGauge::new("ipam_raft_applied_index", "Last log index applied here")?;
         let raft_last_log_index =
             IntGauge::new("ipam_raft_last_log_index", "Last log index stored here")?;
+        let raft_purged_index = IntGauge::new(
+            "ipam_raft_purged_index",
+            "Highest log index purged here behind a snapshot (0: none)",
+        )?;
+        let snapshot_installs = IntCounter::new(
+            "ipam_raft_snapshot_installs_total",
+            "Snapshots this node installed from a leader",
+        )?;
         let http_duration = HistogramVec::new(
             HistogramOpts::new(
                 "ipam_http_request_duration_seconds",
@@ -125,6 +135,8 @@ impl Metrics {
         registry.register(Box::new(raft_commit_index.clone()))?;
         registry.register(Box::new(raft_applied_index.clone()))?;
         registry.register(Box::new(raft_last_log_index.clone()))?;
+        registry.register(Box::new(raft_purged_index.clone()))?;
+        registry.register(Box::new(snapshot_installs.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         let leases = crate::lease_metrics::LeaseMetrics::new(&registry)?;
         let pool_shape = crate::pools::PoolGauges::register(&registry)?;
@@ -160,6 +172,8 @@ impl Metrics {
             raft_commit_index,
             raft_applied_index,
             raft_last_log_index,
+            raft_purged_index,
+            snapshot_installs,
             http_duration,
             leases,
             integrity_problems,
@@ -199,6 +213,8 @@ impl Metrics {
         self.raft_commit_index.set(gauge(status.committed_index));
         self.raft_applied_index.set(gauge(status.applied_index));
         self.raft_last_log_index.set(gauge(status.last_log_index));
+        self.raft_purged_index
+            .set(gauge(ipam.purged_index().unwrap_or(0)));
         self.peers.refresh(ipam);
         let (hits, misses) = ipam.cache_stats();
         // The handle counts since start; counters only move forward by the difference.
@@ -209,6 +225,10 @@ impl Metrics {
         self.early_answers.inc_by(
             ipam.early_answers()
                 .saturating_sub(self.early_answers.get()),
+        );
+        self.snapshot_installs.inc_by(
+            ipam.snapshots_installed()
+                .saturating_sub(self.snapshot_installs.get()),
         );
         match ipam.pools(&Labels::new(), Consistency::Local).await {
             Ok(pools) => {

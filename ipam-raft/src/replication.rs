@@ -36,4 +36,10 @@ impl Ipam {
     pub fn purged_index(&self) -> Option<u64> {
         self.core.raft.metrics().borrow().purged.map(|l| l.index)
     }
+
+    /// Last log index of this node's newest snapshot (built or installed), if any. With no log
+    /// kept behind snapshots, a node that holds no purge for a member has purged up to it.
+    pub fn snapshot_index(&self) -> Option<u64> {
+        self.core.raft.metrics().borrow().snapshot.map(|l| l.index)
+    }
 }

@@ -132,6 +132,14 @@ impl Ipam {
         self.core.sm.early.answered()
     }
 
+    /// Snapshots this node installed from a leader since start; the node exports it as
+    /// `ipam_raft_snapshot_installs_total`. A member that joins or falls behind the leader's
+    /// purged log needs one; more than one per catch-up means the log it then needed was
+    /// purged meanwhile.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.core.sm.installs.load(Ordering::Relaxed)
+    }
+
     /// Cache (hits, misses) of the allocate path since start.
     pub fn cache_stats(&self) -> (u64, u64) {
         (

@@ -885,6 +885,12 @@ async fn metrics_move() {
     // The node leads alone: its apply answers each write before openraft does.
     let early = value(&after, "ipam_raft_early_answers_total", &[]).unwrap();
     assert!(early >= 3.0, "early answers {early}");
+    // A lone leader installs no snapshot, and has built none to purge behind yet.
+    assert_eq!(
+        value(&after, "ipam_raft_snapshot_installs_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(value(&after, "ipam_raft_purged_index", &[]), Some(0.0));
     // prometheus-parse skips samples whose label values hold braces: check the text itself.
     let text = n.get("/metrics").await.text;
     assert!(

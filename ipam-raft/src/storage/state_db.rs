@@ -82,6 +82,8 @@ pub(crate) struct SmShared {
     pub(super) pending: Mutex<Pending>,
     pub(super) snapshot_lock: Mutex<()>,
     pub(super) snapshot_seq: AtomicU64,
+    /// Snapshots installed from a leader since start.
+    pub(crate) installs: AtomicU64,
     /// The core's derived index. Applies hold it for their whole transaction, so whoever
     /// holds it sees it and the committed tables at the same log position (the integrity
     /// check, `state_machine/check.rs`).

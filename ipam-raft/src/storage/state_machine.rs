@@ -123,6 +123,7 @@ impl StateMachineStore {
                     .map(|d| u64::try_from(d.as_micros()).unwrap_or(0))
                     .unwrap_or(0),
             ),
+            installs: AtomicU64::new(0),
             index: Mutex::new(state),
             expirations: Mutex::default(),
             applies: crate::trace::ApplyLog::default(),
@@ -467,6 +468,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // the snapshot bound): a crash before this point restarts with a current snapshot
             // that covers everything the log lacks (defect 5).
             shared.publish_durable(meta.last_log_id.map(|l| l.index));
+            shared.installs.fetch_add(1, Ordering::Relaxed);
             // Received transfer files are no longer needed (open handles stay valid).
             let snap_dir = shared.snap_dir();
             for name in shared.disk.list(&snap_dir).unwrap_or_default() {

@@ -25,6 +25,7 @@ mod peer_streams;
 mod power_cut_disk;
 mod power_loss;
 mod power_loss_cluster;
+mod purge;
 mod routes;
 mod snapshot_names;
 mod storage_faults;
