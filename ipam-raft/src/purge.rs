@@ -13,11 +13,12 @@
 
 use std::time::{Duration, Instant};
 
+use openraft::metrics::Metric;
 use openraft::ServerState;
 use tokio::sync::watch;
 
 use crate::transport::sent::Sent;
-use crate::types::{NodeId, Raft};
+use crate::types::{LogId, NodeId, Raft};
 
 /// How often the purge is reconsidered; a snapshot is built every thousands of entries, so a
 /// purge a quarter of a second late costs nothing.
@@ -62,11 +63,13 @@ pub(crate) fn released(
     passed || now.saturating_duration_since(sent.at) > expire
 }
 
-/// Runs the purge until `shutdown`; `keep` is `max_in_snapshot_log_to_keep`, `expire`
-/// `install_snapshot_timeout`.
+/// Runs the purge until `shutdown`: after each snapshot this node builds (`built`), as
+/// openraft did, and every [`CHECK`] for the holds. `keep` is `max_in_snapshot_log_to_keep`,
+/// `expire` `install_snapshot_timeout`.
 pub(crate) async fn run(
     raft: Raft,
     net: std::sync::Arc<crate::transport::client::NetShared>,
+    mut built: watch::Receiver<Option<LogId>>,
     keep: u64,
     expire: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -77,6 +80,17 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            changed = built.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // openraft records a snapshot once its build returns: wait for that, briefly.
+                let id = *built.borrow_and_update();
+                let _ = raft
+                    .wait(Some(CHECK))
+                    .ge(Metric::Snapshot(id), "the built snapshot recorded")
+                    .await;
+            }
             _ = shutdown.changed() => return,
         }
         let (snapshot, purged, leading, replication) = {

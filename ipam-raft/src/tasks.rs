@@ -22,6 +22,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) {
     tokio::spawn(crate::purge::run(
         shared.raft.clone(),
         shared.net.clone(),
+        shared.sm.built.subscribe(),
         shared.config.max_in_snapshot_log_to_keep,
         shared.config.install_snapshot_timeout,
         shutdown.clone(),

@@ -385,6 +385,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let file = shared.publish_snapshot(&tmp, &meta)?;
             drop(db);
             tracing::info!(snapshot = %meta, "built snapshot");
+            shared.built.send_replace(meta.last_log_id);
             Ok::<_, StorageError>((meta, file))
         })
         .await

@@ -84,6 +84,9 @@ pub(crate) struct SmShared {
     pub(super) snapshot_seq: AtomicU64,
     /// Snapshots installed from a leader since start.
     pub(crate) installs: AtomicU64,
+    /// The last snapshot this node built: the log purge (`crate::purge`) acts on each at once,
+    /// as openraft's own purge did.
+    pub(crate) built: watch::Sender<Option<LogId>>,
     /// The core's derived index. Applies hold it for their whole transaction, so whoever
     /// holds it sees it and the committed tables at the same log position (the integrity
     /// check, `state_machine/check.rs`).

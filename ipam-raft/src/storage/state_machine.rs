@@ -124,6 +124,7 @@ impl StateMachineStore {
                     .unwrap_or(0),
             ),
             installs: AtomicU64::new(0),
+            built: tokio::sync::watch::Sender::new(None),
             index: Mutex::new(state),
             expirations: Mutex::default(),
             applies: crate::trace::ApplyLog::default(),
