@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::nodes::{
-    spec, start_node, start_with, stop, three_voters_with_pool, wait_converged, TestNode, SERIAL,
-    WAIT,
+    lone_leader, spec, start_node, start_with, stop, three_voters_with_pool, wait_converged,
+    TestNode, SERIAL, WAIT,
 };
 use ipam_raft::{Config, Consistency, Ipam, IpamError, MemberRole};
 use tempfile::TempDir;
@@ -158,16 +158,7 @@ async fn joining_nodes_catch_up_through_a_snapshot_and_become_voters() {
         c.max_in_snapshot_log_to_keep = 0;
         c.snapshot_max_chunk_size = 4096;
     };
-    let n1 = start_with(1, dir.path(), small_snapshots).await;
-    n1.ipam.init(Vec::new()).await.expect("init");
-    n1.ipam
-        .wait_for(WAIT, |s| s.leader == Some(1))
-        .await
-        .expect("leader");
-    n1.ipam
-        .create_pool(spec("vms", "10.0.0.0/16"))
-        .await
-        .expect("pool");
+    let n1 = lone_leader(dir.path(), "10.0.0.0/16", small_snapshots).await;
     // Sequential writes make many entries, so the leader snapshots and purges its log.
     for i in 0..60 {
         n1.ipam
@@ -457,14 +448,7 @@ async fn concurrent_writes_share_log_entries() {
 
 /// A single initialised node with one entry in flight at a time and pool `vms` on `cidr`.
 async fn one_slot_node(dir: &std::path::Path, cidr: &str) -> TestNode {
-    let n = start_with(1, dir, |c| c.max_inflight_entries = 1).await;
-    n.ipam.init(Vec::new()).await.expect("init");
-    n.ipam
-        .wait_for(WAIT, |s| s.leader == Some(1))
-        .await
-        .expect("leader");
-    n.ipam.create_pool(spec("vms", cidr)).await.expect("pool");
-    n
+    lone_leader(dir, cidr, |c| c.max_inflight_entries = 1).await
 }
 
 /// A lone write runs on its caller's task: callers that go away mid-write (a dropped

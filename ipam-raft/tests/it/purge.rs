@@ -12,7 +12,7 @@ use ipam_core::Op;
 use ipam_raft::Config;
 use tempfile::TempDir;
 
-use crate::support::nodes::{spec, start_with, TestNode, SERIAL, WAIT};
+use crate::support::nodes::{lone_leader, start_with, TestNode, SERIAL, WAIT};
 
 /// A snapshot every 5 entries, no log kept behind it, 1 KiB chunks: the join's snapshot takes
 /// thousands of chunks, and the leader builds several newer ones meanwhile.
@@ -26,16 +26,7 @@ fn small_snapshots(c: &mut Config) {
 async fn a_learner_joining_under_writes_installs_one_snapshot() {
     let _serial = SERIAL.lock().await;
     let dir = TempDir::new().expect("tempdir");
-    let n1 = start_with(1, dir.path(), small_snapshots).await;
-    n1.ipam.init(Vec::new()).await.expect("init");
-    n1.ipam
-        .wait_for(WAIT, |s| s.leader == Some(1))
-        .await
-        .expect("leader");
-    n1.ipam
-        .create_pool(spec("vms", "10.0.0.0/16"))
-        .await
-        .expect("pool");
+    let n1 = lone_leader(dir.path(), "10.0.0.0/16", small_snapshots).await;
     // ~10,000 allocations: a snapshot of a few MiB.
     for b in 0..20 {
         let ops = (0..500)

@@ -41,6 +41,22 @@ pub async fn start_with(
     TestNode { ipam, addr, server }
 }
 
+/// Node 1 started with `tweak`, initialised alone and leading, with pool `vms` on `cidr`.
+pub async fn lone_leader(
+    dir: &std::path::Path,
+    cidr: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> TestNode {
+    let n = start_with(1, dir, tweak).await;
+    n.ipam.init(Vec::new()).await.expect("init");
+    n.ipam
+        .wait_for(WAIT, |s| s.leader == Some(1))
+        .await
+        .expect("leader");
+    n.ipam.create_pool(spec("vms", cidr)).await.expect("pool");
+    n
+}
+
 pub fn spec(name: &str, cidr: &str) -> PoolSpec {
     PoolSpec {
         name: name.to_string(),
