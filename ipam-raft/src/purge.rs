@@ -6,7 +6,7 @@
 //! will ask for next. A snapshot built while another one is on its way to a new member moves
 //! the purge past the one being sent; once installed, the member needs the entries after it,
 //! finds them gone and gets a second snapshot (measured with `benches/scale.sh`: a new member
-//! of a 390,000-allocation cluster took 5.4 s instead of 2.2–2.5 s, installing two). So a
+//! of a 1,090,000-allocation cluster took 14.1 s with two installs, 7.8 s with this). So a
 //! leader holds its purge at the snapshot a member is receiving, then at what that member
 //! matches, until it passes the newest snapshot — or its last chunk is older than
 //! `install_snapshot_timeout` (a member gone must not pin the log).
