@@ -202,7 +202,7 @@ async fn every_metric_of_the_dashboard_and_the_alerts_is_exported() {
     collect_exprs(&dashboard, &mut exprs);
     assert!(exprs.len() >= 10, "{exprs:?}");
     let alerts = alert_exprs(&repo_file("deploy/prometheus/alerts.yml"));
-    assert_eq!(alerts.len(), 6, "{alerts:?}");
+    assert_eq!(alerts.len(), 7, "{alerts:?}");
 
     // A node with a pool, allocations (one of them a cache hit) and a failed allocation, so
     // that every family, labelled ones included, has a sample.
