@@ -16,9 +16,7 @@ use serde_json::{json, Value};
 async fn three_processes_survive_a_leader_kill() {
     let _serial = crate::procs::SERIAL.lock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let api = Api {
-        http: reqwest::Client::new(),
-    };
+    let api = Api::http();
     let deadline = Instant::now() + Duration::from_secs(240);
     let all: BTreeSet<u64> = [1, 2, 3].into();
 

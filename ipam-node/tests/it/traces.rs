@@ -115,9 +115,7 @@ async fn one_allocation_is_one_trace_across_follower_and_leader() {
     let _serial = crate::procs::SERIAL.lock().await;
     let tmp = tempfile::tempdir().unwrap();
     let (collector, spans) = receiver().await;
-    let api = Api {
-        http: reqwest::Client::new(),
-    };
+    let api = Api::http();
     let deadline = Instant::now() + Duration::from_secs(120);
     // Export every 100 ms instead of every 5 s, so the test waits on spans, not on a timer.
     let env = [("OTEL_BSP_SCHEDULE_DELAY", "100")];

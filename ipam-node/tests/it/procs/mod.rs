@@ -92,9 +92,27 @@ pub fn spawn_with_env(
 #[derive(Clone)]
 pub struct Api {
     pub http: reqwest::Client,
+    /// `http` or `https` (nodes started with `--tls-cert`).
+    pub scheme: &'static str,
 }
 
 impl Api {
+    /// Calls nodes over plain HTTP.
+    pub fn http() -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            scheme: "http",
+        }
+    }
+
+    /// Calls nodes over HTTPS with `http`, a client that trusts their CA.
+    pub fn https(http: reqwest::Client) -> Api {
+        Api {
+            http,
+            scheme: "https",
+        }
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -104,7 +122,7 @@ impl Api {
     ) -> Option<(u16, Value)> {
         let mut req = self
             .http
-            .request(method, format!("http://{addr}{path}"))
+            .request(method, format!("{}://{addr}{path}", self.scheme))
             .bearer_auth(TOKEN)
             .timeout(Duration::from_secs(20));
         if let Some(b) = body {
