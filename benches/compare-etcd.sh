@@ -8,6 +8,7 @@
 #   benches/compare-etcd.sh                             # 1,64,256,1000 clients, allocate, 8 s
 #   benches/compare-etcd.sh --mode mixed --clients 1,64
 #   benches/compare-etcd.sh --mode renew               # a fenced expiry rewrite per heartbeat
+#   IPAM_BENCH_NODE_BIN=target/pgo/ipam-node benches/compare-etcd.sh   # deploy/build-pgo.sh's node
 #
 # Arguments go to both ipam-bench runs (without --clients of their own: 1,64,256,1000;
 # without --duration: 8). etcd's data dirs live in one `mktemp -d`, on the same disk as the
