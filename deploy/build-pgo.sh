@@ -34,9 +34,13 @@ target_dir="$root/target/pgo"
 
 step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
-# The load generator as every benchmark uses it (not instrumented).
+# The load generator as every benchmark uses it (not instrumented). An existing one is kept:
+# it may be the `etcd` build benches/compare-etcd.sh needs, and any build of this tree's bench
+# speaks the node's API (the verified runs below would show it if not).
 step "load generator"
-cargo build --release -p ipam-bench
+if [[ ! -x "${CARGO_TARGET_DIR:-$root/target}/release/ipam-bench" ]]; then
+    cargo build --release -p ipam-bench
+fi
 
 # `--target` keeps RUSTFLAGS off build scripts and proc macros: only the node is instrumented.
 step "instrumented node"
