@@ -18,7 +18,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="${1:-$root/target/pgo/ipam-node}"
+out="$(realpath -m "${1:-$root/target/pgo/ipam-node}")"
 cd "$root"
 
 host="$(rustc -vV | sed -n 's/^host: //p')"
