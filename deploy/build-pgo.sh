@@ -48,9 +48,16 @@ RUSTFLAGS="-Cprofile-generate=$work/raw" \
     cargo build --release -p ipam-node --target "$host" --target-dir "$target_dir/generate"
 instrumented="$target_dir/generate/$host/release/ipam-node"
 
+# One benches/cluster.sh run against node build $1; its table rows and verify lines are
+# printed and kept in runs.txt, and a failed run stops the script with the end of its output.
 train() {
-    IPAM_BENCH_NODE_BIN="$1" benches/cluster.sh --duration 4 "${@:2}" 2>&1 |
-        grep -E '^(mode|allocate|mixed|renew|batch)|verify' | tee -a "$work/runs.txt"
+    local log="$work/run.log"
+    if ! IPAM_BENCH_NODE_BIN="$1" benches/cluster.sh --duration 4 "${@:2}" >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "a run of benches/cluster.sh failed (above)" >&2
+        exit 1
+    fi
+    grep -E '^(mode|allocate|mixed|renew|batch)|verify' "$log" | tee -a "$work/runs.txt"
 }
 
 step "training load"
