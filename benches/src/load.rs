@@ -38,6 +38,9 @@ pub enum Targets {
     Spread,
     /// Every client talks to the leader.
     Leader,
+    /// Every client shares one client of all the endpoints (listed from the last, so the
+    /// leader is not simply the first), which finds the leader and sends everything to it.
+    Cluster,
 }
 
 /// The parameters of one run.

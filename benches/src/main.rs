@@ -428,6 +428,10 @@ async fn run_load(args: &Args) -> anyhow::Result<ExitCode> {
     let targets: Vec<Client> = match args.targets {
         Targets::Spread => nodes.clone(),
         Targets::Leader => vec![leader.clone()],
+        Targets::Cluster => {
+            let reversed: Vec<&String> = args.endpoints.iter().rev().collect();
+            vec![Client::with_endpoints(&reversed, args.token.clone())?.with_timeout(timeout)]
+        }
     };
     // Owners unique to this invocation and run, so no run meets an earlier run's owners.
     let tag = SystemTime::now()

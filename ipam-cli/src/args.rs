@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser)]
 #[command(name = "ipam-cli", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Node to talk to; any node of the cluster accepts any call.
+    /// Node to talk to; any node of the cluster accepts any call. Several separated by
+    /// commas (`http://a:7470,http://b:7470`): the first that can be reached, preferring the
+    /// one that leads.
     #[arg(
         long,
         global = true,

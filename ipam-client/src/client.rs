@@ -6,14 +6,18 @@
 #[path = "ops.rs"]
 pub mod ops;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{header, Method, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
+use endpoints::Endpoints;
+pub use endpoints::REFRESH;
 
 mod drift;
+mod endpoints;
 mod events;
 mod pools;
 mod select;
@@ -54,8 +58,8 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: Url,
-    endpoint: String,
+    /// The nodes this client knows and the one it talks to (`client/endpoints.rs`).
+    endpoints: Arc<Endpoints>,
     token: Option<String>,
     consistency: Consistency,
     timeout: Option<Duration>,
@@ -68,7 +72,8 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.endpoint())
+            .field("endpoints", &self.endpoints.len())
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("consistency", &self.consistency)
             .field("timeout", &self.timeout)
@@ -79,13 +84,27 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client of the node at `endpoint` (`http://127.0.0.1:7470`; a bare `host:port` means
     /// `http://host:port`), sending `token` as `Authorization: Bearer` when given.
+    ///
+    /// `endpoint` may list several nodes of one cluster separated by commas
+    /// (`http://a:7470,http://b:7470,http://c:7470`): the client then fails over between them
+    /// and sends its requests to the one that leads (`client/endpoints.rs`).
     pub fn new(endpoint: &str, token: Option<String>) -> Result<Client, ClientError> {
+        Client::with_endpoints(&[endpoint], token)
+    }
+
+    /// A client of the nodes at `endpoints` (each as [`Client::new`] takes it): it fails over
+    /// between them and sends its requests to the one that leads.
+    pub fn with_endpoints<S: AsRef<str>>(
+        endpoints: &[S],
+        token: Option<String>,
+    ) -> Result<Client, ClientError> {
+        let endpoints = Endpoints::parse(endpoints)?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .build()
             .map_err(ClientError::Request)?;
-        Client::with_http_client(endpoint, token, http)
+        Ok(Client::over(endpoints, token, http))
     }
 
     /// Like [`Client::new`] over a caller's `reqwest::Client` (to share one connection pool
@@ -95,37 +114,19 @@ impl Client {
         token: Option<String>,
         http: reqwest::Client,
     ) -> Result<Client, ClientError> {
-        let invalid = |reason: &str| ClientError::InvalidEndpoint {
-            endpoint: endpoint.to_string(),
-            reason: reason.to_string(),
-        };
-        let trimmed = endpoint.trim();
-        let with_scheme = if trimmed.contains("://") {
-            trimmed.to_string()
-        } else {
-            format!("http://{trimmed}")
-        };
-        let base = Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
-        if base.scheme() != "http" && base.scheme() != "https" {
-            return Err(invalid("the scheme must be http or https"));
-        }
-        if base.cannot_be_a_base() || base.host().is_none() {
-            return Err(invalid("no host"));
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(invalid("an endpoint has no query or fragment"));
-        }
-        let endpoint = base.as_str().trim_end_matches('/').to_string();
-        Ok(Client {
+        Ok(Client::over(Endpoints::parse(&[endpoint])?, token, http))
+    }
+
+    fn over(endpoints: Endpoints, token: Option<String>, http: reqwest::Client) -> Client {
+        Client {
             http,
-            base,
-            endpoint,
+            endpoints: Arc::new(endpoints),
             token,
             consistency: Consistency::Linearizable,
             timeout: None,
             idempotency_key: None,
             write_retries: 0,
-        })
+        }
     }
 
     /// This client with reads at `consistency` (default: linearizable).
@@ -141,9 +142,19 @@ impl Client {
         self
     }
 
-    /// The endpoint, normalised (`http://127.0.0.1:7470`).
+    /// The endpoint requests go to now, normalised (`http://127.0.0.1:7470`): the only one,
+    /// or of several the one that leads as far as this client knows.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.endpoints.get(self.endpoints.current()).name
+    }
+
+    /// Every endpoint of this client, normalised, in the order given.
+    pub fn endpoints(&self) -> Vec<&str> {
+        self.endpoints
+            .all()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect()
     }
 
     /// The read consistency of this client.
@@ -245,7 +256,7 @@ impl Client {
                 }
                 Some(next) => {
                     return Err(ClientError::Decode {
-                        endpoint: self.endpoint.clone(),
+                        endpoint: self.endpoint().to_string(),
                         status: StatusCode::OK,
                         detail: format!("paging did not advance past {next}"),
                     })
@@ -415,7 +426,7 @@ impl Client {
     // ---- plumbing ----
 
     fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
+        let mut url = self.endpoints.get(self.endpoints.current()).base.clone();
         // The base always has a path (checked in `with_http_client`), so this cannot fail.
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
@@ -451,14 +462,54 @@ impl Client {
         self.execute_keyed(req, retries).await
     }
 
+    pub(crate) fn current_endpoint(&self) -> usize {
+        self.endpoints.current()
+    }
+
+    /// Sends later requests to the node after endpoint `at` (`retry.rs`, after a failure
+    /// there); nothing changes for a client of one endpoint.
+    pub(crate) fn move_on_from(&self, at: usize) {
+        if self.endpoints.len() > 1 {
+            self.endpoints.advance(at);
+        }
+    }
+
     pub(crate) async fn execute_once(
         &self,
         req: reqwest::Request,
     ) -> Result<Response, ClientError> {
-        self.http
-            .execute(req)
-            .await
-            .map_err(|e| ClientError::transport(&self.endpoint, e))
+        if self.endpoints.len() == 1 {
+            return self
+                .http
+                .execute(req)
+                .await
+                .map_err(|e| ClientError::transport(self.endpoint(), e));
+        }
+        self.look_up_leader_if_due();
+        let mut req = req;
+        let mut at = self.endpoints.current();
+        let mut tried = 1;
+        loop {
+            if let Some(url) = self.endpoints.aim(req.url(), at) {
+                *req.url_mut() = url;
+            }
+            // Nothing was sent over a connection that could not be made: any request may go to
+            // the next node at once.
+            let spare = (tried < self.endpoints.len())
+                .then(|| req.try_clone())
+                .flatten();
+            match self.http.execute(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => match spare {
+                    Some(next) if e.is_connect() => {
+                        at = self.endpoints.advance(at);
+                        req = next;
+                        tried += 1;
+                    }
+                    _ => return Err(ClientError::transport(&self.endpoints.get(at).name, e)),
+                },
+            }
+        }
     }
 
     pub(crate) async fn error_of(&self, resp: Response) -> ClientError {
@@ -487,7 +538,7 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| self.body_error(status, e))?;
         let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            endpoint: self.endpoint.clone(),
+            endpoint: self.endpoint().to_string(),
             status,
             detail: format!("{e}; body: {}", snippet(&bytes)),
         })?;
@@ -505,10 +556,10 @@ impl Client {
 
     fn body_error(&self, status: StatusCode, e: reqwest::Error) -> ClientError {
         if e.is_timeout() || e.is_body() || e.is_request() {
-            ClientError::transport(&self.endpoint, e)
+            ClientError::transport(self.endpoint(), e)
         } else {
             ClientError::Decode {
-                endpoint: self.endpoint.clone(),
+                endpoint: self.endpoint().to_string(),
                 status,
                 detail: e.to_string(),
             }
@@ -527,7 +578,7 @@ impl Client {
             Ok(b) => b,
             Err(e) => return self.body_error(status, e),
         };
-        decode_error(&self.endpoint, status, retry_after, &bytes)
+        decode_error(self.endpoint(), status, retry_after, &bytes)
     }
 }
 

@@ -44,7 +44,7 @@ impl Client {
         let mut written = 0u64;
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.body_error(status, e))? {
             out.write_all(&chunk).map_err(|e| ClientError::Decode {
-                endpoint: self.endpoint.clone(),
+                endpoint: self.endpoint().to_string(),
                 status,
                 detail: format!("writing the backup: {e}"),
             })?;

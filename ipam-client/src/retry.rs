@@ -57,6 +57,16 @@ fn retryable(e: &ClientError) -> bool {
     e.is_unavailable()
 }
 
+/// Whether a client of several endpoints should send the next attempt to another node: this
+/// one could not be reached, did not answer in time, or knows no leader (it may be cut off
+/// from the majority). An overloaded node's neighbours would forward to the same leader.
+fn moves_on(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Unreachable { .. } | ClientError::Timeout { .. }
+    ) || e.code() == Some(&crate::ErrorCode::NoLeader)
+}
+
 impl Client {
     /// This client with `key` as the `Idempotency-Key` of every write: use it for one logical
     /// write (and its retries); a different write with the same key is refused with 422
@@ -107,6 +117,7 @@ impl Client {
                 Some(c) => c,
                 None => return self.execute_once(req).await,
             };
+            let at = self.current_endpoint();
             let res = match self.execute_once(this).await {
                 Ok(resp) if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
                     Err(self.error_of(resp).await)
@@ -115,6 +126,9 @@ impl Client {
             };
             match res {
                 Err(e) if retryable(&e) => {
+                    if moves_on(&e) {
+                        self.move_on_from(at);
+                    }
                     let backoff = Duration::from_millis(100u64 << attempt.min(4));
                     let pause = match &e {
                         ClientError::Api {
@@ -142,6 +156,21 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_graphic()));
+    }
+
+    #[test]
+    fn only_an_unreachable_or_leaderless_node_is_left() {
+        let api = |code| ClientError::Api {
+            status: reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            message: String::new(),
+            index: None,
+            may_have_committed: false,
+            retry_after: None,
+        };
+        assert!(moves_on(&api(crate::ErrorCode::NoLeader)));
+        assert!(!moves_on(&api(crate::ErrorCode::Overloaded)));
+        assert!(!moves_on(&api(crate::ErrorCode::DeadlineExceeded)));
     }
 
     #[test]

@@ -452,6 +452,40 @@ fn a_node_that_is_down_is_one_line_naming_the_endpoint() {
 }
 
 #[test]
+fn an_endpoint_list_skips_a_node_that_is_down() {
+    let node = TestNode::start(None);
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let list = format!("http://{down},{}", node.endpoint());
+    let out = Command::new(env!("CARGO_BIN_EXE_ipam-cli"))
+        .env_remove("IPAM_TOKEN")
+        .env("IPAM_ENDPOINT", &list)
+        .args(["ip-pool", "create", "vms", "10.0.0.0/24"])
+        .output()
+        .expect("run ipam-cli");
+    assert!(out.status.success(), "{out:?}");
+    let pools = node.json(&["ip-pool", "list"]);
+    assert_eq!(pools["pools"][0]["name"], "vms", "{pools}");
+
+    // Nothing up: the last node's error.
+    let other = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipam-cli"));
+    cmd.env_remove("IPAM_TOKEN")
+        .env("IPAM_ENDPOINT", format!("http://{down},http://{other}"))
+        .args(["ip-pool", "list"]);
+    let err = fails(&mut cmd, 5);
+    assert_eq!(
+        err,
+        format!("error: cannot reach http://{other}: connection refused\n")
+    );
+}
+
+#[test]
 fn a_node_that_does_not_answer_times_out() {
     // Accepts connections (the kernel's backlog) and never answers.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -70,7 +70,7 @@ impl Client {
         let resp = self.checked(rb).await?;
         Ok(EventStream {
             resp,
-            endpoint: self.endpoint.clone(),
+            endpoint: self.endpoint().to_string(),
             buf: Vec::new(),
             frame: Frame::default(),
             last_id: last_event_id.or(after),

@@ -7,4 +7,5 @@
 //! - every module: one scenario family, described in its own doc comment.
 
 mod client;
+mod endpoints;
 mod retry;
