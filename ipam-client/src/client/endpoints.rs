@@ -14,7 +14,8 @@
 //!   machine, `docs/performance.md`). So the client looks up which of its endpoints leads —
 //!   `GET /api/v1/cluster` on each, in the background, believing only a node that names
 //!   *itself* as the leader (a node that can be reached, unlike a leader named by another) —
-//!   after its first request, after every move, and every [`REFRESH`].
+//!   after its first request, after every move, and every [`REFRESH`] (sooner while none
+//!   answers as the leader).
 //!
 //! A client of one endpoint does none of this: it talks to that node, as before.
 
@@ -27,6 +28,9 @@ use crate::error::ClientError;
 
 /// How often a client of several endpoints looks up the leader again while nothing fails.
 pub const REFRESH: Duration = Duration::from_secs(5);
+
+/// How soon a lookup that found no leader is tried again.
+const RETRY: Duration = Duration::from_millis(250);
 
 /// Time allowed to each endpoint's answer in a lookup.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -168,12 +172,18 @@ impl Endpoints {
 
     /// Ends a lookup: `leader` is the endpoint that named itself the leader, if one did.
     pub(crate) fn looked(&self, leader: Option<usize>) {
-        if let Some(i) = leader {
-            self.settle(i);
-        }
+        // No node named itself (an election, or the leader too slow to answer in time): ask
+        // again soon rather than talk to a follower until the next refresh.
+        let wait = match leader {
+            Some(i) => {
+                self.settle(i);
+                REFRESH
+            }
+            None => RETRY,
+        };
         let next = self
             .now_ms()
-            .saturating_add(u64::try_from(REFRESH.as_millis()).unwrap_or(u64::MAX));
+            .saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
         self.next_lookup_ms.store(next, Ordering::Relaxed);
         self.looking.store(false, Ordering::Release);
     }
@@ -309,6 +319,8 @@ mod tests {
             0,
             "no leader found: stays where the move put it"
         );
+        let due = e.next_lookup_ms.load(Ordering::Relaxed);
+        assert!(due <= e.now_ms() + 250, "and asks again soon, not after REFRESH");
         let one = Endpoints::parse(&["h:1"]).unwrap();
         assert!(!one.claim_lookup(), "a single endpoint never looks");
     }
