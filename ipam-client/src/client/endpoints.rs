@@ -10,8 +10,8 @@
 //!   had no leader (`no_leader`): another node may be on the majority's side.
 //! - **The leader first.** Any node accepts any call, but a follower forwards each write to
 //!   the leader and asks the leader before a linearizable read: a hop the leader's own clients
-//!   do not pay (at 64 concurrent clients, +25–50 % allocations per second on a 2-core
-//!   machine, `docs/performance.md`). So the client looks up which of its endpoints leads —
+//!   do not pay (at 64 concurrent clients +14 % allocations per second on a 2-core machine,
+//!   `docs/performance.md`, "Session 15"). So the client looks up which of its endpoints leads —
 //!   `GET /api/v1/cluster` on each, in the background, believing only a node that names
 //!   *itself* as the leader (a node that can be reached, unlike a leader named by another) —
 //!   after its first request, after every move, and every [`REFRESH`] (sooner while none
