@@ -320,7 +320,10 @@ mod tests {
             "no leader found: stays where the move put it"
         );
         let due = e.next_lookup_ms.load(Ordering::Relaxed);
-        assert!(due <= e.now_ms() + 250, "and asks again soon, not after REFRESH");
+        assert!(
+            due <= e.now_ms() + 250,
+            "and asks again soon, not after REFRESH"
+        );
         let one = Endpoints::parse(&["h:1"]).unwrap();
         assert!(!one.claim_lookup(), "a single endpoint never looks");
     }
