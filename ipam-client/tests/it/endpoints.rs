@@ -13,6 +13,9 @@ use ipam_client::types::AllocateRequest;
 use ipam_client::Client;
 use serde_json::json;
 
+/// (path, Idempotency-Key) of a request.
+type Seen = (String, Option<String>);
+
 /// One scripted node.
 #[derive(Clone)]
 struct Node {
@@ -21,7 +24,7 @@ struct Node {
     /// Answer writes with 503 `no_leader`.
     leaderless: bool,
     /// (path, Idempotency-Key) of every request but the cluster lookups.
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
