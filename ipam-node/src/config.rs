@@ -210,7 +210,8 @@ pub struct Args {
     /// File holding the cluster token (surrounding whitespace is ignored)
     #[arg(long, env = "IPAM_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    /// URL of a cluster node to join through (for example http://127.0.0.1:7471)
+    /// URL of a cluster node to join through (for example http://127.0.0.1:7471); several
+    /// separated by commas: the first that can be reached
     #[arg(long, env = "IPAM_JOIN")]
     pub join: Option<String>,
     /// How long --join keeps retrying, in seconds [default: 300]
@@ -509,7 +510,9 @@ impl NodeConfig {
                 );
             }
         }
-        if let Some(join) = &self.join {
+        // Several nodes, comma-separated: the join goes through whichever can be reached
+        // (`ipam_client::Client` fails over and prefers the leader).
+        for join in self.join.iter().flat_map(|j| j.split(',')).map(str::trim) {
             if self.tls.is_some() && !join.starts_with("https://") {
                 return invalid(format!(
                     "--join {join:?}: a node with --tls-cert reaches its peers with https://"

@@ -224,6 +224,16 @@ fn bad_values_are_refused() {
     ])
     .is_err());
     assert!(bad(&["--join", "127.0.0.1:7471"]).is_err());
+    assert!(bad(&["--join", "http://127.0.0.1:7471,127.0.0.1:7472"]).is_err());
+    assert!(
+        bad(&["--join", "http://127.0.0.1:7471,"]).is_err(),
+        "an empty entry"
+    );
+    let listed = bad(&["--join", "http://127.0.0.1:7471, http://127.0.0.1:7472"]).unwrap();
+    assert_eq!(
+        listed.join.as_deref(),
+        Some("http://127.0.0.1:7471, http://127.0.0.1:7472")
+    );
     assert!(bad(&["--token", ""]).is_err());
     assert!(bad(&["--otlp-endpoint", "collector:4318"]).is_err());
     let traced = bad(&["--otlp-endpoint", "http://collector:4318"]).unwrap();

@@ -20,7 +20,8 @@ async fn three_processes_survive_a_leader_kill() {
     let deadline = Instant::now() + Duration::from_secs(240);
     let all: BTreeSet<u64> = [1, 2, 3].into();
 
-    // Node 1 and 2 wait to be initialised / added; node 3 joins through node 1 itself.
+    // Node 1 and 2 wait to be initialised / added; node 3 joins through a list of a node that
+    // is down and node 1.
     let n1 = spawn(1, "127.0.0.1:0", &tmp.path().join("n1"), &["--no-init"]);
     let n2 = spawn(2, "127.0.0.1:0", &tmp.path().join("n2"), &["--no-init"]);
     let (s, v) = api
@@ -53,7 +54,12 @@ async fn three_processes_survive_a_leader_kill() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    let join_url = format!("http://{}", n1.addr);
+    // A list whose first node is down: the join goes through the next.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let join_url = format!("http://{down},http://{}", n1.addr);
     let n3 = spawn(
         3,
         "127.0.0.1:0",
