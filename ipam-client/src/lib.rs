@@ -17,7 +17,8 @@
 //!
 //! - [`types`] — request and response bodies, the error body: the wire format, written once.
 //! - [`client`] — [`Client`], one method per endpoint over one pooled `reqwest::Client`;
-//!   [`Consistency`] and [`AllocationQuery`] for reads.
+//!   [`Consistency`] and [`AllocationQuery`] for reads; given several nodes, failover and
+//!   requests to the leader (`client/endpoints.rs`).
 //! - [`code`] — [`ErrorCode`]: every error code of the contract with its HTTP status, the one
 //!   list the node, the CLI and the bench share.
 //! - [`ops`] (`src/ops.rs`, a child of `client`) — operations endpoints: integrity check,
