@@ -16,6 +16,7 @@ use crate::error::ClientError;
 use endpoints::Endpoints;
 pub use endpoints::REFRESH;
 
+mod cluster;
 mod drift;
 mod endpoints;
 mod events;
@@ -23,8 +24,7 @@ mod pools;
 mod select;
 use crate::types::{
     AddressInfo, AllocateRequest, Allocation, AllocationList, BatchOp, BatchRequest, BatchResponse,
-    ClusterStatus, CreatePoolRequest, ErrorBody, InitRequest, NodeAddr, Pool, PoolList, Released,
-    VotersRequest,
+    CreatePoolRequest, ErrorBody, Pool, PoolList, Released,
 };
 use crate::types::{RenewOwnerRequest, RenewRequest, Renewed};
 pub use events::EventStream;
@@ -117,7 +117,11 @@ impl Client {
         Ok(Client::over(Endpoints::parse(&[endpoint])?, token, http))
     }
 
-    fn over(endpoints: Endpoints, token: Option<String>, http: reqwest::Client) -> Client {
+    pub(crate) fn over(
+        endpoints: Endpoints,
+        token: Option<String>,
+        http: reqwest::Client,
+    ) -> Client {
         Client {
             http,
             endpoints: Arc::new(endpoints),
@@ -343,59 +347,6 @@ impl Client {
         self.json(rb).await
     }
 
-    // ---- cluster ----
-
-    /// `GET /api/v1/cluster`.
-    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
-        let rb = self.request(Method::GET, &["api", "v1", "cluster"]);
-        self.json(rb).await
-    }
-
-    /// `POST /api/v1/cluster/init` with `members` (empty: this node alone); the cluster status
-    /// afterwards (as every membership call answers).
-    pub async fn cluster_init(&self, members: Vec<NodeAddr>) -> Result<ClusterStatus, ClientError> {
-        let body = InitRequest {
-            members: (!members.is_empty()).then_some(members),
-        };
-        let rb = self
-            .request(Method::POST, &["api", "v1", "cluster", "init"])
-            .json(&body);
-        self.json(rb).await
-    }
-
-    /// `POST /api/v1/cluster/learners`: returns once the learner has caught up.
-    pub async fn add_learner(&self, id: u64, addr: &str) -> Result<ClusterStatus, ClientError> {
-        let rb = self
-            .request(Method::POST, &["api", "v1", "cluster", "learners"])
-            .json(&NodeAddr {
-                id,
-                addr: addr.to_string(),
-            });
-        self.json(rb).await
-    }
-
-    /// `POST /api/v1/cluster/voters/{id}`: promotes one learner.
-    pub async fn promote_voter(&self, id: u64) -> Result<ClusterStatus, ClientError> {
-        let id = id.to_string();
-        let rb = self.request(Method::POST, &["api", "v1", "cluster", "voters", &id]);
-        self.json(rb).await
-    }
-
-    /// `POST /api/v1/cluster/voters`: replaces the voter set.
-    pub async fn set_voters(&self, ids: Vec<u64>) -> Result<ClusterStatus, ClientError> {
-        let rb = self
-            .request(Method::POST, &["api", "v1", "cluster", "voters"])
-            .json(&VotersRequest { ids });
-        self.json(rb).await
-    }
-
-    /// `DELETE /api/v1/cluster/members/{id}`.
-    pub async fn remove_member(&self, id: u64) -> Result<ClusterStatus, ClientError> {
-        let id = id.to_string();
-        let rb = self.request(Method::DELETE, &["api", "v1", "cluster", "members", &id]);
-        self.json(rb).await
-    }
-
     // ---- operations ----
 
     /// `GET /healthz`: `Ok` while the process serves.
@@ -427,7 +378,7 @@ impl Client {
 
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.endpoints.get(self.endpoints.current()).base.clone();
-        // The base always has a path (checked in `with_http_client`), so this cannot fail.
+        // The base always has a path (checked in `Endpoints::parse`), so this cannot fail.
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }

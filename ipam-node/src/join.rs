@@ -67,7 +67,8 @@ impl Join<'_> {
             None => Client::new(self.url, token),
         }
         .map_err(|e| JoinError::InvalidUrl(Box::new(e)))?;
-        let url = client.endpoint().to_string();
+        // Every node of a `--join` list, for the log and the errors.
+        let url = client.endpoints().join(",");
         until(
             &client,
             deadline,
@@ -100,7 +101,8 @@ where
     F: Fn(Client) -> Fut,
     Fut: Future<Output = Result<(), ClientError>>,
 {
-    let url = client.endpoint();
+    let url = client.endpoints().join(",");
+    let url = url.as_str();
     let started = Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {

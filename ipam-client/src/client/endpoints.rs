@@ -240,21 +240,18 @@ impl crate::Client {
         });
     }
 
-    /// Asks every endpoint at once who leads; the first that names itself wins.
+    /// Asks every endpoint at once who leads (`GET /api/v1/cluster` through a client of that
+    /// node alone); the first that names itself wins.
     async fn find_leader(&self) -> Option<usize> {
         let mut set = tokio::task::JoinSet::new();
         for (i, e) in self.endpoints.all().iter().enumerate() {
-            let mut url = e.base.clone();
-            if let Ok(mut p) = url.path_segments_mut() {
-                p.pop_if_empty().extend(["api", "v1", "cluster"]);
-            }
-            let mut rb = self.http.get(url).timeout(LOOKUP_TIMEOUT);
-            if let Some(token) = &self.token {
-                rb = rb.bearer_auth(token);
-            }
+            let Ok(one) = Endpoints::parse(&[e.name.as_str()]) else {
+                continue;
+            };
+            let node = crate::Client::over(one, self.token.clone(), self.http.clone())
+                .with_timeout(LOOKUP_TIMEOUT);
             set.spawn(async move {
-                let resp = rb.send().await.ok()?.error_for_status().ok()?;
-                let status: crate::types::ClusterStatus = resp.json().await.ok()?;
+                let status = node.cluster_status().await.ok()?;
                 Some((i, status.id, status.leader))
             });
         }
