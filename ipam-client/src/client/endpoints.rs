@@ -20,6 +20,7 @@
 //! A client of one endpoint does none of this: it talks to that node, as before.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Url;
@@ -226,6 +227,19 @@ pub(crate) fn leader_of(answers: &[(usize, u64, Option<u64>)]) -> Option<usize> 
         .map(|(i, _, _)| *i)
 }
 
+/// A claimed lookup, ended when dropped — also when its task is cancelled mid-way (its
+/// runtime shut down), which would otherwise leave the client claimed and never look again.
+struct Claim {
+    endpoints: Arc<Endpoints>,
+    leader: Option<usize>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.endpoints.looked(self.leader);
+    }
+}
+
 impl crate::Client {
     /// Starts a background lookup of the leader among this client's endpoints when one is due
     /// (see the module docs). Needs a Tokio runtime, as every call of this client does.
@@ -235,8 +249,11 @@ impl crate::Client {
         }
         let client = self.clone();
         tokio::spawn(async move {
-            let leader = client.find_leader().await;
-            client.endpoints.looked(leader);
+            let mut claim = Claim {
+                endpoints: client.endpoints.clone(),
+                leader: None,
+            };
+            claim.leader = client.find_leader().await;
         });
     }
 
@@ -323,6 +340,17 @@ mod tests {
         );
         let one = Endpoints::parse(&["h:1"]).unwrap();
         assert!(!one.claim_lookup(), "a single endpoint never looks");
+    }
+
+    #[test]
+    fn a_dropped_claim_ends_its_lookup() {
+        let e = Arc::new(Endpoints::parse(&["h:1,h:2"]).unwrap());
+        assert!(e.claim_lookup());
+        drop(Claim {
+            endpoints: e.clone(),
+            leader: None,
+        });
+        assert!(!e.looking.load(Ordering::Relaxed), "free to look again");
     }
 
     #[test]
